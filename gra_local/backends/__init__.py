@@ -1,0 +1,1 @@
+"""Implementations of `gra_local.core.backend.Backend`."""

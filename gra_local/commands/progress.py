@@ -1,0 +1,76 @@
+"""Renders engine events on the terminal: a live progress display on a TTY, plain lines
+otherwise (CI, pipes). The engine never prints; everything it says arrives here."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gra_local.core.events import (
+    Event,
+    ModelLoaded,
+    Notice,
+    RecordDecided,
+    RunStarted,
+    StageProgress,
+    StageStarted,
+)
+
+
+class ProgressView:
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.console = Console(file=self.stream, stderr=stream is None)
+        self.quiet = quiet
+        self.live = self.console.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.stage_task = None
+        self.accept_task = None
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        elif not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            what = "resuming" if event.resumed else "starting"
+            self._line(f"{what} run in {event.out_dir}: {event.samples} accepted samples per round, "
+                       f"{event.rounds} round(s), models: {', '.join(event.models)}")
+            if self.live:
+                self.progress = Progress(
+                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=self.console, transient=False)
+                self.progress.start()
+                self.accept_task = self.progress.add_task("accepted", total=event.samples)
+                self.stage_task = self.progress.add_task("starting", total=1)
+        elif isinstance(event, Notice):
+            self._line(f"note: {event.message}")
+        elif isinstance(event, ModelLoaded):
+            where = "GPU" if event.n_gpu_layers else "CPU"
+            self._line(f"loaded {event.name} in {event.seconds:.2f} s ({where})")
+        elif isinstance(event, StageStarted):
+            if self.progress is not None:
+                self.progress.reset(self.stage_task, total=event.total,
+                                    description=f"round {event.round} {event.stage}")
+            else:
+                self._line(f"round {event.round}: {event.stage} ({event.total} calls)")
+        elif isinstance(event, StageProgress):
+            if self.progress is not None:
+                self.progress.update(self.stage_task, completed=event.done,
+                                     description=f"round {event.round} {event.stage} [{event.model}]")
+        elif isinstance(event, RecordDecided):
+            if self.progress is not None:
+                self.progress.update(self.accept_task, completed=min(event.accepted, event.wanted))
+            mean = f"μ={event.mean:.2f}" if event.mean is not None else "μ=–"
+            self._line(f"{event.id}: {event.decision} ({event.reason}, {mean}); "
+                       f"{event.accepted}/{event.wanted} accepted")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,82 @@
+"""`gra-local run`: check everything that can be checked before a model loads, run, sum up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from pydantic import ValidationError
+
+from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.commands.progress import ProgressView
+from gra_local.core import paths
+from gra_local.core.config import RunOptions
+from gra_local.core.errors import ConfigError, SeedError
+from gra_local.core.scheduler import Run, RunRequest
+from gra_local.models.registry import load_models
+from gra_local.models.resolve import check_model_file, model_ref
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    try:
+        return RunOptions(samples=args.samples, max_attempts=args.max_attempts, rounds=args.rounds,
+                          panel=args.panel, tau=args.tau, delta=args.delta, batch=args.batch,
+                          seed=args.seed, seed_pool=args.seed_pool)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
+    options = build_options(args)
+    if not args.seeds.is_file():
+        raise SeedError(f"{args.seeds}: seed file not found")
+    registry, source = load_models(args.models)
+    refs = {}
+    for spec in registry.models:  # fail on a bad model file now, not after an hour
+        check_model_file(spec)
+        refs[spec.name] = model_ref(spec)
+    request = RunRequest(seeds=args.seeds, out_dir=args.out, options=options, registry=registry,
+                         refs=refs, models_source=source, cache_dir=paths.cache_dir(),
+                         restart=args.restart)
+    view = ProgressView(quiet=args.quiet)
+    backend = LlamaProcessBackend(log_dir=args.out / "logs")
+    try:
+        result = Run(request, backend, view.emit, stop).execute()
+    finally:
+        view.close()
+    print_summary(result.run_json, len(registry.models))
+    return 130 if result.status == "interrupted" else 0
+
+
+def print_summary(data: dict, n_models: int, out=None) -> None:
+    out = out or sys.stdout
+    counts = data["counts"]
+    decided = counts["accepted"] + counts["rejected"]
+    rate = f"{counts['accepted'] / decided:.0%}" if decided else "–"
+    lines = [
+        "",
+        f"status: {data['status']}",
+        f"candidates decided: {decided} of {counts['attempts']} attempts; accepted "
+        f"{counts['accepted']} ({rate}), rejected {counts['rejected']}, adjudicated "
+        f"{counts['adjudicated']}",
+    ]
+    if counts["by_reason"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["by_reason"].items()))
+        lines.append(f"by reason: {reasons}")
+    for name, v in data["judge_validity"].items():
+        lines.append(f"judge output valid for {name}: {v['valid']:.1%} of {v['structured_calls']} "
+                     f"structured calls ({v['valid_first_try']:.1%} on the first try)")
+    loads = ", ".join(f"{k} {v}" for k, v in data["loads"].items())
+    lines.append(f"model loads: {loads}")
+    total = sum(s.get("seconds", 0) for s in data.get("sessions", []))
+    lines.append(f"time: {total:.1f} s over {len(data.get('sessions', []))} session(s)")
+    if data["roles_shared"]["candidates"]:
+        lines.append(f"roles shared: {data['roles_shared']['candidates']} candidates had a model "
+                     f"play two roles ({n_models} model(s) for a panel of {data['roles_shared']['panel']})")
+    if n_models == 1:
+        lines.append("note: one model played every role. A 135M model writes weak data and judges "
+                     "it weakly; add your own 1–8B GGUF models to a models file for real data.")
+    lines.append(f"output: {data['out_dir']}/accepted.jsonl, rejected.jsonl, run.json")
+    print("\n".join(lines), file=out, flush=True)

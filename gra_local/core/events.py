@@ -1,0 +1,84 @@
+"""Typed progress events: what the CLI progress bar and the TUI render.
+
+Events are emitted per model call or per record, never per token. `can_replace` tells a
+consumer that a newer event of the same type makes an older, unrendered one obsolete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    can_replace: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    out_dir: str
+    resumed: bool
+    models: tuple[str, ...]
+    samples: int
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should read (a skipped seed line, a shared role, ...)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class StageStarted(Event):
+    round: int
+    stage: str
+    total: int
+
+
+@dataclass(frozen=True)
+class StageProgress(Event):
+    can_replace: ClassVar[bool] = True
+    round: int
+    stage: str
+    done: int
+    total: int
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded(Event):
+    name: str
+    seconds: float
+    n_gpu_layers: int
+
+
+@dataclass(frozen=True)
+class ModelUnloaded(Event):
+    name: str
+
+
+@dataclass(frozen=True)
+class RecordDecided(Event):
+    id: str
+    decision: str
+    reason: str
+    mean: float | None
+    accepted: int  # accepted so far this round
+    wanted: int
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    status: str  # "complete", "exhausted" (max attempts hit), "interrupted"
+    accepted: int
+    rejected: int
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    return None

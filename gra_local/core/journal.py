@@ -1,0 +1,156 @@
+"""The run directory: append-only outputs, the in-flight journal, the lock, run.json.
+
+- accepted.jsonl / rejected.jsonl: one line per decided candidate, written with a single
+  write, flushed and fsynced before the run moves on. A torn last line (power loss, full
+  disk) is cut off on resume; that candidate is then decided again from the journal.
+- journal.jsonl: snapshots of undecided candidates after each model call, so a killed
+  run redoes at most the call that was in flight.
+- run.json: replaced atomically (temp file + rename), never half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import orjson
+
+from gra_local.core.errors import OutputError
+
+ACCEPTED = "accepted.jsonl"
+REJECTED = "rejected.jsonl"
+JOURNAL = "journal.jsonl"
+POOL = "pool.jsonl"
+RUN_JSON = "run.json"
+LOCK = ".lock"
+RUN_FILES = (ACCEPTED, REJECTED, JOURNAL, POOL, RUN_JSON, "logs")
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class JsonlAppender:
+    """Appends whole lines; each write is flushed and fsynced."""
+
+    def __init__(self, path: Path, fsync: bool = True) -> None:
+        self.path = path
+        self.fsync = fsync
+        self._fh: IO[bytes] = open(path, "ab")
+
+    def append(self, obj: Any) -> None:
+        self._fh.write(_dumps(obj) + b"\n")
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_jsonl(path: Path, repair: bool = True) -> Iterator[dict]:
+    """Yield the records of a JSONL file we wrote. A torn last line is cut off (when
+    `repair`); a bad line in the middle means the file was edited: refuse."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, else a torn write
+    offset = 0
+    for number, line in enumerate(lines, 1):
+        offset += len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise OutputError(f"{path} line {number}: not valid JSON; the file was changed by "
+                              "hand. Fix or remove that line, or start over with --restart") from None
+        yield obj
+    if torn and repair:
+        with open(path, "r+b") as fh:
+            fh.truncate(offset)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise OutputError(f"{path}: unreadable ({exc}); start over with --restart") from None
+
+
+class RunLock:
+    """An exclusive lock on the run directory, released when the process dies."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOCK
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        fh = open(self.path, "a+")
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise OutputError(f"{self.path.parent} is in use by another gra-local run "
+                              f"(pid {holder}); wait for it or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _lock_file(fh: IO[str]) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create the directory and prove it is writable before any model loads."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output directory {out_dir} is not writable ({exc.strerror})") from None
+
+
+def archive_previous(out_dir: Path) -> Path | None:
+    """--restart: move an earlier run's files aside (nothing is deleted)."""
+    present = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if not present:
+        return None
+    dest = out_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.mkdir()
+    for name in present:
+        os.replace(out_dir / name, dest / name)
+    return dest

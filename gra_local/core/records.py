@@ -1,0 +1,150 @@
+"""Typed records at every boundary: judge outputs, candidates in flight, output records.
+
+The output record (`Record`) is a contract documented in the README: later tools and
+users rely on its field names.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCORE_FIELDS = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
+VERDICT_FIELDS = ("reasonable", "complete", "clear")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- what models return (validated after the grammar constrained them) ---------------
+
+
+class Annotation(Strict):
+    """Domain, keyword triple and summary written for a seed (or a kept sample)."""
+
+    domain: str
+    keywords: list[str] = Field(min_length=3, max_length=3)
+    summary: str = Field(min_length=1)
+
+
+class DraftInstruction(Strict):
+    """The generator's first step: a new keyword triple, its summary, one instruction."""
+
+    keywords: list[str] = Field(min_length=3, max_length=3)
+    summary: str = Field(min_length=1)
+    instruction: str = Field(min_length=8)
+
+
+class InstructionVerdict(Strict):
+    """Review phase A: pass/fail on reasonableness, completeness and clarity."""
+
+    reasonable: Literal["pass", "fail"]
+    complete: Literal["pass", "fail"]
+    clear: Literal["pass", "fail"]
+
+    @property
+    def passed(self) -> bool:
+        return all(getattr(self, f) == "pass" for f in VERDICT_FIELDS)
+
+
+class Scores(Strict):
+    """Review phase B (and adjudication): six integer scores 0–10 and short feedback."""
+
+    correctness: int = Field(ge=0, le=10)
+    clarity: int = Field(ge=0, le=10)
+    completeness: int = Field(ge=0, le=10)
+    relevance: int = Field(ge=0, le=10)
+    coherence: int = Field(ge=0, le=10)
+    ethics: int = Field(ge=0, le=10)
+    feedback: str = ""
+
+    @property
+    def mean(self) -> float:
+        return sum(getattr(self, f) for f in SCORE_FIELDS) / len(SCORE_FIELDS)
+
+
+# --- provenance --------------------------------------------------------------------
+
+
+class ModelRef(Strict):
+    """Which model played a role: name, GGUF sha256 and quantization."""
+
+    name: str
+    sha256: str | None = None
+    quantization: str | None = None
+    n_gpu_layers: int | None = None
+
+
+class Tokens(Strict):
+    prompt: int = 0
+    completion: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt += prompt
+        self.completion += completion
+
+
+class Review(Strict):
+    """One reviewer's view of a sample; `scores` stays None when phase B never ran."""
+
+    model: str
+    verdict: InstructionVerdict | None = None
+    scores: Scores | None = None
+    score: float | None = None  # mean of the six scores
+    failures: int = 0  # invalid outputs from this reviewer (each after one repair retry)
+
+
+class Adjudication(Strict):
+    model: str
+    scores: Scores
+    score: float
+    kept: bool
+
+
+class Decision(str, Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Reason(str, Enum):
+    ACCEPTED = "accepted"  # μ ≥ τ and σ ≤ δ
+    ADJUDICATED_ACCEPT = "adjudicated_accept"  # σ > δ, adjudicator score ≥ τ
+    ADJUDICATED_REJECT = "adjudicated_reject"  # σ > δ, adjudicator score < τ
+    LOW_SCORE = "low_score"  # μ < τ
+    INSTRUCTION_FAILED = "instruction_failed"  # a reviewer failed the instruction (phase A)
+    GENERATION_FAILED = "generation_failed"  # the generator gave no valid sample
+    REVIEW_FAILED = "review_failed"  # not enough valid reviews after replacements
+    ADJUDICATION_FAILED = "adjudication_failed"  # no adjudicator gave a valid score
+
+
+class Record(Strict):
+    """One candidate, as written to accepted.jsonl or rejected.jsonl."""
+
+    id: str
+    round: int
+    attempt: int
+    instruction: str
+    response: str
+    domain: str
+    keywords: list[str]
+    summary: str
+    decision: Decision
+    reason: Reason
+    reason_detail: str
+    reviews: list[Review]
+    mean: float | None
+    std: float | None
+    adjudication: Adjudication | None
+    generator: str
+    reviewers: list[str]
+    adjudicator: str | None
+    roles_shared: bool  # a model played two roles for this sample (too few models)
+    models: list[ModelRef]
+    sampling: dict[str, dict[str, float | int]]
+    seed: int
+    tokens: Tokens
+    created_at: str
+    decided_at: str

@@ -1,0 +1,108 @@
+"""Counters that end up in run.json: per model, per stage, per decision."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from gra_local.core.backend import ChatResult
+
+
+class ModelStats(BaseModel):
+    loads: int = 0
+    unloads: int = 0
+    load_seconds: float = 0.0
+    n_gpu_layers: int | None = None
+    calls: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0
+    completion_tokens: int = 0
+    structured_valid_first_try: int = 0
+    structured_valid_after_repair: int = 0
+    structured_failed: int = 0
+    """Counted failures: invalid twice (first reply and the repair retry)."""
+    invalid_replies: dict[str, int] = Field(default_factory=dict)
+    """Every invalid reply (first tries included), by reason."""
+    parse_failures: dict[str, int] = Field(default_factory=dict)
+    """Counted failures by stage."""
+
+    @property
+    def structured_total(self) -> int:
+        return self.structured_valid_first_try + self.structured_valid_after_repair + self.structured_failed
+
+    def validity(self) -> float | None:
+        total = self.structured_total
+        if not total:
+            return None
+        return (self.structured_valid_first_try + self.structured_valid_after_repair) / total
+
+    def first_try_validity(self) -> float | None:
+        total = self.structured_total
+        return self.structured_valid_first_try / total if total else None
+
+
+class StageStats(BaseModel):
+    seconds: float = 0.0
+    calls: int = 0
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0
+    completion_tokens: int = 0
+
+
+class Counts(BaseModel):
+    attempts: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    adjudicated: int = 0
+    by_reason: dict[str, int] = Field(default_factory=dict)
+
+
+class RunStats(BaseModel):
+    counts: Counts = Field(default_factory=Counts)
+    rounds: dict[str, Counts] = Field(default_factory=dict)
+    models: dict[str, ModelStats] = Field(default_factory=dict)
+    stages: dict[str, StageStats] = Field(default_factory=dict)
+    roles_shared: int = 0
+    """Candidates for which a model had to play two roles (too few models)."""
+
+    def model(self, name: str) -> ModelStats:
+        return self.models.setdefault(name, ModelStats())
+
+    def stage(self, name: str) -> StageStats:
+        return self.stages.setdefault(name, StageStats())
+
+    def round(self, number: int) -> Counts:
+        return self.rounds.setdefault(str(number), Counts())
+
+    def record_call(self, model: str, stage: str, result: ChatResult) -> None:
+        evaluated = result.prompt_evaluated if result.prompt_evaluated is not None else result.prompt_tokens
+        for bucket in (self.model(model), self.stage(stage)):
+            bucket.calls += 1
+            bucket.prompt_tokens += result.prompt_tokens
+            bucket.prompt_evaluated += evaluated
+            bucket.completion_tokens += result.completion_tokens
+        self.model(model).seconds += result.seconds
+
+    def record_structured(self, model: str, stage: str, outcome: str, reasons: list[str]) -> None:
+        ms = self.model(model)
+        for reason in reasons:
+            ms.invalid_replies[reason] = ms.invalid_replies.get(reason, 0) + 1
+        if outcome == "first_try":
+            ms.structured_valid_first_try += 1
+        elif outcome == "repaired":
+            ms.structured_valid_after_repair += 1
+        else:
+            ms.structured_failed += 1
+            ms.parse_failures[stage] = ms.parse_failures.get(stage, 0) + 1
+
+    def record_decision(self, round_no: int, accepted: bool, reason: str, adjudicated: bool) -> None:
+        for counts in (self.counts, self.round(round_no)):
+            if accepted:
+                counts.accepted += 1
+            else:
+                counts.rejected += 1
+            if adjudicated:
+                counts.adjudicated += 1
+            counts.by_reason = dict(Counter(counts.by_reason) + Counter({reason: 1}))

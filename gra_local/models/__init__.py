@@ -1,0 +1,1 @@
+"""What a GGUF file is and where models live: no inference here."""

@@ -1,0 +1,59 @@
+"""From a models.toml entry to a checked file on disk and its provenance, before any load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gra_local.core import paths
+from gra_local.core.config import ModelSpec
+from gra_local.core.errors import ModelError
+from gra_local.core.records import ModelRef
+from gra_local.models import default as default_model
+from gra_local.models.gguf_info import GGUFInfo, read_gguf_info, sha256_file
+
+
+def model_path(spec: ModelSpec, data_dir: Path | None = None) -> Path:
+    if spec.is_default:
+        path = default_model.default_model_path(data_dir or paths.data_dir())
+        if not path.is_file():
+            raise ModelError(
+                f"model {spec.name!r} uses the embedded default model, which is not fetched yet: "
+                f"run `gra-local models pull-default`. {default_model.HOW_TO_USE_LOCAL}"
+            )
+        return path
+    return Path(spec.path)
+
+
+def check_model_file(spec: ModelSpec, data_dir: Path | None = None) -> tuple[Path, GGUFInfo]:
+    """Raise ModelError unless the file is a readable, whole GGUF that can chat."""
+    path = model_path(spec, data_dir)
+    info = inspect_spec(spec, data_dir)
+    if info.chat_template is None and not spec.chat_format:
+        raise ModelError(
+            f"model {spec.name!r}: {path} has no chat template; set chat_format "
+            f"(e.g. \"chatml\", \"llama-3\", \"mistral-instruct\") for it in models.toml"
+        )
+    if spec.sha256:
+        actual = sha256_file(path, paths.cache_dir())
+        if actual.lower() != spec.sha256.lower():
+            raise ModelError(f"model {spec.name!r}: {path} has sha256 {actual}, models.toml says {spec.sha256}")
+    return path, info
+
+
+def inspect_spec(spec: ModelSpec, data_dir: Path | None = None) -> GGUFInfo:
+    path = model_path(spec, data_dir)
+    try:
+        return read_gguf_info(path)
+    except ModelError as exc:
+        raise ModelError(f"model {spec.name!r}: {exc}") from None
+
+
+def model_ref(spec: ModelSpec, data_dir: Path | None = None) -> ModelRef:
+    """Name, sha256 and quantization for provenance (hash cached by path+size+mtime)."""
+    path = model_path(spec, data_dir)
+    info = inspect_spec(spec, data_dir)
+    if spec.is_default:
+        digest = default_model.SHA256
+    else:
+        digest = sha256_file(path, paths.cache_dir())
+    return ModelRef(name=spec.name, sha256=digest, quantization=info.file_type)
