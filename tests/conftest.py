@@ -1,1 +1,62 @@
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).parent))
+"""Shared fixtures: isolated gra-local directories, tiny GGUFs, the real embedded model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # `from ggufs import write_tiny_gguf`
+
+from ggufs import write_tiny_gguf  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_SEEDS = REPO / "gra_local" / "data" / "example_seeds.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own config/cache dirs; the data dir (models) stays shared."""
+    root = tmp_path_factory.mktemp("gra-dirs")
+    monkeypatch.setenv("GRA_LOCAL_CONFIG_DIR", str(root / "config"))
+    monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(root / "cache"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+def embedded_model_path() -> Path | None:
+    """The real SmolLM2-135M: GRA_LOCAL_TEST_MODEL, else the fetched default model."""
+    env = os.environ.get("GRA_LOCAL_TEST_MODEL")
+    if env:
+        return Path(env)
+    from gra_local.core import paths
+    from gra_local.models.default import default_model_path
+
+    path = default_model_path(paths.data_dir())
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def smol_model() -> Path:
+    path = embedded_model_path()
+    if path is None or not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("the embedded model is missing in CI: scripts/test must fetch it "
+                        "(gra-local models pull-default)")
+        pytest.skip("embedded SmolLM2 model not fetched (run gra-local models pull-default)")
+    return path
+
+
+def write_models_toml(path: Path, models: list[tuple[str, Path]], extra: str = "") -> Path:
+    """A models file registering `(name, gguf)` pairs for every role."""
+    parts = []
+    for name, gguf in models:
+        parts.append(f'[[models]]\nname = "{name}"\npath = "{gguf}"\nn_ctx = 2048\n{extra}\n')
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

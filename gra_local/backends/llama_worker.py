@@ -97,6 +97,7 @@ class Worker:
             top_p=float(req["top_p"]),
             max_tokens=int(req["max_tokens"]),
             seed=int(req["seed"]),
+            repeat_penalty=float(req.get("repeat_penalty", 1.0)),
             grammar=self._grammar(req.get("grammar")),
         )
         choice = out["choices"][0]

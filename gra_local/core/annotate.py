@@ -19,7 +19,7 @@ from gra_local.core.config import Role
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
 from gra_local.core.journal import JsonlAppender, read_jsonl
-from gra_local.core.records import Annotation, ModelRef, Tokens
+from gra_local.core.records import Annotation, Example, ModelRef, Tokens
 from gra_local.core.seeds import DOMAINS, Seed
 from gra_local.core.stages import StageContext, Task, ask, run_tasks
 
@@ -35,8 +35,9 @@ class PoolEntry(BaseModel):
     summary: str
 
     @property
-    def annotation(self) -> Annotation:
-        return Annotation(domain=self.domain, keywords=self.keywords, summary=self.summary)
+    def example(self) -> Example:
+        return Example(domain=self.domain, keywords=self.keywords, summary=self.summary,
+                       instruction=self.instruction)
 
 
 def _cache_key(seed: Seed, ref: ModelRef) -> str:
@@ -81,7 +82,7 @@ def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRe
             ann = Annotation(domain=seed.domain, keywords=seed.keywords, summary=seed.summary)
             results[seed.index] = _entry(seed, ann)
             continue
-        model = random.Random(f"{ctx.options.seed}/annotate/{seed.line}").choice(annotators)
+        model = random.Random(f"{ctx.options.seed}/annotate/{seed.index}").choice(annotators)
         key = _cache_key(seed, refs[model])
         if key in cache.entries:
             results[seed.index] = _entry(seed, cache.entries[key])
@@ -101,7 +102,7 @@ def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: An
                   results: dict[int, PoolEntry], session: Session) -> None:
     ann, _ = ask(ctx, session, model, "annotate", Role.ANNOTATOR,
                  prompts.annotate(seed.instruction, seed.response), Annotation, Tokens(),
-                 seed=seed.line)
+                 seed=seed.index)
     if ann is not None:
         cache.put(key, ann)
         results[seed.index] = _entry(seed, ann)

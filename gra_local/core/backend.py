@@ -19,6 +19,7 @@ class ChatRequest(BaseModel):
     top_p: float
     max_tokens: int
     seed: int
+    repeat_penalty: float = 1.0
     grammar: str | None = None
     """GBNF grammar constraining the output, or None for free text."""
 

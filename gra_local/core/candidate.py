@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gra_local.core.records import (
     Adjudication,
-    Annotation,
+    Example,
     Decision,
     DraftInstruction,
     ModelRef,
@@ -41,7 +41,7 @@ class Candidate(BaseModel):
     attempt: int
     seed: int
     domain: str
-    examples: list[Annotation]
+    examples: list[Example]
     generator: str
     reviews: list[Review]  # one per panel slot; a slot's model changes when it fails
     adjudicators: list[str]
@@ -59,7 +59,7 @@ class Candidate(BaseModel):
 
     @classmethod
     def new(cls, round_no: int, attempt: int, run_seed: int, domain: str,
-            examples: list[Annotation], draw: RoleDraw) -> Candidate:
+            examples: list[Example], draw: RoleDraw) -> Candidate:
         return cls(
             id=candidate_id(round_no, attempt), round=round_no, attempt=attempt,
             seed=zlib.crc32(f"{run_seed}/{round_no}/{attempt}".encode()) & 0x7FFFFFFF,

@@ -34,11 +34,14 @@ class Sampling(BaseModel):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     """Nucleus sampling mass."""
     max_tokens: int = Field(160, ge=16, le=32768)
-    """Completion budget. Running into it is a failure, never a valid answer."""
+    """Completion budget of free-text answers; running into it is a failure, never a valid
+    answer. Structured replies (annotations, verdicts, scores) are bounded by their grammar."""
+    repeat_penalty: float = Field(1.0, ge=0.5, le=2.0)
+    """Penalty on repeated tokens; above 1.0 keeps small models out of loops."""
 
 
 DEFAULT_SAMPLING: dict[Role, Sampling] = {
-    Role.GENERATOR: Sampling(temperature=0.8, top_p=0.95, max_tokens=384),
+    Role.GENERATOR: Sampling(temperature=0.8, top_p=0.95, max_tokens=512, repeat_penalty=1.1),
     Role.REVIEWER: Sampling(temperature=0.2, top_p=0.9, max_tokens=160),
     Role.ADJUDICATOR: Sampling(temperature=0.2, top_p=0.9, max_tokens=160),
     Role.ANNOTATOR: Sampling(temperature=0.3, top_p=0.9, max_tokens=160),

@@ -125,6 +125,21 @@ def _check_text(obj: M) -> M:
     return obj
 
 
+# Longest reply each grammar admits, in characters. Structured calls get twice this many
+# tokens (a token is at least one character, a rare non-ASCII one a few bytes), so a
+# grammar-bound reply cannot hit the token limit: its grammar bounds its length instead.
+MAX_CHARS = {
+    Scores: 200 + FEEDBACK_MAX,
+    InstructionVerdict: 90,
+    Annotation: 120 + 3 * KEYWORD_MAX + SUMMARY_MAX,
+    DraftInstruction: 120 + 3 * KEYWORD_MAX + SUMMARY_MAX + INSTRUCTION_MAX,
+}
+
+
+def token_budget(out_type: type[BaseModel]) -> int:
+    return 2 * MAX_CHARS[out_type]
+
+
 GRAMMARS = {
     Scores: scores_grammar(),
     InstructionVerdict: verdict_grammar(),

@@ -7,7 +7,7 @@ Everything that varies goes into the user message, after the shared prefix.
 
 from __future__ import annotations
 
-from gra_local.core.records import Annotation, Review
+from gra_local.core.records import Example, Review
 from gra_local.core.seeds import DOMAINS
 
 PROMPT_VERSION = "2026-11-24.1"  # part of the annotation cache key
@@ -16,15 +16,15 @@ _DOMAINS = ", ".join(DOMAINS)
 
 ANNOTATE_SYSTEM = (
     "You label training examples. Read the example and reply with JSON only: "
-    f"\"domain\" (one of: {_DOMAINS}), \"keywords\" (exactly three short keywords naming "
-    "its core concepts) and \"summary\" (one sentence saying what the example is about and "
+    f"\"domain\" (one of: {_DOMAINS}), \"keywords\" (exactly three different short keywords "
+    "naming its core concepts) and \"summary\" (one sentence saying what the example is about and "
     "how the three keywords relate)."
 )
 
 DRAFT_SYSTEM = (
     "You invent new tasks for a training dataset. You are given a domain and a few example "
     "keyword triples with summaries. Combine ideas from them into a NEW triple of three "
-    "keywords, write a one-sentence summary of how they relate, and write ONE clear, "
+    "different keywords, write a one-sentence summary of how they relate, and write ONE clear, "
     "self-contained instruction in that domain that a user could ask an assistant. "
     "The instruction must contain everything needed to answer it. Reply with JSON only."
 )
@@ -71,11 +71,18 @@ def annotate(instruction: str, response: str | None) -> list[dict[str, str]]:
     ]
 
 
-def draft(domain: str, examples: list[Annotation]) -> list[dict[str, str]]:
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def draft(domain: str, examples: list[Example]) -> list[dict[str, str]]:
     lines = [f"Domain: {domain}", "Examples:"]
     for i, ex in enumerate(examples, 1):
-        lines.append(f"{i}. keywords: {', '.join(ex.keywords)}. summary: {ex.summary}")
-    lines.append(f"Write a new {domain} task.")
+        lines.append(f"{i}. keywords: {', '.join(ex.keywords)}; summary: {ex.summary}")
+        if ex.instruction:
+            lines.append(f"   instruction: {_clip(ex.instruction, 240)}")
+    lines.append(f"Write one new {domain} task with three new keywords.")
     return [
         {"role": "system", "content": DRAFT_SYSTEM},
         {"role": "user", "content": "\n".join(lines)},

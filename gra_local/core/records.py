@@ -30,6 +30,12 @@ class Annotation(Strict):
     summary: str = Field(min_length=1)
 
 
+class Example(Annotation):
+    """A pool entry shown to the generator: its annotation and its instruction."""
+
+    instruction: str = ""
+
+
 class DraftInstruction(Strict):
     """The generator's first step: a new keyword triple, its summary, one instruction."""
 

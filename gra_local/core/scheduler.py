@@ -234,7 +234,7 @@ class Run:
             pool = by_domain[domain]
             picked = rng.sample(pool, min(self.opts.examples_per_prompt, len(pool)))
             cand = Candidate.new(round_no, attempt, self.opts.seed, domain,
-                                 [p.annotation for p in picked], draw)
+                                 [p.example for p in picked], draw)
             self._snapshot(cand)
             batch.append(cand)
         state.attempts[round_no] += n
@@ -261,6 +261,8 @@ class Run:
                                f"{self.opts.tau}", outcome.mean, outcome.std)
             else:
                 contested.append((cand, outcome))
+        if state.accepted_in(batch[0].round) >= self.opts.samples:
+            return  # contested ones stay in the journal for a later, larger run
         adjudicate(self.ctx, [c for c, _ in contested])
         self._finalize_failed([c for c, _ in contested], state)
         for cand, outcome in contested:
@@ -294,6 +296,10 @@ class Run:
     def _finalize(self, cand: Candidate, state: rundir.RunDirState, reason: Reason, detail: str,
                   mean: float | None, std: float | None) -> None:
         accepted = reason in (Reason.ACCEPTED, Reason.ADJUDICATED_ACCEPT)
+        if accepted and state.accepted_in(cand.round) >= self.opts.samples:
+            # The round has what was asked for: keep this one in the journal, undecided,
+            # so that a rerun with a larger --samples takes it without redoing any call.
+            return
         decision = Decision.ACCEPTED if accepted else Decision.REJECTED
         record = cand.to_record(decision, reason, detail, mean, std, self.req.refs,
                                 self._sampling(cand))

@@ -21,7 +21,7 @@ from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, Role, RunOptions
 from gra_local.core.decide import adjudicator_keeps
 from gra_local.core.events import EventSink, StageProgress, StageStarted
-from gra_local.core.grammars import GRAMMARS, InvalidOutput, parse_json
+from gra_local.core.grammars import GRAMMARS, InvalidOutput, parse_json, token_budget
 from gra_local.core.pool import ModelPool
 from gra_local.core.records import (
     Adjudication,
@@ -91,7 +91,8 @@ def ask(ctx: StageContext, session: Session, model: str, stage: str, role: Role,
     for retry in (0, 1):
         result = session.chat(ChatRequest(
             messages=current, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens, seed=seed + retry, grammar=GRAMMARS[out_type]))
+            max_tokens=token_budget(out_type), repeat_penalty=sampling.repeat_penalty,
+            seed=seed + retry, grammar=GRAMMARS[out_type]))
         ctx.stats.record_call(model, stage, result)
         tokens.add(result.prompt_tokens, result.completion_tokens)
         try:
@@ -131,7 +132,8 @@ def _answer(ctx: StageContext, cand: Candidate, session: Session) -> None:
     for retry in (0, 1):
         result = session.chat(ChatRequest(
             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens, seed=cand.call_seed("answer", retry)))
+            max_tokens=sampling.max_tokens, repeat_penalty=sampling.repeat_penalty,
+            seed=cand.call_seed("answer", retry)))
         ctx.stats.record_call(cand.generator, "generate", result)
         cand.tokens.add(result.prompt_tokens, result.completion_tokens)
         text = result.text.strip()

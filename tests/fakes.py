@@ -1,0 +1,100 @@
+"""A scripted backend for scheduler tests: answers by role, counts loads and calls.
+
+It tests the scheduler's bookkeeping (draws, decisions, resume), never the engine: the
+engine is proven on real llama.cpp in tests/backends and tests/test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+
+from gra_local.core import prompts
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
+from gra_local.core.config import ModelSpec
+
+SCORES_9 = {"correctness": 9, "clarity": 9, "completeness": 9, "relevance": 9, "coherence": 9,
+            "ethics": 9, "feedback": "good"}
+PASS = {"reasonable": "pass", "complete": "pass", "clear": "pass"}
+
+
+def scores(value: int, feedback: str = "ok") -> dict:
+    return {k: value for k in SCORES_9 if k != "feedback"} | {"feedback": feedback}
+
+
+ROLE_BY_SYSTEM = {
+    prompts.ANNOTATE_SYSTEM: "annotate",
+    prompts.DRAFT_SYSTEM: "draft",
+    prompts.ANSWER_SYSTEM: "answer",
+    prompts.REVIEW_A_SYSTEM: "review_a",
+    prompts.REVIEW_B_SYSTEM: "review_b",
+    prompts.ADJUDICATE_SYSTEM: "adjudicate",
+}
+
+
+@dataclass
+class Call:
+    model: str
+    role: str
+    request: ChatRequest
+
+
+Reply = dict | str | tuple[str, str]  # JSON object, free text, or (text, finish_reason)
+Script = Callable[[Call], Reply | None]
+
+
+def default_reply(call: Call) -> Reply:
+    if call.role == "annotate":
+        return {"domain": "math", "keywords": ["sum", "list", "loop"], "summary": "Adding numbers."}
+    if call.role == "draft":
+        n = call.request.seed % 1000
+        return {"keywords": ["add", "numbers", f"k{n}"], "summary": "Adding two numbers.",
+                "instruction": f"What is {n} plus {n}? Explain briefly."}
+    if call.role == "answer":
+        return "The answer is twice the number."
+    if call.role == "review_a":
+        return PASS
+    return SCORES_9
+
+
+@dataclass
+class FakeBackend:
+    script: Script | None = None
+    calls: list[Call] = field(default_factory=list)
+    loads: list[str] = field(default_factory=list)
+    stop_after: int | None = None  # set `stop` after this many calls (simulates Ctrl-C)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def load(self, spec: ModelSpec) -> "FakeSession":
+        self.loads.append(spec.name)
+        return FakeSession(self, spec.name)
+
+
+class FakeSession:
+    def __init__(self, backend: FakeBackend, name: str) -> None:
+        self.backend = backend
+        self.name = name
+        self.info = LoadInfo(name=name, seconds=0.01, n_gpu_layers=0, n_ctx=2048)
+        self.closed = False
+
+    def chat(self, request: ChatRequest) -> ChatResult:
+        assert not self.closed, "chat after close"
+        call = Call(self.name, ROLE_BY_SYSTEM[request.messages[0]["content"]], request)
+        self.backend.calls.append(call)
+        reply = self.backend.script(call) if self.backend.script else None
+        if reply is None:
+            reply = default_reply(call)
+        finish = "stop"
+        if isinstance(reply, tuple):
+            reply, finish = reply
+        text = reply if isinstance(reply, str) else orjson.dumps(reply).decode()
+        if self.backend.stop_after is not None and len(self.backend.calls) >= self.backend.stop_after:
+            self.backend.stop.set()
+        return ChatResult(text=text, finish_reason=finish, prompt_tokens=100,
+                          completion_tokens=20, prompt_evaluated=30, seconds=0.001)
+
+    def close(self) -> None:
+        self.closed = True

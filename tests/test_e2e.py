@@ -1,0 +1,99 @@
+"""End to end on the real embedded SmolLM2-135M through real llama.cpp worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import EXAMPLE_SEEDS
+
+from gra_local.core.records import Record
+
+pytestmark = pytest.mark.e2e
+
+# Short answers keep the test quick; everything else is the shipped default.
+MODELS = """[[models]]
+name = "smol"
+path = "{path}"
+n_ctx = 2048
+[models.sampling.generator]
+temperature = 0.8
+max_tokens = 160
+repeat_penalty = 1.1
+"""
+
+
+def cli(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "gra_local.cli", *map(str, args)]
+
+
+def models_file(tmp_path: Path, model: Path) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(MODELS.format(path=model), encoding="utf-8")
+    return path
+
+
+def read(path: Path) -> list[dict]:
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models",
+                              models_file(tmp_path, smol_model), "--samples", "1",
+                              "--max-attempts", "3", "--seed-pool", "6"),
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+    assert recs, "a run must decide candidates"
+    for rec in recs:
+        Record.model_validate(rec)
+        assert rec["models"][0]["quantization"] == "Q4_1" and len(rec["models"][0]["sha256"]) == 64
+        assert rec["tokens"]["prompt"] > 0 and rec["tokens"]["completion"] > 0
+    run = orjson.loads((out / "run.json").read_bytes())
+    assert run["loads"] == {"smol": 1}
+    assert run["counts"]["accepted"] + run["counts"]["rejected"] == len(recs)
+    assert run["judge_validity"]["smol"]["structured_calls"] > 0
+    assert run["prefix_cache"]["review_a"]["prompt_evaluated"] < run["prefix_cache"]["review_a"]["prompt_tokens"]
+    assert "status:" in proc.stdout and "smol" in proc.stdout
+    assert (out / "logs" / "smol.log").stat().st_size > 0  # llama.cpp talked to the log, not us
+
+
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, smol_model: Path) -> None:
+    out = tmp_path / "out"
+    args = cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models_file(tmp_path, smol_model),
+               "--samples", "3", "--max-attempts", "5", "--batch", "2", "--seed-pool", "6")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if read(out / "accepted.jsonl") + read(out / "rejected.jsonl"):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its model worker, mid-batch
+    finally:
+        proc.wait()
+    killed_with = len(read(out / "accepted.jsonl") + read(out / "rejected.jsonl"))
+    assert killed_with >= 1
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+    ids = [r["id"] for r in recs]
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    run = orjson.loads((out / "run.json").read_bytes())
+    attempts = run["counts"]["attempts"]
+    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
+    expected = {f"r1-{n:06d}" for n in range(1, attempts + 1)}
+    assert set(ids) | pending == expected, "an attempt was lost"
+    assert len(recs) >= killed_with
+    assert [s["status"] for s in run["sessions"]][-1] in ("complete", "exhausted")
