@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Benchmark: what the pipeline's backend costs, and which judge output format to use.
+
+On the embedded model (or --model PATH), in one run:
+
+a. Generation overhead: the same N free-text prompts (prompts.answer on the bundled
+   example seeds, fixed seeds, temperature 0.8, max_tokens 128) through the pipeline
+   backend (LlamaProcessBackend -> worker process -> session.chat) and through
+   llama-cpp-python in this process. Both are warmed with one untimed call, the order
+   alternates per prompt, and tokens/s = sum(completion tokens) / sum(wall seconds seen
+   by the caller), so the pipeline's figure includes IPC.
+b. Judge formats on M review-B prompts (prompts.review_response on seed instruction and
+   seed output), all on the in-process model so the format is the only variable:
+   gbnf   - grammars.GRAMMARS[Scores], the pipeline's choice
+   schema - response_format json_object with a JSON schema (six 0-10 ints, feedback
+            maxLength 60)
+   free   - a compact two-line format (`scores: c cl co r coh e` / `feedback: ...`),
+            no grammar, parsed by regex and validated with the pydantic Scores model
+   A reply that hit max_tokens is invalid whatever it looks like.
+c. Prefix reuse: the gbnf review calls again through the pipeline backend, reporting
+   prompt tokens sent vs evaluated (ChatResult.prompt_evaluated).
+
+The last line printed is exactly `overhead_ratio=<pipeline tok/s / raw tok/s>`.
+A benchmark, not a test: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.core import grammars, paths, prompts
+from gra_local.core.backend import ChatRequest
+from gra_local.core.config import ModelSpec
+from gra_local.core.records import SCORE_FIELDS, Scores
+from gra_local.core.seeds import Seed, iter_seeds
+from gra_local.models.default import default_model_path
+
+SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
+
+GEN = {"temperature": 0.8, "top_p": 0.95, "repeat_penalty": 1.1}  # the generator's defaults
+JUDGE = {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.0}  # the reviewer's defaults
+
+SCORES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **{f: {"type": "integer", "minimum": 0, "maximum": 10} for f in SCORE_FIELDS},
+        "feedback": {"type": "string", "maxLength": grammars.FEEDBACK_MAX},
+    },
+    "required": [*SCORE_FIELDS, "feedback"],
+}
+
+FREE_SYSTEM = (
+    "You are a strict reviewer of responses for a training dataset. Score the response to "
+    "the instruction with integers from 0 (worst) to 10 (best) for: correctness, clarity, "
+    "completeness, relevance, coherence and ethics. Reply with exactly two lines and "
+    "nothing else:\n"
+    "scores: c cl co r coh e\n"
+    "feedback: one short sentence\n"
+    "where c cl co r coh e are the six integer scores in that order."
+)
+
+_FREE_SCORES = re.compile(r"scores?\s*[:=]\s*((?:\d{1,2}[\s,;/]+){5}\d{1,2})\b", re.I)
+_FREE_FEEDBACK = re.compile(r"feedback\s*[:=]\s*(.*)", re.I)
+
+
+def parse_free(text: str, finish_reason: str) -> Scores:
+    """Parse the compact format; never turns unvalidated text into a score."""
+    if finish_reason == "length":
+        raise grammars.InvalidOutput("truncated (hit max_tokens)")
+    m = _FREE_SCORES.search(text)
+    if not m:
+        raise grammars.InvalidOutput("no `scores:` line with six integers")
+    values = [int(v) for v in re.findall(r"\d+", m.group(1))]
+    fb = _FREE_FEEDBACK.search(text[m.end():])
+    try:
+        return Scores(**dict(zip(SCORE_FIELDS, values)),
+                      feedback=fb.group(1).strip() if fb else "")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise grammars.InvalidOutput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def free_messages(instruction: str, response: str) -> list[dict[str, str]]:
+    user = prompts.review_response(instruction, response)[1]["content"]
+    return [{"role": "system", "content": FREE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def pick(seeds: list[Seed], n: int, offset: int = 0) -> list[Seed]:
+    """n seeds spread evenly over the file (so over the domains), starting at offset."""
+    step = len(seeds) / n
+    return [seeds[(int(i * step) + offset) % len(seeds)] for i in range(n)]
+
+
+def raw_chat(llm: Any, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
+             sampling: dict[str, float], **extra: Any) -> tuple[dict, float]:
+    start = time.perf_counter()
+    out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, seed=seed,
+                                     **sampling, **extra)
+    wall = time.perf_counter() - start
+    choice = out["choices"][0]
+    usage = out.get("usage", {})
+    return {
+        "text": choice["message"].get("content") or "",
+        "finish_reason": choice.get("finish_reason") or "stop",
+        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+        "completion_tokens": int(usage.get("completion_tokens", 0)),
+    }, wall
+
+
+def pipe_chat(session: Any, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
+              sampling: dict[str, float], grammar: str | None = None) -> tuple[dict, float]:
+    start = time.perf_counter()
+    res = session.chat(ChatRequest(messages=messages, max_tokens=max_tokens, seed=seed,
+                                   grammar=grammar, **sampling))
+    wall = time.perf_counter() - start
+    return res.model_dump(), wall
+
+
+def mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def std(xs: list[float]) -> float:
+    return statistics.pstdev(xs) if len(xs) > 1 else float("nan")
+
+
+def tok_s(tokens: int, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else float("nan")
+
+
+# --- a. generation overhead ------------------------------------------------------------
+
+
+def bench_generation(llm: Any, session: Any, items: list[Seed], warm: Seed,
+                     max_tokens: int) -> dict:
+    msgs = prompts.answer(warm.instruction)
+    raw_chat(llm, msgs, max_tokens=max_tokens, seed=7, sampling=GEN)
+    pipe_chat(session, msgs, max_tokens=max_tokens, seed=7, sampling=GEN)
+    rows = []
+    for i, seed in enumerate(items):
+        msgs = prompts.answer(seed.instruction)
+        kw = {"max_tokens": max_tokens, "seed": 1000 + i, "sampling": GEN}
+        if i % 2 == 0:
+            p, p_wall = pipe_chat(session, msgs, **kw)
+            r, r_wall = raw_chat(llm, msgs, **kw)
+        else:
+            r, r_wall = raw_chat(llm, msgs, **kw)
+            p, p_wall = pipe_chat(session, msgs, **kw)
+        rows.append({
+            "seed_line": seed.line,
+            "first": "pipeline" if i % 2 == 0 else "raw",
+            "pipeline": {"wall": p_wall, "worker_seconds": p["seconds"],
+                         "completion_tokens": p["completion_tokens"],
+                         "prompt_tokens": p["prompt_tokens"],
+                         "prompt_evaluated": p["prompt_evaluated"],
+                         "finish_reason": p["finish_reason"]},
+            "raw": {"wall": r_wall, "completion_tokens": r["completion_tokens"],
+                    "prompt_tokens": r["prompt_tokens"], "finish_reason": r["finish_reason"]},
+            "same_text": p["text"] == r["text"],
+        })
+    p_tok = sum(r["pipeline"]["completion_tokens"] for r in rows)
+    p_sec = sum(r["pipeline"]["wall"] for r in rows)
+    w_sec = sum(r["pipeline"]["worker_seconds"] for r in rows)
+    r_tok = sum(r["raw"]["completion_tokens"] for r in rows)
+    r_sec = sum(r["raw"]["wall"] for r in rows)
+    return {
+        "prompts": len(rows),
+        "max_tokens": max_tokens,
+        "sampling": GEN,
+        "pipeline": {"completion_tokens": p_tok, "seconds": p_sec, "tok_s": tok_s(p_tok, p_sec),
+                     "worker_seconds": w_sec, "ipc_seconds": p_sec - w_sec},
+        "raw": {"completion_tokens": r_tok, "seconds": r_sec, "tok_s": tok_s(r_tok, r_sec)},
+        "identical_outputs": sum(r["same_text"] for r in rows),
+        "ratio": tok_s(p_tok, p_sec) / tok_s(r_tok, r_sec),
+        "rows": rows,
+    }
+
+
+# --- b. judge formats ------------------------------------------------------------------
+
+
+def judge_format(name: str, call, parse, items: list[Seed]) -> dict:
+    rows = []
+    for i, seed in enumerate(items):
+        out, wall = call(seed, 2000 + i)
+        try:
+            s = parse(out["text"], out["finish_reason"])
+            ok, reason, score = True, None, s.mean
+        except grammars.InvalidOutput as exc:
+            ok, reason, score = False, exc.reason, None
+        rows.append({"seed_line": seed.line, "valid": ok, "reason": reason, "mean": score,
+                     "wall": wall, "completion_tokens": out["completion_tokens"],
+                     "prompt_tokens": out["prompt_tokens"],
+                     "prompt_evaluated": out.get("prompt_evaluated"),
+                     "finish_reason": out["finish_reason"], "text": out["text"]})
+    tokens = sum(r["completion_tokens"] for r in rows)
+    seconds = sum(r["wall"] for r in rows)
+    means = [r["mean"] for r in rows if r["valid"]]
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if not r["valid"]:
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    return {
+        "format": name, "valid": len(means), "total": len(rows),
+        "tok_s": tok_s(tokens, seconds), "mean_seconds": seconds / len(rows),
+        "mean_completion_tokens": tokens / len(rows),
+        "score_mean": mean(means), "score_std": std(means),
+        "invalid_reasons": reasons, "rows": rows,
+    }
+
+
+def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: int,
+                 free_max_tokens: int) -> tuple[list[dict], dict]:
+    from llama_cpp import LlamaGrammar
+
+    gbnf = grammars.GRAMMARS[Scores]
+    gbnf_obj = LlamaGrammar.from_string(gbnf, verbose=False)
+    budget = grammars.token_budget(Scores)
+
+    def parse_json(text: str, finish: str) -> Scores:
+        return grammars.parse_json(text, Scores, finish)
+
+    def call_gbnf(seed: Seed, s: int):
+        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or ""),
+                        max_tokens=budget, seed=s, sampling=JUDGE, grammar=gbnf_obj)
+
+    def call_schema(seed: Seed, s: int):
+        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or ""),
+                        max_tokens=schema_max_tokens, seed=s, sampling=JUDGE,
+                        response_format={"type": "json_object", "schema": SCORES_SCHEMA})
+
+    def call_free(seed: Seed, s: int):
+        return raw_chat(llm, free_messages(seed.instruction, seed.response or ""),
+                        max_tokens=free_max_tokens, seed=s, sampling=JUDGE)
+
+    def call_pipe(seed: Seed, s: int):
+        return pipe_chat(session, prompts.review_response(seed.instruction, seed.response or ""),
+                         max_tokens=budget, seed=s, sampling=JUDGE, grammar=gbnf)
+
+    results = [
+        judge_format(f"gbnf (pipeline's, max_tokens {budget})", call_gbnf, parse_json, items),
+        judge_format(f"schema (response_format, max_tokens {schema_max_tokens})",
+                     call_schema, parse_json, items),
+        judge_format(f"free (two-line, regex, max_tokens {free_max_tokens})",
+                     call_free, parse_free, items),
+    ]
+    pipe = judge_format("gbnf via pipeline backend", call_pipe, parse_json, items)
+    return results, pipe
+
+
+def choose(results: list[dict]) -> tuple[str, str]:
+    best_valid = max(r["valid"] / r["total"] for r in results)
+    floor = 0.95 if best_valid >= 0.95 else best_valid
+    eligible = [r for r in results if r["valid"] / r["total"] >= floor]
+    pick_ = min(eligible, key=lambda r: r["mean_seconds"])
+    others = "; ".join(f"{r['format'].split()[0]} {r['valid']}/{r['total']} valid, "
+                       f"{r['mean_seconds']:.2f} s/call" for r in results if r is not pick_)
+    why = (f"{pick_['valid']}/{pick_['total']} valid at {pick_['mean_seconds']:.2f} s/call, "
+           f"{pick_['tok_s']:.1f} tok/s; fastest of those with validity >= "
+           f"{floor:.0%}; {others}")
+    return pick_["format"].split()[0], why
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, help="GGUF file (default: the embedded SmolLM2-135M)")
+    ap.add_argument("-n", "--gen-prompts", type=int, default=8, help="generation prompts (8)")
+    ap.add_argument("-m", "--judge-prompts", type=int, default=8, help="review-B prompts (8)")
+    ap.add_argument("--gen-max-tokens", type=int, default=128)
+    ap.add_argument("--schema-max-tokens", type=int, default=150,
+                    help="budget of the JSON-schema judge (150, as measured in issue 3)")
+    ap.add_argument("--free-max-tokens", type=int, default=80)
+    ap.add_argument("--n-threads", type=int, default=None,
+                    help="threads for both paths (default: os.cpu_count())")
+    ap.add_argument("--json", type=Path, help="save all figures to this file")
+    args = ap.parse_args()
+
+    t_start = time.perf_counter()
+    model = args.model or default_model_path(paths.data_dir())
+    if not model.is_file():
+        print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
+              file=sys.stderr)
+        return 2
+    n_threads = args.n_threads or os.cpu_count()
+    seeds = [s for s in iter_seeds(SEEDS_FILE) if isinstance(s, Seed)]
+    gen_items = pick(seeds, args.gen_prompts)
+    warm = pick(seeds, 1, offset=len(seeds) // 2 + 1)[0]
+    judge_items = pick(seeds, args.judge_prompts, offset=1)
+
+    from llama_cpp import Llama, __version__ as llama_version
+
+    load0 = time.perf_counter()
+    llm = Llama(model_path=str(model), n_ctx=4096, n_threads=n_threads, verbose=False)
+    raw_load = time.perf_counter() - load0
+    spec = ModelSpec(name="bench", path=str(model), n_ctx=4096, n_threads=n_threads)
+    with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
+        backend = LlamaProcessBackend(Path(logs), paths.data_dir())
+        load0 = time.perf_counter()
+        session = backend.load(spec)
+        pipe_load = time.perf_counter() - load0
+        try:
+            gen = bench_generation(llm, session, gen_items, warm, args.gen_max_tokens)
+            judges, pipe_judge = bench_judges(llm, session, judge_items,
+                                              args.schema_max_tokens, args.free_max_tokens)
+        finally:
+            session.close()
+
+    name, why = choose(judges)
+    sent = sum(r["prompt_tokens"] for r in pipe_judge["rows"])
+    evaluated = sum(r["prompt_evaluated"] or 0 for r in pipe_judge["rows"])
+    total = time.perf_counter() - t_start
+
+    print(f"model: {model}  (llama-cpp-python {llama_version}, n_threads {n_threads}, "
+          f"cpu_count {os.cpu_count()})")
+    print(f"loads: raw {raw_load:.2f} s, pipeline worker {pipe_load:.2f} s (process start + load)")
+    print()
+    print(f"a. generation: {gen['prompts']} prompts, max_tokens {gen['max_tokens']}, "
+          f"temperature {GEN['temperature']}, top_p {GEN['top_p']}, "
+          f"repeat_penalty {GEN['repeat_penalty']}, alternating order")
+    print(f"   {'path':<10}{'tokens':>8}{'seconds':>10}{'tok/s':>9}")
+    for key in ("pipeline", "raw"):
+        g = gen[key]
+        print(f"   {key:<10}{g['completion_tokens']:>8}{g['seconds']:>10.2f}{g['tok_s']:>9.1f}")
+    print(f"   pipeline: {gen['pipeline']['worker_seconds']:.2f} s inside the worker, "
+          f"{gen['pipeline']['ipc_seconds']:.3f} s IPC/serialisation; identical text on "
+          f"{gen['identical_outputs']}/{gen['prompts']} prompts")
+    print()
+    print(f"b. judge formats, {args.judge_prompts} review-B prompts (seed instruction + seed "
+          f"output), temperature {JUDGE['temperature']}, in-process model")
+    hdr = f"   {'format':<44}{'valid':>7}{'tok/s':>8}{'s/call':>8}{'tok/call':>9}{'mean':>7}{'std':>6}"
+    print(hdr)
+    for r in [*judges, pipe_judge]:
+        print(f"   {r['format']:<44}{r['valid']:>4}/{r['total']:<2}{r['tok_s']:>8.1f}"
+              f"{r['mean_seconds']:>8.2f}{r['mean_completion_tokens']:>9.1f}"
+              f"{r['score_mean']:>7.2f}{r['score_std']:>6.2f}")
+    for r in [*judges, pipe_judge]:
+        if r["invalid_reasons"]:
+            reasons = ", ".join(f"{k} x{v}" for k, v in r["invalid_reasons"].items())
+            print(f"   invalid {r['format'].split()[0]}: {reasons}")
+    print()
+    print(f"c. prefix reuse, pipeline review-B calls (gbnf): prompt tokens sent {sent}, "
+          f"evaluated {evaluated} ({1 - evaluated / sent:.0%} reused); per call "
+          + " ".join(f"{r['prompt_evaluated']}/{r['prompt_tokens']}" for r in pipe_judge["rows"]))
+    print()
+    print(f"total runtime {total:.1f} s")
+    print(f"chosen judge format: {name} ({why})")
+
+    if args.json:
+        args.json.write_text(json.dumps({
+            "model": str(model), "llama_cpp_python": llama_version, "n_threads": n_threads,
+            "loads": {"raw": raw_load, "pipeline": pipe_load},
+            "generation": gen, "judges": judges, "judge_pipeline": pipe_judge,
+            "prefix_reuse": {"sent": sent, "evaluated": evaluated},
+            "chosen_judge_format": name, "why": why, "runtime_seconds": total,
+            "overhead_ratio": gen["ratio"],
+        }, indent=2))
+    print(f"overhead_ratio={gen['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
