@@ -1,0 +1,51 @@
+"""Ctrl-C on a real run (tiny GGUF through real llama.cpp workers): finish the current
+call, write run.json, exit 130, and resume on the next run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from conftest import EXAMPLE_SEEDS, write_models_toml
+
+
+def test_ctrl_c_saves_and_resumes(tmp_path: Path, tiny_gguf: Path) -> None:
+    models = write_models_toml(tmp_path / "models.toml", [("tiny", tiny_gguf)])
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "gra_local.cli", "run", str(EXAMPLE_SEEDS), "--out", str(out),
+            "--models", str(models), "--samples", "200", "--max-attempts", "200",
+            "--seed-pool", "4", "--batch", "6", "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.stat().st_size > 8_000:  # a batch is under way
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "stopping after the current model call" in stderr
+    run = orjson.loads((out / "run.json").read_bytes())
+    assert run["status"] == "interrupted"
+    assert "status: interrupted" in stdout
+
+    # Resume without new batches: finish what was in flight, then stop (tiny model: fast).
+    attempts = run["counts"]["attempts"]
+    args[args.index("--max-attempts") + 1] = str(attempts)
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr
+    run = orjson.loads((out / "run.json").read_bytes())
+    assert run["sessions"][0]["status"] == "interrupted"
+    assert run["sessions"][-1]["status"] in ("complete", "exhausted")
+    ids = [orjson.loads(x)["id"] for name in ("accepted.jsonl", "rejected.jsonl")
+           for x in (out / name).read_bytes().splitlines()]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == [f"r1-{n:06d}" for n in range(1, attempts + 1)]  # all decided, none lost
