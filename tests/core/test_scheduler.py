@@ -101,7 +101,6 @@ def test_low_score_and_adjudication_outcomes(tmp_path: Path) -> None:
 
     def split(call: Call):  # reviewer slots score 10, 10, 6 → μ 8.67 σ 1.89 → adjudicate
         if call.role == "review_b":
-            slot = [m["content"] for m in call.request.messages]
             return scores(6) if len([c for c in backend.calls if c.role == "review_b"]) % 3 == 0 else scores(10)
         if call.role == "adjudicate":
             return scores(9)

@@ -173,13 +173,8 @@ def test_truncated_tensor_data(tmp_path: Path) -> None:
     assert f"has {full - 4096} bytes" in message
 
 
-def test_real_model() -> None:
-    env = os.environ.get("GRA_LOCAL_TEST_MODEL")
-    if not env:
-        pytest.skip("GRA_LOCAL_TEST_MODEL is not set")
-    path = Path(env)
-    if not path.is_file():
-        pytest.skip(f"GRA_LOCAL_TEST_MODEL={env} does not exist")
+def test_real_model(smol_model: Path) -> None:
+    path = smol_model
     info = read_gguf_info(path)
     assert info.gguf_version in (2, 3)
     assert info.size_bytes == path.stat().st_size
