@@ -174,6 +174,12 @@ def _replace_reviewer(cand: Candidate, slot: int) -> bool:
     return True
 
 
+def _slot_failed(cand: Candidate, slot: int, what: str, reasons: list[str]) -> None:
+    if not _replace_reviewer(cand, slot):
+        cand.fail(Reason.REVIEW_FAILED, f"panel slot {slot + 1}: no valid {what} after "
+                  f"{MAX_SLOT_FAILURES + 1} reviewers ({'; '.join(reasons)})")
+
+
 def _verdict(ctx: StageContext, cand: Candidate, slot: int, session: Session) -> None:
     review = cand.reviews[slot]
     if cand.failed or review.verdict is not None:
@@ -184,9 +190,7 @@ def _verdict(ctx: StageContext, cand: Candidate, slot: int, session: Session) ->
                            InstructionVerdict, cand.tokens,
                            cand.call_seed("review_a", slot, review.failures))
     if verdict is None:
-        if not _replace_reviewer(cand, slot):
-            cand.fail(Reason.REVIEW_FAILED, f"panel slot {slot + 1}: no valid instruction "
-                      f"verdict after {MAX_SLOT_FAILURES + 1} reviewers ({'; '.join(reasons)})")
+        _slot_failed(cand, slot, "instruction verdict", reasons)
     else:
         review.verdict = verdict
         if not verdict.passed:
@@ -205,9 +209,7 @@ def _score(ctx: StageContext, cand: Candidate, slot: int, session: Session) -> N
                           prompts.review_response(cand.draft.instruction, cand.response),
                           Scores, cand.tokens, cand.call_seed("review_b", slot, review.failures))
     if scores is None:
-        if not _replace_reviewer(cand, slot):
-            cand.fail(Reason.REVIEW_FAILED, f"panel slot {slot + 1}: no valid scores after "
-                      f"{MAX_SLOT_FAILURES + 1} reviewers ({'; '.join(reasons)})")
+        _slot_failed(cand, slot, "scores", reasons)
     else:
         review.scores = scores
         review.score = round(scores.mean, 9)

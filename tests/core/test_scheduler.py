@@ -185,3 +185,31 @@ def test_other_settings_on_existing_dir_are_refused(tmp_path: Path) -> None:
         run(out, ["a"], samples=1, tau=7.0)
     more, _ = run(out, ["a"], samples=2)  # samples may grow: the run is extended
     assert more.run_json["counts"]["accepted"] == 2
+
+
+def test_reviewer_that_never_answers_validly_ends_in_review_failed(tmp_path: Path) -> None:
+    def script(call: Call):
+        return ('{"correctness": 9', "length") if call.role == "review_b" else None
+
+    result, backend = run(tmp_path / "out", ["a"], FakeBackend(script), samples=1, max_attempts=1)
+    rec = records(tmp_path / "out", "rejected.jsonl")[0]
+    assert rec["reason"] == "review_failed" and "truncated" in rec["reason_detail"]
+    # three reviewers tried the slot, each with one repair retry
+    assert len([c for c in backend.calls if c.role == "review_b"]) == 6
+    assert result.run_json["judge_validity"]["a"]["counted_failures"] == 3
+
+
+def test_adjudicator_that_never_answers_validly_rejects(tmp_path: Path) -> None:
+    n = {"b": 0}
+
+    def script(call: Call):
+        if call.role == "review_b":
+            n["b"] += 1
+            return scores(10) if n["b"] % 3 else scores(6)
+        if call.role == "adjudicate":
+            return "no json at all"
+        return None
+
+    run(tmp_path / "out", ["a"], FakeBackend(script), samples=1, max_attempts=1)
+    rec = records(tmp_path / "out", "rejected.jsonl")[0]
+    assert rec["reason"] == "adjudication_failed" and rec["adjudication"] is None
