@@ -194,9 +194,11 @@ def test_reviewer_that_never_answers_validly_ends_in_review_failed(tmp_path: Pat
     result, backend = run(tmp_path / "out", ["a"], FakeBackend(script), samples=1, max_attempts=1)
     rec = records(tmp_path / "out", "rejected.jsonl")[0]
     assert rec["reason"] == "review_failed" and "truncated" in rec["reason_detail"]
-    # three reviewers tried the slot, each with one repair retry
-    assert len([c for c in backend.calls if c.role == "review_b"]) == 6
-    assert result.run_json["judge_validity"]["a"]["counted_failures"] == 3
+    # Passes 1 and 2 replace each of the 3 slots' reviewer; in pass 3 the first slot
+    # runs out of replacements and the sample is rejected: 7 counted failures, each a
+    # first try plus one repair retry.
+    assert len([c for c in backend.calls if c.role == "review_b"]) == 14
+    assert result.run_json["judge_validity"]["a"]["counted_failures"] == 7
 
 
 def test_adjudicator_that_never_answers_validly_rejects(tmp_path: Path) -> None:
