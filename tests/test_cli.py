@@ -23,7 +23,7 @@ ERROR = "gra-local: error:"
 
 def cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gra_local.cli", *map(str, args)],
-                          env=dict(os.environ), stdin=subprocess.DEVNULL, capture_output=True,
+                          check=False, env=dict(os.environ), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout)
 
 

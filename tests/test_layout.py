@@ -18,7 +18,7 @@ def loaded_after_import(module: str) -> set[str]:
     """Top-level package names in sys.modules after importing `module` in a fresh process."""
     code = (f"import sys, {module}\n"
             "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
 
@@ -41,6 +41,15 @@ def test_engine_does_not_load_llama_cpp() -> None:
     assert not loaded & {"textual", "llama_cpp", "rich"}, loaded & FORBIDDEN_IN_CORE
 
 
+def _is_dynamic_import(call: ast.Call) -> bool:
+    """importlib.import_module("x") or __import__("x") with a literal name."""
+    func = call.func
+    named = ((isinstance(func, ast.Attribute) and func.attr == "import_module")
+             or (isinstance(func, ast.Name) and func.id == "__import__"))
+    return (named and bool(call.args) and isinstance(call.args[0], ast.Constant)
+            and isinstance(call.args[0].value, str))
+
+
 def imported_modules(path: Path) -> set[str]:
     """Every module an `import` / `from … import` in the file names (any nesting level)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -50,13 +59,7 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            names.add(node.args[0].value)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id == "__import__" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node):
             names.add(node.args[0].value)
     return names
 

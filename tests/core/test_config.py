@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from gra_local.core.config import (
     DEFAULT_MODEL_PATH,
     DEFAULT_SAMPLING,
-    RunOptions,
     Role,
+    RunOptions,
     load_registry,
 )
 from gra_local.core.errors import ConfigError

@@ -102,7 +102,7 @@ def test_draws_are_deterministic_for_a_seed() -> None:
         assert draw(FIVE, seed=seed) == draw(FIVE, seed=seed)
     # independent of the order models are listed in
     assert draw(FIVE, seed=3) == draw(list(reversed(FIVE)), seed=3)
-    many = {tuple([draw(FIVE, seed=s).generator, *draw(FIVE, seed=s).panel]) for s in range(30)}
+    many = {(draw(FIVE, seed=s).generator, *draw(FIVE, seed=s).panel) for s in range(30)}
     assert len(many) > 10  # different seeds give different draws
 
 
