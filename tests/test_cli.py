@@ -88,23 +88,12 @@ def test_missing_seed_file(tmp_path: Path, models: Path) -> None:
     assert not (tmp_path / "out").exists()  # nothing is created before inputs are checked
 
 
-SCANNED_LATE = ("seed files are scanned only after the run has started: scheduler.Run.execute "
-                "writes run.json (identity incl. seeds_sha256) and emits RunStarted before "
-                "_seed_pool() calls scan_seeds")
-
-
-@pytest.mark.xfail(reason=SCANNED_LATE + ", so a progress line ('starting run in …') is printed "
-                   "before the error", strict=False)
 def test_bad_seed_file_error_is_the_only_output(tmp_path: Path, models: Path) -> None:
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(b"")
     one_line_error(cli("run", seeds, "--out", tmp_path / "out", "--models", models), "empty")
 
 
-@pytest.mark.xfail(reason=SCANNED_LATE + ", so a bad seed file leaves a run.json behind whose "
-                   "seeds_sha256 makes the rerun with the corrected file fail with 'holds a run "
-                   "with other settings' (--restart needed although nothing was done)",
-                   strict=False)
 def test_corrected_seed_file_is_not_refused(tmp_path: Path, models: Path) -> None:
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(b"")

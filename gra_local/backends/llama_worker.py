@@ -28,6 +28,13 @@ def _open_protocol_channel() -> BinaryIO:
     return os.fdopen(proto_fd, "wb", buffering=0)
 
 
+def default_threads() -> int:
+    """All cores on small machines; about the physical cores (half the logical ones) on
+    larger ones, where hyper-threads slow llama.cpp's decode down."""
+    cores = os.cpu_count() or 1
+    return cores if cores <= 4 else cores // 2
+
+
 class Worker:
     def __init__(self) -> None:
         self.llm: Any = None
@@ -59,7 +66,7 @@ class Worker:
             model_path=req["path"],
             n_ctx=int(req["n_ctx"]),
             n_gpu_layers=int(layers),
-            n_threads=req.get("n_threads") or os.cpu_count(),
+            n_threads=req.get("n_threads") or default_threads(),
             chat_format=req.get("chat_format"),
             seed=int(req.get("seed", 0)),
             verbose=True,  # goes to the log file: load errors stay diagnosable

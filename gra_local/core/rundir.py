@@ -58,6 +58,17 @@ def check_identity(out_dir: Path, previous: dict | None, identity: dict) -> None
                           "move the old run aside and start over")
 
 
+def nothing_done(state: RunDirState) -> bool:
+    return not state.decided and not state.inflight
+
+
+def discard_empty_run(out_dir: Path) -> None:
+    """Forget a run that decided nothing and has nothing in flight (say, one whose seed
+    file turned out bad): its run.json and pool hold no data worth a refusal."""
+    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED):
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def load_state(out_dir: Path) -> RunDirState:
     state = RunDirState(previous=j.read_json(out_dir / j.RUN_JSON))
     for name in (j.ACCEPTED, j.REJECTED):

@@ -27,7 +27,7 @@ from gra_local.core.events import EventSink, Notice, RecordDecided, RunFinished,
 from gra_local.core.pool import ModelPool
 from gra_local.core.records import Decision, ModelRef, Reason
 from gra_local.core.roles import draw_roles
-from gra_local.core.seeds import file_fingerprint, scan_seeds
+from gra_local.core.seeds import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stages import (
     StageContext,
     Stopped,
@@ -119,8 +119,13 @@ class Run:
             seeds_sha = file_fingerprint(self.req.seeds)
             self.identity_doc = self.identity(seeds_sha)
             state = rundir.load_state(self.out)
+            if rundir.nothing_done(state) and state.previous is not None:
+                rundir.discard_empty_run(self.out)  # a failed start holds no data: no refusal
+                state = rundir.load_state(self.out)
             rundir.check_identity(self.out, state.previous, self.identity_doc)
             self.previous = state.previous
+            # Read the seeds before anything is written, so a bad file leaves no trace.
+            scan = None if (self.out / j.POOL).exists() else self._scan_seeds()
             if state.previous and "stats" in state.previous:
                 self.stats = RunStats.model_validate(state.previous["stats"])
                 self.pool.stats = self.ctx.stats = self.stats
@@ -134,7 +139,7 @@ class Run:
             self.emit(RunStarted(str(self.out), state.previous is not None,
                                  tuple(self.req.refs), self.opts.samples, self.opts.rounds))
             try:
-                seed_pool = self._seed_pool(seeds_sha)
+                seed_pool = self._seed_pool(seeds_sha, scan)
                 self.status = self._rounds(seed_pool, state)
             except Stopped:
                 self.status = "interrupted"
@@ -152,14 +157,15 @@ class Run:
         self.emit(RunFinished(self.status, self.stats.counts.accepted, self.stats.counts.rejected))
         return RunResult(status=self.status, out_dir=self.out, run_json=self.run_json)
 
-    def _seed_pool(self, seeds_sha: str) -> list[PoolEntry]:
-        pool_file = self.out / j.POOL
-        if pool_file.exists():
-            entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(pool_file, repair=False)]
+    def _scan_seeds(self) -> SeedScan:
+        rng = random.Random(f"{self.opts.seed}/seed-pool")
+        return scan_seeds(self.req.seeds, self.opts.seed_pool, rng)
+
+    def _seed_pool(self, seeds_sha: str, scan: SeedScan | None) -> list[PoolEntry]:
+        if scan is None:
+            entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(self.out / j.POOL, repair=False)]
             self.seeds_info = (self.previous or {}).get("seeds", {})
             return entries
-        rng = random.Random(f"{self.opts.seed}/seed-pool")
-        scan = scan_seeds(self.req.seeds, self.opts.seed_pool, rng)
         for skipped in scan.skipped_examples[:5]:
             self.emit(Notice(f"{self.req.seeds} line {skipped.line}: skipped, {skipped.reason}"))
         if scan.skipped > 5:
@@ -174,7 +180,7 @@ class Run:
         for entry in entries:
             writer.append(entry.model_dump())
         writer.close()
-        tmp.replace(pool_file)
+        tmp.replace(self.out / j.POOL)
         self.seeds_info = {"path": str(self.req.seeds), "sha256": seeds_sha, "format": scan.format,
                            "usable": scan.usable, "skipped": scan.skipped, "pool": len(entries)}
         self.write_run_json()
