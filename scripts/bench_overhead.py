@@ -16,6 +16,8 @@ b. Judge formats on M review-B prompts (prompts.review_response on seed instruct
             maxLength 60)
    free   - a compact two-line format (`scores: c cl co r coh e` / `feedback: ...`),
             no grammar, parsed by regex and validated with the pydantic Scores model
+   free+shot - the same with one worked example turn and a reminder at the end of the
+            user message (a reply that repeats the example's scores is counted)
    A reply that hit max_tokens is invalid whatever it looks like.
 c. Prefix reuse: the gbnf review calls again through the pipeline backend, reporting
    prompt tokens sent vs evaluated (ChatResult.prompt_evaluated).
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -71,8 +74,54 @@ FREE_SYSTEM = (
     "where c cl co r coh e are the six integer scores in that order."
 )
 
-_FREE_SCORES = re.compile(r"scores?\s*[:=]\s*((?:\d{1,2}[\s,;/]+){5}\d{1,2})\b", re.I)
-_FREE_FEEDBACK = re.compile(r"feedback\s*[:=]\s*(.*)", re.I)
+# exactly six integers on the `scores:` line, nothing else on it
+_FREE_SCORES = re.compile(r"^\W*scores?[*_ \t]*[:=][*_ \t]*((?:\d{1,2}[ \t,;/]+){5}\d{1,2})[ \t.]*$",
+                          re.IGNORECASE | re.MULTILINE)
+_FREE_FEEDBACK = re.compile(r"feedback\s*[:=]\s*(.*)", re.IGNORECASE)
+
+
+class CpuWatch:
+    """How much CPU *other* processes used while this script ran (Linux /proc/stat):
+    llama.cpp spins its threads on barriers, so a run sharing its cores with anything
+    else slows down far more than the share taken, and its timings are meaningless."""
+
+    def __init__(self) -> None:
+        self.start_wall = time.perf_counter()
+        self.start = self._busy()
+        self.start_own = self._own()
+
+    @staticmethod
+    def _busy() -> tuple[float, float] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+        steal = fields[7] if len(fields) > 7 else 0
+        return (user + nice + system + irq + softirq) / tick, steal / tick
+
+    @staticmethod
+    def _own() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    def report(self) -> tuple[str, float]:
+        """Call after every worker process has exited (their CPU counts as ours then)."""
+        end = self._busy()
+        wall = time.perf_counter() - self.start_wall
+        if end is None or self.start is None:
+            return "other CPU load: unknown (no /proc/stat)", float("nan")
+        own = self._own() - self.start_own
+        other = max(0.0, end[0] - self.start[0] - own)
+        share = other / (wall * (os.cpu_count() or 1))
+        text = (f"other processes used {other:.1f} core-seconds ({share:.0%} of "
+                f"{os.cpu_count()} cores over {wall:.0f} s); this run used {own:.1f}")
+        if end[1] - self.start[1] > 1:
+            text += f"; steal {end[1] - self.start[1]:.1f} s"
+        if share > 0.10:
+            text += "\nWARNING: the machine was busy during this run: timings are not reliable"
+        return text, share
 
 
 def parse_free(text: str, finish_reason: str) -> Scores:
@@ -81,7 +130,7 @@ def parse_free(text: str, finish_reason: str) -> Scores:
         raise grammars.InvalidOutput("truncated (hit max_tokens)")
     m = _FREE_SCORES.search(text)
     if not m:
-        raise grammars.InvalidOutput("no `scores:` line with six integers")
+        raise grammars.InvalidOutput("no `scores:` line of exactly six integers")
     values = [int(v) for v in re.findall(r"\d+", m.group(1))]
     fb = _FREE_FEEDBACK.search(text[m.end():])
     try:
@@ -92,9 +141,21 @@ def parse_free(text: str, finish_reason: str) -> Scores:
         raise grammars.InvalidOutput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def free_messages(instruction: str, response: str) -> list[dict[str, str]]:
+FREE_SHOT = [
+    {"role": "user", "content": "Instruction:\nWhat is 2 + 3?\n\nResponse:\n2 + 3 = 5.\n"},
+    {"role": "assistant", "content": "scores: 9 9 8 10 9 10\nfeedback: Correct and direct."},
+]
+FREE_SHOT_SCORES = (9, 9, 8, 10, 9, 10)
+FREE_REMINDER = "\nReply with the two lines `scores:` and `feedback:` only."
+
+
+def free_messages(instruction: str, response: str, shot: bool = False) -> list[dict[str, str]]:
+    """The compact format; with `shot`, one worked example turn and a reminder at the end."""
     user = prompts.review_response(instruction, response)[1]["content"]
-    return [{"role": "system", "content": FREE_SYSTEM}, {"role": "user", "content": user}]
+    if not shot:
+        return [{"role": "system", "content": FREE_SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": FREE_SYSTEM}, *FREE_SHOT,
+            {"role": "user", "content": user + FREE_REMINDER}]
 
 
 def pick(seeds: list[Seed], n: int, offset: int = 0) -> list[Seed]:
@@ -198,9 +259,10 @@ def judge_format(name: str, call, parse, items: list[Seed]) -> dict:
         try:
             s = parse(out["text"], out["finish_reason"])
             ok, reason, score = True, None, s.mean
+            copied = tuple(getattr(s, f) for f in SCORE_FIELDS) == FREE_SHOT_SCORES
         except grammars.InvalidOutput as exc:
-            ok, reason, score = False, exc.reason, None
-        rows.append({"seed_line": seed.line, "valid": ok, "reason": reason, "mean": score,
+            ok, reason, score, copied = False, exc.reason, None, False
+        rows.append({"seed_line": seed.line, "valid": ok, "copied_example": copied, "reason": reason, "mean": score,
                      "wall": wall, "completion_tokens": out["completion_tokens"],
                      "prompt_tokens": out["prompt_tokens"],
                      "prompt_evaluated": out.get("prompt_evaluated"),
@@ -217,6 +279,7 @@ def judge_format(name: str, call, parse, items: list[Seed]) -> dict:
         "tok_s": tok_s(tokens, seconds), "mean_seconds": seconds / len(rows),
         "mean_completion_tokens": tokens / len(rows),
         "score_mean": mean(means), "score_std": std(means),
+        "copied_example": sum(r["copied_example"] for r in rows),
         "invalid_reasons": reasons, "rows": rows,
     }
 
@@ -245,6 +308,10 @@ def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: i
         return raw_chat(llm, free_messages(seed.instruction, seed.response or ""),
                         max_tokens=free_max_tokens, seed=s, sampling=JUDGE)
 
+    def call_free_shot(seed: Seed, s: int):
+        return raw_chat(llm, free_messages(seed.instruction, seed.response or "", shot=True),
+                        max_tokens=free_max_tokens, seed=s, sampling=JUDGE)
+
     def call_pipe(seed: Seed, s: int):
         return pipe_chat(session, prompts.review_response(seed.instruction, seed.response or ""),
                          max_tokens=budget, seed=s, sampling=JUDGE, grammar=gbnf)
@@ -255,6 +322,8 @@ def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: i
                      call_schema, parse_json, items),
         judge_format(f"free (two-line, regex, max_tokens {free_max_tokens})",
                      call_free, parse_free, items),
+        judge_format(f"free+shot (worked example, max_tokens {free_max_tokens})",
+                     call_free_shot, parse_free, items),
     ]
     pipe = judge_format("gbnf via pipeline backend", call_pipe, parse_json, items)
     return results, pipe
@@ -262,13 +331,14 @@ def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: i
 
 def choose(results: list[dict]) -> tuple[str, str]:
     best_valid = max(r["valid"] / r["total"] for r in results)
-    floor = 0.95 if best_valid >= 0.95 else best_valid
+    floor = min(0.95, best_valid)
     eligible = [r for r in results if r["valid"] / r["total"] >= floor]
     pick_ = min(eligible, key=lambda r: r["mean_seconds"])
     others = "; ".join(f"{r['format'].split()[0]} {r['valid']}/{r['total']} valid, "
                        f"{r['mean_seconds']:.2f} s/call" for r in results if r is not pick_)
     why = (f"{pick_['valid']}/{pick_['total']} valid at {pick_['mean_seconds']:.2f} s/call, "
-           f"{pick_['tok_s']:.1f} tok/s; fastest of those with validity >= "
+           f"{pick_['tok_s']:.1f} tok/s, scores {pick_['score_mean']:.2f}±{pick_['score_std']:.2f}; "
+           f"fastest of those with validity >= "
            f"{floor:.0%}; {others}")
     return pick_["format"].split()[0], why
 
@@ -291,6 +361,7 @@ def main() -> int:
     args = ap.parse_args()
 
     t_start = time.perf_counter()
+    watch = CpuWatch()
     model = args.model or default_model_path(paths.data_dir())
     if not model.is_file():
         print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
@@ -302,7 +373,8 @@ def main() -> int:
     warm = pick(seeds, 1, offset=len(seeds) // 2 + 1)[0]
     judge_items = pick(seeds, args.judge_prompts, offset=1)
 
-    from llama_cpp import Llama, __version__ as llama_version
+    from llama_cpp import Llama
+    from llama_cpp import __version__ as llama_version
 
     load0 = time.perf_counter()
     llm = Llama(model_path=str(model), n_ctx=4096, n_threads=n_threads, verbose=False)
@@ -324,6 +396,7 @@ def main() -> int:
     sent = sum(r["prompt_tokens"] for r in pipe_judge["rows"])
     evaluated = sum(r["prompt_evaluated"] or 0 for r in pipe_judge["rows"])
     total = time.perf_counter() - t_start
+    load_text, load_share = watch.report()
 
     print(f"model: {model}  (llama-cpp-python {llama_version}, n_threads {n_threads}, "
           f"cpu_count {os.cpu_count()})")
@@ -339,6 +412,13 @@ def main() -> int:
     print(f"   pipeline: {gen['pipeline']['worker_seconds']:.2f} s inside the worker, "
           f"{gen['pipeline']['ipc_seconds']:.3f} s IPC/serialisation; identical text on "
           f"{gen['identical_outputs']}/{gen['prompts']} prompts")
+    ipc_share = gen["pipeline"]["ipc_seconds"] / gen["pipeline"]["seconds"]
+    worker_ratio = gen["raw"]["seconds"] / gen["pipeline"]["worker_seconds"]
+    print(f"   diagnosis: IPC is {ipc_share:.1%} of the pipeline's time; inside the worker alone "
+          f"the ratio would be {worker_ratio:.3f}; same sampling on both paths: "
+          f"{'yes' if gen['identical_outputs'] == gen['prompts'] else 'NO'} "
+          f"({gen['identical_outputs']}/{gen['prompts']} identical texts); other CPU load "
+          f"{load_share:.0%}")
     print()
     print(f"b. judge formats, {args.judge_prompts} review-B prompts (seed instruction + seed "
           f"output), temperature {JUDGE['temperature']}, in-process model")
@@ -352,12 +432,15 @@ def main() -> int:
         if r["invalid_reasons"]:
             reasons = ", ".join(f"{k} x{v}" for k, v in r["invalid_reasons"].items())
             print(f"   invalid {r['format'].split()[0]}: {reasons}")
+        if r["copied_example"]:
+            print(f"   {r['format'].split()[0]}: {r['copied_example']} valid replies copied the "
+                  "worked example's scores")
     print()
     print(f"c. prefix reuse, pipeline review-B calls (gbnf): prompt tokens sent {sent}, "
           f"evaluated {evaluated} ({1 - evaluated / sent:.0%} reused); per call "
           + " ".join(f"{r['prompt_evaluated']}/{r['prompt_tokens']}" for r in pipe_judge["rows"]))
     print()
-    print(f"total runtime {total:.1f} s")
+    print(f"total runtime {total:.1f} s; {load_text}")
     print(f"chosen judge format: {name} ({why})")
 
     if args.json:
@@ -367,7 +450,7 @@ def main() -> int:
             "generation": gen, "judges": judges, "judge_pipeline": pipe_judge,
             "prefix_reuse": {"sent": sent, "evaluated": evaluated},
             "chosen_judge_format": name, "why": why, "runtime_seconds": total,
-            "overhead_ratio": gen["ratio"],
+            "overhead_ratio": gen["ratio"], "other_cpu_share": load_share,
         }, indent=2))
     print(f"overhead_ratio={gen['ratio']:.3f}")
     return 0

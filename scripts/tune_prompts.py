@@ -19,7 +19,9 @@ Variants are defined below: `baseline` is gra_local.core.prompts as it is now; t
 override system prompts, add a worked example as a prior user/assistant turn, change the
 retry policy, the sampling or the grammar of a step. Identical requests are computed once
 (a variant that changes only the retry reuses the baseline's first tries).
-A benchmark, not a test: run it on an otherwise idle machine.
+A benchmark, not a test: run it on an otherwise idle machine. The default run (K=6, all
+steps) takes about 2.5 minutes on 2 cores; K=6 cannot tell 95 % from 100 %, so decide with
+`-k 21 --steps annotate,draft` (every bundled seed once; about 5 minutes).
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -41,7 +45,14 @@ from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.core import grammars, paths, prompts
 from gra_local.core.backend import ChatRequest, ChatResult
 from gra_local.core.config import DEFAULT_SAMPLING, ModelSpec, Role
-from gra_local.core.records import Annotation, DraftInstruction, Example, InstructionVerdict, Scores
+from gra_local.core.records import (
+    SCORE_FIELDS,
+    Annotation,
+    DraftInstruction,
+    Example,
+    InstructionVerdict,
+    Scores,
+)
 from gra_local.core.seeds import DOMAINS, Seed, iter_seeds
 from gra_local.models.default import default_model_path
 
@@ -80,6 +91,50 @@ REFERENCE = [
     ("description", "autumn", "rain", "Describing a rainy autumn afternoon briefly."),
 ]
 
+class CpuWatch:
+    """How much CPU *other* processes used while this script ran (Linux /proc/stat):
+    llama.cpp spins its threads on barriers, so a run sharing its cores with anything
+    else slows down far more than the share taken, and its timings are meaningless."""
+
+    def __init__(self) -> None:
+        self.start_wall = time.perf_counter()
+        self.start = self._busy()
+        self.start_own = self._own()
+
+    @staticmethod
+    def _busy() -> tuple[float, float] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+        steal = fields[7] if len(fields) > 7 else 0
+        return (user + nice + system + irq + softirq) / tick, steal / tick
+
+    @staticmethod
+    def _own() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    def report(self) -> tuple[str, float]:
+        """Call after every worker process has exited (their CPU counts as ours then)."""
+        end = self._busy()
+        wall = time.perf_counter() - self.start_wall
+        if end is None or self.start is None:
+            return "other CPU load: unknown (no /proc/stat)", float("nan")
+        own = self._own() - self.start_own
+        other = max(0.0, end[0] - self.start[0] - own)
+        share = other / (wall * (os.cpu_count() or 1))
+        text = (f"other processes used {other:.1f} core-seconds ({share:.0%} of "
+                f"{os.cpu_count()} cores over {wall:.0f} s); this run used {own:.1f}")
+        if end[1] - self.start[1] > 1:
+            text += f"; steal {end[1] - self.start[1]:.1f} s"
+        if share > 0.10:
+            text += "\nWARNING: the machine was busy during this run: timings are not reliable"
+        return text, share
+
+
 # --- alternative prompt text -----------------------------------------------------------
 
 # A worked example that is *not* one of the seeds, so copying it is detectable.
@@ -114,6 +169,27 @@ DRAFT_SYSTEM_V2 = prompts.DRAFT_SYSTEM + (
     " The instruction is a full sentence of at least eight words, written as a request "
     "to an assistant."
 )
+
+
+REVIEW_A_SHOTS = [
+    {"role": "user", "content": "Instruction:\nWrite a Python function that reverses a list.\n"},
+    {"role": "assistant", "content": '{"reasonable": "pass", "complete": "pass", "clear": "pass"}'},
+    {"role": "user", "content": "Instruction:\nTranslate the following sentence into German.\n"},
+    {"role": "assistant", "content": '{"reasonable": "pass", "complete": "fail", "clear": "fail"}'},
+]
+REVIEW_B_GOOD = (10, 9, 9, 10, 9, 10)
+REVIEW_B_BAD = (0, 6, 0, 0, 5, 10)
+REVIEW_B_SHOTS = [
+    {"role": "user", "content": "Instruction:\nWhat is 2 + 3?\n\nResponse:\n2 + 3 = 5.\n"},
+    {"role": "assistant", "content": '{"correctness": 10, "clarity": 9, "completeness": 9, '
+                                     '"relevance": 10, "coherence": 9, "ethics": 10, '
+                                     '"feedback": "Correct and clear."}'},
+    {"role": "user", "content": "Instruction:\nName the capital of France.\n\nResponse:\n"
+                                "Bananas are rich in potassium.\n"},
+    {"role": "assistant", "content": '{"correctness": 0, "clarity": 6, "completeness": 0, '
+                                     '"relevance": 0, "coherence": 5, "ethics": 10, '
+                                     '"feedback": "Does not answer the question."}'},
+]
 
 
 def repair_specific(messages: list[dict[str, str]], bad: str, problem: str,
@@ -160,27 +236,39 @@ class Variant:
     grammar: dict[str, str] = field(default_factory=dict)  # step -> GBNF
     sampling: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> overrides
     retry: str = "repair"  # repair | repair_specific | resample
-    resample_temperature: float = 0.4  # added to the first try's temperature
+    resample_temperature: float = 0.4  # added to the first try's temperature, capped at 1.0
+    default: bool = True  # part of a run without --variants
 
 
 VARIANTS = [
     Variant("baseline", "gra_local.core.prompts as it is; retry = prompts.repair"),
     Variant(
         "fewshot",
-        "annotate and draft get a worked example as a prior user/assistant turn (not a seed) "
-        "and a sharper system prompt; retry = repair that names the fix",
+        "every step gets worked examples as prior user/assistant turns (not seeds; review "
+        "steps one good and one bad); annotate and draft a sharper system prompt; retry = "
+        "repair that names the fix",
         system={"annotate": ANNOTATE_SYSTEM_V2, "draft": DRAFT_SYSTEM_V2},
         shots={
             "annotate": [{"role": "user", "content": ANNOTATE_EXAMPLE_USER},
                          {"role": "assistant", "content": ANNOTATE_EXAMPLE_REPLY}],
             "draft": [{"role": "user", "content": DRAFT_EXAMPLE_USER},
                       {"role": "assistant", "content": DRAFT_EXAMPLE_REPLY}],
+            "review_a": REVIEW_A_SHOTS,
+            "review_b": REVIEW_B_SHOTS,
         },
         retry="repair_specific",
     ),
     Variant(
         "resample",
-        "baseline prompts; retry = the same messages with a new seed at temperature + 0.4",
+        "baseline prompts; retry = the same messages with a new seed at temperature + 0.4 "
+        "(at most 1.0)",
+        retry="resample",
+    ),
+    Variant(
+        "sysprompt",
+        "annotate and draft get the sharper system prompts of `fewshot` but no worked "
+        "example; retry = resample",
+        system={"annotate": ANNOTATE_SYSTEM_V2, "draft": DRAFT_SYSTEM_V2},
         retry="resample",
     ),
     Variant(
@@ -189,6 +277,21 @@ VARIANTS = [
         "requires the instruction to start with three words; retry = resample",
         grammar={"draft": draft_grammar_three_words()},
         sampling={"annotate": {"repeat_penalty": 1.3}, "draft": {"repeat_penalty": 1.3}},
+        retry="resample",
+        default=False,  # 100% valid but the text is junk (see its samples); opt in to see it
+    ),
+    Variant(
+        "recommended",
+        "annotate and draft as in `fewshot` (sharper system prompt + worked example turn), "
+        "review prompts unchanged (worked examples made review A copy the example's "
+        "verdict); retry = resample",
+        system={"annotate": ANNOTATE_SYSTEM_V2, "draft": DRAFT_SYSTEM_V2},
+        shots={
+            "annotate": [{"role": "user", "content": ANNOTATE_EXAMPLE_USER},
+                         {"role": "assistant", "content": ANNOTATE_EXAMPLE_REPLY}],
+            "draft": [{"role": "user", "content": DRAFT_EXAMPLE_USER},
+                      {"role": "assistant", "content": DRAFT_EXAMPLE_REPLY}],
+        },
         retry="resample",
     ),
 ]
@@ -204,6 +307,7 @@ class Item:
     messages: list[dict[str, str]]  # the pipeline's messages (variant overrides applied later)
     seed: int
     note: str = ""
+    domain: str = ""
 
 
 def spread_pick(seeds: list[Seed], k: int) -> list[Seed]:
@@ -232,7 +336,8 @@ def build_items(seeds: list[Seed], k: int) -> dict[str, list[Item]]:
     for j, s in enumerate(chosen):
         i = index[id(s)]
         items["annotate"].append(Item("annotate", "", prompts.annotate(s.instruction, s.response),
-                                      seed=s.index, note=f"seed line {s.line}"))
+                                      seed=s.index, note=f"seed line {s.line}",
+                                      domain=s.domain or ""))
         same = [x for x, t in enumerate(seeds) if t.domain == s.domain]
         items["draft"].append(Item("draft", "", prompts.draft(
             s.domain or "qa", [reference_example(seeds, x) for x in same]), seed=100 + j,
@@ -306,7 +411,7 @@ def run_item(runner: Runner, v: Variant, item: Item) -> dict:
             elif v.retry == "repair_specific":
                 current = repair_specific(messages, res.text, exc.reason, item.step)
             else:  # resample
-                temperature = min(base["temperature"] + v.resample_temperature, 1.5)
+                temperature = min(base["temperature"] + v.resample_temperature, 1.0)
     return {"item": item, "tries": tries, "obj": None}
 
 
@@ -328,11 +433,16 @@ def summarise(step: str, results: list[dict]) -> dict:
         example_kw = {"haiku", "snowfall", "city"}
         objs = [r["obj"] for r in results if r["obj"] is not None]
         out["copied_example"] = sum(bool(example_kw & {k.lower() for k in o.keywords}) for o in objs)
+        out["right_domain"] = sum(r["obj"].domain == r["item"].domain for r in results
+                                  if r["obj"] is not None)
+        out["clean"] = sum(all(_CLEAN_KW.match(k) for k in o.keywords) for o in objs)
         out["samples"] = [o.keywords for o in objs][:6]
     if step == "draft":
         objs = [r["obj"] for r in results if r["obj"] is not None]
         out["copied_example"] = sum("cat" in o.instruction.lower() and "kitchen" in o.instruction.lower()
                                     for o in objs)
+        out["clean"] = sum(all(_CLEAN_KW.match(k) for k in o.keywords)
+                           and len(o.instruction.split()) >= 6 for o in objs)
         out["samples"] = [o.instruction[:90] for o in objs][:6]
     if step == "review_a":
         for label in ("good", "bad"):
@@ -346,10 +456,15 @@ def summarise(step: str, results: list[dict]) -> dict:
             out[f"n_{label}"] = len(got)
         out["gap"] = out["mean_good"] - out["mean_bad"]
         all_scores = [getattr(r["obj"], f) for r in results if r["obj"] is not None
-                      for f in ("correctness", "clarity", "completeness", "relevance",
-                                "coherence", "ethics")]
+                      for f in SCORE_FIELDS]
         out["distinct_scores"] = sorted(set(all_scores))
+        out["copied_example"] = sum(
+            tuple(getattr(r["obj"], f) for f in SCORE_FIELDS) in (REVIEW_B_GOOD, REVIEW_B_BAD)
+            for r in results if r["obj"] is not None)
     return out
+
+
+_CLEAN_KW = re.compile(r"^[A-Za-z][A-Za-z0-9%' -]{1,23}$")
 
 
 def pct(a: int, b: int) -> str:
@@ -364,13 +479,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="GGUF file (default: the embedded SmolLM2-135M)")
     ap.add_argument("-k", "--items", type=int, default=6, help="items per step (6)")
-    ap.add_argument("--variants", default=",".join(v.name for v in VARIANTS),
-                    help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS))
+    ap.add_argument("--variants", default=",".join(v.name for v in VARIANTS if v.default),
+                    help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS)
+                    + " (default: all but guarded)")
     ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of steps")
     ap.add_argument("--json", type=Path, help="save all figures and replies to this file")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
+    watch = CpuWatch()
     model = args.model or default_model_path(paths.data_dir())
     if not model.is_file():
         print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
@@ -408,7 +525,7 @@ def main() -> int:
     for v in variants:
         print(f"- {v.name}: {v.about}")
     print()
-    print(f"{'variant':<10}{'step':<10}{'first try':>13}{'after retry':>14}  spread")
+    print(f"{'variant':<12}{'step':<10}{'first try':>13}{'after retry':>14}  spread")
     overall: dict[str, tuple[int, int]] = {}
     for v in variants:
         tot_ok = tot_n = 0
@@ -422,13 +539,18 @@ def main() -> int:
             elif step == "review_b":
                 spread = (f"good {f['mean_good']:.2f}±{f['std_good']:.2f} (n={f['n_good']}), "
                           f"bad {f['mean_bad']:.2f}±{f['std_bad']:.2f} (n={f['n_bad']}), "
-                          f"gap {f['gap']:+.2f}; scores used {f['distinct_scores']}")
+                          f"gap {f['gap']:+.2f}; scores used {f['distinct_scores']}; "
+                          f"copied worked example {f['copied_example']}")
+            elif step == "annotate":
+                spread = (f"right domain {f['right_domain']}, clean keywords {f['clean']}, "
+                          f"copied worked example {f['copied_example']}")
             else:
-                spread = f"copied worked example {f['copied_example']}"
-            print(f"{v.name:<10}{step:<10}{pct(f['first_try'], f['n']):>13}"
+                spread = (f"clean (plain keywords, instruction >= 6 words) {f['clean']}, "
+                          f"copied worked example {f['copied_example']}")
+            print(f"{v.name:<12}{step:<10}{pct(f['first_try'], f['n']):>13}"
                   f"{pct(f['after_retry'], f['n']):>14}  {spread}")
         overall[v.name] = (tot_ok, tot_n)
-        print(f"{v.name:<10}{'ALL':<10}{'':>13}{pct(tot_ok, tot_n):>14}")
+        print(f"{v.name:<12}{'ALL':<10}{'':>13}{pct(tot_ok, tot_n):>14}")
     print()
     print("invalid replies (first try | still invalid after the retry):")
     for v in variants:
@@ -444,11 +566,21 @@ def main() -> int:
             if step in figures[v.name]:
                 for s in figures[v.name][step]["samples"][:3]:
                     print(f"  {v.name}/{step}: {s}")
-    best = max(variants, key=lambda v: overall[v.name][0] / overall[v.name][1])
+    def rank(v: Variant) -> tuple[float, float, int]:
+        fig = figures[v.name]
+        first = sum(f["first_try"] for f in fig.values()) / sum(f["n"] for f in fig.values())
+        clean = sum(f.get("clean", 0) for f in fig.values())
+        return overall[v.name][0] / overall[v.name][1], first, clean
+
+    best = max(variants, key=rank)  # after retry, then first try, then clean text
     ok, n = overall[best.name]
     print()
-    print(f"total runtime {time.perf_counter() - t0:.1f} s")
-    print(f"best structured validity: {best.name} {ok}/{n} ({100 * ok / n:.0f}%)")
+    print(f"total runtime {time.perf_counter() - t0:.1f} s; {watch.report()[0]}")
+    print(f"best structured validity: {best.name} {ok}/{n} ({100 * ok / n:.0f}%; ties broken by "
+          "first-try validity, then clean text)")
+    if args.items < 15:
+        print("note: K is small; to decide between variants run "
+              "`-k 21 --steps annotate,draft` (about 5 minutes)")
     if args.json:
         args.json.write_text(json.dumps({"figures": figures, "replies": replies,
                                          "variants": [v.__dict__ for v in variants]},

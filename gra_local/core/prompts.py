@@ -10,15 +10,16 @@ from __future__ import annotations
 from gra_local.core.records import Example, Review
 from gra_local.core.seeds import DOMAINS
 
-PROMPT_VERSION = "2026-11-24.1"  # part of the annotation cache key
+PROMPT_VERSION = "2026-11-24.2"  # part of the annotation cache key
 
 _DOMAINS = ", ".join(DOMAINS)
 
 ANNOTATE_SYSTEM = (
     "You label training examples. Read the example and reply with JSON only: "
-    f"\"domain\" (one of: {_DOMAINS}), \"keywords\" (exactly three different short keywords "
-    "naming its core concepts) and \"summary\" (one sentence saying what the example is about and "
-    "how the three keywords relate)."
+    f"\"domain\" (one of: {_DOMAINS}), "
+    "\"keywords\" (three DIFFERENT words or short phrases: the main topic, the skill or "
+    "method, and one more detail; never the same word twice) and \"summary\" (one sentence "
+    "saying what the example is about)."
 )
 
 DRAFT_SYSTEM = (
@@ -26,8 +27,31 @@ DRAFT_SYSTEM = (
     "keyword triples with summaries. Combine ideas from them into a NEW triple of three "
     "different keywords, write a one-sentence summary of how they relate, and write ONE clear, "
     "self-contained instruction in that domain that a user could ask an assistant. "
-    "The instruction must contain everything needed to answer it. Reply with JSON only."
+    "The instruction must contain everything needed to answer it. Reply with JSON only. "
+    "The instruction is a full sentence of at least eight words, written as a request "
+    "to an assistant."
 )
+
+# One worked example turn after the system prompt (constant, so the prefix cache still
+# covers it). It is not a seed, so a copy of it is detectable. Measured on SmolLM2-135M
+# over all 21 example seeds: annotate+draft validity 33/42 → 42/42 with it and the
+# resampling retry (scripts/tune_prompts.py). Review steps get none: a worked verdict
+# made review A copy it on every item.
+_ANNOTATE_SHOT = [
+    {"role": "user", "content": "Instruction:\nWrite a haiku about snow falling on a quiet city.\n\n"
+     "Response:\nSoft flakes drift and fall\nstreets grow silent, lamps glow white\nthe city sleeps deep\n"},
+    {"role": "assistant", "content": '{"domain": "creative_writing", "keywords": ["haiku", '
+     '"snowfall", "city"], "summary": "A haiku that uses snowfall to show a quiet city at night."}'},
+]
+_DRAFT_SHOT = [
+    {"role": "user", "content": "Domain: creative_writing\nExamples:\n1. keywords: haiku, snowfall, "
+     "city; summary: A haiku that uses snowfall to show a quiet city.\n   instruction: Write a "
+     "haiku about snow falling on a quiet city.\nWrite one new creative_writing task with three "
+     "new keywords."},
+    {"role": "assistant", "content": '{"keywords": ["limerick", "cat", "kitchen"], "summary": '
+     '"A funny limerick about a cat causing trouble in a kitchen.", "instruction": "Write a '
+     'five-line limerick about a clumsy cat who knocks over pots in the kitchen."}'},
+]
 
 ANSWER_SYSTEM = (
     "You are a helpful, accurate assistant. Answer the user's instruction directly and "
@@ -67,6 +91,7 @@ def _sample(instruction: str, response: str | None = None) -> str:
 def annotate(instruction: str, response: str | None) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": ANNOTATE_SYSTEM},
+        *_ANNOTATE_SHOT,
         {"role": "user", "content": _sample(instruction, response)},
     ]
 
@@ -85,6 +110,7 @@ def draft(domain: str, examples: list[Example]) -> list[dict[str, str]]:
     lines.append(f"Write one new {domain} task with three new keywords.")
     return [
         {"role": "system", "content": DRAFT_SYSTEM},
+        *_DRAFT_SHOT,
         {"role": "user", "content": "\n".join(lines)},
     ]
 
@@ -123,13 +149,4 @@ def adjudicate(instruction: str, response: str, reviews: list[Review]) -> list[d
     return [
         {"role": "system", "content": ADJUDICATE_SYSTEM},
         {"role": "user", "content": _sample(instruction, response) + "\nReviews:\n" + "\n".join(notes)},
-    ]
-
-
-def repair(messages: list[dict[str, str]], bad_reply: str, problem: str) -> list[dict[str, str]]:
-    """One retry: show the model its invalid reply and ask again, shorter."""
-    return messages + [
-        {"role": "assistant", "content": bad_reply[:400]},
-        {"role": "user", "content": f"That reply was invalid ({problem}). Reply again with "
-                                    "only the JSON, keeping every text field short."},
     ]

@@ -81,16 +81,27 @@ def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
         ctx.stats.stage(stage).seconds += time.perf_counter() - start
 
 
+RETRY_TEMPERATURE_BOOST = 0.4
+
+
 def ask(ctx: StageContext, session: Session, model: str, stage: str, role: Role,
         messages: list[dict[str, str]], out_type: type[M], tokens: Tokens,
         seed: int) -> tuple[M | None, list[str]]:
-    """A grammar-constrained call, validated; one repair retry; None if both fail."""
+    """A grammar-constrained call, validated; one retry; None if both fail.
+
+    The retry re-samples the same messages with a new seed and a hotter temperature
+    rather than showing the model its bad reply: on SmolLM2-135M that took structured
+    validity from 35/36 to 36/36 (scripts/tune_prompts.py), where a repair prompt fixed
+    nothing, and the unchanged prompt keeps llama.cpp's prefix cache warm.
+    """
     sampling = ctx.registry.get(model).sampling_for(role)
     reasons: list[str] = []
-    current = messages
     for retry in (0, 1):
+        temperature = sampling.temperature
+        if retry:
+            temperature = min(1.0, max(temperature, sampling.temperature + RETRY_TEMPERATURE_BOOST))
         result = session.chat(ChatRequest(
-            messages=current, temperature=sampling.temperature, top_p=sampling.top_p,
+            messages=messages, temperature=temperature, top_p=sampling.top_p,
             max_tokens=token_budget(out_type), repeat_penalty=sampling.repeat_penalty,
             seed=seed + retry, grammar=GRAMMARS[out_type]))
         ctx.stats.record_call(model, stage, result)
@@ -99,7 +110,6 @@ def ask(ctx: StageContext, session: Session, model: str, stage: str, role: Role,
             obj = parse_json(result.text, out_type, result.finish_reason)
         except InvalidOutput as exc:
             reasons.append(exc.reason)
-            current = prompts.repair(messages, result.text, exc.reason)
             continue
         ctx.stats.record_structured(model, stage, "repaired" if retry else "first_try", reasons)
         return obj, reasons
