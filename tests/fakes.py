@@ -7,8 +7,8 @@ engine is proven on real llama.cpp in tests/backends and tests/test_e2e.py.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import orjson
 
@@ -68,7 +68,7 @@ class FakeBackend:
     stop_after: int | None = None  # set `stop` after this many calls (simulates Ctrl-C)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def load(self, spec: ModelSpec) -> "FakeSession":
+    def load(self, spec: ModelSpec) -> FakeSession:
         self.loads.append(spec.name)
         return FakeSession(self, spec.name)
 

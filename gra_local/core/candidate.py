@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from gra_local.core.records import (
     Adjudication,
-    Example,
     Decision,
     DraftInstruction,
+    Example,
     ModelRef,
     Reason,
     Record,

@@ -5,11 +5,11 @@ Errors name the file, the model and the key, never a pydantic dump.
 
 from __future__ import annotations
 
-import tomllib
 from enum import Enum
 from pathlib import Path
 from typing import Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gra_local.core.errors import ConfigError

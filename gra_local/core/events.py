@@ -6,8 +6,9 @@ consumer that a newer event of the same type makes an older, unrendered one obso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,14 @@ from gra_local.core.candidate import Candidate, attempt_rng, now
 from gra_local.core.config import Registry, Role, RunOptions
 from gra_local.core.decide import Verdict, decide
 from gra_local.core.errors import ConfigError
-from gra_local.core.events import EventSink, Notice, RecordDecided, RunFinished, RunStarted, ignore
+from gra_local.core.events import (
+    EventSink,
+    Notice,
+    RecordDecided,
+    RunFinished,
+    RunStarted,
+    ignore,
+)
 from gra_local.core.pool import ModelPool
 from gra_local.core.records import Decision, ModelRef, Reason
 from gra_local.core.roles import draw_roles

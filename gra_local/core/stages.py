@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 

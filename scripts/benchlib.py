@@ -1,0 +1,200 @@
+"""What scripts/bench_overhead.py and scripts/tune_prompts.py share: the model to use, the
+bundled seeds, the pipeline backend, CPU-load watching, table printing and JSON output.
+
+Not part of the product; the scripts put this folder on sys.path to import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.core import paths
+from gra_local.core.backend import Session
+from gra_local.core.config import ModelSpec
+from gra_local.core.seeds import Seed, iter_seeds
+from gra_local.models.default import default_model_path
+
+SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
+
+
+# --- command line, model and seeds ------------------------------------------------------
+
+
+def add_common_args(ap: argparse.ArgumentParser, json_help: str) -> None:
+    ap.add_argument("--model", type=Path, help="GGUF file (default: the embedded SmolLM2-135M)")
+    ap.add_argument("--json", type=Path, help=json_help)
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                    help="first wait up to this long for the machine to be idle (1-min load "
+                         "below 0.8 for 20 s); default 0: only warn when it is busy")
+
+
+def resolve_model(arg: Path | None) -> Path | None:
+    """--model, or the embedded model of the data dir; None (with a message) if missing."""
+    model = arg or default_model_path(paths.data_dir())
+    if not model.is_file():
+        print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
+              file=sys.stderr)
+        return None
+    return model
+
+
+def load_seeds() -> list[Seed]:
+    """The bundled example seeds (bad lines skipped)."""
+    return [s for s in iter_seeds(SEEDS_FILE) if isinstance(s, Seed)]
+
+
+def pick(seeds: list[Seed], n: int, offset: int = 0) -> list[Seed]:
+    """n seeds spread evenly over the file (so over the domains), starting at offset."""
+    step = len(seeds) / n
+    return [seeds[(int(i * step) + offset) % len(seeds)] for i in range(n)]
+
+
+@contextmanager
+def pipeline_session(spec: ModelSpec) -> Iterator[tuple[Session, float]]:
+    """A model loaded by the pipeline's backend (a worker process), and its load seconds."""
+    with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
+        backend = LlamaProcessBackend(Path(logs), paths.data_dir())
+        start = time.perf_counter()
+        session = backend.load(spec)
+        seconds = time.perf_counter() - start
+        try:
+            yield session, seconds
+        finally:
+            session.close()
+
+
+# --- CPU load ---------------------------------------------------------------------------
+
+
+def loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_idle(max_wait: float, threshold: float = 0.8, settle: float = 20.0) -> str:
+    """Wait until the 1-minute load stays below `threshold` for `settle` seconds, at most
+    `max_wait` seconds; say what happened (a warning if the machine is busy)."""
+    start = time.monotonic()
+    quiet_since: float | None = None
+    while True:
+        load = loadavg()
+        if load is None:
+            return "load average: unknown (no /proc/loadavg)"
+        now = time.monotonic()
+        if load >= threshold:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        if quiet_since is not None and (now - quiet_since >= settle or max_wait <= 0):
+            return f"load average {load:.2f} at start"
+        if now - start >= max_wait:
+            return (f"WARNING: load average {load:.2f} at start (waited {now - start:.0f} s); "
+                    "timings are not reliable")
+        time.sleep(2)
+
+
+class CpuWatch:
+    """How much CPU *other* processes used while this script ran (Linux /proc/stat):
+    llama.cpp spins its threads on barriers, so a run sharing its cores with anything
+    else slows down far more than the share taken, and its timings are meaningless."""
+
+    def __init__(self) -> None:
+        self.start_wall = time.perf_counter()
+        self.start = self._busy()
+        self.start_own = self._own()
+
+    @staticmethod
+    def _busy() -> tuple[float, float] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+        steal = fields[7] if len(fields) > 7 else 0
+        return (user + nice + system + irq + softirq) / tick, steal / tick
+
+    @staticmethod
+    def _own() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    def report(self) -> tuple[str, float]:
+        """Call after every worker process has exited (their CPU counts as ours then)."""
+        end = self._busy()
+        wall = time.perf_counter() - self.start_wall
+        if end is None or self.start is None:
+            return "other CPU load: unknown (no /proc/stat)", float("nan")
+        own = self._own() - self.start_own
+        other = max(0.0, end[0] - self.start[0] - own)
+        share = other / (wall * (os.cpu_count() or 1))
+        text = (f"other processes used {other:.1f} core-seconds ({share:.0%} of "
+                f"{os.cpu_count()} cores over {wall:.0f} s); this run used {own:.1f}")
+        if end[1] - self.start[1] > 1:
+            text += f"; steal {end[1] - self.start[1]:.1f} s"
+        if share > 0.10:
+            text += "\nWARNING: the machine was busy during this run: timings are not reliable"
+        return text, share
+
+
+# --- figures and output -------------------------------------------------------------------
+
+
+def mean(xs: Sequence[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def std(xs: Sequence[float]) -> float:
+    return statistics.pstdev(xs) if len(xs) > 1 else float("nan")
+
+
+def tok_s(tokens: int, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else float("nan")
+
+
+def pct(a: int, b: int) -> str:
+    return f"{a}/{b} {100 * a / b:3.0f}%" if b else "-"
+
+
+def tally(reasons: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in reasons:
+        out[r] = out.get(r, 0) + 1
+    return out
+
+
+def fmt_reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "",
+                left: int = 1) -> None:
+    """Columns as wide as their widest cell; the first `left` columns left-aligned, the
+    others right-aligned; the last column free (no padding) when it is left-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        parts = [c.ljust(w) if i < left else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        if left >= len(header):
+            parts[-1] = r[-1]
+        print(indent + "  ".join(parts).rstrip())
+
+
+def save_json(path: Path | None, data: Any) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2, default=str))
