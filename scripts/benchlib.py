@@ -181,17 +181,14 @@ def fmt_reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-"
 
 
-def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "",
-                left: int = 1) -> None:
-    """Columns as wide as their widest cell; the first `left` columns left-aligned, the
-    others right-aligned; the last column free (no padding) when it is left-aligned."""
+def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str,
+                indent: str = "") -> None:
+    """Columns as wide as their widest cell; `align` has one l or r per column; a last
+    column aligned left is not padded."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for r in cells:
-        parts = [c.ljust(w) if i < left else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(r, widths))]
-        if left >= len(header):
-            parts[-1] = r[-1]
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)]
         print(indent + "  ".join(parts).rstrip())
 
 

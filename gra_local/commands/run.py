@@ -46,11 +46,12 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
         result = Run(request, backend, view.emit, stop).execute()
     finally:
         view.close()
-    print_summary(result.run_json, len(registry.models))
+    print_summary(result.run_json, len(registry.models),
+                  embedded=any(m.is_default for m in registry.models))
     return 130 if result.status == "interrupted" else 0
 
 
-def print_summary(data: dict, n_models: int, out=None) -> None:
+def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -> None:
     out = out or sys.stdout
     counts = data["counts"]
     decided = counts["accepted"] + counts["rejected"]
@@ -76,7 +77,13 @@ def print_summary(data: dict, n_models: int, out=None) -> None:
         lines.append(f"roles shared: {data['roles_shared']['candidates']} candidates had a model "
                      f"play two roles ({n_models} model(s) for a panel of {data['roles_shared']['panel']})")
     if n_models == 1:
-        lines.append("note: one model played every role. A 135M model writes weak data and judges "
-                     "it weakly; add your own 1–8B GGUF models to a models file for real data.")
+        lines.append("note: one model played every role, so it judged its own samples; GRA "
+                     "works best with several different models.")
+    if embedded:
+        lines.append("note: the embedded SmolLM2-135M is a demo model: at 135M parameters it "
+                     "writes weak samples and cannot judge them (measured: it scores correct "
+                     "answers no higher than wrong ones), so treat this output as a smoke test. "
+                     "For real data, list your own 1–8B GGUF models in a models file (see "
+                     "models.toml) and pass --models FILE.")
     lines.append(f"output: {data['out_dir']}/accepted.jsonl, rejected.jsonl, run.json")
     print("\n".join(lines), file=out, flush=True)
