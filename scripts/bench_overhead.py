@@ -29,28 +29,24 @@ A benchmark, not a test: run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import resource
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from gra_local.backends.llama_process import LlamaProcessBackend
-from gra_local.core import grammars, paths, prompts
+from gra_local.core import grammars, prompts
 from gra_local.core.backend import ChatRequest
 from gra_local.core.config import ModelSpec
 from gra_local.core.records import SCORE_FIELDS, Scores
-from gra_local.core.seeds import Seed, iter_seeds
-from gra_local.models.default import default_model_path
+from gra_local.core.seeds import Seed
 
-SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below
+import benchlib  # noqa: E402
+from benchlib import mean, pick, std, tok_s  # noqa: E402
 
 GEN = {"temperature": 0.8, "top_p": 0.95, "repeat_penalty": 1.1}  # the generator's defaults
 JUDGE = {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.0}  # the reviewer's defaults
@@ -80,50 +76,6 @@ _FREE_SCORES = re.compile(r"^\W*scores?[*_ \t]*[:=][*_ \t]*((?:\d{1,2}[ \t,;/]+)
 _FREE_FEEDBACK = re.compile(r"feedback\s*[:=]\s*(.*)", re.IGNORECASE)
 
 
-class CpuWatch:
-    """How much CPU *other* processes used while this script ran (Linux /proc/stat):
-    llama.cpp spins its threads on barriers, so a run sharing its cores with anything
-    else slows down far more than the share taken, and its timings are meaningless."""
-
-    def __init__(self) -> None:
-        self.start_wall = time.perf_counter()
-        self.start = self._busy()
-        self.start_own = self._own()
-
-    @staticmethod
-    def _busy() -> tuple[float, float] | None:
-        try:
-            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
-        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-        steal = fields[7] if len(fields) > 7 else 0
-        return (user + nice + system + irq + softirq) / tick, steal / tick
-
-    @staticmethod
-    def _own() -> float:
-        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-    def report(self) -> tuple[str, float]:
-        """Call after every worker process has exited (their CPU counts as ours then)."""
-        end = self._busy()
-        wall = time.perf_counter() - self.start_wall
-        if end is None or self.start is None:
-            return "other CPU load: unknown (no /proc/stat)", float("nan")
-        own = self._own() - self.start_own
-        other = max(0.0, end[0] - self.start[0] - own)
-        share = other / (wall * (os.cpu_count() or 1))
-        text = (f"other processes used {other:.1f} core-seconds ({share:.0%} of "
-                f"{os.cpu_count()} cores over {wall:.0f} s); this run used {own:.1f}")
-        if end[1] - self.start[1] > 1:
-            text += f"; steal {end[1] - self.start[1]:.1f} s"
-        if share > 0.10:
-            text += "\nWARNING: the machine was busy during this run: timings are not reliable"
-        return text, share
-
-
 def parse_free(text: str, finish_reason: str) -> Scores:
     """Parse the compact format; never turns unvalidated text into a score."""
     if finish_reason == "length":
@@ -134,7 +86,7 @@ def parse_free(text: str, finish_reason: str) -> Scores:
     values = [int(v) for v in re.findall(r"\d+", m.group(1))]
     fb = _FREE_FEEDBACK.search(text[m.end():])
     try:
-        return Scores(**dict(zip(SCORE_FIELDS, values)),
+        return Scores(**dict(zip(SCORE_FIELDS, values, strict=True)),
                       feedback=fb.group(1).strip() if fb else "")
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -156,12 +108,6 @@ def free_messages(instruction: str, response: str, shot: bool = False) -> list[d
         return [{"role": "system", "content": FREE_SYSTEM}, {"role": "user", "content": user}]
     return [{"role": "system", "content": FREE_SYSTEM}, *FREE_SHOT,
             {"role": "user", "content": user + FREE_REMINDER}]
-
-
-def pick(seeds: list[Seed], n: int, offset: int = 0) -> list[Seed]:
-    """n seeds spread evenly over the file (so over the domains), starting at offset."""
-    step = len(seeds) / n
-    return [seeds[(int(i * step) + offset) % len(seeds)] for i in range(n)]
 
 
 def raw_chat(llm: Any, messages: list[dict[str, str]], *, max_tokens: int, seed: int,
@@ -187,18 +133,6 @@ def pipe_chat(session: Any, messages: list[dict[str, str]], *, max_tokens: int, 
                                    grammar=grammar, **sampling))
     wall = time.perf_counter() - start
     return res.model_dump(), wall
-
-
-def mean(xs: list[float]) -> float:
-    return statistics.fmean(xs) if xs else float("nan")
-
-
-def std(xs: list[float]) -> float:
-    return statistics.pstdev(xs) if len(xs) > 1 else float("nan")
-
-
-def tok_s(tokens: int, seconds: float) -> float:
-    return tokens / seconds if seconds > 0 else float("nan")
 
 
 # --- a. generation overhead ------------------------------------------------------------
@@ -270,10 +204,7 @@ def judge_format(name: str, call, parse, items: list[Seed]) -> dict:
     tokens = sum(r["completion_tokens"] for r in rows)
     seconds = sum(r["wall"] for r in rows)
     means = [r["mean"] for r in rows if r["valid"]]
-    reasons: dict[str, int] = {}
-    for r in rows:
-        if not r["valid"]:
-            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    reasons = benchlib.tally(r["reason"] for r in rows if not r["valid"])
     return {
         "format": name, "valid": len(means), "total": len(rows),
         "tok_s": tok_s(tokens, seconds), "mean_seconds": seconds / len(rows),
@@ -348,7 +279,6 @@ def choose(results: list[dict]) -> tuple[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, help="GGUF file (default: the embedded SmolLM2-135M)")
     ap.add_argument("-n", "--gen-prompts", type=int, default=8, help="generation prompts (8)")
     ap.add_argument("-m", "--judge-prompts", type=int, default=8, help="review-B prompts (8)")
     ap.add_argument("--gen-max-tokens", type=int, default=128)
@@ -357,18 +287,17 @@ def main() -> int:
     ap.add_argument("--free-max-tokens", type=int, default=80)
     ap.add_argument("--n-threads", type=int, default=None,
                     help="threads for both paths (default: os.cpu_count())")
-    ap.add_argument("--json", type=Path, help="save all figures to this file")
+    benchlib.add_common_args(ap, "save all figures to this file")
     args = ap.parse_args()
 
-    t_start = time.perf_counter()
-    watch = CpuWatch()
-    model = args.model or default_model_path(paths.data_dir())
-    if not model.is_file():
-        print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
-              file=sys.stderr)
+    model = benchlib.resolve_model(args.model)
+    if model is None:
         return 2
+    idle = benchlib.wait_idle(args.wait_idle)
+    t_start = time.perf_counter()
+    watch = benchlib.CpuWatch()
     n_threads = args.n_threads or os.cpu_count()
-    seeds = [s for s in iter_seeds(SEEDS_FILE) if isinstance(s, Seed)]
+    seeds = benchlib.load_seeds()
     gen_items = pick(seeds, args.gen_prompts)
     warm = pick(seeds, 1, offset=len(seeds) // 2 + 1)[0]
     judge_items = pick(seeds, args.judge_prompts, offset=1)
@@ -380,17 +309,10 @@ def main() -> int:
     llm = Llama(model_path=str(model), n_ctx=4096, n_threads=n_threads, verbose=False)
     raw_load = time.perf_counter() - load0
     spec = ModelSpec(name="bench", path=str(model), n_ctx=4096, n_threads=n_threads)
-    with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
-        backend = LlamaProcessBackend(Path(logs), paths.data_dir())
-        load0 = time.perf_counter()
-        session = backend.load(spec)
-        pipe_load = time.perf_counter() - load0
-        try:
-            gen = bench_generation(llm, session, gen_items, warm, args.gen_max_tokens)
-            judges, pipe_judge = bench_judges(llm, session, judge_items,
-                                              args.schema_max_tokens, args.free_max_tokens)
-        finally:
-            session.close()
+    with benchlib.pipeline_session(spec) as (session, pipe_load):
+        gen = bench_generation(llm, session, gen_items, warm, args.gen_max_tokens)
+        judges, pipe_judge = bench_judges(llm, session, judge_items,
+                                          args.schema_max_tokens, args.free_max_tokens)
 
     name, why = choose(judges)
     sent = sum(r["prompt_tokens"] for r in pipe_judge["rows"])
@@ -400,15 +322,15 @@ def main() -> int:
 
     print(f"model: {model}  (llama-cpp-python {llama_version}, n_threads {n_threads}, "
           f"cpu_count {os.cpu_count()})")
-    print(f"loads: raw {raw_load:.2f} s, pipeline worker {pipe_load:.2f} s (process start + load)")
+    print(f"loads: raw {raw_load:.2f} s, pipeline worker {pipe_load:.2f} s (process start + load); "
+          f"{idle}")
     print()
     print(f"a. generation: {gen['prompts']} prompts, max_tokens {gen['max_tokens']}, "
           f"temperature {GEN['temperature']}, top_p {GEN['top_p']}, "
           f"repeat_penalty {GEN['repeat_penalty']}, alternating order")
-    print(f"   {'path':<10}{'tokens':>8}{'seconds':>10}{'tok/s':>9}")
-    for key in ("pipeline", "raw"):
-        g = gen[key]
-        print(f"   {key:<10}{g['completion_tokens']:>8}{g['seconds']:>10.2f}{g['tok_s']:>9.1f}")
+    benchlib.print_table(["path", "tokens", "seconds", "tok/s"], [
+        [key, gen[key]["completion_tokens"], f"{gen[key]['seconds']:.2f}", f"{gen[key]['tok_s']:.1f}"]
+        for key in ("pipeline", "raw")], "lrrr", indent="   ")
     print(f"   pipeline: {gen['pipeline']['worker_seconds']:.2f} s inside the worker, "
           f"{gen['pipeline']['ipc_seconds']:.3f} s IPC/serialisation; identical text on "
           f"{gen['identical_outputs']}/{gen['prompts']} prompts")
@@ -422,16 +344,13 @@ def main() -> int:
     print()
     print(f"b. judge formats, {args.judge_prompts} review-B prompts (seed instruction + seed "
           f"output), temperature {JUDGE['temperature']}, in-process model")
-    hdr = f"   {'format':<44}{'valid':>7}{'tok/s':>8}{'s/call':>8}{'tok/call':>9}{'mean':>7}{'std':>6}"
-    print(hdr)
-    for r in [*judges, pipe_judge]:
-        print(f"   {r['format']:<44}{r['valid']:>4}/{r['total']:<2}{r['tok_s']:>8.1f}"
-              f"{r['mean_seconds']:>8.2f}{r['mean_completion_tokens']:>9.1f}"
-              f"{r['score_mean']:>7.2f}{r['score_std']:>6.2f}")
+    benchlib.print_table(["format", "valid", "tok/s", "s/call", "tok/call", "mean", "std"], [
+        [r["format"], f"{r['valid']}/{r['total']}", f"{r['tok_s']:.1f}", f"{r['mean_seconds']:.2f}",
+         f"{r['mean_completion_tokens']:.1f}", f"{r['score_mean']:.2f}", f"{r['score_std']:.2f}"]
+        for r in [*judges, pipe_judge]], "lrrrrrr", indent="   ")
     for r in [*judges, pipe_judge]:
         if r["invalid_reasons"]:
-            reasons = ", ".join(f"{k} x{v}" for k, v in r["invalid_reasons"].items())
-            print(f"   invalid {r['format'].split()[0]}: {reasons}")
+            print(f"   invalid {r['format'].split()[0]}: {benchlib.fmt_reasons(r['invalid_reasons'])}")
         if r["copied_example"]:
             print(f"   {r['format'].split()[0]}: {r['copied_example']} valid replies copied the "
                   "worked example's scores")
@@ -443,15 +362,14 @@ def main() -> int:
     print(f"total runtime {total:.1f} s; {load_text}")
     print(f"chosen judge format: {name} ({why})")
 
-    if args.json:
-        args.json.write_text(json.dumps({
-            "model": str(model), "llama_cpp_python": llama_version, "n_threads": n_threads,
-            "loads": {"raw": raw_load, "pipeline": pipe_load},
-            "generation": gen, "judges": judges, "judge_pipeline": pipe_judge,
-            "prefix_reuse": {"sent": sent, "evaluated": evaluated},
-            "chosen_judge_format": name, "why": why, "runtime_seconds": total,
-            "overhead_ratio": gen["ratio"], "other_cpu_share": load_share,
-        }, indent=2))
+    benchlib.save_json(args.json, {
+        "model": str(model), "llama_cpp_python": llama_version, "n_threads": n_threads,
+        "loads": {"raw": raw_load, "pipeline": pipe_load},
+        "generation": gen, "judges": judges, "judge_pipeline": pipe_judge,
+        "prefix_reuse": {"sent": sent, "evaluated": evaluated},
+        "chosen_judge_format": name, "why": why, "runtime_seconds": total,
+        "overhead_ratio": gen["ratio"], "other_cpu_share": load_share,
+    })
     print(f"overhead_ratio={gen['ratio']:.3f}")
     return 0
 

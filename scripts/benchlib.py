@@ -188,7 +188,7 @@ def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for r in cells:
-        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)]
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align, strict=True)]
         print(indent + "  ".join(parts).rstrip())
 
 

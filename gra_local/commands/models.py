@@ -1,13 +1,14 @@
-"""`gra-local models …` (issue 4 extends these with inspect, discover, bench)."""
+"""`gra-local models …`: pull-default, list, add, remove."""
 
 from __future__ import annotations
 
 import argparse
 
 from gra_local.core import paths
-from gra_local.core.errors import GraError
+from gra_local.core.config import Role
+from gra_local.core.errors import ConfigError, GraError
 from gra_local.models import default as default_model
-from gra_local.models.registry import load_models, register_default
+from gra_local.models.registry import add_model, load_models, register_default, remove_model
 from gra_local.models.resolve import inspect_spec, model_path
 
 
@@ -19,16 +20,40 @@ def pull_default_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _roles(text: str | None) -> list[Role] | None:
+    if not text:
+        return None
+    try:
+        return [Role(r.strip()) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--roles {text!r}: use a comma-separated list of "
+                          f"{', '.join(r.value for r in Role)}") from None
+
+
+def add_command(args: argparse.Namespace) -> int:
+    spec, registry = add_model(args.path, args.name, _roles(args.roles), args.chat_format)
+    print(f"registered {spec.name!r} ({spec.path}) in {registry}")
+    return 0
+
+
+def remove_command(args: argparse.Namespace) -> int:
+    registry = remove_model(args.name)
+    print(f"removed {args.name!r} from {registry} (the GGUF file itself is untouched)")
+    return 0
+
+
 def list_command(args: argparse.Namespace) -> int:
     registry, source = load_models(args.models)
     print(f"models from {source}:")
     for spec in registry.models:
         try:
             info = inspect_spec(spec)
-            facts = f"{info.file_type}, {info.size_bytes / 1e6:.0f} MB, {info.parameter_count / 1e6:.0f}M params"
+            facts = (f"{info.file_type}, {info.size_bytes / 1e6:.0f} MB, "
+                     f"{info.parameter_count / 1e6:.0f}M params, ctx {info.context_length}")
         except GraError as exc:
             facts = f"unusable: {exc}"
         roles = ",".join(r.value for r in spec.roles)
-        where = model_path(spec) if not spec.is_default or default_model.is_present(paths.data_dir()) else "default (not fetched)"
+        fetched = not spec.is_default or default_model.is_present(paths.data_dir())
+        where = model_path(spec) if fetched else "default (not fetched: gra-local models pull-default)"
         print(f"  {spec.name:24} {facts}; roles {roles}; {where}")
     return 0

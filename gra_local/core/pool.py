@@ -1,12 +1,16 @@
-"""Loaded models: load on demand, keep at most `max_resident`, evict least recently used.
+"""Loaded models: load on demand, keep as many as the memory budget holds, evict the
+least recently used.
 
-Stages ask `order()` which model to run first so that the model still loaded from the
-previous stage goes first: with one model the whole run loads it once.
+`Residency` says how much memory each model costs and how much the machine gives us;
+without one, a single model is resident at a time. Stages ask `order()` which model to
+run first so that models still loaded go first: with one model, or with all models
+resident, every model is loaded once for the whole run.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from gra_local.core.backend import Backend, Session
 from gra_local.core.config import Registry
@@ -14,21 +18,42 @@ from gra_local.core.events import EventSink, ModelLoaded, ModelUnloaded
 from gra_local.core.stats import RunStats
 
 
+@dataclass(frozen=True)
+class Residency:
+    """Memory budget in bytes and each model's estimated footprint (weights + KV + compute)."""
+
+    budget_bytes: int
+    cost_bytes: dict[str, int] = field(default_factory=dict)
+    max_models: int = 8  # worker processes alive at once, whatever the memory says
+
+    def cost(self, name: str) -> int:
+        return self.cost_bytes.get(name, self.budget_bytes)  # unknown: assume it fills the budget
+
+
 class ModelPool:
     def __init__(self, backend: Backend, registry: Registry, stats: RunStats, emit: EventSink,
-                 max_resident: int = 1) -> None:
+                 residency: Residency | None = None) -> None:
         self.backend = backend
         self.registry = registry
         self.stats = stats
         self.emit = emit
-        self.max_resident = max(1, max_resident)
+        self.residency = residency
         self._loaded: OrderedDict[str, Session] = OrderedDict()
+
+    def _fits_beside(self, name: str) -> bool:
+        if not self._loaded:
+            return True
+        res = self.residency
+        if res is None or len(self._loaded) >= res.max_models:
+            return False
+        used = sum(res.cost(n) for n in self._loaded)
+        return used + res.cost(name) <= res.budget_bytes
 
     def session(self, name: str) -> Session:
         if name in self._loaded:
             self._loaded.move_to_end(name)
             return self._loaded[name]
-        while len(self._loaded) >= self.max_resident:
+        while not self._fits_beside(name):
             self._unload(next(iter(self._loaded)))
         sess = self.backend.load(self.registry.get(name))
         ms = self.stats.model(name)
@@ -44,6 +69,10 @@ class ModelPool:
         sess.close()
         self.stats.model(name).unloads += 1
         self.emit(ModelUnloaded(name))
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
 
     def order(self, names: set[str] | list[str]) -> list[str]:
         """Loaded models first (most recently used first), then the others by name."""

@@ -31,7 +31,7 @@ from gra_local.core.events import (
     RunStarted,
     ignore,
 )
-from gra_local.core.pool import ModelPool
+from gra_local.core.pool import ModelPool, Residency
 from gra_local.core.records import Decision, ModelRef, Reason
 from gra_local.core.roles import draw_roles
 from gra_local.core.seeds import SeedScan, file_fingerprint, scan_seeds
@@ -61,6 +61,8 @@ class RunRequest(BaseModel):
     models_source: str
     cache_dir: Path
     restart: bool = False
+    residency: Residency | None = None
+    """Memory budget for keeping several models loaded; None: one model at a time."""
 
 
 class RunResult(BaseModel):
@@ -88,7 +90,7 @@ class Run:
         self.emit = emit
         self.stop = stop or threading.Event()
         self.stats = RunStats()
-        self.pool = ModelPool(backend, req.registry, self.stats, emit)
+        self.pool = ModelPool(backend, req.registry, self.stats, emit, req.residency)
         self.ctx = StageContext(self.opts, req.registry, self.pool, self.stats, emit, self.stop,
                                 self._snapshot)
         self.started = now()

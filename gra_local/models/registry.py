@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import tomli_w
+from pydantic import ValidationError
+
 from gra_local.core import paths
-from gra_local.core.config import DEFAULT_MODEL_PATH, Registry, load_registry
+from gra_local.core.config import DEFAULT_MODEL_PATH, ModelSpec, Registry, Role, load_registry
 from gra_local.core.errors import ConfigError
 from gra_local.models import default as default_model
 
@@ -28,28 +32,82 @@ def load_models(path: Path | None) -> tuple[Registry, str]:
     return registry, str(user)
 
 
+HEADER = ("# gra-local user registry, managed by `gra-local models add/remove/pull-default`.\n"
+          "# Every key is documented in the project's models.toml.\n")
+
+
+def read_user_registry() -> Registry:
+    user = paths.user_registry_path()
+    return load_registry(user) if user.is_file() else Registry(models=[])
+
+
+def save_user_registry(registry: Registry) -> Path:
+    """Write the user registry atomically (validated first: a bad entry never lands)."""
+    Registry.model_validate(registry.model_dump())
+    user = paths.user_registry_path()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"models": [m.model_dump(mode="json", exclude_defaults=True) | {"name": m.name, "path": m.path}
+                      for m in registry.models]}
+    tmp = user.with_suffix(".toml.tmp")
+    tmp.write_text(HEADER + "\n" + tomli_w.dumps(doc), encoding="utf-8")
+    tmp.replace(user)
+    return user
+
+
+def suggest_name(stem: str, taken: set[str]) -> str:
+    """A registry name from a file name: allowed characters only, unique."""
+    base = re.sub(r"[^A-Za-z0-9._:+-]+", "-", stem).strip("-._:+") or "model"
+    base = base[:72]
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def add_model(path: Path, name: str | None = None, roles: list[Role] | None = None,
+              chat_format: str | None = None) -> tuple[ModelSpec, Path]:
+    """Register a GGUF in the user registry after checking its header."""
+    from gra_local.models.gguf_info import read_gguf_info
+
+    resolved = path.expanduser().resolve()
+    info = read_gguf_info(resolved)  # ModelError for missing / not GGUF / truncated
+    if info.chat_template is None and not chat_format:
+        raise ConfigError(f"{resolved} has no chat template: pass --chat-format (e.g. chatml, "
+                          "llama-3, mistral-instruct) so the model knows how to read a chat")
+    registry = read_user_registry()
+    for spec in registry.models:
+        if not spec.is_default and Path(spec.path).resolve() == resolved:
+            raise ConfigError(f"{resolved} is already registered as {spec.name!r}")
+    taken = {m.name for m in registry.models}
+    if name is not None and name in taken:
+        raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
+    try:
+        spec = ModelSpec(name=name or suggest_name(resolved.stem, taken), path=str(resolved),
+                         roles=roles or list(Role), chat_format=chat_format)
+    except ValidationError as exc:
+        raise ConfigError(f"--name: {exc.errors()[0]['msg']}") from None
+    registry.models.append(spec)
+    return spec, save_user_registry(registry)
+
+
+def remove_model(name: str) -> Path:
+    registry = read_user_registry()
+    kept = [m for m in registry.models if m.name != name]
+    if len(kept) == len(registry.models):
+        known = ", ".join(m.name for m in registry.models) or "none"
+        raise ConfigError(f"no model named {name!r} in {paths.user_registry_path()} (registered: {known})")
+    return save_user_registry(Registry(models=kept))
+
+
 def register_default() -> tuple[Path, bool]:
     """Add the embedded model to the user registry unless a model already uses it."""
-    user = paths.user_registry_path()
-    if user.is_file():
-        registry = load_registry(user)
-        if any(m.path == DEFAULT_MODEL_PATH for m in registry.models):
-            return user, False
-        names = {m.name for m in registry.models}
-        if default_model.DEFAULT_NAME in names:
-            raise ConfigError(f"{user}: a model named {default_model.DEFAULT_NAME!r} already "
-                              "exists with another path; rename it to register the default")
-        text = user.read_text(encoding="utf-8")
-    else:
-        user.parent.mkdir(parents=True, exist_ok=True)
-        text = "# gra-local user registry; keys are documented in the project's models.toml\n"
-    entry = (
-        f'\n[[models]]\nname = "{default_model.DEFAULT_NAME}"\npath = "{DEFAULT_MODEL_PATH}"\n'
-        f'sha256 = "{default_model.SHA256}"\n'
-        'roles = ["generator", "reviewer", "adjudicator", "annotator"]\n'
-    )
-    tmp = user.with_suffix(".toml.tmp")
-    tmp.write_text(text.rstrip("\n") + "\n" + entry, encoding="utf-8")
-    tmp.replace(user)
-    return user, True
-
+    registry = read_user_registry()
+    if any(m.is_default for m in registry.models):
+        return paths.user_registry_path(), False
+    if default_model.DEFAULT_NAME in {m.name for m in registry.models}:
+        raise ConfigError(f"{paths.user_registry_path()}: a model named "
+                          f"{default_model.DEFAULT_NAME!r} already exists with another path; "
+                          "remove or rename it to register the default")
+    registry.models.append(ModelSpec(name=default_model.DEFAULT_NAME, path=DEFAULT_MODEL_PATH,
+                                     sha256=default_model.SHA256))
+    return save_user_registry(registry), True

@@ -215,3 +215,20 @@ def test_adjudicator_that_never_answers_validly_rejects(tmp_path: Path) -> None:
     run(tmp_path / "out", ["a"], FakeBackend(script), samples=1, max_attempts=1)
     rec = records(tmp_path / "out", "rejected.jsonl")[0]
     assert rec["reason"] == "adjudication_failed" and rec["adjudication"] is None
+
+
+def test_residency_keeps_models_loaded_across_stages_and_batches(tmp_path: Path) -> None:
+    from gra_local.core.pool import Residency
+
+    names = ["a", "b", "c", "d", "e"]
+    req = request(tmp_path / "res", names, samples=20, batch=5)
+    roomy = req.model_copy(update={"residency": Residency(budget_bytes=10, cost_bytes=dict.fromkeys(names, 2))})
+    backend = FakeBackend()
+    result = Run(roomy, backend).execute()
+    assert result.run_json["loads"] == dict.fromkeys(names, 1)  # all fit: each loaded once
+    assert result.run_json["unloads"] == dict.fromkeys(names, 1)  # closed at the end
+
+    tight = req.model_copy(update={"out_dir": tmp_path / "tight",
+                                   "residency": Residency(budget_bytes=3, cost_bytes=dict.fromkeys(names, 2))})
+    one_at_a_time = Run(tight, FakeBackend()).execute()
+    assert sum(one_at_a_time.run_json["loads"].values()) > len(names)
