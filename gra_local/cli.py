@@ -71,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--chat-format", help="llama-cpp-python chat format, for a GGUF without a template")
     rm = msub.add_parser("remove", help="unregister a model (the file is kept)")
     rm.add_argument("name", metavar="NAME")
+    disc = msub.add_parser("discover", help="find GGUF models on disk (folders, Hugging Face cache, Ollama, LM Studio)")
+    disc.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="folders to search (any depth)")
+    disc.add_argument("--add", action="store_true", help="register every usable model found that is not registered yet")
+    disc.add_argument("--no-defaults", action="store_true", help="search only the DIRs, not the Hugging Face/Ollama/LM Studio stores")
+    disc.add_argument("--hash", action="store_true", help="also merge identical copies by sha256 (reads whole files; cached)")
+    insp = msub.add_parser("inspect", help="what a GGUF is and how it would run here (loads nothing)")
+    insp.add_argument("target", metavar="PATH|NAME", help="a GGUF file or a registered model name")
+    insp.add_argument("--ctx", type=_positive_int, metavar="N",
+                      help="context for the memory estimate (default: the model's n_ctx, else min(4096, trained))")
+    insp.add_argument("--json", action="store_true", help="print one JSON object")
+    insp.add_argument("--models", type=Path, metavar="FILE", help="models file to look NAME up in")
+    doc = sub.add_parser("doctor", help="check llama.cpp, GPUs, RAM, paths and every registered model")
+    doc.add_argument("--json", action="store_true", help="print one JSON object")
+    doc.add_argument("--models", type=Path, metavar="FILE", help="models file (default: the user registry)")
     return p
 
 
@@ -90,6 +104,18 @@ def main(argv: list[str] | None = None) -> int:
                         "remove": models.remove_command}
             if args.models_command in commands:
                 return commands[args.models_command](args)
+            if args.models_command == "discover":
+                from gra_local.commands.discover import discover_command
+
+                return discover_command(args)
+            if args.models_command == "inspect":
+                from gra_local.commands.inspect import inspect_command
+
+                return inspect_command(args)
+        if args.command == "doctor":
+            from gra_local.commands.inspect import doctor_command
+
+            return doctor_command(args)
         if args.command is None:
             _parser().print_help()
             return 0

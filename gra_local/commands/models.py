@@ -8,6 +8,9 @@ from gra_local.core import paths
 from gra_local.core.config import Role
 from gra_local.core.errors import ConfigError, GraError
 from gra_local.models import default as default_model
+from gra_local.models.fit import plan_for
+from gra_local.models.hardware import probe
+from gra_local.models.planner import badge
 from gra_local.models.registry import add_model, load_models, register_default, remove_model
 from gra_local.models.resolve import inspect_spec, model_path
 
@@ -45,11 +48,14 @@ def remove_command(args: argparse.Namespace) -> int:
 def list_command(args: argparse.Namespace) -> int:
     registry, source = load_models(args.models)
     print(f"models from {source}:")
+    hw = probe()
     for spec in registry.models:
         try:
             info = inspect_spec(spec)
+            plan = plan_for(spec, info, hw=hw)
             facts = (f"{info.file_type}, {info.size_bytes / 1e6:.0f} MB, "
-                     f"{info.parameter_count / 1e6:.0f}M params, ctx {info.context_length}")
+                     f"{info.parameter_count / 1e6:.0f}M params, ctx {info.context_length}, "
+                     f"fit: {badge(plan)}")
         except GraError as exc:
             facts = f"unusable: {exc}"
         roles = ",".join(r.value for r in spec.roles)

@@ -14,6 +14,7 @@ from gra_local.core import paths
 from gra_local.core.config import RunOptions
 from gra_local.core.errors import ConfigError, SeedError
 from gra_local.core.scheduler import Run, RunRequest
+from gra_local.models.fit import residency_for
 from gra_local.models.registry import load_models
 from gra_local.models.resolve import check_model_file, model_ref
 
@@ -33,13 +34,14 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     if not args.seeds.is_file():
         raise SeedError(f"{args.seeds}: seed file not found")
     registry, source = load_models(args.models)
-    refs = {}
+    refs, checked = {}, []
     for spec in registry.models:  # fail on a bad model file now, not after an hour
-        check_model_file(spec)
+        _, info = check_model_file(spec)
+        checked.append((spec, info))
         refs[spec.name] = model_ref(spec)
     request = RunRequest(seeds=args.seeds, out_dir=args.out, options=options, registry=registry,
                          refs=refs, models_source=source, cache_dir=paths.cache_dir(),
-                         restart=args.restart)
+                         restart=args.restart, residency=residency_for(checked))
     view = ProgressView(quiet=args.quiet)
     backend = LlamaProcessBackend(log_dir=args.out / "logs")
     try:

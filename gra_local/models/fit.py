@@ -14,9 +14,10 @@ from typing import Any
 
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ModelError
+from gra_local.core.pool import Residency
 from gra_local.models.gguf_info import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFInfo, _Corrupt, _Parser
 from gra_local.models.hardware import Hardware, probe
-from gra_local.models.planner import LayerPlan, ModelFacts, plan_layers
+from gra_local.models.planner import DEFAULT_RESERVE, LayerPlan, ModelFacts, plan_layers
 
 
 def read_vocab_size(path: Path) -> int | None:
@@ -77,3 +78,25 @@ def gpu_layers_for(spec: ModelSpec, info: GGUFInfo, n_ctx: int | None = None,
     if plan.where == "wont_fit":
         raise ModelError(f"model {spec.name!r}: {plan.reason}")
     return plan.n_gpu_layers, plan.reason
+
+
+RAM_RESERVE = 2 * 1024**3  # left for the OS, the app and the page cache
+
+
+def residency_for(models: list[tuple[ModelSpec, GGUFInfo]], hw: Hardware | None = None) -> Residency:
+    """How many models may stay loaded together: each model's planned footprint against
+    free VRAM (GPU builds with known VRAM) or available RAM (CPU, unified memory)."""
+    hw = hw if hw is not None else probe()
+    mem = hw.memory_facts()
+    on_gpu = bool(mem.gpu_backend) and mem.vram_free_bytes is not None and not mem.unified
+    costs: dict[str, int] = {}
+    for spec, info in models:
+        plan = plan_for(spec, info, hw=hw)
+        costs[spec.name] = plan.gpu_bytes if on_gpu and plan.gpu_bytes else plan.estimate.total_bytes
+    if on_gpu:
+        budget = max(0, (mem.vram_free_bytes or 0) - DEFAULT_RESERVE)
+    else:
+        budget = max(0, mem.ram_available_bytes - RAM_RESERVE)
+        if mem.unified and mem.vram_free_bytes is not None:
+            budget = min(budget, mem.vram_free_bytes)
+    return Residency(budget_bytes=budget, cost_bytes=costs)

@@ -182,9 +182,9 @@ def _vram_text(hw: MemoryFacts, reserve: int) -> str:
 def _placement(facts: ModelFacts, est: MemoryEstimate, k: int, max_layers: int) -> tuple[int, int]:
     """(GPU bytes, CPU bytes) with k layers offloaded; the compute buffer counts on both
     sides when split (llama.cpp keeps one per device in use)."""
-    if k <= 0:
+    if k == 0:
         return 0, est.total_bytes
-    if not facts.n_layers or k >= max_layers:
+    if k < 0 or not facts.n_layers or k >= max_layers:
         return est.total_bytes, est.compute_bytes
     on_gpu = k * est.layer_bytes + est.compute_bytes
     return on_gpu, est.total_bytes - k * est.layer_bytes
@@ -216,7 +216,7 @@ def plan_layers(
     total = est.total_bytes
 
     def plan(k: int, where: Where, fits: bool, reason: str, is_pinned: bool = False) -> LayerPlan:
-        g, c = _placement(facts, est, k, max_layers) if where != "wont_fit" else (0, 0)
+        g, c = {"wont_fit": (0, 0), "cpu": (0, total)}.get(where) or _placement(facts, est, k, max_layers)
         return LayerPlan(n_gpu_layers=k, max_layers=max_layers, where=where, fits=fits,
                          pinned=is_pinned, gpu_bytes=g, cpu_bytes=c, reason=reason, estimate=est)
 

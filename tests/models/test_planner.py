@@ -14,8 +14,8 @@ from gra_local.models.gguf_info import read_gguf_info
 from gra_local.models.hardware import GPU, Hardware, LlamaBuild
 from gra_local.models.planner import (
     GiB,
-    MiB,
     MemoryFacts,
+    MiB,
     ModelFacts,
     badge,
     estimate_memory,
@@ -100,8 +100,13 @@ def test_pinned_value_wins_and_reports_fit() -> None:
     too_many = plan_layers(SEVEN_B, 4096, gpu(2.0), pinned=-1)
     assert too_many.n_gpu_layers == -1 and too_many.where == "gpu" and not too_many.fits
     assert "may NOT fit" in too_many.reason and badge(too_many).endswith("(may not fit)")
+    unknown_layers = SEVEN_B.model_copy(update={"n_layers": None})
+    all_pinned = plan_layers(unknown_layers, 4096, gpu(24), pinned=-1)
+    assert (all_pinned.n_gpu_layers, all_pinned.where, all_pinned.fits) == (-1, "gpu", True)
+    assert all_pinned.gpu_bytes == all_pinned.estimate.total_bytes
     no_backend = plan_layers(SEVEN_B, 4096, gpu(0, backend=None), pinned=20)
     assert no_backend.where == "cpu" and "no GPU backend" in no_backend.reason
+    assert (no_backend.n_gpu_layers, no_backend.gpu_bytes) == (20, 0)
 
 
 def test_larger_than_ram_plus_vram_is_refused_with_numbers() -> None:
