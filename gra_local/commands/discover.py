@@ -14,7 +14,8 @@ from gra_local.core import paths
 from gra_local.core.config import Role, load_registry, parse_registry
 from gra_local.core.errors import ConfigError
 from gra_local.models import default as default_model
-from gra_local.models.discover import NAME_MAX, Found, discover
+from gra_local.models.discover import discover
+from gra_local.models.found import NAME_MAX, Found
 
 REGISTRY_HEADER = "# gra-local user registry; keys are documented in the project's models.toml\n"
 

@@ -13,189 +13,34 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from gra_local.core import paths
 from gra_local.core.errors import ModelError
-from gra_local.models.gguf_info import GGUFInfo, read_gguf_info, sha256_file
-
-SOURCES = ("huggingface", "ollama", "lmstudio", "folder")  # also the priority among duplicates
-OLLAMA_REGISTRY = "registry.ollama.ai"
-OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
-LINUX_SERVICE_OLLAMA = Path("/usr/share/ollama/.ollama/models")  # `ollama` systemd service
-NAME_MAX = 80  # ModelSpec.name max_length
-NOT_LANGUAGE_MODELS = {"clip": "a vision projector (mmproj)"}
-
-_SPLIT = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
-_BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9._:+-]+")
-_SHA256_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
-
-
-@dataclass
-class Found:
-    """One model found on disk (a split model is one Found for all its parts)."""
-
-    path: Path
-    """Absolute path to register (first part of a split model). Symlinks are kept, so a
-    Hugging Face model shows its snapshot path; ``real_path`` is the resolved file."""
-    source: str
-    """Where it was found: "folder", "huggingface", "ollama" or "lmstudio"."""
-    name: str
-    """Suggested registry name, valid for ModelSpec.name (not necessarily unique)."""
-    parts: list[Path] = field(default_factory=list)
-    """Every file of the model in order; just ``[path]`` unless split."""
-    size_bytes: int = 0
-    info: GGUFInfo | None = None
-    problem: str | None = None
-    """Why the model cannot be used as it is (found-but-broken files are reported)."""
-    duplicates: list[Found] = field(default_factory=list)
-    """The same model reached another way (other path, tag or identical copy)."""
-    real_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.path = Path(os.path.abspath(self.path))
-        self.parts = [Path(os.path.abspath(p)) for p in self.parts] or [self.path]
-        self.real_path = Path(os.path.realpath(self.path))
-
-    @property
-    def usable(self) -> bool:
-        return self.info is not None and self.problem is None
-
-
-@dataclass
-class DiscoveryResult:
-    found: list[Found] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    scanned: list[tuple[str, Path]] = field(default_factory=list)
-    """The (source, folder) locations actually scanned."""
-
-
-def suggest_name(text: str) -> str:
-    """A ModelSpec-valid name from any text: ``/`` becomes ``--``, odd characters ``-``."""
-    text = re.sub(r"[/\\]+", "--", text)
-    text = _BAD_NAME_CHARS.sub("-", text).lstrip("._:+-")
-    return text[:NAME_MAX].rstrip("-") or "model"
-
-
-def _fitting_name(*candidates: str) -> str:
-    """The first candidate whose name fits NAME_MAX untruncated, else the last one clipped."""
-    for text in candidates:
-        name = suggest_name(text)
-        if len(name) < NAME_MAX:
-            return name
-    return suggest_name(candidates[-1])
-
-
-def _why(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
-
-
-def default_locations() -> list[tuple[str, Path]]:
-    """Where Hugging Face, Ollama and LM Studio keep models on this platform (existing or
-    not), honouring HF_HUB_CACHE, HF_HOME and OLLAMA_MODELS."""
-    env = os.environ.get
-    try:
-        home: Path | None = Path.home()
-    except RuntimeError:  # neither HOME nor USERPROFILE
-        home = None
-    xdg = env("XDG_CACHE_HOME")
-    hf_home = env("HF_HOME") or (xdg and Path(xdg) / "huggingface") or (home and home / ".cache" / "huggingface")
-    locs: list[tuple[str, str | Path | None]] = [
-        ("huggingface", env("HF_HUB_CACHE") or env("HUGGINGFACE_HUB_CACHE") or (hf_home and Path(hf_home) / "hub")),
-        ("ollama", env("OLLAMA_MODELS") or (home and home / ".ollama" / "models")),
-    ]
-    if sys.platform.startswith("linux"):
-        locs.append(("ollama", LINUX_SERVICE_OLLAMA))
-    if home is not None:
-        locs += [("lmstudio", home / ".lmstudio" / "models"),
-                 ("lmstudio", home / ".cache" / "lm-studio" / "models")]
-    out: list[tuple[str, Path]] = []
-    for source, where in locs:
-        if where and (source, Path(where).expanduser()) not in out:
-            out.append((source, Path(where).expanduser()))
-    return out
-
-
-def _dir_state(path: Path) -> str | None:
-    """None for a readable folder, "" when absent (or not a folder), else why not usable."""
-    try:
-        if not path.is_dir():
-            return ""
-        os.scandir(path).close()
-    except OSError as exc:
-        return _why(exc)
-    return None
-
-
-def _is_gguf_name(name: str) -> bool:
-    return name.lower().endswith(".gguf")
-
-
-def _walk(root: Path, want: Callable[[str], bool], warnings: list[str]) -> Iterator[Path]:
-    """Files under ``root`` at any depth whose name passes ``want``, following symlinks
-    but never into a folder already visited (so symlink loops end)."""
-    stack: list[tuple[Path, tuple[tuple[int, int], ...]]] = [(root, ())]
-    visited: set[tuple[int, int]] = set()
-    while stack:
-        folder, ancestors = stack.pop()
-        try:
-            st = os.stat(folder)
-            key = (st.st_dev, st.st_ino)
-            if key in ancestors:
-                warnings.append(f"{folder}: symlink loop (leads back to a folder above it), not followed")
-                continue
-            if key in visited:
-                continue
-            visited.add(key)
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            warnings.append(f"{folder}: cannot read folder ({_why(exc)}), skipped")
-            continue
-        subdirs: list[Path] = []
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    subdirs.append(Path(entry.path))
-                elif want(entry.name):
-                    if entry.is_file():
-                        yield Path(entry.path)
-                    elif entry.is_symlink():
-                        warnings.append(f"{entry.path}: broken symlink, skipped")
-            except OSError as exc:
-                warnings.append(f"{entry.path}: cannot read ({_why(exc)}), skipped")
-        stack.extend((d, (*ancestors, key)) for d in reversed(subdirs))
-
-
-def _group(files: list[Path], source: str, namer: Callable[[Path, str], str]) -> list[Found]:
-    """One Found per file, except the parts of a split model (same folder, same base
-    name, same part count), which become one Found.  ``namer(path, stem)`` names it."""
-    found: list[Found] = []
-    sets: dict[tuple[Path, str, int], dict[int, Path]] = {}
-    for path in files:
-        m = _SPLIT.match(path.name)
-        if m and 1 <= int(m["index"]) <= int(m["total"]):
-            sets.setdefault((path.parent, m["base"], int(m["total"])), {})[int(m["index"])] = path
-        else:
-            stem = path.name[: -len(".gguf")] if _is_gguf_name(path.name) else path.name
-            found.append(Found(path=path, source=source, name=namer(path, stem)))
-    for (_, base, total), by_index in sets.items():
-        parts = [by_index[i] for i in sorted(by_index)]
-        f = Found(path=parts[0], source=source, name=namer(parts[0], base), parts=parts)
-        missing = [str(i) for i in range(1, total + 1) if i not in by_index]
-        if missing:
-            f.problem = f"split model is incomplete: part {', '.join(missing)} of {total} missing"
-        found.append(f)
-    return found
+from gra_local.models.found import (
+    NOT_LANGUAGE_MODELS,
+    OLLAMA_MODEL_LAYER,
+    OLLAMA_REGISTRY,
+    SHA256_DIGEST,
+    SOURCES,
+    DiscoveryResult,
+    Found,
+    default_locations,
+    dir_state,
+    fitting_name,
+    group_parts,
+    is_gguf_name,
+    suggest_name,
+    walk,
+    why,
+)
+from gra_local.models.gguf_info import read_gguf_info, sha256_file
 
 
 def _scan_folder(root: Path, source: str, warnings: list[str]) -> list[Found]:
-    files = list(_walk(root, _is_gguf_name, warnings))
-    return _group(files, source, lambda _path, stem: suggest_name(stem))
+    files = list(walk(root, is_gguf_name, warnings))
+    return group_parts(files, source, lambda _path, stem: suggest_name(stem))
 
 
 def _subdirs(folder: Path, warnings: list[str]) -> list[Path]:
@@ -203,7 +48,7 @@ def _subdirs(folder: Path, warnings: list[str]) -> list[Path]:
         with os.scandir(folder) as it:
             return sorted(Path(e.path) for e in it if e.is_dir())
     except OSError as exc:
-        warnings.append(f"{folder}: cannot read folder ({_why(exc)}), skipped")
+        warnings.append(f"{folder}: cannot read folder ({why(exc)}), skipped")
         return []
 
 
@@ -218,7 +63,7 @@ def _scan_hf(where: Path, source: str, warnings: list[str]) -> list[Found]:
 def _scan_hf_repo(repo_dir: Path, warnings: list[str]) -> list[Found]:
     repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
     snapshots = repo_dir / "snapshots"
-    if _dir_state(snapshots) == "":
+    if dir_state(snapshots) == "":
         return []
     try:
         main_rev = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
@@ -227,9 +72,9 @@ def _scan_hf_repo(repo_dir: Path, warnings: list[str]) -> list[Found]:
 
     def namer(path: Path, stem: str) -> str:
         inner = "/".join(path.relative_to(snapshots).parts[1:-1] + (stem,))  # under <rev>/
-        return _fitting_name(f"{repo_id}/{inner}", f"{repo_id.rsplit('/', 1)[-1]}/{inner}", inner)
+        return fitting_name(f"{repo_id}/{inner}", f"{repo_id.rsplit('/', 1)[-1]}/{inner}", inner)
 
-    found = _group(list(_walk(snapshots, _is_gguf_name, warnings)), "huggingface", namer)
+    found = group_parts(list(walk(snapshots, is_gguf_name, warnings)), "huggingface", namer)
 
     # revisions share blobs: keep one path per blob, the main revision's when it has it
     def rank(f: Found) -> tuple[bool, str]:
@@ -255,7 +100,7 @@ def _ollama_model_digest(manifest: object) -> str | None:
     for layer in layers:
         if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_LAYER:
             digest = layer.get("digest")
-            if not isinstance(digest, str) or not _SHA256_DIGEST.match(digest):
+            if not isinstance(digest, str) or not SHA256_DIGEST.match(digest):
                 raise ValueError(f"bad model layer digest {digest!r}")
             return digest[len("sha256:"):]
     return None  # no weights here (e.g. a cloud model): nothing to find
@@ -265,9 +110,9 @@ def _scan_ollama(store: Path, source: str, warnings: list[str]) -> list[Found]:
     """Read-only: manifests/<host>/<namespace>/<model>/<tag> -> blobs/sha256-<hex>."""
     manifests, blobs = store / "manifests", store / "blobs"
     found: list[Found] = []
-    if _dir_state(manifests) == "":  # a fresh install: nothing pulled yet
+    if dir_state(manifests) == "":  # a fresh install: nothing pulled yet
         return found
-    for manifest in _walk(manifests, lambda _name: True, warnings):
+    for manifest in walk(manifests, lambda _name: True, warnings):
         rel = manifest.relative_to(manifests).parts
         if len(rel) != 4:
             continue
@@ -275,7 +120,7 @@ def _scan_ollama(store: Path, source: str, warnings: list[str]) -> list[Found]:
         try:
             digest = _ollama_model_digest(json.loads(manifest.read_text(encoding="utf-8")))
         except OSError as exc:
-            warnings.append(f"{manifest}: cannot read Ollama manifest ({_why(exc)}), skipped")
+            warnings.append(f"{manifest}: cannot read Ollama manifest ({why(exc)}), skipped")
             continue
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
             warnings.append(f"{manifest}: not a valid Ollama manifest ({exc}), skipped")
@@ -320,25 +165,25 @@ def _locations(dirs: list[Path], include_defaults: bool, result: DiscoveryResult
         d = Path(os.path.abspath(Path(d).expanduser()))
         if d.is_file():  # a model file named directly (an Ollama blob has no extension)
             singles.append(d)
-        elif (state := _dir_state(d)) is None:
+        elif (state := dir_state(d)) is None:
             todo.append((_classify(d), d))
         else:
             result.warnings.append(f"{d}: {state or 'no such folder'}, skipped")
     if include_defaults:
         for source, where in default_locations():
             where = Path(os.path.abspath(where))
-            state = _dir_state(where)
+            state = dir_state(where)
             if state is None:
                 todo.append((source, where))
             elif state:  # exists but unreadable (say, another user's Ollama service store)
                 result.warnings.append(f"{where}: cannot read {source} models ({state}), skipped")
-    found = _group(singles, "folder", lambda _path, stem: suggest_name(stem))
+    found = group_parts(singles, "folder", lambda _path, stem: suggest_name(stem))
     for source, where in todo:
         result.scanned.append((source, where))
         try:
             found += _SCANNERS[source](where, source, result.warnings)
         except OSError as exc:  # safety net: the walkers already catch per folder
-            result.warnings.append(f"{where}: scan stopped early ({_why(exc)})")
+            result.warnings.append(f"{where}: scan stopped early ({why(exc)})")
     return found
 
 
@@ -346,7 +191,7 @@ def _measure(f: Found) -> None:
     try:
         f.size_bytes = sum(os.stat(p).st_size for p in f.parts)
     except OSError as exc:
-        f.problem = f.problem or f"cannot read file ({_why(exc)})"
+        f.problem = f.problem or f"cannot read file ({why(exc)})"
 
 
 def _read_header(f: Found) -> None:

@@ -16,7 +16,9 @@ from gra_local.commands.discover import describe, discover_command, register_fou
 from gra_local.core import paths
 from gra_local.core.config import Role, load_registry
 from gra_local.models import discover as disc
-from gra_local.models.discover import default_locations, discover, suggest_name
+from gra_local.models import found as found_mod
+from gra_local.models.discover import discover
+from gra_local.models.found import default_locations, suggest_name
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 
@@ -30,7 +32,7 @@ def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("USERPROFILE", str(home))
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "OLLAMA_MODELS"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(disc, "LINUX_SERVICE_OLLAMA", tmp_path / "no-service-ollama")
+    monkeypatch.setattr(found_mod, "LINUX_SERVICE_OLLAMA", tmp_path / "no-service-ollama")
     return home
 
 
