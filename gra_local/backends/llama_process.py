@@ -131,7 +131,21 @@ class LlamaProcessBackend:
         # Never above the trained context: llama.cpp would allow it and degrade silently.
         n_ctx = min(spec.n_ctx, info.context_length or spec.n_ctx)
         layers, why = gpu_layers_for(spec, info, n_ctx)  # ModelError with the numbers if it can't fit
-        session = LlamaProcessSession(spec.model_copy(update={"n_gpu_layers": layers}), path,
-                                      self.log_dir / f"{spec.name}.log", n_ctx)
-        session.info.details["gpu_plan"] = why
-        return session
+        log = self.log_dir / f"{spec.name}.log"
+        # A GPU load can still fail for memory (other programs, driver overhead): retry with
+        # half the layers, then on the CPU, and say so in the plan text.
+        attempts = [layers] if layers == 0 else [layers, max(1, layers // 2), 0]
+        for n, tried in enumerate(dict.fromkeys(attempts)):
+            try:
+                session = LlamaProcessSession(spec.model_copy(update={"n_gpu_layers": tried}),
+                                              path, log, n_ctx)
+            except ModelError as exc:
+                if tried == 0 or n == len(attempts) - 1:
+                    raise
+                why = f"{why}; loading with {tried} GPU layers failed ({exc.message[:160]})"
+                continue
+            if tried != layers:
+                why = f"{why}; running with {tried} GPU layers instead"
+            session.info.details["gpu_plan"] = why
+            return session
+        raise AssertionError("unreachable")

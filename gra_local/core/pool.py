@@ -60,6 +60,8 @@ class ModelPool:
         ms.loads += 1
         ms.load_seconds += sess.info.seconds
         ms.n_gpu_layers = sess.info.n_gpu_layers
+        plan = sess.info.details.get("gpu_plan")
+        ms.gpu_plan = str(plan) if plan is not None else None
         self._loaded[name] = sess
         self.emit(ModelLoaded(name, sess.info.seconds, sess.info.n_gpu_layers))
         return sess

@@ -316,8 +316,9 @@ class Run:
             # so that a rerun with a larger --samples takes it without redoing any call.
             return
         decision = Decision.ACCEPTED if accepted else Decision.REJECTED
-        record = cand.to_record(decision, reason, detail, mean, std, self.req.refs,
-                                self._sampling(cand))
+        refs = {name: ref.model_copy(update={"n_gpu_layers": self.stats.model(name).n_gpu_layers})
+                for name, ref in self.req.refs.items()}
+        record = cand.to_record(decision, reason, detail, mean, std, refs, self._sampling(cand))
         data = record.model_dump(mode="json")
         self._outputs[decision].append(data)
         state.decided.add(cand.id)

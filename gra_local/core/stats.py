@@ -14,6 +14,8 @@ class ModelStats(BaseModel):
     unloads: int = 0
     load_seconds: float = 0.0
     n_gpu_layers: int | None = None
+    gpu_plan: str | None = None
+    """Why the model runs where it does (planner reason, retries after a failed load)."""
     calls: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0

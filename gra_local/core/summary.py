@@ -75,6 +75,8 @@ def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "counts": stats.counts.model_dump(),
         "rounds": {k: v.model_dump() for k, v in stats.rounds.items()},
         "loads": {name: ms.loads for name, ms in stats.models.items()},
+        "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
+                      for name, ms in stats.models.items()},
         "residency": (None if run.req.residency is None else
                       {"budget_bytes": run.req.residency.budget_bytes,
                        "cost_bytes": run.req.residency.cost_bytes}),

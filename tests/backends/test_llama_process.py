@@ -1,0 +1,72 @@
+"""The llama.cpp worker-process backend on a real tiny GGUF: load, chat, prefix reuse,
+crash reporting, the load retry ladder."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from gra_local.backends import llama_process
+from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.core.backend import ChatRequest
+from gra_local.core.config import ModelSpec
+from gra_local.core.errors import BackendError, ModelError
+from gra_local.core.grammars import GRAMMARS, token_budget
+from gra_local.core.records import InstructionVerdict
+
+
+def request(user: str, grammar: str | None = None, max_tokens: int = 48) -> ChatRequest:
+    messages = [{"role": "system", "content": "You are a careful reviewer. " * 20},
+                {"role": "user", "content": user}]
+    return ChatRequest(messages=messages, temperature=0.8, top_p=0.95, max_tokens=max_tokens,
+                       seed=1, grammar=grammar)
+
+
+def test_chat_in_a_worker_reuses_the_prompt_prefix(tmp_path: Path, tiny_gguf: Path) -> None:
+    backend = LlamaProcessBackend(log_dir=tmp_path / "logs")
+    session = backend.load(ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=1024))
+    try:
+        assert session.info.n_gpu_layers == 0 and "CPU" in session.info.details["gpu_plan"]
+        first = session.chat(request("first question"))
+        second = session.chat(request("second question"))
+        assert first.finish_reason in ("stop", "length") and first.completion_tokens > 0
+        assert second.prompt_evaluated is not None
+        assert second.prompt_evaluated < second.prompt_tokens / 2  # the system prompt was cached
+        judged = session.chat(request("judge", GRAMMARS[InstructionVerdict],
+                                      token_budget(InstructionVerdict)))
+        assert judged.text.startswith('{"reasonable": "')
+    finally:
+        session.close()
+    assert (tmp_path / "logs" / "tiny.log").stat().st_size > 0  # llama.cpp's chatter went here
+
+
+def test_a_dead_worker_is_a_clear_error(tmp_path: Path, tiny_gguf: Path) -> None:
+    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
+    os.kill(session._proc.pid, signal.SIGKILL)
+    session._proc.wait()
+    with pytest.raises(BackendError, match="worker process died"):
+        session.chat(request("anyone there?"))
+    session.close()
+
+
+def test_load_retries_with_fewer_gpu_layers_then_cpu(tmp_path: Path, tiny_gguf: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[int] = []
+    real = llama_process.LlamaProcessSession
+
+    def flaky(spec: ModelSpec, *args: object):
+        tried.append(int(spec.n_gpu_layers))
+        if spec.n_gpu_layers:
+            raise ModelError("out of memory (simulated)")
+        return real(spec, *args)
+
+    monkeypatch.setattr(llama_process, "gpu_layers_for", lambda spec, info, n_ctx: (20, "plan: GPU"))
+    monkeypatch.setattr(llama_process, "LlamaProcessSession", flaky)
+    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
+    session.close()
+    assert tried == [20, 10, 0]
+    assert "with 0 GPU layers instead" in session.info.details["gpu_plan"]
+    assert "out of memory (simulated)" in session.info.details["gpu_plan"]
