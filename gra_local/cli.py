@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--chat-format", help="llama-cpp-python chat format, for a GGUF without a template")
     rm = msub.add_parser("remove", help="unregister a model (the file is kept)")
     rm.add_argument("name", metavar="NAME")
+    bench = msub.add_parser("bench", help="measure load time and tokens/s (stored for run ETAs)")
+    bench.add_argument("name", metavar="NAME")
+    bench.add_argument("--models", type=Path, metavar="FILE")
     disc = msub.add_parser("discover", help="find GGUF models on disk (folders, Hugging Face cache, Ollama, LM Studio)")
     disc.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="folders to search (any depth)")
     disc.add_argument("--add", action="store_true", help="register every usable model found that is not registered yet")
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.models_command == "pull-default":
                 return models.pull_default_command(args)
             commands = {"list": models.list_command, "add": models.add_command,
-                        "remove": models.remove_command}
+                        "remove": models.remove_command, "bench": models.bench_command}
             if args.models_command in commands:
                 return commands[args.models_command](args)
             if args.models_command == "discover":

@@ -63,3 +63,22 @@ def list_command(args: argparse.Namespace) -> int:
         where = model_path(spec) if fetched else "default (not fetched: gra-local models pull-default)"
         print(f"  {spec.name:24} {facts}; roles {roles}; {where}")
     return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    from gra_local.backends.llama_process import LlamaProcessBackend
+    from gra_local.models.bench import BenchStore, run_bench
+
+    registry, _ = load_models(args.models)
+    try:
+        spec = registry.get(args.name)
+    except KeyError:
+        raise ConfigError(f"no model named {args.name!r} (registered: "
+                          f"{', '.join(m.name for m in registry.models) or 'none'})") from None
+    print(f"benchmarking {spec.name}: load, ~300 prompt tokens, 64 generated tokens…", flush=True)
+    result = run_bench(spec, LlamaProcessBackend(log_dir=paths.cache_dir() / "bench-logs"))
+    BenchStore(paths.cache_dir()).save(model_path(spec), result)
+    print(f"load {result.load_seconds:.2f} s, prompt {result.prompt_tokens_per_s:.0f} tok/s, "
+          f"decode {result.decode_tokens_per_s:.1f} tok/s ({result.n_gpu_layers} GPU layers); "
+          "stored for run ETAs")
+    return 0

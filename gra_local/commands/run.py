@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -13,7 +14,9 @@ from gra_local.commands.progress import ProgressView
 from gra_local.core import paths
 from gra_local.core.config import RunOptions
 from gra_local.core.errors import ConfigError, SeedError
+from gra_local.core.eta import Speed, predict_seconds
 from gra_local.core.scheduler import Run, RunRequest
+from gra_local.models.bench import BenchStore
 from gra_local.models.fit import residency_for
 from gra_local.models.registry import load_models
 from gra_local.models.resolve import check_model_file, model_ref
@@ -42,6 +45,7 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     request = RunRequest(seeds=args.seeds, out_dir=args.out, options=options, registry=registry,
                          refs=refs, models_source=source, cache_dir=paths.cache_dir(),
                          restart=args.restart, residency=residency_for(checked))
+    request.predicted_seconds = _predict(request, checked)
     view = ProgressView(quiet=args.quiet)
     backend = LlamaProcessBackend(log_dir=args.out / "logs")
     try:
@@ -51,6 +55,29 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     print_summary(result.run_json, len(registry.models),
                   embedded=any(m.is_default for m in registry.models))
     return 130 if result.status == "interrupted" else 0
+
+
+def _predict(request: RunRequest, checked: list) -> float | None:
+    """Predicted duration from stored `models bench` figures; None (and a hint) without."""
+    store = BenchStore(paths.cache_dir())
+    speeds, missing = {}, []
+    for spec, info in checked:
+        bench = store.latest(Path(info.path))
+        if bench is None:
+            missing.append(spec.name)
+        else:
+            speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
+                                      bench.load_seconds)
+    if missing:
+        print(f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}",
+              file=sys.stderr)
+        return None
+    opts = request.options
+    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
+                              opts.seed_pool)
+    print(f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)",
+          file=sys.stderr)
+    return seconds
 
 
 def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -> None:

@@ -63,6 +63,8 @@ class RunRequest(BaseModel):
     restart: bool = False
     residency: Residency | None = None
     """Memory budget for keeping several models loaded; None: one model at a time."""
+    predicted_seconds: float | None = None
+    """ETA from `models bench` figures, reported against the actual time in run.json."""
 
 
 class RunResult(BaseModel):

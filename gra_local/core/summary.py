@@ -92,6 +92,8 @@ def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
                          "models_registered": len(run.req.registry.models),
                          "panel": run.opts.panel},
         "peak_rss_mb": peak_rss_mb(),
+        "eta": {"predicted_seconds": run.req.predicted_seconds,
+                "actual_seconds": round(sum(x.get("seconds", 0) for x in sessions), 2)},
         "sessions": sessions,
         "stats": stats.model_dump(),
     }
