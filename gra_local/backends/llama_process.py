@@ -23,11 +23,14 @@ from gra_local.models.resolve import check_model_file
 
 
 def _log_tail(path: Path, lines: int = 6) -> str:
+    """What the log says went wrong: llama.cpp's own error lines first, else its last lines."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    useful = [ln for ln in text if ln.strip()][-lines:]
+    errors = [ln.strip() for ln in text if "error" in ln.lower() and "Traceback" not in ln
+              and not ln.lstrip().startswith(("File ", "raise "))]
+    useful = errors[-3:] or [ln for ln in text if ln.strip()][-lines:]
     return " | ".join(useful)
 
 

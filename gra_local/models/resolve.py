@@ -28,6 +28,13 @@ def check_model_file(spec: ModelSpec, data_dir: Path | None = None) -> tuple[Pat
     """Raise ModelError unless the file is a readable, whole GGUF that can chat."""
     path = model_path(spec, data_dir)
     info = inspect_spec(spec, data_dir)
+    known = known_architectures()
+    if known and info.architecture not in known:
+        raise ModelError(
+            f"model {spec.name!r}: {path} is a {info.architecture!r} model, an architecture "
+            f"llama.cpp does not know (of the {len(known)} the installed gguf package lists); "
+            "this build cannot run it. Upgrade llama-cpp-python and gguf, or pick another GGUF"
+        )
     if info.chat_template is None and not spec.chat_format:
         raise ModelError(
             f"model {spec.name!r}: {path} has no chat template; set chat_format "
@@ -38,6 +45,16 @@ def check_model_file(spec: ModelSpec, data_dir: Path | None = None) -> tuple[Pat
         if actual.lower() != spec.sha256.lower():
             raise ModelError(f"model {spec.name!r}: {path} has sha256 {actual}, models.toml says {spec.sha256}")
     return path, info
+
+
+def known_architectures() -> set[str]:
+    """Architecture names llama.cpp's GGUF constants know (the gguf package mirrors them)."""
+    try:
+        import gguf
+
+        return set(gguf.MODEL_ARCH_NAMES.values())
+    except Exception:  # an odd gguf version must not block loading: llama.cpp will say
+        return set()
 
 
 def inspect_spec(spec: ModelSpec, data_dir: Path | None = None) -> GGUFInfo:

@@ -70,3 +70,21 @@ def test_load_retries_with_fewer_gpu_layers_then_cpu(tmp_path: Path, tiny_gguf: 
     assert tried == [20, 10, 0]
     assert "with 0 GPU layers instead" in session.info.details["gpu_plan"]
     assert "out of memory (simulated)" in session.info.details["gpu_plan"]
+
+
+def test_unknown_architecture_is_refused_before_loading(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ggufs import write_tiny_gguf
+
+    from gra_local.models import resolve
+
+    foo = write_tiny_gguf(tmp_path / "foo.gguf", architecture="foo")
+    spec = ModelSpec(name="foo", path=str(foo))
+    with pytest.raises(ModelError, match="architecture llama.cpp does not know"):
+        LlamaProcessBackend(log_dir=tmp_path / "logs").load(spec)
+    assert not (tmp_path / "logs" / "foo.log").exists()  # refused before any worker started
+    # Without the check, llama.cpp's own error line is what the user reads, not a traceback.
+    monkeypatch.setattr(resolve, "known_architectures", lambda: set())
+    with pytest.raises(ModelError, match="unknown model architecture: 'foo'") as err:
+        LlamaProcessBackend(log_dir=tmp_path / "logs").load(spec)
+    assert "Traceback" not in str(err.value)
