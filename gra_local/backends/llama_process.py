@@ -18,7 +18,7 @@ import orjson
 from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError
-from gra_local.models.fit import gpu_layers_for
+from gra_local.models.fit import context_for, gpu_layers_for
 from gra_local.models.resolve import check_model_file
 
 
@@ -131,8 +131,7 @@ class LlamaProcessBackend:
     def load(self, spec: ModelSpec) -> LlamaProcessSession:
         path, info = check_model_file(spec, self.data_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Never above the trained context: llama.cpp would allow it and degrade silently.
-        n_ctx = min(spec.n_ctx, info.context_length or spec.n_ctx)
+        n_ctx = context_for(spec, info)
         layers, why = gpu_layers_for(spec, info, n_ctx)  # ModelError with the numbers if it can't fit
         log = self.log_dir / f"{spec.name}.log"
         # A GPU load can still fail for memory (other programs, driver overhead): retry with

@@ -178,8 +178,10 @@ def _model_report(spec: ModelSpec, source: str, hw: Hardware) -> tuple[dict[str,
     elif not plan.fits:
         problems.append({"problem": f"model {spec.name!r}: {plan.reason}",
                          "fix": f"set n_gpu_layers = \"auto\" (or fewer layers) for it in {source}"})
-    if spec.n_ctx > (info.context_length or spec.n_ctx):
-        entry["note"] = f"n_ctx {spec.n_ctx} is capped at the trained context {info.context_length}"
+    if spec.n_ctx and info.context_length and spec.n_ctx > info.context_length:
+        problems.append({"problem": f"model {spec.name!r}: n_ctx {spec.n_ctx} is above its "
+                                    f"trained context {info.context_length} (a run refuses it)",
+                         "fix": f"set n_ctx to {info.context_length} or less in {source}"})
     return entry, problems
 
 

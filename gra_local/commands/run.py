@@ -45,7 +45,7 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     request = RunRequest(seeds=args.seeds, out_dir=args.out, options=options, registry=registry,
                          refs=refs, models_source=source, cache_dir=paths.cache_dir(),
                          restart=args.restart, residency=residency_for(checked))
-    request.predicted_seconds = _predict(request, checked)
+    request.predicted_seconds, request.eta_note = _predict(request, checked)
     view = ProgressView(quiet=args.quiet)
     backend = LlamaProcessBackend(log_dir=args.out / "logs")
     try:
@@ -57,8 +57,8 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     return 130 if result.status == "interrupted" else 0
 
 
-def _predict(request: RunRequest, checked: list) -> float | None:
-    """Predicted duration from stored `models bench` figures; None (and a hint) without."""
+def _predict(request: RunRequest, checked: list) -> tuple[float | None, str]:
+    """Predicted duration from stored `models bench` figures, and the line that says so."""
     store = BenchStore(paths.cache_dir())
     speeds, missing = {}, []
     for spec, info in checked:
@@ -69,15 +69,11 @@ def _predict(request: RunRequest, checked: list) -> float | None:
             speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
                                       bench.load_seconds)
     if missing:
-        print(f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}",
-              file=sys.stderr)
-        return None
+        return None, f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}"
     opts = request.options
     seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
                               opts.seed_pool)
-    print(f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)",
-          file=sys.stderr)
-    return seconds
+    return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"
 
 
 def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -> None:

@@ -62,8 +62,9 @@ class ModelSpec(BaseModel):
     """Expected sha256 of the file; checked before the first load when given."""
     chat_format: str | None = None
     """llama-cpp-python chat format name (e.g. "chatml"); default: the GGUF's own template."""
-    n_ctx: int = Field(4096, ge=256, le=1_048_576)
-    """Context window in tokens (capped at the model's trained context)."""
+    n_ctx: int | None = Field(None, ge=256, le=1_048_576)
+    """Context window in tokens; default min(4096, the model's trained context). A value
+    above the trained context is refused, never shrunk silently."""
     n_gpu_layers: int | Literal["auto"] = "auto"
     """Layers to offload: "auto" = all when llama.cpp has a GPU backend, else 0; -1 = all."""
     n_threads: int | None = Field(None, ge=1, le=512)

@@ -65,6 +65,7 @@ class RunRequest(BaseModel):
     """Memory budget for keeping several models loaded; None: one model at a time."""
     predicted_seconds: float | None = None
     """ETA from `models bench` figures, reported against the actual time in run.json."""
+    eta_note: str | None = None
 
 
 class RunResult(BaseModel):
@@ -149,6 +150,8 @@ class Run:
             self.write_run_json()
             self.emit(RunStarted(str(self.out), state.previous is not None,
                                  tuple(self.req.refs), self.opts.samples, self.opts.rounds))
+            if self.req.eta_note:
+                self.emit(Notice(self.req.eta_note))
             try:
                 seed_pool = self._seed_pool(seeds_sha, scan)
                 self.status = self._rounds(seed_pool, state)

@@ -52,13 +52,25 @@ def _walk_vocab(buf: Any) -> int | None:
     return vocab_key_value
 
 
+DEFAULT_N_CTX = 4096
+
+
 def model_facts(info: GGUFInfo) -> ModelFacts:
     return ModelFacts.from_info(info, n_vocab=read_vocab_size(Path(info.path)))
 
 
 def context_for(spec: ModelSpec, info: GGUFInfo) -> int:
-    """The context the backend loads with: the spec's, never above the trained one."""
-    return min(spec.n_ctx, info.context_length or spec.n_ctx)
+    """The context the backend loads with: the spec's, else min(4096, trained)."""
+    if spec.n_ctx is not None:
+        return spec.n_ctx
+    return min(DEFAULT_N_CTX, info.context_length or DEFAULT_N_CTX)
+
+
+def check_context(spec: ModelSpec, info: GGUFInfo) -> None:
+    """A context above the trained one is refused: llama.cpp would run it and degrade."""
+    if spec.n_ctx is not None and info.context_length and spec.n_ctx > info.context_length:
+        raise ModelError(f"model {spec.name!r}: n_ctx {spec.n_ctx} is above its trained context "
+                         f"{info.context_length}; set n_ctx to {info.context_length} or less")
 
 
 def plan_for(spec: ModelSpec, info: GGUFInfo, n_ctx: int | None = None,

@@ -9,6 +9,7 @@ from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ModelError
 from gra_local.core.records import ModelRef
 from gra_local.models import default as default_model
+from gra_local.models.fit import check_context
 from gra_local.models.gguf_info import GGUFInfo, read_gguf_info, sha256_file
 
 
@@ -35,6 +36,7 @@ def check_model_file(spec: ModelSpec, data_dir: Path | None = None) -> tuple[Pat
             f"llama.cpp does not know (of the {len(known)} the installed gguf package lists); "
             "this build cannot run it. Upgrade llama-cpp-python and gguf, or pick another GGUF"
         )
+    check_context(spec, info)
     if info.chat_template is None and not spec.chat_format:
         raise ModelError(
             f"model {spec.name!r}: {path} has no chat template; set chat_format "

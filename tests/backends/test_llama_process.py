@@ -88,3 +88,12 @@ def test_unknown_architecture_is_refused_before_loading(tmp_path: Path,
     with pytest.raises(ModelError, match="unknown model architecture: 'foo'") as err:
         LlamaProcessBackend(log_dir=tmp_path / "logs").load(spec)
     assert "Traceback" not in str(err.value)
+
+
+def test_context_above_training_is_refused_not_shrunk(tmp_path: Path, tiny_gguf: Path) -> None:
+    too_long = ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=4096)  # trained: 2048
+    with pytest.raises(ModelError, match="n_ctx 4096 is above its trained context 2048"):
+        LlamaProcessBackend(log_dir=tmp_path).load(too_long)
+    default = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
+    default.close()
+    assert default.info.n_ctx == 2048  # default: min(4096, trained)

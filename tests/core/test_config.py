@@ -61,7 +61,7 @@ path = "/models/qwen.gguf"
     assert (smol.n_ctx, smol.n_gpu_layers, smol.n_threads, smol.chat_format) == (2048, 0, 4, "chatml")
     assert smol.roles == [Role.GENERATOR, Role.REVIEWER]
     # defaults
-    assert qwen.n_gpu_layers == "auto" and qwen.n_ctx == 4096 and qwen.chat_format is None
+    assert qwen.n_gpu_layers == "auto" and qwen.n_ctx is None and qwen.chat_format is None
     assert set(qwen.roles) == set(Role)
     assert [m.name for m in reg.with_role(Role.ADJUDICATOR)] == ["qwen2.5-1.5b:q4"]
     assert reg.get("smol") is smol
