@@ -55,6 +55,15 @@ class StageContext:
     stop: threading.Event
     snapshot: Callable[[Candidate], None]
     round: int = 1
+    pause: threading.Event | None = None
+    """While set, the run holds between two model calls (the TUI's pause)."""
+
+    def checkpoint(self) -> None:
+        """Between two calls: wait while paused, stop when asked."""
+        while self.pause is not None and self.pause.is_set() and not self.stop.is_set():
+            time.sleep(0.05)
+        if self.stop.is_set():
+            raise Stopped
 
 
 Task = tuple[str, Callable[[Session], None]]
@@ -73,8 +82,7 @@ def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
     try:
         for model in ctx.pool.order(list(groups)):
             for work in groups[model]:
-                if ctx.stop.is_set():
-                    raise Stopped
+                ctx.checkpoint()
                 work(ctx.pool.session(model))
                 done += 1
                 ctx.emit(StageProgress(ctx.round, stage, done, total, model))

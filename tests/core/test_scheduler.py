@@ -232,3 +232,28 @@ def test_residency_keeps_models_loaded_across_stages_and_batches(tmp_path: Path)
                                    "residency": Residency(budget_bytes=3, cost_bytes=dict.fromkeys(names, 2))})
     one_at_a_time = Run(tight, FakeBackend()).execute()
     assert sum(one_at_a_time.run_json["loads"].values()) > len(names)
+
+
+def test_pause_holds_between_calls_and_resume_continues(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    pause = threading.Event()
+    backend = FakeBackend(stop_after=None)
+
+    def script(call: Call):
+        if len(backend.calls) == 5:
+            pause.set()
+        return None
+
+    backend.script = script
+    runner = Run(request(tmp_path / "out", ["a"], samples=2), backend, stop=backend.stop, pause=pause)
+    thread = threading.Thread(target=runner.execute)
+    thread.start()
+    time.sleep(0.3)
+    held = len(backend.calls)
+    time.sleep(0.2)
+    assert len(backend.calls) == held == 5  # paused after the fifth call, nothing more
+    pause.clear()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and runner.status == "complete"
