@@ -5,47 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from pathlib import Path
-
-from pydantic import ValidationError
 
 from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.commands.progress import ProgressView
-from gra_local.core import paths
-from gra_local.core.config import RunOptions
-from gra_local.core.errors import ConfigError, SeedError
-from gra_local.core.eta import Speed, predict_seconds
-from gra_local.core.scheduler import Run, RunRequest
-from gra_local.models.bench import BenchStore
-from gra_local.models.fit import residency_for
+from gra_local.core.scheduler import Run
 from gra_local.models.registry import load_models
-from gra_local.models.resolve import check_model_file, model_ref
-
-
-def build_options(args: argparse.Namespace) -> RunOptions:
-    try:
-        return RunOptions(samples=args.samples, max_attempts=args.max_attempts, rounds=args.rounds,
-                          panel=args.panel, tau=args.tau, delta=args.delta, batch=args.batch,
-                          seed=args.seed, seed_pool=args.seed_pool)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+from gra_local.prepare import build_options, prepare_run
 
 
 def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
-    options = build_options(args)
-    if not args.seeds.is_file():
-        raise SeedError(f"{args.seeds}: seed file not found")
+    options = build_options(samples=args.samples, max_attempts=args.max_attempts,
+                            rounds=args.rounds, panel=args.panel, tau=args.tau, delta=args.delta,
+                            batch=args.batch, seed=args.seed, seed_pool=args.seed_pool)
     registry, source = load_models(args.models)
-    refs, checked = {}, []
-    for spec in registry.models:  # fail on a bad model file now, not after an hour
-        _, info = check_model_file(spec)
-        checked.append((spec, info))
-        refs[spec.name] = model_ref(spec)
-    request = RunRequest(seeds=args.seeds, out_dir=args.out, options=options, registry=registry,
-                         refs=refs, models_source=source, cache_dir=paths.cache_dir(),
-                         restart=args.restart, residency=residency_for(checked))
-    request.predicted_seconds, request.eta_note = _predict(request, checked)
+    request = prepare_run(args.seeds, args.out, options, registry, source, args.restart)
     view = ProgressView(quiet=args.quiet)
     backend = LlamaProcessBackend(log_dir=args.out / "logs")
     try:
@@ -55,25 +28,6 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     print_summary(result.run_json, len(registry.models),
                   embedded=any(m.is_default for m in registry.models))
     return 130 if result.status == "interrupted" else 0
-
-
-def _predict(request: RunRequest, checked: list) -> tuple[float | None, str]:
-    """Predicted duration from stored `models bench` figures, and the line that says so."""
-    store = BenchStore(paths.cache_dir())
-    speeds, missing = {}, []
-    for spec, info in checked:
-        bench = store.latest(Path(info.path))
-        if bench is None:
-            missing.append(spec.name)
-        else:
-            speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
-                                      bench.load_seconds)
-    if missing:
-        return None, f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}"
-    opts = request.options
-    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
-                              opts.seed_pool)
-    return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"
 
 
 def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -> None:

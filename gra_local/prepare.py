@@ -1,0 +1,60 @@
+"""Everything checked before a run starts, shared by the CLI and the TUI: options, seeds
+file, every model file (header, chat template, context, hash), residency and the ETA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gra_local.core import paths
+from gra_local.core.config import Registry, RunOptions
+from gra_local.core.errors import ConfigError, SeedError
+from gra_local.core.eta import Speed, predict_seconds
+from gra_local.core.scheduler import RunRequest
+from gra_local.models.bench import BenchStore
+from gra_local.models.fit import residency_for
+from gra_local.models.resolve import check_model_file, model_ref
+
+
+def build_options(**values: object) -> RunOptions:
+    """RunOptions from CLI/TUI values; an invalid one is a ConfigError naming the option."""
+    try:
+        return RunOptions(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Registry,
+                models_source: str, restart: bool = False) -> RunRequest:
+    if not seeds.is_file():
+        raise SeedError(f"{seeds}: seed file not found")
+    refs, checked = {}, []
+    for spec in registry.models:  # fail on a bad model file now, not after an hour
+        _, info = check_model_file(spec)
+        checked.append((spec, info))
+        refs[spec.name] = model_ref(spec)
+    request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
+                         refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
+                         restart=restart, residency=residency_for(checked))
+    request.predicted_seconds, request.eta_note = _predict(options, checked)
+    return request
+
+
+def _predict(opts: RunOptions, checked: list) -> tuple[float | None, str]:
+    """Predicted duration from stored `models bench` figures, and the line that says so."""
+    store = BenchStore(paths.cache_dir())
+    speeds, missing = {}, []
+    for spec, info in checked:
+        bench = store.latest(Path(info.path))
+        if bench is None:
+            missing.append(spec.name)
+        else:
+            speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
+                                      bench.load_seconds)
+    if missing:
+        return None, f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}"
+    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
+                              opts.seed_pool)
+    return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"
