@@ -1,0 +1,89 @@
+"""One run driven from the TUI: the engine in a worker thread, its events as messages.
+
+The engine's sink runs in the worker thread; it only posts messages (thread-safe) and
+never touches a widget. Replaceable events (per-call progress) are throttled to ten a
+second, the newest winning, so the UI is never flooded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+from gra_local.core.backend import Backend
+from gra_local.core.errors import GraError
+from gra_local.core.events import Event
+from gra_local.core.scheduler import Run, RunRequest, RunResult
+
+THROTTLE_S = 0.1
+
+
+class EngineEvent(Message):
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunEnded(Message):
+    def __init__(self, result: RunResult | None, error: str | None) -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
+
+
+@dataclass
+class RunSession:
+    request: RunRequest
+    backend: Backend
+
+    def __post_init__(self) -> None:
+        self.stop = threading.Event()
+        self.pause = threading.Event()
+        self.launched = False  # set on the UI thread before the worker starts: starts once
+        self.running = False
+        self.finished = False
+        self.started_at: float | None = None
+        self._target: MessagePump | None = None
+        self._last_post = 0.0
+        self._held: Event | None = None
+        self._lock = threading.Lock()
+
+    def _post(self, event: Event) -> None:
+        if self._target is not None:
+            self._target.post_message(EngineEvent(event))
+
+    def sink(self, event: Event) -> None:
+        """Called by the engine in the worker thread."""
+        with self._lock:
+            now = time.monotonic()
+            if event.can_replace and now - self._last_post < THROTTLE_S:
+                self._held = event
+                return
+            if self._held is not None and not event.can_replace:
+                self._post(self._held)
+            self._held = None
+            self._last_post = now
+            self._post(event)
+
+    def run(self, target: MessagePump) -> None:
+        """The worker thread's body."""
+        self._target = target
+        self.running, self.started_at = True, time.monotonic()
+        result, error = None, None
+        try:
+            result = Run(self.request, self.backend, self.sink, self.stop, self.pause).execute()
+        except GraError as exc:
+            error = str(exc)
+        except Exception as exc:  # shown in the UI; the run dir keeps its state for a resume
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.running, self.finished = False, True
+            with self._lock:
+                if self._held is not None:
+                    self._post(self._held)
+                    self._held = None
+            target.post_message(RunEnded(result, error))

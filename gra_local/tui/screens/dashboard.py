@@ -1,0 +1,173 @@
+"""Run dashboard: stage and model, progress, counts, loads, acceptance, elapsed/ETA, a log.
+
+Pause holds the engine between two model calls; cancel stops it after the current call
+(the run stays resumable); both are bindings with ids.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
+
+from gra_local.core.events import (
+    ModelLoaded,
+    Notice,
+    RecordDecided,
+    RunFinished,
+    RunStarted,
+    StageProgress,
+    StageStarted,
+)
+from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("p", "pause", "Pause", id="run.pause"),
+        Binding("c", "resume", "Resume", id="run.resume"),
+        Binding("x", "cancel", "Cancel run", id="run.cancel"),
+    ]
+    DEFAULT_CSS = """
+    DashboardScreen #numbers { grid-size: 4; grid-gutter: 0 2; height: auto; padding: 0 1; }
+    DashboardScreen .figure { height: 3; }
+    DashboardScreen #bars { height: auto; padding: 0 1; }
+    DashboardScreen #log { height: 1fr; border: round $primary-background; }
+    DashboardScreen #idle { padding: 1 2; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts = {"accepted": 0, "rejected": 0, "adjudicated": 0}
+        self.loads = 0
+        self.wanted = 0
+        self.predicted: float | None = None
+        self._started: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("No run yet: set one up on the New run screen (F2).", id="idle")
+        with Vertical(id="bars"):
+            yield Label("stage: –", id="stage")
+            yield ProgressBar(id="stage-bar", show_eta=False)
+            yield Label("accepted", id="accepted-label")
+            yield ProgressBar(id="accepted-bar", show_eta=False)
+        with Grid(id="numbers"):
+            for key in ("accepted", "rejected", "adjudicated", "rate", "loads", "elapsed", "eta", "status"):
+                yield Static(f"{key}\n–", id=f"n-{key}", classes="figure")
+        yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
+        yield Footer()
+
+    @property
+    def session(self) -> RunSession | None:
+        return getattr(self.app, "current_run", None)
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        session = self.session
+        self.query_one("#idle").display = session is None
+        if session is not None and not session.launched:
+            session.launched = True
+            self.predicted = session.request.predicted_seconds
+            self._started = time.monotonic()
+            self._run(session)
+
+    @work(thread=True, exclusive=True, group="engine")
+    def _run(self, session: RunSession) -> None:
+        session.run(self)
+
+    def _set(self, key: str, value: str) -> None:
+        self.query_one(f"#n-{key}", Static).update(f"{key}\n{value}")
+
+    def _tick(self) -> None:
+        if self._started is None or self.session is None or self.session.finished:
+            return
+        elapsed = time.monotonic() - self._started
+        self._set("elapsed", _clock(elapsed))
+        if self.predicted is not None:
+            self._set("eta", _clock(max(0.0, self.predicted - elapsed)))
+
+    def _log(self, text: str) -> None:
+        self.query_one("#log", RichLog).write(text)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, RunStarted):
+            self.wanted = event.samples
+            self.query_one("#accepted-bar", ProgressBar).update(total=event.samples, progress=0)
+            self._log(f"{'resuming' if event.resumed else 'starting'} run in {event.out_dir}")
+            self._set("status", "running")
+        elif isinstance(event, StageStarted):
+            self.query_one("#stage", Label).update(f"round {event.round} · {event.stage}")
+            self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=0)
+        elif isinstance(event, StageProgress):
+            self.query_one("#stage", Label).update(f"round {event.round} · {event.stage} · {event.model}")
+            self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=event.done)
+        elif isinstance(event, ModelLoaded):
+            self.loads += 1
+            self._set("loads", str(self.loads))
+            self._log(f"loaded {event.name} in {event.seconds:.2f} s ({event.n_gpu_layers} GPU layers)")
+        elif isinstance(event, RecordDecided):
+            self._record(event)
+        elif isinstance(event, Notice):
+            self._log(f"note: {event.message}")
+        elif isinstance(event, RunFinished):
+            self._set("status", event.status)
+
+    def _record(self, event: RecordDecided) -> None:
+        self.counts[event.decision] = self.counts.get(event.decision, 0) + 1
+        if event.reason.startswith("adjudicated"):
+            self.counts["adjudicated"] += 1
+        for key in ("accepted", "rejected", "adjudicated"):
+            self._set(key, str(self.counts[key]))
+        decided = self.counts["accepted"] + self.counts["rejected"]
+        self._set("rate", f"{self.counts['accepted'] / decided:.0%}" if decided else "–")
+        self.query_one("#accepted-bar", ProgressBar).update(progress=min(event.accepted, event.wanted))
+        mean = f"μ={event.mean:.2f}" if event.mean is not None else "μ=–"
+        self._log(f"{event.id}: {event.decision} ({event.reason}, {mean})")
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if message.error:
+            self._set("status", "failed")
+            self._log(f"error: {message.error}")
+            self.notify(message.error, title="Run failed", severity="error", timeout=10)
+        elif message.result is not None:
+            self._set("status", message.result.status)
+            self._log(f"run {message.result.status}: {message.result.out_dir}")
+            self.notify(f"Run {message.result.status}: results in {message.result.out_dir}")
+        if getattr(self.app, "quit_after_run", False):
+            self.app.exit()
+
+    def action_pause(self) -> None:
+        if self.session and self.session.running:
+            self.session.pause.set()
+            self._set("status", "paused")
+            self._log("paused: holding after the current model call")
+
+    def action_resume(self) -> None:
+        if self.session and self.session.running:
+            self.session.pause.clear()
+            self._set("status", "running")
+            self._log("resumed")
+
+    def action_cancel(self) -> None:
+        if self.session and self.session.running:
+            self.session.stop.set()
+            self.session.pause.clear()
+            self._set("status", "stopping")
+            self._log("stopping after the current model call; rerun the same settings to resume")

@@ -1,0 +1,142 @@
+"""New run: seed file with a preview, the models per role, the run's numbers, the ETA.
+
+Checking (seed scan, model headers and hashes, probe) runs in worker threads; the form
+remembers the last settings.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from gra_local.core.config import Role
+from gra_local.core.errors import GraError
+from gra_local.core.scheduler import RunRequest
+from gra_local.core.seeds import scan_seeds
+from gra_local.prepare import build_options, prepare_run
+from gra_local.tui.settings import LastRun
+
+EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
+NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch")
+
+
+class NewRunScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start run", id="new_run.start"),
+        Binding("ctrl+p", "preview", "Check seeds", id="new_run.preview", show=False),
+    ]
+    DEFAULT_CSS = """
+    NewRunScreen #form { grid-size: 2; grid-columns: 16 1fr; grid-rows: 3; height: auto; padding: 0 1; }
+    NewRunScreen #form Label { padding: 1 0 0 0; }
+    NewRunScreen .box { border: round $primary-background; height: auto; padding: 0 1; }
+    NewRunScreen #actions { height: 3; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        last = self.app.services.settings.last_run
+        yield Header()
+        with VerticalScroll():
+            with Grid(id="form"):
+                yield Label("seed file")
+                yield Input(last.seeds or str(EXAMPLE_SEEDS), id="seeds")
+                yield Label("output dir")
+                yield Input(last.out_dir or str(Path(self.app.services.settings.default_out_dir) / "run"),
+                            id="out")
+                for name in NUMBERS:
+                    value = getattr(last, name)
+                    yield Label(name.replace("_", " "))
+                    yield Input("" if value is None else str(value), id=name,
+                                placeholder="default" if name in ("max_attempts", "batch") else "")
+            yield Static("seeds: checking…", id="preview", classes="box")
+            yield Static("models: loading the registry…", id="models", classes="box")
+            yield Static("", id="estimate", classes="box")
+            with Horizontal(id="actions"):
+                yield Button("Start run", id="start", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_preview()
+        self._models()
+
+    @on(Input.Submitted, "#seeds")
+    def action_preview(self) -> None:
+        self._scan(Path(self.query_one("#seeds", Input).value).expanduser())
+
+    @work(thread=True, exclusive=True, group="preview")
+    def _scan(self, path: Path) -> None:
+        try:
+            scan = scan_seeds(path, 5, random.Random(0))
+        except GraError as exc:
+            self.app.call_from_thread(self._show, "#preview", f"seeds: {exc}")
+            return
+        lines = [f"seeds: {scan.usable} usable, {scan.skipped} skipped ({scan.format})"]
+        lines += [f"  line {s.line}: skipped, {s.reason}" for s in scan.skipped_examples[:3]]
+        lines += [f"  · {' '.join(s.instruction.split())[:90]}" for s in scan.sample[:5]]
+        self.app.call_from_thread(self._show, "#preview", "\n".join(lines))
+
+    @work(thread=True, exclusive=True, group="models")
+    def _models(self) -> None:
+        try:
+            registry, source = self.app.services.registry()
+        except GraError as exc:
+            self.app.call_from_thread(self._show, "#models", f"models: {exc}")
+            return
+        lines = [f"models from {source}:"]
+        for role in Role:
+            names = ", ".join(m.name for m in registry.with_role(role)) or "none"
+            lines.append(f"  {role.value:12} {names}")
+        self.app.call_from_thread(self._show, "#models", "\n".join(lines))
+
+    def _show(self, selector: str, text: str) -> None:
+        self.query_one(selector, Static).update(text)
+
+    def _values(self) -> LastRun:
+        raw = {name: self.query_one(f"#{name}", Input).value.strip() for name in NUMBERS}
+        numbers = {k: (None if v == "" else (float(v) if k in ("tau", "delta") else int(v)))
+                   for k, v in raw.items()}
+        return LastRun(seeds=self.query_one("#seeds", Input).value.strip(),
+                       out_dir=self.query_one("#out", Input).value.strip(), **numbers)
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        try:
+            values = self._values()
+        except ValueError as exc:
+            self.notify(f"check the numbers: {exc}", severity="error")
+            return
+        self._show("#estimate", "checking seeds and models…")
+        self._prepare(values)
+
+    @work(thread=True, exclusive=True, group="prepare")
+    def _prepare(self, values: LastRun) -> None:
+        try:
+            options = build_options(**{k: v for k, v in values.model_dump().items()
+                                       if k in NUMBERS and v is not None})
+            registry, source = self.app.services.registry()
+            request = prepare_run(Path(values.seeds).expanduser(), Path(values.out_dir).expanduser(),
+                                  options, registry, source)
+        except GraError as exc:
+            self.app.call_from_thread(self._failed, str(exc))
+            return
+        self.app.call_from_thread(self._ready, request, values)
+
+    def _failed(self, message: str) -> None:
+        self._show("#estimate", f"not started: {message}")
+        self.notify(message, title="Cannot start", severity="error", timeout=10)
+
+    def _ready(self, request: RunRequest, values: LastRun) -> None:
+        self._show("#estimate", request.eta_note or "")
+        services = self.app.services
+        services.settings.last_run = values
+        try:
+            services.save_settings()
+        except OSError as exc:
+            self.notify(f"settings not saved: {exc}", severity="warning")
+        self.app.start_run(request)
