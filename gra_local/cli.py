@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
+    app = sub.add_parser("app", help="open the terminal app (also: gra-local with no arguments)")
+    app.add_argument("--run", type=Path, metavar="DIR", help="open this run's results")
+    app.add_argument("--screen", choices=["models", "new_run", "dashboard", "results", "settings"],
+                     help="screen to start on (default: models, or results with --run)")
+    app.add_argument("--models", type=Path, metavar="FILE", help="models file for this session")
+    config = sub.add_parser("config", help="the settings file")
+    config.add_argument("action", choices=["path"], help="path: print where settings.toml lives")
+
     models = sub.add_parser("models", help="manage registered models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     pull = msub.add_parser("pull-default", help="fetch the embedded SmolLM2-135M and register it")
@@ -119,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             from gra_local.commands.inspect import doctor_command
 
             return doctor_command(args)
-        if args.command is None:
-            _parser().print_help()
+        if args.command is None or args.command == "app":
+            if args.command is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+                _parser().print_help()  # no terminal (CI, pipes): nothing to draw on
+                return 0
+            return _open_app(getattr(args, "run", None), getattr(args, "screen", None),
+                             getattr(args, "models", None))
+        if args.command == "config":
+            from gra_local.tui.settings import settings_path
+
+            print(settings_path())
             return 0
         _parser().parse_args([args.command, "--help"])
         return 2
@@ -132,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gra-local: interrupted", file=sys.stderr)
         return 130
+
+
+def _open_app(run: Path | None, screen: str | None, models: Path | None) -> int:
+    from gra_local.tui.app import GraApp
+    from gra_local.tui.services import Services
+    from gra_local.tui.settings import load_settings
+
+    services = Services(models_file=models, settings=load_settings())
+    GraApp(services, start=screen or ("results" if run else "models"), run_dir=run).run()
+    return 0
 
 
 def _install_stop() -> threading.Event:

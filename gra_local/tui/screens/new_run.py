@@ -6,6 +6,7 @@ remembers the last settings.
 
 from __future__ import annotations
 
+import importlib
 import random
 from pathlib import Path
 
@@ -116,6 +117,8 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, values: LastRun) -> None:
+        # Import the dashboard here, off the UI thread, so switching to it does not stall.
+        importlib.import_module("gra_local.tui.screens.dashboard")
         try:
             options = build_options(**{k: v for k, v in values.model_dump().items()
                                        if k in NUMBERS and v is not None})

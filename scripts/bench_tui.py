@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Benchmark: the TUI's time to first frame and its longest event-loop stall during a run.
+
+Starts the app headless (Textual's test driver) on the New run screen, measures the time
+from process start to the first rendered frame, then starts a real run (llama.cpp worker
+processes; the tiny test GGUF by default, `--model PATH` for another) and samples the
+event loop every 10 ms while the run goes: a stall is a tick that came late. The last
+line is `max_stall_ms=<n>`.
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from gra_local.tui.app import GraApp  # noqa: E402
+from gra_local.tui.services import Services, llama_backend  # noqa: E402
+from gra_local.tui.settings import LastRun, Settings  # noqa: E402
+
+TICK = 0.01
+
+
+async def measure(model: Path, seconds: float, work: Path) -> tuple[float, float, int]:
+    models = work / "models.toml"
+    models.write_text(f'[[models]]\nname = "bench"\npath = "{model}"\n', encoding="utf-8")
+    last = LastRun(seeds=str(REPO / "gra_local" / "data" / "example_seeds.jsonl"),
+                   out_dir=str(work / "out"), samples=1000, max_attempts=1000)
+    app = GraApp(Services(models_file=models, backend_factory=llama_backend,
+                          settings=Settings(last_run=last)), start="new_run")
+    first_frame = None
+    worst = 0.0
+    ticks = 0
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        first_frame = time.perf_counter() - T0
+        await pilot.press("ctrl+r")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        last_tick = start = loop.time()
+        stalls = []
+        while loop.time() < end:
+            await asyncio.sleep(TICK)
+            now = loop.time()
+            stalls.append((now - last_tick - TICK, now - start))
+            last_tick = now
+            ticks += 1
+        worst = max(s for s, _ in stalls)
+        for stall, at in sorted(stalls, reverse=True)[:3]:
+            print(f"stall {stall * 1000:.0f} ms at {at:.2f} s into the run")
+        if app.current_run is not None:
+            app.current_run.stop.set()
+            while not app.current_run.finished:
+                await asyncio.sleep(0.05)
+    return first_frame, worst * 1000, ticks
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="GGUF to run (default: the tiny test model)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="how long to watch the run")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gra-bench-tui-") as tmp:
+        work = Path(tmp)
+        model = args.model
+        if model is None:
+            from ggufs import write_tiny_gguf
+
+            model = write_tiny_gguf(work / "tiny.gguf")
+        first, stall, ticks = asyncio.run(measure(model, args.seconds, work))
+    print(f"first frame: {first * 1000:.0f} ms after process start")
+    print(f"event loop sampled {ticks} times over {args.seconds:.0f} s of a running job")
+    print(f"max_stall_ms={stall:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
