@@ -6,6 +6,7 @@ a tiny GGUF through the UI end to end."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import orjson
@@ -31,6 +32,14 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
     while not condition():
         assert loop.time() < end, "timed out waiting for the UI"
         await pilot.pause(0.05)
+
+
+def long_run(tmp_path: Path, tiny: Path) -> tuple[FakeBackend, GraApp]:
+    """A 50-sample run whose calls take 20 ms each: time for the UI to act between them."""
+    backend = FakeBackend(script=lambda call: time.sleep(0.02))
+    app = GraApp(services(tmp_path, tiny, lambda d: backend, samples=50, max_attempts=50),
+                 start="new_run")
+    return backend, app
 
 
 def decided(out: Path) -> list[dict]:
@@ -65,17 +74,7 @@ async def test_bad_seed_file_is_a_notification_not_a_crash(tmp_path: Path, tiny_
 
 
 async def test_pause_resume_cancel(tmp_path: Path, tiny_gguf: Path) -> None:
-    backend = FakeBackend()
-
-    def slow(call):
-        import time
-
-        time.sleep(0.02)  # give the UI time to act between calls
-        return None
-
-    backend.script = slow
-    app = GraApp(services(tmp_path, tiny_gguf, lambda d: backend, samples=50, max_attempts=50),
-                 start="new_run")
+    backend, app = long_run(tmp_path, tiny_gguf)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(backend.calls) > 5)
@@ -95,10 +94,7 @@ async def test_pause_resume_cancel(tmp_path: Path, tiny_gguf: Path) -> None:
 
 
 async def test_quit_while_running_asks_then_stops_cleanly(tmp_path: Path, tiny_gguf: Path) -> None:
-    backend = FakeBackend()
-    backend.script = lambda call: __import__("time").sleep(0.02)
-    app = GraApp(services(tmp_path, tiny_gguf, lambda d: backend, samples=50, max_attempts=50),
-                 start="new_run")
+    backend, app = long_run(tmp_path, tiny_gguf)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(backend.calls) > 3)
