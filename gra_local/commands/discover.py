@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 from pathlib import Path
 
-import tomllib
-
 from gra_local.core import paths
-from gra_local.core.config import Role, load_registry, parse_registry
-from gra_local.core.errors import ConfigError
+from gra_local.core.config import ModelSpec, Role
 from gra_local.models import default as default_model
 from gra_local.models.discover import discover
 from gra_local.models.found import NAME_MAX, Found
-
-REGISTRY_HEADER = "# gra-local user registry; keys are documented in the project's models.toml\n"
+from gra_local.models.registry import read_user_registry, save_user_registry
 
 
 def human_size(n: int) -> str:
@@ -81,28 +75,15 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _toml_str(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-def register_found(found: list[Found], registry_path: Path | None = None
-                   ) -> tuple[Path, list[tuple[str, Found]], list[tuple[Found, str]]]:
-    """Append every usable model not yet registered (by resolved path) to the user registry,
-    all roles, names kept unique; written atomically.  Returns (registry, added, skipped)."""
-    user = registry_path or paths.user_registry_path()
-    if user.is_file():
-        registry = load_registry(user)
-        text = user.read_text(encoding="utf-8")
-    else:
-        registry, text = None, REGISTRY_HEADER
-    specs = registry.models if registry else []
+def register_found(found: list[Found]) -> tuple[Path, list[tuple[str, Found]], list[tuple[Found, str]]]:
+    """Register every usable model not yet registered (by resolved path) in the user
+    registry, all roles, names kept unique. Returns (registry path, added, skipped)."""
+    registry = read_user_registry()
     registered = {Path(os.path.realpath(default_model.default_model_path(paths.data_dir())
-                                        if m.is_default else m.path)) for m in specs}
-    taken = {m.name for m in specs}
-    roles = "[" + ", ".join(f'"{r.value}"' for r in Role) + "]"
+                                        if m.is_default else m.path)) for m in registry.models}
+    taken = {m.name for m in registry.models}
     added: list[tuple[str, Found]] = []
     skipped: list[tuple[Found, str]] = []
-    entries: list[str] = []
     for f in found:
         if not f.usable:
             continue
@@ -116,27 +97,8 @@ def register_found(found: list[Found], registry_path: Path | None = None
             continue
         name = _unique(f.name, taken)
         registered.add(f.real_path)
-        entries.append(f"\n[[models]]\nname = {_toml_str(name)}\npath = {_toml_str(str(f.path))}\n"
-                       f"roles = {roles}\n")
+        registry.models.append(ModelSpec(name=name, path=str(f.path), roles=list(Role)))
         added.append((name, f))
-    if not entries:
-        return user, added, skipped
-    new_text = text.rstrip("\n") + "\n" + "".join(entries)
-    parse_registry(tomllib.loads(new_text), str(user))  # never write a registry that won't load
-    _write_atomically(user, new_text)
-    return user, added, skipped
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write the user registry ({exc.strerror or exc})") from None
+    if not added:
+        return paths.user_registry_path(), added, skipped
+    return save_user_registry(registry), added, skipped

@@ -324,7 +324,21 @@ def test_discover_command_add_writes_a_loadable_registry(
 def test_register_found_creates_the_registry(tmp_path: Path, gguf_bytes: bytes) -> None:
     odd = put(tmp_path / 'dir "quoted" \\ back' / "m.gguf", gguf_bytes)
     result = discover([odd.parent], include_defaults=False)
-    user, added, skipped = register_found(result.found, tmp_path / "cfg" / "models.toml")
+    user, added, skipped = register_found(result.found)
+    assert user == paths.user_registry_path()
     assert [n for n, _ in added] == ["m"] and skipped == []
     assert load_registry(user).models[0].path == str(odd)
     assert not any(p.name.endswith(".tmp") for p in user.parent.iterdir())
+
+
+def test_register_found_appends_to_a_registry_written_by_add(tmp_path: Path, gguf_bytes: bytes) -> None:
+    """One writer for the user registry: discover --add after models add/pull-default."""
+    from gra_local.models.registry import add_model, register_default
+
+    register_default()
+    add_model(put(tmp_path / "first" / "a.gguf", gguf_bytes))
+    second = put(tmp_path / "second" / "b.gguf", gguf_bytes + b"")
+    result = discover([second.parent], include_defaults=False)
+    user, added, _ = register_found(result.found)
+    assert [n for n, _ in added] == ["b"]
+    assert [m.name for m in load_registry(user).models] == ["smollm2-135m", "a", "b"]

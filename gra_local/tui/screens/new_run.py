@@ -31,7 +31,7 @@ NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch"
 class NewRunScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="new_run.start"),
-        Binding("ctrl+p", "preview", "Check seeds", id="new_run.preview", show=False),
+        Binding("ctrl+t", "preview", "Check seeds", id="new_run.preview", show=False),
     ]
     DEFAULT_CSS = """
     NewRunScreen #form { grid-size: 2; grid-columns: 16 1fr; grid-rows: 3; height: auto; padding: 0 1; }

@@ -1,0 +1,378 @@
+"""Models screen: the registry as a table with fit badges, a detail pane, and the model
+actions (add, discover, remove, bench, pull the default). Slow work runs in thread workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, LoadingIndicator, Static
+from textual.worker import Worker, WorkerState
+
+from gra_local.commands.discover import human_params, human_size
+from gra_local.core.config import ModelSpec, Role
+from gra_local.models.hardware import Hardware
+from gra_local.models.planner import badge
+from gra_local.tui.widgets.confirm import ConfirmScreen
+from gra_local.tui.widgets.model_detail import Row, describe_row
+from gra_local.tui.widgets.path_prompt import PathPrompt
+from gra_local.tui.widgets.pick_list import PickList
+
+
+def _probe() -> Hardware:
+    from gra_local.models.hardware import probe
+
+    return probe()
+
+
+class ModelsScreen(Screen):
+    DEFAULT_CSS = """
+    ModelsScreen #body { height: 1fr; }
+    ModelsScreen #table { width: 3fr; }
+    ModelsScreen #detail-box { width: 2fr; border-left: solid $accent; padding: 0 1; }
+    ModelsScreen #busy { height: 1; display: none; }
+    ModelsScreen.busy #busy { display: block; }
+    ModelsScreen #source { height: 1; color: $text-muted; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("a", "add", "Add", id="models.add"),
+        Binding("d", "discover", "Discover", id="models.discover"),
+        Binding("delete,x", "remove", "Remove", id="models.remove"),
+        Binding("o", "roles", "Roles", id="models.roles"),
+        Binding("b", "bench", "Bench", id="models.bench"),
+        Binding("p", "pull_default", "Pull default", id="models.pull_default"),
+        Binding("r", "refresh", "Refresh", id="models.refresh"),
+    ]
+
+    def __init__(self, hardware: Callable[[], Hardware] | None = None,
+                 discover_dirs: list[Path] | None = None, discover_defaults: bool = True) -> None:
+        super().__init__()
+        self._probe = hardware or _probe
+        self.discover_dirs = list(discover_dirs or [])
+        """Folders searched besides the tools' default stores (Hugging Face, Ollama, LM Studio)."""
+        self.discover_defaults = discover_defaults
+        self._hw: Hardware | None = None
+        self.rows: list[Row] = []
+        self._busy = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="source", markup=False)
+        yield LoadingIndicator(id="busy")
+        with Horizontal(id="body"):
+            yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-box"):
+                yield Static("Loading the registry…", id="detail", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("name", "quant", "size", "params", "ctx", "roles", "fit")
+        self.action_refresh()
+
+    # ---- helpers (UI thread) ----
+
+    def _set_busy(self, delta: int) -> None:
+        self._busy = max(0, self._busy + delta)
+        self.set_class(self._busy > 0, "busy")
+
+    def _fail(self, message: str) -> None:
+        self.notify(message, severity="error", timeout=10)
+
+    def _selected(self) -> Row | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def _show(self, rows: list[Row], source: str, select: str | None = None) -> None:
+        self._set_busy(-1)
+        keep = select or (sel.spec.name if (sel := self._selected()) else None)
+        self.rows = rows
+        self.query_one("#source", Static).update(source)
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in rows:
+            info, plan = row.info, row.plan
+            fit = badge(plan) if plan else ("problem" if row.problem else "?")
+            table.add_row(
+                row.spec.name, info.file_type if info else "-",
+                human_size(info.size_bytes) if info else "-",
+                human_params(info.parameter_count) if info else "-",
+                str(row.n_ctx or "-"), ",".join(r.value[:3] for r in row.spec.roles), fit,
+                key=row.spec.name)
+        names = [r.spec.name for r in rows]
+        if keep in names:
+            table.move_cursor(row=names.index(keep))
+        self._update_detail()
+
+    def _update_detail(self) -> None:
+        row = self._selected()
+        text = describe_row(row) if row else (
+            "No models registered. Press a to add a GGUF file, d to discover models on this "
+            "machine, or p to fetch the embedded default model.")
+        self.query_one("#detail", Static).update(text)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:  # the workers catch errors; this is the backstop
+            self._set_busy(-1)
+            self._fail(f"{event.worker.name} failed: {event.worker.error}")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_detail()
+
+    # ---- loading (worker) ----
+
+    def action_refresh(self, select: str | None = None) -> None:
+        self._set_busy(1)
+        self._load(select)
+
+    @work(thread=True, exit_on_error=False, group="load")
+    def _load(self, select: str | None = None) -> None:
+        from gra_local.core.errors import GraError
+        from gra_local.models.fit import context_for, plan_for
+        from gra_local.models.resolve import inspect_spec
+
+        try:
+            registry, where = self.app.services.registry()
+            source = f"registry: {Path(where).name}  ({len(registry.models)} model(s))"
+        except GraError as exc:
+            self.app.call_from_thread(self._show, [], "registry: none yet", None)
+            if self.app.services.models_file is not None:
+                self.app.call_from_thread(self._fail, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the UI must survive anything
+            self.app.call_from_thread(self._show, [], "registry: unreadable", None)
+            self.app.call_from_thread(self._fail, str(exc))
+            return
+        if self._hw is None:
+            try:
+                self._hw = self._probe()
+            except Exception as exc:  # noqa: BLE001
+                self.app.call_from_thread(self._fail, f"hardware probe failed: {exc}")
+        rows = []
+        for spec in registry.models:
+            row = Row(spec)
+            try:
+                row.info = inspect_spec(spec)
+                row.n_ctx = context_for(spec, row.info)
+                if self._hw is not None:
+                    row.plan = plan_for(spec, row.info, hw=self._hw)
+            except Exception as exc:  # noqa: BLE001
+                row.problem = str(exc)
+            row.bench = self._bench_text(spec)
+            rows.append(row)
+        self.app.call_from_thread(self._show, rows, source, select)
+
+    @staticmethod
+    def _bench_text(spec: ModelSpec) -> str | None:
+        from gra_local.core import paths
+        from gra_local.models.bench import BenchStore
+        from gra_local.models.resolve import model_path
+
+        try:
+            result = BenchStore(paths.cache_dir()).latest(model_path(spec))
+        except Exception:  # noqa: BLE001 - no file yet, not fetched, …
+            return None
+        if result is None:
+            return None
+        return (f"load {result.load_seconds:.1f} s, prompt {result.prompt_tokens_per_s:.0f} tok/s, "
+                f"decode {result.decode_tokens_per_s:.0f} tok/s, {result.n_gpu_layers} GPU layers")
+
+    # ---- add ----
+
+    def action_add(self) -> None:
+        self.app.push_screen(PathPrompt("Add a GGUF model: its path", placeholder="~/models/x.gguf",
+                                        hint="Enter to add, Escape to cancel"), self._add_path)
+
+    def _add_path(self, text: str | None) -> None:
+        if text:
+            self._set_busy(1)
+            self._add(text)
+
+    @work(thread=True, exit_on_error=False, group="add")
+    def _add(self, text: str) -> None:
+        from gra_local.models.registry import add_model
+
+        try:
+            spec, _ = add_model(Path(text))
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._done, f"Cannot add {text}: {exc}", "error")
+            return
+        self.app.call_from_thread(self._done, f"Added {spec.name}", "information", spec.name)
+
+    def _done(self, message: str, severity: str = "information", select: str | None = None,
+              reload: bool = True) -> None:
+        self._set_busy(-1)
+        self.notify(message, severity=severity, timeout=10 if severity == "error" else 4)  # type: ignore[arg-type]
+        if reload and severity != "error":
+            self.action_refresh(select)
+
+    # ---- remove ----
+
+    def action_remove(self) -> None:
+        row = self._selected()
+        if row is None:
+            self.notify("No model selected", severity="warning")
+            return
+        name = row.spec.name
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._remove(name)
+
+        self.app.push_screen(ConfirmScreen(f"Remove {name!r} from the registry? "
+                                           "The GGUF file itself is kept.", yes="Remove"), answered)
+
+    def _remove(self, name: str) -> None:
+        from gra_local.models.registry import remove_model
+
+        try:
+            remove_model(name)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(str(exc))
+            return
+        self.notify(f"Removed {name}")
+        self.action_refresh()
+
+    # ---- roles ----
+
+    def action_roles(self) -> None:
+        row = self._selected()
+        if row is None:
+            self.notify("No model selected", severity="warning")
+            return
+        name, current = row.spec.name, set(row.spec.roles)
+        options = [(role.value, role, role in current) for role in Role]
+
+        def picked(roles: list | None) -> None:
+            if roles:  # [] = cancelled or nothing ticked: a model keeps at least one role
+                self._set_roles(name, roles)
+
+        self.app.push_screen(PickList(f"Roles {name!r} may play", options, ok="Set"), picked)
+
+    def _set_roles(self, name: str, roles: list[Role]) -> None:
+        from gra_local.models.registry import read_user_registry, save_user_registry
+
+        try:
+            registry = read_user_registry()
+            if name not in {m.name for m in registry.models}:
+                raise ValueError(f"{name!r} is not in the user registry (it comes from --models); "
+                                 "edit that file to change its roles")
+            registry.models = [m.model_copy(update={"roles": roles}) if m.name == name else m
+                               for m in registry.models]
+            save_user_registry(registry)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(str(exc))
+            return
+        self.notify(f"{name}: roles {', '.join(r.value for r in roles)}")
+        self.action_refresh(name)
+
+    # ---- discover ----
+
+    def action_discover(self) -> None:
+        self.notify("Searching for GGUF models…")
+        self._set_busy(1)
+        self._discover()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="discover")
+    def _discover(self) -> None:
+        from gra_local.models.discover import discover
+
+        try:
+            result = discover(self.discover_dirs, include_defaults=self.discover_defaults)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._done, f"Discovery failed: {exc}", "error")
+            return
+        self.app.call_from_thread(self._offer, result.found)
+
+    def _offer(self, found: list) -> None:
+        self._set_busy(-1)
+        usable = [f for f in found if f.usable]
+        if not usable:
+            self.notify(f"No usable models found ({len(found)} with problems)", severity="warning")
+            return
+        options = [(f"{f.name}  {f.source}  {f.info.file_type}  {human_size(f.size_bytes)}",
+                    i, False) for i, f in enumerate(usable)]
+
+        def picked(chosen: list | None) -> None:
+            if chosen:
+                self._set_busy(1)
+                self._register([usable[i] for i in chosen])
+
+        self.app.push_screen(PickList(f"{len(usable)} usable model(s) found: pick what to add",
+                                      options), picked)
+
+    @work(thread=True, exit_on_error=False, group="add")
+    def _register(self, chosen: list) -> None:
+        from gra_local.commands.discover import register_found
+        from gra_local.core.errors import GraError
+
+        try:
+            _, added, skipped = register_found(chosen)
+        except GraError as exc:
+            self.app.call_from_thread(self._done, str(exc), "error", None)
+            return
+        if skipped:
+            self.app.call_from_thread(
+                self.notify, "Not added: " + "; ".join(f"{f.name}: {why}" for f, why in skipped),
+                severity="warning", timeout=10)
+        self.app.call_from_thread(self._done, f"Added {len(added)} model(s)", "information",
+                                  added[0][0] if added else None)
+
+    # ---- bench ----
+
+    def action_bench(self) -> None:
+        row = self._selected()
+        if row is None:
+            self.notify("No model selected", severity="warning")
+            return
+        self.notify(f"Benchmarking {row.spec.name}… (loads the model)")
+        self._set_busy(1)
+        self._bench(row.spec)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="bench")
+    def _bench(self, spec: ModelSpec) -> None:
+        import tempfile
+
+        from gra_local.core import paths
+        from gra_local.models.bench import BenchStore, run_bench
+        from gra_local.models.resolve import model_path
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
+                result = run_bench(spec, self.app.services.backend_factory(Path(logs)))
+            BenchStore(paths.cache_dir()).save(model_path(spec), result)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._done, f"Bench of {spec.name} failed: {exc}", "error")
+            return
+        self.app.call_from_thread(
+            self._done, f"{spec.name}: decode {result.decode_tokens_per_s:.0f} tok/s, "
+                        f"prompt {result.prompt_tokens_per_s:.0f} tok/s", "information", spec.name)
+
+    # ---- pull default ----
+
+    def action_pull_default(self) -> None:
+        self.notify("Fetching the embedded default model…")
+        self._set_busy(1)
+        self._pull()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="pull")
+    def _pull(self) -> None:
+        from gra_local.core import paths
+        from gra_local.models.default import pull_default
+        from gra_local.models.registry import register_default
+
+        try:
+            path = pull_default(paths.data_dir())
+            _, added = register_default()
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._done, f"Cannot fetch the default model: {exc}", "error")
+            return
+        what = "registered" if added else "already registered"
+        self.app.call_from_thread(self._done, f"Default model ready at {path} ({what})")
