@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -11,9 +12,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Label
 
-from gra_local.core.scheduler import RunRequest
-from gra_local.tui.run_session import RunSession
 from gra_local.tui.services import Services
+
+if TYPE_CHECKING:  # the engine is imported when a run starts, not before the first frame
+    from gra_local.core.scheduler import RunRequest
+    from gra_local.tui.run_session import RunSession
 
 
 def _screen(module: str, name: str) -> Screen:
@@ -62,6 +65,8 @@ class GraApp(App[None]):
         if self.current_run is not None and self.current_run.running:
             self.notify("a run is already going: cancel it first (F3, then x)", severity="warning")
             return
+        from gra_local.tui.run_session import RunSession
+
         backend = self.services.backend_factory(request.out_dir / "logs")
         self.current_run = RunSession(request, backend)
         self.run_dir = request.out_dir
