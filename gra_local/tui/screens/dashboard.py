@@ -40,13 +40,6 @@ class DashboardScreen(Screen):
         Binding("c", "resume", "Resume", id="run.resume"),
         Binding("x", "cancel", "Cancel run", id="run.cancel"),
     ]
-    DEFAULT_CSS = """
-    DashboardScreen #numbers { grid-size: 4; grid-gutter: 0 2; height: auto; padding: 0 1; }
-    DashboardScreen .figure { height: 3; }
-    DashboardScreen #bars { height: auto; padding: 0 1; }
-    DashboardScreen #log { height: 1fr; border: round $primary-background; }
-    DashboardScreen #idle { padding: 1 2; }
-    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +48,7 @@ class DashboardScreen(Screen):
         self.wanted = 0
         self.predicted: float | None = None
         self._started: float | None = None
+        self._pending: list[RecordDecided] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,6 +70,7 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
+        self.set_interval(0.1, self._flush_records)
         self.on_screen_resume()
 
     def on_screen_resume(self) -> None:
@@ -130,18 +125,30 @@ class DashboardScreen(Screen):
             self._set("status", event.status)
 
     def _record(self, event: RecordDecided) -> None:
-        self.counts[event.decision] = self.counts.get(event.decision, 0) + 1
-        if event.reason.startswith("adjudicated"):
-            self.counts["adjudicated"] += 1
+        # A batch decides many records at once: render them together, ten times a second.
+        self._pending.append(event)
+
+    def _flush_records(self) -> None:
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        lines = []
+        for event in events:
+            self.counts[event.decision] = self.counts.get(event.decision, 0) + 1
+            if event.reason.startswith("adjudicated"):
+                self.counts["adjudicated"] += 1
+            mean = f"μ={event.mean:.2f}" if event.mean is not None else "μ=–"
+            lines.append(f"{event.id}: {event.decision} ({event.reason}, {mean})")
         for key in ("accepted", "rejected", "adjudicated"):
             self._set(key, str(self.counts[key]))
         decided = self.counts["accepted"] + self.counts["rejected"]
         self._set("rate", f"{self.counts['accepted'] / decided:.0%}" if decided else "–")
-        self.query_one("#accepted-bar", ProgressBar).update(progress=min(event.accepted, event.wanted))
-        mean = f"μ={event.mean:.2f}" if event.mean is not None else "μ=–"
-        self._log(f"{event.id}: {event.decision} ({event.reason}, {mean})")
+        last = events[-1]
+        self.query_one("#accepted-bar", ProgressBar).update(progress=min(last.accepted, last.wanted))
+        self._log("\n".join(lines))
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self._flush_records()
         if message.error:
             self._set("status", "failed")
             self._log(f"error: {message.error}")
