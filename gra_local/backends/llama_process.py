@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +41,8 @@ class LlamaProcessSession:
     def __init__(self, spec: ModelSpec, path: Path, log_path: Path, n_ctx: int) -> None:
         self.spec = spec
         self.path = path
+        self.on_partial: Callable[[str], None] | None = None
+        """Receives the text generated so far, a few times a second, when requests ask."""
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -73,6 +76,10 @@ class LlamaProcessSession:
             self._proc.stdin.write(orjson.dumps(payload) + b"\n")
             self._proc.stdin.flush()
             line = self._proc.stdout.readline()
+            while line.startswith(b'{"partial"'):
+                if self.on_partial is not None:
+                    self.on_partial(orjson.loads(line)["partial"])
+                line = self._proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = b""
         if not line:

@@ -22,6 +22,8 @@ class ChatRequest(BaseModel):
     repeat_penalty: float = 1.0
     grammar: str | None = None
     """GBNF grammar constraining the output, or None for free text."""
+    stream_partials: bool = False
+    """Ask the backend for the text generated so far while it runs (a watching UI)."""
 
 
 class ChatResult(BaseModel):

@@ -50,6 +50,16 @@ class StageProgress(Event):
 
 
 @dataclass(frozen=True)
+class Generating(Event):
+    """The text a model has produced so far in the current call (for a live view)."""
+
+    can_replace: ClassVar[bool] = True
+    model: str
+    stage: str
+    text: str
+
+
+@dataclass(frozen=True)
 class ModelLoaded(Event):
     name: str
     seconds: float

@@ -85,7 +85,8 @@ def _check_roles(registry: Registry) -> None:
 
 class Run:
     def __init__(self, req: RunRequest, backend: Backend, emit: EventSink = ignore,
-                 stop: threading.Event | None = None, pause: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, pause: threading.Event | None = None,
+                 live_text: bool = False) -> None:
         _check_roles(req.registry)
         self.req = req
         self.opts = req.options
@@ -95,7 +96,7 @@ class Run:
         self.stats = RunStats()
         self.pool = ModelPool(backend, req.registry, self.stats, emit, req.residency)
         self.ctx = StageContext(self.opts, req.registry, self.pool, self.stats, emit, self.stop,
-                                self._snapshot, pause=pause)
+                                self._snapshot, pause=pause, live_text=live_text)
         self.started = now()
         self.status = "running"
         self.seeds_info: dict = {}

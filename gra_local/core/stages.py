@@ -21,7 +21,7 @@ from gra_local.core.backend import ChatRequest, Session
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, Role, RunOptions
 from gra_local.core.decide import adjudicator_keeps
-from gra_local.core.events import EventSink, StageProgress, StageStarted
+from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
 from gra_local.core.grammars import GRAMMARS, InvalidOutput, parse_json, token_budget
 from gra_local.core.pool import ModelPool
 from gra_local.core.records import (
@@ -57,6 +57,8 @@ class StageContext:
     round: int = 1
     pause: threading.Event | None = None
     """While set, the run holds between two model calls (the TUI's pause)."""
+    live_text: bool = False
+    """Ask backends for partial text and emit it as Generating events (the TUI's live view)."""
 
     def checkpoint(self) -> None:
         """Between two calls: wait while paused, stop when asked."""
@@ -83,11 +85,18 @@ def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
         for model in ctx.pool.order(list(groups)):
             for work in groups[model]:
                 ctx.checkpoint()
-                work(ctx.pool.session(model))
+                session = ctx.pool.session(model)
+                if ctx.live_text and hasattr(session, "on_partial"):
+                    session.on_partial = partial(_emit_partial, ctx, model, stage)
+                work(session)
                 done += 1
                 ctx.emit(StageProgress(ctx.round, stage, done, total, model))
     finally:
         ctx.stats.stage(stage).seconds += time.perf_counter() - start
+
+
+def _emit_partial(ctx: StageContext, model: str, stage: str, text: str) -> None:
+    ctx.emit(Generating(model, stage, text))
 
 
 RETRY_TEMPERATURE_BOOST = 0.4
@@ -113,7 +122,7 @@ def ask(ctx: StageContext, session: Session, model: str, stage: str, role: Role,
         result = session.chat(ChatRequest(
             messages=messages, temperature=temperature, top_p=sampling.top_p,
             max_tokens=token_budget(out_type), repeat_penalty=sampling.repeat_penalty,
-            seed=seed + retry, grammar=GRAMMARS[out_type]))
+            seed=seed + retry, grammar=GRAMMARS[out_type], stream_partials=ctx.live_text))
         ctx.stats.record_call(model, stage, result)
         tokens.add(result.prompt_tokens, result.completion_tokens)
         try:
@@ -153,7 +162,7 @@ def _answer(ctx: StageContext, cand: Candidate, session: Session) -> None:
         result = session.chat(ChatRequest(
             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
             max_tokens=sampling.max_tokens, repeat_penalty=sampling.repeat_penalty,
-            seed=cand.call_seed("answer", retry)))
+            seed=cand.call_seed("answer", retry), stream_partials=ctx.live_text))
         ctx.stats.record_call(cand.generator, "generate", result)
         cand.tokens.add(result.prompt_tokens, result.completion_tokens)
         text = result.text.strip()

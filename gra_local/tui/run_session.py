@@ -75,7 +75,8 @@ class RunSession:
         self.running, self.started_at = True, time.monotonic()
         result, error = None, None
         try:
-            result = Run(self.request, self.backend, self.sink, self.stop, self.pause).execute()
+            result = Run(self.request, self.backend, self.sink, self.stop, self.pause,
+                         live_text=True).execute()
         except GraError as exc:
             error = str(exc)
         except Exception as exc:  # shown in the UI; the run dir keeps its state for a resume

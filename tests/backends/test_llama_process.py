@@ -97,3 +97,23 @@ def test_context_above_training_is_refused_not_shrunk(tmp_path: Path, tiny_gguf:
     default = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
     default.close()
     assert default.info.n_ctx == 2048  # default: min(4096, trained)
+
+
+def test_partial_text_reaches_a_listener_while_generating(tmp_path: Path) -> None:
+    from ggufs import write_tiny_gguf
+
+    endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20.0)  # never stops by itself
+    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="e", path=str(endless)))
+    seen: list[str] = []
+    session.on_partial = seen.append
+    try:
+        req = request("go on").model_copy(update={"max_tokens": 1800, "stream_partials": True})
+        result = session.chat(req)
+        streamed = len(seen)
+        session.chat(request("again").model_copy(update={"max_tokens": 1400}))
+    finally:
+        session.close()
+    assert result.finish_reason == "length" and streamed, "no partial text arrived"
+    assert all(len(text) <= 600 for text in seen)
+    assert seen[-1][-20:] in result.text  # the live text is the reply as it grows
+    assert len(seen) == streamed  # a request that does not ask gets no partials

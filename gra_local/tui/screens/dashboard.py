@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
 
 from gra_local.core.events import (
+    Generating,
     ModelLoaded,
     Notice,
     RecordDecided,
@@ -61,6 +63,7 @@ class DashboardScreen(Screen):
         with Grid(id="numbers"):
             for key in ("accepted", "rejected", "adjudicated", "rate", "loads", "elapsed", "eta", "status"):
                 yield Static(f"{key}\n–", id=f"n-{key}", classes="figure")
+        yield Static("", id="live")
         yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
         yield Footer()
 
@@ -113,6 +116,9 @@ class DashboardScreen(Screen):
         elif isinstance(event, StageProgress):
             self.query_one("#stage", Label).update(f"round {event.round} · {event.stage} · {event.model}")
             self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=event.done)
+        elif isinstance(event, Generating):
+            tail = " ".join(event.text.split())[-400:]
+            self.query_one("#live", Static).update(Text(f"{event.model} · {event.stage}: {tail}"))
         elif isinstance(event, ModelLoaded):
             self.loads += 1
             self._set("loads", str(self.loads))
