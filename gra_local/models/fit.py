@@ -7,56 +7,18 @@ reason, and refuses a model that cannot fit in RAM + VRAM.
 
 from __future__ import annotations
 
-import mmap
-import struct
-from pathlib import Path
-from typing import Any
-
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ModelError
 from gra_local.core.pool import Residency
-from gra_local.models.gguf_info import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFInfo, _Corrupt, _Parser
+from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.hardware import Hardware, probe
 from gra_local.models.planner import DEFAULT_RESERVE, LayerPlan, ModelFacts, plan_layers
-
-
-def read_vocab_size(path: Path) -> int | None:
-    """The vocabulary size (length of tokenizer.ggml.tokens, else <arch>.vocab_size), read
-    by walking the metadata only; None when unknown or unreadable (never raises)."""
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _walk_vocab(mm)
-    except (OSError, ValueError, _Corrupt, struct.error):
-        return None
-
-
-def _walk_vocab(buf: Any) -> int | None:
-    if len(buf) < 24 or buf[:4] != GGUF_MAGIC:
-        return None
-    endian = "<"
-    if struct.unpack_from("<I", buf, 4)[0] not in SUPPORTED_VERSIONS:
-        if struct.unpack_from(">I", buf, 4)[0] not in SUPPORTED_VERSIONS:
-            return None
-        endian = ">"
-    p = _Parser(buf, endian)
-    p.pos = 8
-    p.take("Q")  # tensor count
-    vocab_key_value = None
-    for _ in range(p.take("Q")):
-        key = p.string()
-        value = p.value(p.take("I"))
-        if key == "tokenizer.ggml.tokens" and isinstance(value, tuple):
-            return int(value[2])
-        if key.endswith(".vocab_size") and isinstance(value, int):
-            vocab_key_value = value
-    return vocab_key_value
-
 
 DEFAULT_N_CTX = 4096
 
 
 def model_facts(info: GGUFInfo) -> ModelFacts:
-    return ModelFacts.from_info(info, n_vocab=read_vocab_size(Path(info.path)))
+    return ModelFacts.from_info(info, n_vocab=info.vocab_size)
 
 
 def context_for(spec: ModelSpec, info: GGUFInfo) -> int:

@@ -50,6 +50,8 @@ class GGUFInfo(BaseModel):
     chat_template: str | None
     tokenizer_model: str | None
     split_count: int | None
+    vocab_size: int | None = None
+    """Length of tokenizer.ggml.tokens (else {arch}.vocab_size): sizes the logits buffer."""
 
 
 class _Corrupt(Exception):
@@ -248,7 +250,15 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFInfo:
         chat_template=_opt_str(meta, "tokenizer.chat_template"),
         tokenizer_model=_opt_str(meta, "tokenizer.ggml.model"),
         split_count=_opt_int(meta, "split.count"),
+        vocab_size=_vocab_size(meta, arch),
     )
+
+
+def _vocab_size(meta: dict[str, Any], arch: str) -> int | None:
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, tuple) and tokens[0] == "array":
+        return int(tokens[2])
+    return _opt_int(meta, f"{arch}.vocab_size")
 
 
 def chat_template_family(template: str | None) -> str | None:
