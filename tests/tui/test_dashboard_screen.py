@@ -1,0 +1,52 @@
+"""The Run dashboard at a fixed size after a scripted run (clock frozen for the snapshot)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE_SEEDS, write_models_toml
+from fakes import FakeBackend
+
+from gra_local.tui.app import GraApp
+from gra_local.tui.screens import dashboard
+from gra_local.tui.services import Services
+from gra_local.tui.settings import LastRun, Settings
+
+
+@pytest.fixture
+def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> GraApp:
+    monkeypatch.chdir(tmp_path)  # relative paths on screen
+    monkeypatch.setattr(dashboard, "_clock", lambda seconds: "0:00:01" if seconds is not None else "–")
+    monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copy(EXAMPLE_SEEDS, tmp_path / "seeds.jsonl")
+    shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
+    write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
+    last = LastRun(seeds="seeds.jsonl", out_dir="out", samples=3, max_attempts=6)
+    return GraApp(Services(models_file=Path("models.toml"), backend_factory=lambda d: FakeBackend(),
+                           settings=Settings(last_run=last)), start="new_run")
+
+
+async def finish_run(pilot) -> None:
+    await pilot.press("ctrl+r")
+    for _ in range(400):
+        await pilot.pause(0.05)
+        run = pilot.app.current_run
+        if run is not None and run.finished:
+            break
+    await pilot.pause(0.4)  # the last batch of records is rendered ten times a second
+
+
+async def test_dashboard_shows_the_finished_run(app: GraApp) -> None:
+    async with app.run_test(size=(100, 32)) as pilot:
+        await finish_run(pilot)
+        screen = app.screen
+        assert "3" in str(screen.query_one("#n-accepted").render())
+        assert "100%" in str(screen.query_one("#n-rate").render())
+        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
+        assert "r1-000001: accepted" in log and "run complete" in log
+
+
+def test_snapshot(snap_compare, app: GraApp) -> None:
+    assert snap_compare(app, terminal_size=(100, 32), run_before=finish_run)
