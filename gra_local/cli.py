@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="the settings file")
     config.add_argument("action", choices=["path"], help="path: print where settings.toml lives")
 
+    exp = sub.add_parser("export", help="write a run's records as a training file, with a dataset card")
+    exp.add_argument("run_dir", type=Path, metavar="DIR", help="a run's output directory")
+    exp.add_argument("--format", required=True, choices=["alpaca", "sharegpt", "messages", "jsonl"])
+    exp.add_argument("--out", type=Path, required=True, metavar="FILE",
+                     help="file to write (the card goes next to it as <stem>.card.md)")
+    exp.add_argument("--include-rejected", action="store_true", help="also export rejected records")
+    exp.add_argument("--min-score", type=float, metavar="X", help="only records with mean score μ ≥ X")
+
     models = sub.add_parser("models", help="manage registered models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     pull = msub.add_parser("pull-default", help="fetch the embedded SmolLM2-135M and register it")
@@ -133,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             return _open_app(getattr(args, "run", None), getattr(args, "screen", None),
                              getattr(args, "models", None))
+        if args.command == "export":
+            from gra_local.commands.export import export_command
+
+            return export_command(args)
         if args.command == "config":
             from gra_local.tui.settings import settings_path
 
