@@ -61,7 +61,8 @@ def write_run(run_dir: Path) -> Path:
         (run_dir / f"{name}.jsonl").write_bytes(
             b"".join(orjson.dumps(r) + b"\n" for r in RECORDS if r["decision"] == name))
     (run_dir / "run.json").write_bytes(orjson.dumps({
-        "status": "complete", "counts": {"attempts": 5, "accepted": 3, "rejected": 2},
+        "schema_version": 1, "status": "complete",
+        "counts": {"attempts": 5, "accepted": 3, "rejected": 2},
         "models": {"smol": {}, "qwen": {}},
         "sessions": [{"started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:10:00Z"}]}))
     return run_dir
@@ -171,3 +172,21 @@ def test_snapshot(snap_compare, run_dir: Path) -> None:
         await settle(pilot)
 
     assert snap_compare(host(run_dir), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_export_from_the_results_screen(run_dir: Path) -> None:
+    app = host(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#export-path").value = str(run_dir / "out.sharegpt.jsonl")
+        dialog.query_one("#export-format").value = "sharegpt"
+        await pilot.pause()
+        dialog.query_one("#export-path").value = str(run_dir / "out.sharegpt.jsonl")
+        await pilot.click("#export-save")
+        await settle(pilot)
+    lines = (run_dir / "out.sharegpt.jsonl").read_text().splitlines()
+    assert lines and all('"conversations"' in line for line in lines)
+    assert (run_dir / "out.sharegpt.card.md").is_file()

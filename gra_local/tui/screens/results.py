@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from gra_local.core.errors import GraError
+from gra_local.core.export import export_run
 from gra_local.core.results import (
     RunInfo,
     effective_decision,
@@ -23,6 +24,7 @@ from gra_local.core.results import (
     run_info,
     write_override,
 )
+from gra_local.tui.widgets.export_dialog import ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
 from gra_local.tui.widgets.override_dialog import OverrideDialog
 from gra_local.tui.widgets.record_view import RecordView, escape
@@ -63,6 +65,7 @@ class ResultsScreen(Screen):
         Binding("p", "prev_run", "Prev run", id="results.prev_run", show=False),
         Binding("c", "clear_filters", "Clear filters", id="results.clear_filters"),
         Binding("t", "next_plot", "Next plot", id="results.next_plot", show=False),
+        Binding("e", "export", "Export", id="results.export"),
     ]
 
     def __init__(self) -> None:
@@ -289,3 +292,26 @@ class ResultsScreen(Screen):
             self.notify(f"{rid}: overridden to {label} (recorded in overrides.jsonl)")
 
         self.app.push_screen(OverrideDialog(rid, current), done)
+
+    def action_export(self) -> None:
+        if self.run_dir is None:
+            self.notify("Open a run first.", severity="warning")
+            return
+        run_dir = self.run_dir
+
+        def chosen(result: tuple[str, Path, bool] | None) -> None:
+            if result is not None:
+                self._export(run_dir, *result)
+
+        self.app.push_screen(ExportDialog(run_dir), chosen)
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def _export(self, run_dir: Path, fmt: str, out: Path, include_rejected: bool) -> None:
+        try:
+            result = export_run(run_dir, fmt, out, include_rejected=include_rejected)  # type: ignore[arg-type]
+        except GraError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Not exported", severity="error",
+                                      timeout=10)
+            return
+        self.app.call_from_thread(self.notify, f"{result.exported} records → {result.out} "
+                                  f"(card: {result.card.name})", title="Exported")

@@ -1,0 +1,56 @@
+"""A small modal for exporting the open run: format, output file, include rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select
+
+FORMATS = ("alpaca", "sharegpt", "messages", "jsonl")
+
+
+class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
+    """Dismisses with (format, output path, include rejected), or None when cancelled."""
+
+    DEFAULT_CSS = """
+    ExportDialog { align: center middle; }
+    ExportDialog > Vertical { width: 64; height: auto; border: thick $primary;
+                              background: $surface; padding: 1 2; }
+    ExportDialog Horizontal { height: auto; align-horizontal: right; }
+    ExportDialog Button { margin-left: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Export {self.run_dir.name} (a dataset card is written next to it)")
+            yield Select([(f, f) for f in FORMATS], value="alpaca", allow_blank=False, id="export-format")
+            yield Input(str(self.run_dir / "export.alpaca.jsonl"), id="export-path")
+            yield Checkbox("include rejected records", id="export-rejected")
+            with Horizontal():
+                yield Button("Cancel", id="export-cancel")
+                yield Button("Export", variant="primary", id="export-save")
+
+    @on(Select.Changed, "#export-format")
+    def _format_changed(self, event: Select.Changed) -> None:
+        self.query_one("#export-path", Input).value = str(self.run_dir / f"export.{event.value}.jsonl")
+
+    @on(Button.Pressed, "#export-save")
+    @on(Input.Submitted, "#export-path")
+    def save(self) -> None:
+        fmt = str(self.query_one("#export-format", Select).value)
+        path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
+        self.dismiss((fmt, path, self.query_one("#export-rejected", Checkbox).value))
+
+    @on(Button.Pressed, "#export-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
