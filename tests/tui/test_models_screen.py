@@ -60,11 +60,14 @@ class BenchBackend:
 
 
 async def settle(pilot, app: ScreenHost) -> None:
-    """Let the thread workers finish and their results land on the UI thread."""
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    """Let the thread workers finish and their results land on the UI thread; a result
+    may start another worker (refresh after add), so wait until none is left."""
+    for _ in range(20):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause()
+            return
 
 
 def table_names(app: ScreenHost) -> list[str]:
