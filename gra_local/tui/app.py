@@ -52,6 +52,8 @@ class GraApp(App[None]):
         self.run_dir = run_dir
         """The run the results screen opens first (the quickstart's run)."""
         self.current_run: RunSession | None = None
+        self.preparing = False
+        """True while the New run screen checks seeds and models (the dashboard says so)."""
         self.quit_after_run = False
 
     def on_mount(self) -> None:
@@ -70,7 +72,10 @@ class GraApp(App[None]):
         backend = self.services.backend_factory(request.out_dir / "logs")
         self.current_run = RunSession(request, backend)
         self.run_dir = request.out_dir
-        self.switch_mode("dashboard")
+        if self.current_mode == "dashboard":
+            self.screen.on_screen_resume()  # already showing (it was mounted during the checks)
+        else:
+            self.switch_mode("dashboard")
 
     def action_request_quit(self) -> None:
         run = self.current_run

@@ -69,7 +69,8 @@ async def test_bad_seed_file_is_a_notification_not_a_crash(tmp_path: Path, tiny_
         await pilot.pause()
         app.screen.query_one("#seeds").value = str(tmp_path / "missing.jsonl")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: "not started" in str(app.screen.query_one("#estimate").render()))
+        await wait_for(pilot, lambda: app.current_mode == "new_run"
+                       and "not started" in str(app.screen.query_one("#estimate").render()))
         assert app.current_run is None and app.is_running
 
 

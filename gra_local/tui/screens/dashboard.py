@@ -28,6 +28,9 @@ from gra_local.core.events import (
 )
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
 
+MAX_LOG_LINES_PER_FLUSH = 30
+IDLE_TEXT = "No run yet: set one up on the New run screen (F2)."
+
 
 def _clock(seconds: float | None) -> str:
     if seconds is None:
@@ -54,7 +57,7 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("No run yet: set one up on the New run screen (F2).", id="idle")
+        yield Static(IDLE_TEXT, id="idle")
         with Vertical(id="bars"):
             yield Label("stage: –", id="stage")
             yield ProgressBar(id="stage-bar", show_eta=False)
@@ -78,7 +81,10 @@ class DashboardScreen(Screen):
 
     def on_screen_resume(self) -> None:
         session = self.session
-        self.query_one("#idle").display = session is None
+        idle = self.query_one("#idle", Static)
+        idle.display = session is None or getattr(self.app, "preparing", False)
+        idle.update("Checking the seed file and every model before the run starts…"
+                    if getattr(self.app, "preparing", False) else IDLE_TEXT)
         if session is not None and not session.launched:
             session.launched = True
             self.predicted = session.request.predicted_seconds
@@ -151,6 +157,10 @@ class DashboardScreen(Screen):
         self._set("rate", f"{self.counts['accepted'] / decided:.0%}" if decided else "–")
         last = events[-1]
         self.query_one("#accepted-bar", ProgressBar).update(progress=min(last.accepted, last.wanted))
+        if len(lines) > MAX_LOG_LINES_PER_FLUSH:  # a whole batch at once: keep the UI fluid
+            skipped = len(lines) - MAX_LOG_LINES_PER_FLUSH
+            lines = [f"… {skipped} more records decided (all are in the output files)"] + \
+                lines[-MAX_LOG_LINES_PER_FLUSH:]
         self._log("\n".join(lines))
 
     def on_run_ended(self, message: RunEnded) -> None:

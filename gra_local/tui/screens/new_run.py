@@ -6,7 +6,6 @@ remembers the last settings.
 
 from __future__ import annotations
 
-import importlib
 import random
 from pathlib import Path
 
@@ -107,18 +106,24 @@ class NewRunScreen(Screen):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
+        run = self.app.current_run
+        if run is not None and run.running:
+            self.notify("a run is already going: cancel it first (F3, then x)", severity="warning")
+            return
         try:
             values = self._values()
         except ValueError as exc:
             self.notify(f"check the numbers: {exc}", severity="error")
             return
         self._show("#estimate", "checking seeds and models…")
+        # Show the dashboard now, while the checks run: mounting it costs ~0.1 s of the
+        # event loop, which must not fall inside the run.
+        self.app.preparing = True
+        self.app.switch_mode("dashboard")
         self._prepare(values)
 
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, values: LastRun) -> None:
-        # Import the dashboard here, off the UI thread, so switching to it does not stall.
-        importlib.import_module("gra_local.tui.screens.dashboard")
         try:
             options = build_options(**{k: v for k, v in values.model_dump().items()
                                        if k in NUMBERS and v is not None})
@@ -131,10 +136,13 @@ class NewRunScreen(Screen):
         self.app.call_from_thread(self._ready, request, values)
 
     def _failed(self, message: str) -> None:
+        self.app.preparing = False
+        self.app.switch_mode("new_run")
         self._show("#estimate", f"not started: {message}")
         self.notify(message, title="Cannot start", severity="error", timeout=10)
 
     def _ready(self, request: RunRequest, values: LastRun) -> None:
+        self.app.preparing = False
         self._show("#estimate", request.eta_note or "")
         services = self.app.services
         services.settings.last_run = values
