@@ -46,7 +46,6 @@ class RunSession:
         self.launched = False  # set on the UI thread before the worker starts: starts once
         self.running = False
         self.finished = False
-        self.started_at: float | None = None
         self._target: MessagePump | None = None
         self._last_post = 0.0
         self._held: Event | None = None
@@ -72,7 +71,7 @@ class RunSession:
     def run(self, target: MessagePump) -> None:
         """The worker thread's body."""
         self._target = target
-        self.running, self.started_at = True, time.monotonic()
+        self.running = True
         result, error = None, None
         try:
             result = Run(self.request, self.backend, self.sink, self.stop, self.pause,
