@@ -34,7 +34,7 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
     for spec in registry.models:  # fail on a bad model file now, not after an hour
         _, info = check_model_file(spec)
         checked.append((spec, info))
-        refs[spec.name] = model_ref(spec)
+        refs[spec.name] = model_ref(spec, info=info)
     request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
                          refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
                          restart=restart, residency=residency_for(checked))

@@ -67,10 +67,12 @@ def inspect_spec(spec: ModelSpec, data_dir: Path | None = None) -> GGUFInfo:
         raise ModelError(f"model {spec.name!r}: {exc}") from None
 
 
-def model_ref(spec: ModelSpec, data_dir: Path | None = None) -> ModelRef:
-    """Name, sha256 and quantization for provenance (hash cached by path+size+mtime)."""
+def model_ref(spec: ModelSpec, data_dir: Path | None = None,
+              info: GGUFInfo | None = None) -> ModelRef:
+    """Name, sha256 and quantization for provenance (hash cached by path+size+mtime).
+    Pass the header already read by check_model_file to avoid reading it again."""
     path = model_path(spec, data_dir)
-    info = inspect_spec(spec, data_dir)
+    info = info or inspect_spec(spec, data_dir)
     if spec.is_default:
         digest = default_model.SHA256
     else:
