@@ -27,9 +27,9 @@ def build_options(**values: object) -> RunOptions:
 
 
 def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Registry,
-                models_source: str, restart: bool = False) -> RunRequest:
+                models_source: str, restart: bool = False, review: bool = False) -> RunRequest:
     if not seeds.is_file():
-        raise SeedError(f"{seeds}: seed file not found")
+        raise SeedError(f"{seeds}: {'data' if review else 'seed'} file not found")
     refs, checked = {}, []
     for spec in registry.models:  # fail on a bad model file now, not after an hour
         _, info = check_model_file(spec)
@@ -37,9 +37,27 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
         refs[spec.name] = model_ref(spec, info=info)
     request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
                          refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
-                         restart=restart, residency=residency_for(checked))
-    request.predicted_seconds, request.eta_note = _predict(options, checked)
+                         restart=restart, residency=residency_for(checked),
+                         embedder=load_embedder(options))
+    if not review:  # the ETA model covers generation runs
+        request.predicted_seconds, request.eta_note = _predict(options, checked)
     return request
+
+
+def load_embedder(options: RunOptions) -> object | None:
+    """The sentence embedder dedup needs, or None when dedup is off."""
+    if options.dedup_threshold is None:
+        return None
+    from gra_local.embed.default import embedder_path, is_present
+
+    data = paths.data_dir()
+    if not is_present(data):
+        raise ConfigError(f"semantic dedup needs the all-MiniLM-L6-v2 embedding model, which "
+                          f"is not in {embedder_path(data)}: run `gra-local models "
+                          "pull-embedder` once (or pass --no-dedup)")
+    from gra_local.embed.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder(embedder_path(data))
 
 
 def _predict(opts: RunOptions, checked: list) -> tuple[float | None, str]:

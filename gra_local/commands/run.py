@@ -8,21 +8,43 @@ import threading
 
 from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.commands.progress import ProgressView
+from gra_local.core.config import MAX_SAMPLES, RunOptions
 from gra_local.core.scheduler import Run
 from gra_local.models.registry import load_models
 from gra_local.prepare import build_options, prepare_run
 
 
+def _quality(args: argparse.Namespace) -> dict:
+    return {"dedup_threshold": None if args.no_dedup else args.dedup_threshold,
+            "minhash": not args.no_minhash, "canaries": args.canaries,
+            "calibration": args.calibration, "min_canary_accuracy": args.min_canary_accuracy}
+
+
 def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
     options = build_options(samples=args.samples, max_attempts=args.max_attempts,
                             rounds=args.rounds, panel=args.panel, tau=args.tau, delta=args.delta,
-                            batch=args.batch, seed=args.seed, seed_pool=args.seed_pool)
+                            batch=args.batch, seed=args.seed, seed_pool=args.seed_pool,
+                            **_quality(args))
+    return _execute(Run, args, options, stop)
+
+
+def review_command(args: argparse.Namespace, stop: threading.Event) -> int:
+    from gra_local.core.review_only import ReviewRun
+
+    options = build_options(samples=MAX_SAMPLES, panel=args.panel, tau=args.tau,
+                            delta=args.delta, batch=args.batch, seed=args.seed, **_quality(args))
+    return _execute(ReviewRun, args, options, stop, review=True)
+
+
+def _execute(kind: type[Run], args: argparse.Namespace, options: RunOptions,
+             stop: threading.Event, review: bool = False) -> int:
     registry, source = load_models(args.models)
-    request = prepare_run(args.seeds, args.out, options, registry, source, args.restart)
+    request = prepare_run(args.seeds, args.out, options, registry, source, args.restart,
+                          review=review)
     view = ProgressView(quiet=args.quiet)
     backend = LlamaProcessBackend(log_dir=args.out / "logs")
     try:
-        result = Run(request, backend, view.emit, stop).execute()
+        result = kind(request, backend, view.emit, stop).execute()
     finally:
         view.close()
     print_summary(result.run_json, len(registry.models),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import zlib
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +35,10 @@ class PoolEntry(BaseModel):
     domain: str
     keywords: list[str]
     summary: str
+    response: str = ""
+    """The seed's own response, kept for canaries (empty for pools written before it)."""
+    annotator: str | None = None
+    """Who wrote domain, keywords and summary; None: the seed file or the generator's own."""
 
     @property
     def example(self) -> Example:
@@ -69,7 +75,8 @@ class AnnotationCache:
 def _entry(seed: Seed, ann: Annotation) -> PoolEntry:
     domain = seed.domain if seed.domain in DOMAINS else ann.domain
     return PoolEntry(source=f"seed line {seed.line}", round=0, instruction=seed.instruction,
-                     domain=domain, keywords=ann.keywords, summary=ann.summary)
+                     domain=domain, keywords=ann.keywords, summary=ann.summary,
+                     response=seed.response or "")
 
 
 def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRef],
@@ -106,3 +113,41 @@ def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: An
     if ann is not None:
         cache.put(key, ann)
         results[seed.index] = _entry(seed, ann)
+
+
+def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
+                  write: Callable[[PoolEntry], None]) -> tuple[int, int]:
+    """Post-processing step 4c: a random annotator model writes domain, keywords and
+    summary for each kept sample of a round, which then joins the generator's pool.
+
+    Each entry is handed to `write` as soon as it exists, so a killed run redoes only
+    what was not written. A sample whose annotation stays invalid joins with the
+    generator's own keywords and summary rather than being lost. Returns (annotated,
+    fallbacks).
+    """
+    annotators = sorted(m.name for m in ctx.registry.with_role(Role.ANNOTATOR))
+    counts = {"annotated": 0, "fallback": 0}
+
+    def one(rec: dict, model: str, session: Session) -> None:
+        ann, _ = ask(ctx, session, model, "reannotate", Role.ANNOTATOR,
+                     prompts.annotate(rec["instruction"], rec["response"]), Annotation, Tokens(),
+                     seed=zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode()))
+        if ann is None:
+            counts["fallback"] += 1
+            entry = PoolEntry(source=rec["id"], round=round_no, instruction=rec["instruction"],
+                              domain=rec["domain"], keywords=rec["keywords"],
+                              summary=rec["summary"], response=rec["response"])
+        else:
+            counts["annotated"] += 1
+            domain = ann.domain if ann.domain in DOMAINS else rec["domain"]
+            entry = PoolEntry(source=rec["id"], round=round_no, instruction=rec["instruction"],
+                              domain=domain, keywords=ann.keywords, summary=ann.summary,
+                              response=rec["response"], annotator=model)
+        write(entry)
+
+    tasks: list[Task] = []
+    for rec in records:
+        model = random.Random(f"{ctx.options.seed}/reannotate/{rec['id']}").choice(annotators)
+        tasks.append((model, partial(one, rec, model)))
+    run_tasks(ctx, "reannotate", tasks)
+    return counts["annotated"], counts["fallback"]

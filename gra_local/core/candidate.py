@@ -13,6 +13,7 @@ from gra_local.core.records import (
     Decision,
     DraftInstruction,
     Example,
+    GivenPair,
     ModelRef,
     Reason,
     Record,
@@ -47,7 +48,9 @@ class Candidate(BaseModel):
     adjudicators: list[str]
     replacements: list[str]
     shared: bool
-    draft: DraftInstruction | None = None
+    draft: DraftInstruction | GivenPair | None = None
+    source: str | None = None
+    """Review-only mode: where the pair came from; its generator is then ""."""
     response: str | None = None
     failed: str | None = None  # a Reason value once the candidate is rejected early
     failed_detail: str = ""
@@ -97,5 +100,5 @@ class Candidate(BaseModel):
             roles_shared=self.shared,
             models=[refs[n] for n in names if n in refs],
             sampling=sampling, seed=self.seed, tokens=self.tokens,
-            created_at=self.created_at, decided_at=now(),
+            created_at=self.created_at, decided_at=now(), source=self.source,
         )

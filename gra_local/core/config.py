@@ -159,13 +159,16 @@ def load_registry(path: Path) -> Registry:
     return registry
 
 
+MAX_SAMPLES = 10_000_000
+
+
 class RunOptions(BaseModel):
     """What `gra-local run` was asked to do. Identity fields decide whether an existing
     output directory holds *this* run (resume) or another one (refuse)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: int = Field(ge=1, le=10_000_000)
+    samples: int = Field(ge=1, le=MAX_SAMPLES)
     """Accepted samples wanted per round."""
     max_attempts: int | None = Field(None, ge=1)
     """Cap on generated candidates per round (default 4 × samples)."""
@@ -180,6 +183,17 @@ class RunOptions(BaseModel):
     seed_pool: int = Field(64, ge=1, le=100_000)
     """How many seeds (sampled uniformly from the file) are annotated and used as examples."""
     examples_per_prompt: int = Field(3, ge=1, le=8)
+    dedup_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
+    """Cosine similarity at or above which an accepted sample counts as a duplicate of a
+    seed or of a sample kept before it; None turns semantic dedup off."""
+    minhash: bool = True
+    """Catch near-verbatim copies with MinHash before embedding (cheap first pass)."""
+    canaries: int = Field(0, ge=0, le=256)
+    """Canary items (known-good and code-corrupted seed pairs) mixed into each review batch."""
+    calibration: Literal["flag", "weight", "drop"] = "flag"
+    """What canaries do to reviewers below `min_canary_accuracy`: only flag them in the
+    report, weight every reviewer's score by its canary accuracy, or drop flagged ones."""
+    min_canary_accuracy: float = Field(0.6, ge=0.0, le=1.0)
 
     @property
     def attempt_cap(self) -> int:
@@ -188,4 +202,5 @@ class RunOptions(BaseModel):
     def identity(self) -> dict:
         """Fields that must match to resume; samples, max_attempts, rounds and batch may change."""
         return self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
-                                         "examples_per_prompt"})
+                                         "examples_per_prompt", "dedup_threshold", "minhash",
+                                         "canaries", "calibration", "min_canary_accuracy"})

@@ -44,6 +44,15 @@ class DraftInstruction(Strict):
     instruction: str = Field(min_length=8)
 
 
+class GivenPair(Strict):
+    """Review-only mode: an instruction (with whatever annotation the dataset had) that no
+    generator wrote, so nothing about it is required beyond the text."""
+
+    keywords: list[str] = Field(default_factory=list)
+    summary: str = ""
+    instruction: str
+
+
 class InstructionVerdict(Strict):
     """Review phase A: pass/fail on reasonableness, completeness and clarity."""
 
@@ -124,6 +133,7 @@ class Reason(str, Enum):
     GENERATION_FAILED = "generation_failed"  # the generator gave no valid sample
     REVIEW_FAILED = "review_failed"  # not enough valid reviews after replacements
     ADJUDICATION_FAILED = "adjudication_failed"  # no adjudicator gave a valid score
+    DUPLICATE = "duplicate"  # accepted by the panel, too similar to a seed or a kept sample
 
 
 class Record(Strict):
@@ -154,3 +164,9 @@ class Record(Strict):
     tokens: Tokens
     created_at: str
     decided_at: str
+    duplicate_of: str | None = None
+    """For reason `duplicate`: the seed ("seed line 3") or record id it repeats."""
+    similarity: float | None = None
+    """For reason `duplicate`: cosine similarity (or MinHash Jaccard) to `duplicate_of`."""
+    source: str | None = None
+    """Review-only mode: where the pair came from ("data.jsonl line 12")."""

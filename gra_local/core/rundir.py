@@ -14,7 +14,13 @@ from gra_local.core.candidate import Candidate
 from gra_local.core.errors import OutputError
 from gra_local.core.stats import Counts, RunStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema 1 (before dedup, canaries and review-only mode) has the same record fields
+minus a few optional ones, so its runs can be read, exported and resumed."""
+_V1_OPTIONS = {"dedup_threshold": None, "minhash": False, "canaries": 0, "calibration": "flag",
+               "min_canary_accuracy": 0.6}
+"""What a schema-1 run did, in schema-2 option names: no dedup, no canaries."""
 
 
 @dataclass
@@ -47,15 +53,28 @@ def check_identity(out_dir: Path, previous: dict | None, identity: dict) -> None
             raise OutputError(f"{out_dir} holds output files but no run.json; it is not a run "
                               "this tool can resume. Use --restart to move them aside")
         return
-    if previous.get("schema_version") != SCHEMA_VERSION:
+    version = previous.get("schema_version")
+    if version not in READABLE_SCHEMAS:
         raise OutputError(f"{out_dir} was written by another version of gra-local (schema "
-                          f"{previous.get('schema_version')!r}); use --restart to move it aside")
-    diffs = _diff(previous.get("identity", {}), identity)
+                          f"{version!r}; this one reads {', '.join(map(str, READABLE_SCHEMAS))}); "
+                          "use --restart to move it aside")
+    old = migrate_identity(previous.get("identity", {}), version)
+    diffs = _diff(old, identity)
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
-        raise OutputError(f"{out_dir} holds a run with other settings ({shown}). Rerun with the "
-                          "same settings to resume, pick another --out, or add --restart to "
-                          "move the old run aside and start over")
+        hint = (" (it was made before dedup existed: add --no-dedup to resume it)"
+                if version == 1 else "")
+        raise OutputError(f"{out_dir} holds a run with other settings ({shown}){hint}. Rerun "
+                          "with the same settings to resume, pick another --out, or add "
+                          "--restart to move the old run aside and start over")
+
+
+def migrate_identity(identity: dict, version: int | None) -> dict:
+    """A run's identity in today's terms: schema 1 gets the options it implicitly ran with."""
+    if version != 1:
+        return identity
+    options = {**_V1_OPTIONS, **identity.get("options", {})}
+    return {**identity, "options": options}
 
 
 def nothing_done(state: RunDirState) -> bool:

@@ -12,36 +12,33 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from gra_local.core import journal as j
 from gra_local.core import rundir
-from gra_local.core.annotate import AnnotationCache, PoolEntry, annotate_seeds
+from gra_local.core.annotate import AnnotationCache, PoolEntry, annotate_kept, annotate_seeds
 from gra_local.core.backend import Backend
+from gra_local.core.batch import BatchDecider
 from gra_local.core.candidate import Candidate, attempt_rng, now
 from gra_local.core.config import Registry, Role, RunOptions
-from gra_local.core.decide import Verdict, decide
+from gra_local.core.dedup_gate import make_gate
 from gra_local.core.errors import ConfigError
 from gra_local.core.events import (
     EventSink,
     Notice,
-    RecordDecided,
     RunFinished,
     RunStarted,
     ignore,
 )
 from gra_local.core.pool import ModelPool, Residency
-from gra_local.core.records import Decision, ModelRef, Reason
+from gra_local.core.records import Decision, ModelRef
 from gra_local.core.roles import draw_roles
 from gra_local.core.seeds import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stages import (
     StageContext,
     Stopped,
-    adjudicate,
-    generate,
-    review_instructions,
-    review_responses,
 )
 from gra_local.core.stats import RunStats
 from gra_local.core.summary import build_run_json
@@ -63,6 +60,9 @@ class RunRequest(BaseModel):
     restart: bool = False
     residency: Residency | None = None
     """Memory budget for keeping several models loaded; None: one model at a time."""
+    embedder: Any = None
+    """Sentence embedder (a core.dedup.Embedder) for semantic dedup; typed loosely so that
+    building a request does not import numpy. None with dedup_threshold set is an error."""
     predicted_seconds: float | None = None
     """ETA from `models bench` figures, reported against the actual time in run.json."""
     eta_note: str | None = None
@@ -74,20 +74,23 @@ class RunResult(BaseModel):
     run_json: dict
 
 
-def _check_roles(registry: Registry) -> None:
+def _check_roles(registry: Registry, roles: tuple[Role, ...]) -> None:
     if not registry.models:
         raise ConfigError("no models configured")
-    for role in Role:
+    for role in roles:
         if not registry.with_role(role):
             raise ConfigError(f"no model may play the {role.value} role: add it to some "
                               "model's roles in the models file")
 
 
 class Run:
+    ROLES: tuple[Role, ...] = tuple(Role)
+    """Roles some registered model must be able to play."""
+
     def __init__(self, req: RunRequest, backend: Backend, emit: EventSink = ignore,
                  stop: threading.Event | None = None, pause: threading.Event | None = None,
                  live_text: bool = False) -> None:
-        _check_roles(req.registry)
+        _check_roles(req.registry, self.ROLES)
         self.req = req
         self.opts = req.options
         self.out = req.out_dir
@@ -100,6 +103,12 @@ class Run:
         self.started = now()
         self.status = "running"
         self.seeds_info: dict = {}
+        self.pool_entries: list[PoolEntry] = []
+        if self.opts.dedup_threshold is not None and req.embedder is None:
+            raise ConfigError("semantic dedup needs the embedding model: run `gra-local models "
+                              "pull-embedder`, or pass --no-dedup")
+        self.dedup = make_gate(req.embedder, req.cache_dir, self.opts.dedup_threshold,
+                               self.opts.minhash)
         self._t0 = time.perf_counter()
 
     # --- files -------------------------------------------------------------------------
@@ -147,6 +156,8 @@ class Run:
             self._journal = j.JsonlAppender(self.out / j.JOURNAL)
             self._outputs = {Decision.ACCEPTED: j.JsonlAppender(self.out / j.ACCEPTED),
                              Decision.REJECTED: j.JsonlAppender(self.out / j.REJECTED)}
+            self.decider = BatchDecider(self.ctx, self.req.refs, self._outputs, self.dedup,
+                                        self.write_run_json)
             self.state = state
             self.write_run_json()
             self.emit(RunStarted(str(self.out), state.previous is not None,
@@ -178,9 +189,15 @@ class Run:
 
     def _seed_pool(self, seeds_sha: str, scan: SeedScan | None) -> list[PoolEntry]:
         if scan is None:
-            entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(self.out / j.POOL, repair=False)]
+            # The pool file holds the seeds and, after them, what later rounds added.
+            entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(self.out / j.POOL)]
             self.seeds_info = (self.previous or {}).get("seeds", {})
-            return entries
+            self.pool_entries = entries
+            for entry in entries:
+                if entry.round:
+                    self.stats.round(entry.round).pool_added += 1
+                    self.stats.round(entry.round).annotation_fallbacks += entry.annotator is None
+            return [e for e in entries if e.round == 0]
         for skipped in scan.skipped_examples[:5]:
             self.emit(Notice(f"{self.req.seeds} line {skipped.line}: skipped, {skipped.reason}"))
         if scan.skipped > 5:
@@ -199,16 +216,17 @@ class Run:
         self.seeds_info = {"path": str(self.req.seeds), "sha256": seeds_sha, "format": scan.format,
                            "usable": scan.usable, "skipped": scan.skipped, "pool": len(entries)}
         self.write_run_json()
+        self.pool_entries = list(entries)
         return entries
 
     def _rounds(self, seed_pool: list[PoolEntry], state: rundir.RunDirState) -> str:
         status = "complete"
+        self.dedup.prime(seed_pool, state.accepted)
         for round_no in range(1, self.opts.rounds + 1):
             self.ctx.round = round_no
-            examples = seed_pool + [
-                PoolEntry(source=r["id"], round=r["round"], instruction=r["instruction"],
-                          domain=r["domain"], keywords=r["keywords"], summary=r["summary"])
-                for r in state.accepted if r["round"] < round_no]
+            if round_no > 1:
+                self._grow_pool(round_no - 1, state)
+            examples = [e for e in self.pool_entries if e.round < round_no]
             inflight = [c for c in state.inflight if c.round == round_no]
             while True:
                 if inflight:
@@ -218,13 +236,35 @@ class Run:
                     if n == 0:
                         break
                     batch = self._new_batch(round_no, n, examples, state)
-                self._process(batch, state)
+                self.decider.process(batch, state)
                 self.write_run_json()
             if state.accepted_in(round_no) < self.opts.samples:
                 status = "exhausted"
                 self.emit(Notice(f"round {round_no}: max attempts ({self.opts.attempt_cap}) reached "
                                  f"with {state.accepted_in(round_no)} of {self.opts.samples} accepted"))
         return status
+
+    def _grow_pool(self, round_no: int, state: rundir.RunDirState) -> None:
+        """Step 4c: the round's kept samples, re-annotated, join the generator's pool."""
+        known = {e.source for e in self.pool_entries}
+        todo = [r for r in state.accepted if r["round"] == round_no and r["id"] not in known]
+        if not todo:
+            return
+        self.emit(Notice(f"round {round_no}: annotating {len(todo)} kept samples for the next round"))
+        writer = j.JsonlAppender(self.out / j.POOL)
+        stats = self.stats.round(round_no)
+
+        def write(entry: PoolEntry) -> None:
+            writer.append(entry.model_dump())
+            self.pool_entries.append(entry)
+            stats.pool_added += 1
+            stats.annotation_fallbacks += entry.annotator is None
+
+        try:
+            annotate_kept(self.ctx, todo, round_no, write)
+        finally:
+            writer.close()
+        self.write_run_json()
 
     def _batch_size(self, round_no: int, state: rundir.RunDirState) -> int:
         needed = self.opts.samples - state.accepted_in(round_no)
@@ -262,76 +302,3 @@ class Run:
         self.stats.round(round_no).attempts = state.attempts[round_no]
         self.stats.counts.attempts += n
         return batch
-
-    def _process(self, batch: list[Candidate], state: rundir.RunDirState) -> None:
-        for stage in (generate, review_instructions, review_responses):
-            stage(self.ctx, batch)
-            self._finalize_failed(batch, state)
-            self.write_run_json()
-        contested = []
-        for cand in batch:
-            if cand.id in state.decided:
-                continue
-            outcome = decide([rv.score for rv in cand.reviews if rv.score is not None],
-                             self.opts.tau, self.opts.delta)
-            if outcome.verdict is Verdict.ACCEPT:
-                self._finalize(cand, state, Reason.ACCEPTED, f"μ {outcome.mean:.2f} ≥ τ and "
-                               f"σ {outcome.std:.2f} ≤ δ", outcome.mean, outcome.std)
-            elif outcome.verdict is Verdict.REJECT:
-                self._finalize(cand, state, Reason.LOW_SCORE, f"μ {outcome.mean:.2f} < τ "
-                               f"{self.opts.tau}", outcome.mean, outcome.std)
-            else:
-                contested.append((cand, outcome))
-        if state.accepted_in(batch[0].round) >= self.opts.samples:
-            return  # contested ones stay in the journal for a later, larger run
-        adjudicate(self.ctx, [c for c, _ in contested])
-        self._finalize_failed([c for c, _ in contested], state)
-        for cand, outcome in contested:
-            if cand.id in state.decided or cand.adjudication is None:
-                continue
-            adj = cand.adjudication
-            reason = Reason.ADJUDICATED_ACCEPT if adj.kept else Reason.ADJUDICATED_REJECT
-            self._finalize(cand, state, reason, f"σ {outcome.std:.2f} > δ; adjudicator "
-                           f"{adj.model} scored {adj.score:.2f}", outcome.mean, outcome.std)
-
-    def _finalize_failed(self, batch: list[Candidate], state: rundir.RunDirState) -> None:
-        for cand in batch:
-            if cand.failed and cand.id not in state.decided:
-                scores = [rv.score for rv in cand.reviews if rv.score is not None]
-                mean = std = None
-                if scores:
-                    outcome = decide(scores, self.opts.tau, self.opts.delta)
-                    mean, std = outcome.mean, outcome.std
-                self._finalize(cand, state, Reason(cand.failed), cand.failed_detail, mean, std)
-
-    def _sampling(self, cand: Candidate) -> dict[str, dict[str, float | int]]:
-        reg = self.req.registry
-        out = {"generator": reg.get(cand.generator).sampling_for(Role.GENERATOR).model_dump()}
-        for rv in cand.reviews:
-            out[f"reviewer:{rv.model}"] = reg.get(rv.model).sampling_for(Role.REVIEWER).model_dump()
-        if cand.adjudication:
-            name = cand.adjudication.model
-            out[f"adjudicator:{name}"] = reg.get(name).sampling_for(Role.ADJUDICATOR).model_dump()
-        return out
-
-    def _finalize(self, cand: Candidate, state: rundir.RunDirState, reason: Reason, detail: str,
-                  mean: float | None, std: float | None) -> None:
-        accepted = reason in (Reason.ACCEPTED, Reason.ADJUDICATED_ACCEPT)
-        if accepted and state.accepted_in(cand.round) >= self.opts.samples:
-            # The round has what was asked for: keep this one in the journal, undecided,
-            # so that a rerun with a larger --samples takes it without redoing any call.
-            return
-        decision = Decision.ACCEPTED if accepted else Decision.REJECTED
-        refs = {name: ref.model_copy(update={"n_gpu_layers": self.stats.model(name).n_gpu_layers})
-                for name, ref in self.req.refs.items()}
-        record = cand.to_record(decision, reason, detail, mean, std, refs, self._sampling(cand))
-        data = record.model_dump(mode="json")
-        self._outputs[decision].append(data)
-        state.decided.add(cand.id)
-        if accepted:
-            state.accepted.append(data)
-        if cand.shared:
-            self.stats.roles_shared += 1
-        self.stats.record_decision(cand.round, accepted, reason.value, cand.adjudication is not None)
-        self.emit(RecordDecided(cand.id, decision.value, reason.value, mean,
-                                state.accepted_in(cand.round), self.opts.samples))

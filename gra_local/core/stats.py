@@ -59,6 +59,10 @@ class Counts(BaseModel):
     rejected: int = 0
     adjudicated: int = 0
     by_reason: dict[str, int] = Field(default_factory=dict)
+    pool_added: int = 0
+    """Kept samples re-annotated into the generator's pool after this round (step 4c)."""
+    annotation_fallbacks: int = 0
+    """Of those, samples whose annotation stayed invalid: they joined with their own keywords."""
 
 
 class RunStats(BaseModel):

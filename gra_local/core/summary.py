@@ -74,6 +74,7 @@ def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "seeds": run.seeds_info,
         "counts": stats.counts.model_dump(),
         "rounds": {k: v.model_dump() for k, v in stats.rounds.items()},
+        "dedup": run.dedup.describe(),
         "loads": {name: ms.loads for name, ms in stats.models.items()},
         "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
                       for name, ms in stats.models.items()},
