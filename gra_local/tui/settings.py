@@ -26,6 +26,9 @@ class LastRun(BaseModel):
     tau: float = 8.0
     delta: float = 1.5
     batch: int | None = None
+    dedup_threshold: float | None = 0.9
+    """None: semantic dedup off (typed as "off" on the form)."""
+    canaries: int = 0
 
 
 class Settings(BaseModel):

@@ -20,7 +20,7 @@ from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings
 from gra_local.tui.widgets.confirm import ConfirmScreen
 from gra_local.tui.widgets.model_detail import describe_row
-from gra_local.tui.widgets.path_prompt import PathPrompt
+from gra_local.tui.widgets.path_prompt import FileTree, PathPrompt
 from gra_local.tui.widgets.pick_list import PickList
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,9 +63,12 @@ async def settle(pilot, app: ScreenHost) -> None:
     """Let the thread workers finish and their results land on the UI thread; a result
     may start another worker (refresh after add), so wait until none is left."""
     for _ in range(20):
-        await app.workers.wait_for_complete()
+        # A DirectoryTree's loader is long-lived (and cancelled with its screen): skip it.
+        ours = [w for w in app.workers if w.group != "_loader"]
+        if ours:  # (an empty list would mean every worker)
+            await app.workers.wait_for_complete(ours)
         await pilot.pause()
-        if not any(w.is_running for w in app.workers):
+        if not any(w.is_running for w in app.workers if w.group != "_loader"):
             await pilot.pause()
             return
 
@@ -115,6 +118,35 @@ async def _test_add_by_typing_a_path(registered: Path, tmp_path: Path) -> None:
         assert table_names(app) == ["tiny", "other-model"]
         assert app.screen.query_one(DataTable).cursor_row == 1  # the new model is selected
     assert {m.name for m in read_user_registry().models} == {"tiny", "other-model"}
+
+
+def test_add_by_picking_in_the_file_tree(registered: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_test_add_by_picking_in_the_file_tree(registered, tmp_path, monkeypatch))
+
+
+async def _test_add_by_picking_in_the_file_tree(registered: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / ".hidden").mkdir(parents=True)
+    (home / "notes.txt").write_text("not a model")
+    picked = write_tiny_gguf(home / "picked.gguf")
+    monkeypatch.setenv("HOME", str(home))
+    app = host()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a")
+        tree = app.screen.query_one(FileTree)
+        for _ in range(100):  # the tree loads in its own long-lived worker: poll, not settle
+            await pilot.pause(0.02)
+            if tree.root.children:
+                break
+        shown = [str(node.data.path.name) for node in tree.root.children]
+        assert shown == ["picked.gguf"]  # no hidden folder, no .txt
+        tree.select_node(tree.root.children[0])
+        await settle(pilot, app)
+        assert table_names(app) == ["tiny", "picked"]
+    assert {m.path for m in read_user_registry().models} >= {str(picked)}
 
 
 def test_invalid_path_notifies_and_keeps_running(registered: Path, tmp_path: Path) -> None:

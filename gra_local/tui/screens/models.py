@@ -187,7 +187,8 @@ class ModelsScreen(Screen):
     # ---- add ----
 
     def action_add(self) -> None:
-        self.app.push_screen(PathPrompt("Add a GGUF model: its path", placeholder="~/models/x.gguf",
+        self.app.push_screen(PathPrompt("Add a GGUF model: type its path or pick it below",
+                                        placeholder="~/models/x.gguf", browse=(".gguf",),
                                         hint="Enter to add, Escape to cancel"), self._add_path)
 
     def _add_path(self, text: str | None) -> None:

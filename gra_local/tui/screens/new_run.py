@@ -22,15 +22,23 @@ from gra_local.core.scheduler import RunRequest
 from gra_local.core.seeds import scan_seeds
 from gra_local.prepare import build_options, prepare_run
 from gra_local.tui.settings import LastRun
+from gra_local.tui.widgets.path_prompt import PathPrompt
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
-NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch")
+NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch",
+           "dedup_threshold", "canaries")
+FLOATS = ("tau", "delta", "dedup_threshold")
+OFF = ("off", "none", "no")
+PLACEHOLDERS = {"max_attempts": "default", "batch": "default",
+                "dedup_threshold": "cosine, e.g. 0.9; off: keep near-duplicates",
+                "canaries": "per review batch; 0: off"}
 
 
 class NewRunScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="new_run.start"),
         Binding("ctrl+t", "preview", "Check seeds", id="new_run.preview", show=False),
+        Binding("ctrl+o", "browse", "Pick seed file", id="new_run.browse"),
     ]
     DEFAULT_CSS = """
     NewRunScreen #form { grid-size: 2; grid-columns: 16 1fr; grid-rows: 3; height: auto; padding: 0 1; }
@@ -51,9 +59,9 @@ class NewRunScreen(Screen):
                             id="out")
                 for name in NUMBERS:
                     value = getattr(last, name)
-                    yield Label(name.replace("_", " "))
-                    yield Input("" if value is None else str(value), id=name,
-                                placeholder="default" if name in ("max_attempts", "batch") else "")
+                    yield Label("dedup at" if name == "dedup_threshold" else name.replace("_", " "))
+                    shown = ("off" if name == "dedup_threshold" else "") if value is None else str(value)
+                    yield Input(shown, id=name, placeholder=PLACEHOLDERS.get(name, ""))
             yield Static("seeds: checking…", id="preview", classes="box")
             yield Static("models: loading the registry…", id="models", classes="box")
             yield Static("", id="estimate", classes="box")
@@ -99,10 +107,25 @@ class NewRunScreen(Screen):
 
     def _values(self) -> LastRun:
         raw = {name: self.query_one(f"#{name}", Input).value.strip() for name in NUMBERS}
-        numbers = {k: (None if v == "" else (float(v) if k in ("tau", "delta") else int(v)))
-                   for k, v in raw.items()}
+        numbers: dict[str, float | int | None] = {}
+        for key, text in raw.items():
+            if key == "dedup_threshold" and text.lower() in OFF:
+                numbers[key] = None
+            elif text:
+                numbers[key] = float(text) if key in FLOATS else int(text)
         return LastRun(seeds=self.query_one("#seeds", Input).value.strip(),
                        out_dir=self.query_one("#out", Input).value.strip(), **numbers)
+
+    def action_browse(self) -> None:
+        self.app.push_screen(PathPrompt("Seed file: type its path or pick it below",
+                                        value=self.query_one("#seeds", Input).value,
+                                        browse=(".jsonl", ".json", ".txt"),
+                                        hint="Enter to use it, Escape to cancel"), self._picked)
+
+    def _picked(self, path: str | None) -> None:
+        if path:
+            self.query_one("#seeds", Input).value = path
+            self.action_preview()
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -125,8 +148,9 @@ class NewRunScreen(Screen):
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, values: LastRun) -> None:
         try:
-            options = build_options(**{k: v for k, v in values.model_dump().items()
-                                       if k in NUMBERS and v is not None})
+            numbers = {k: v for k, v in values.model_dump().items()
+                       if k in NUMBERS and (v is not None or k == "dedup_threshold")}
+            options = build_options(**numbers)
             registry, source = self.app.services.registry()
             request = prepare_run(Path(values.seeds).expanduser(), Path(values.out_dir).expanduser(),
                                   options, registry, source)
