@@ -34,9 +34,28 @@ def mean_and_std(scores: list[float]) -> tuple[float, float]:
     return round(mean, _PRECISION), round(math.sqrt(var), _PRECISION)
 
 
-def decide(scores: list[float], tau: float = 8.0, delta: float = 1.5) -> Outcome:
-    """μ < τ → reject; μ ≥ τ and σ ≤ δ → accept; μ ≥ τ and σ > δ → adjudicate."""
-    mean, std = mean_and_std(scores)
+def weighted_mean_and_std(scores: list[float], weights: list[float]) -> tuple[float, float]:
+    """Weighted mean and weighted population standard deviation; all-zero weights count
+    every score alike (a panel of reviewers that all failed their canaries still decides)."""
+    if len(weights) != len(scores):
+        raise ValueError("one weight per score")
+    total = math.fsum(weights)
+    if total <= 0:
+        return mean_and_std(scores)
+    mean = math.fsum(w * s for w, s in zip(weights, scores)) / total
+    var = math.fsum(w * (s - mean) ** 2 for w, s in zip(weights, scores)) / total
+    return round(mean, _PRECISION), round(math.sqrt(var), _PRECISION)
+
+
+def decide(scores: list[float], tau: float = 8.0, delta: float = 1.5,
+           weights: list[float] | None = None) -> Outcome:
+    """μ < τ → reject; μ ≥ τ and σ ≤ δ → accept; μ ≥ τ and σ > δ → adjudicate.
+
+    With `weights` (reviewer calibration), μ and σ are weighted."""
+    if weights is None:
+        mean, std = mean_and_std(scores)
+    else:
+        mean, std = weighted_mean_and_std(scores, weights)
     if mean < tau:
         verdict = Verdict.REJECT
     elif std <= delta:

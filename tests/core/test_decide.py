@@ -174,3 +174,17 @@ def test_adjudicator_custom_tau() -> None:
     assert adjudicator_keeps(7.0, tau=7) is True
     assert adjudicator_keeps(6.99, tau=7) is False
     assert adjudicator_keeps(10.0, tau=10) is True
+
+
+def test_weighted_decision_leans_on_trusted_reviewers() -> None:
+    from gra_local.core.decide import weighted_mean_and_std
+
+    # An untrusted reviewer's 2 barely moves μ: (9·1 + 9·1 + 2·0.1) / 2.1
+    out = decide([9.0, 9.0, 2.0], weights=[1.0, 1.0, 0.1])
+    assert out.mean == pytest.approx(8.666666667) and out.std == pytest.approx(1.490711985)
+    assert out.verdict is Verdict.ACCEPT  # weighted σ 1.49 ≤ δ
+    assert decide([9.0, 9.0, 2.0]).verdict is Verdict.REJECT
+    assert weighted_mean_and_std([8.0, 6.0], [1.0, 1.0]) == (7.0, 1.0)
+    assert weighted_mean_and_std([8.0, 6.0], [0.0, 0.0]) == (7.0, 1.0)  # no trust: plain
+    with pytest.raises(ValueError):
+        weighted_mean_and_std([8.0], [1.0, 2.0])
