@@ -98,3 +98,28 @@ class FakeSession:
 
     def close(self) -> None:
         self.closed = True
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder for dedup bookkeeping tests: texts with the
+    same words get the same vector. (Real MiniLM embeddings are tested in tests/embed.)"""
+
+    name = "fake-hash"
+    sha256 = "f" * 64
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: list[str]):
+        import zlib
+
+        import numpy as np
+
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, zlib.crc32(word.strip(".,?!").encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)

@@ -76,14 +76,15 @@ class BatchDecider:
     def _keep_distinct(self, passed: list[tuple[Candidate, Reason, str, Outcome]],
                        state: rundir.RunDirState) -> None:
         """Accept what the panel passed, highest μ first, unless it repeats a seed or a
-        sample already kept (step 4b); the dropped go to rejected.jsonl as duplicates."""
-        passed = sorted(passed, key=lambda p: -p[3].mean)  # stable: attempt order on ties
-        self.dedup.embed([c.draft.instruction for c, *_ in passed if c.draft])
-        for cand, reason, detail, outcome in passed:
-            if state.accepted_in(cand.round) >= self.ctx.options.samples:
-                return  # the rest stay in the journal, undecided (see _finalize)
-            assert cand.draft is not None
-            dup = self.dedup.check(cand.id, cand.draft.instruction, outcome.mean)
+        sample already kept (step 4b); the dropped go to rejected.jsonl as duplicates.
+        Once the round has its samples, the rest stay in the journal, undecided."""
+        if not passed:
+            return
+        by_id = {c.id: (c, reason, detail, outcome) for c, reason, detail, outcome in passed}
+        wanted = self.ctx.options.samples - state.accepted_in(passed[0][0].round)
+        items = [(c.id, c.draft.instruction if c.draft else "", o.mean) for c, _, _, o in passed]
+        for cid, dup in self.dedup.sift(items, wanted):
+            cand, reason, detail, outcome = by_id[cid]
             if dup is None:
                 self._finalize(cand, state, reason, detail, outcome.mean, outcome.std)
             else:

@@ -201,6 +201,13 @@ class RunOptions(BaseModel):
 
     def identity(self) -> dict:
         """Fields that must match to resume; samples, max_attempts, rounds and batch may change."""
-        return self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
-                                         "examples_per_prompt", "dedup_threshold", "minhash",
-                                         "canaries", "calibration", "min_canary_accuracy"})
+        out = self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
+                                        "examples_per_prompt", "dedup_threshold", "minhash",
+                                        "canaries", "calibration", "min_canary_accuracy"})
+        # Settings of a feature that is off cannot change a decision: leave them out, so
+        # that toggling them on an off feature does not refuse a resume.
+        if self.dedup_threshold is None:
+            out["minhash"] = None
+        if not self.canaries:
+            out["calibration"] = out["min_canary_accuracy"] = None
+        return out

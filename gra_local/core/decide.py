@@ -42,8 +42,8 @@ def weighted_mean_and_std(scores: list[float], weights: list[float]) -> tuple[fl
     total = math.fsum(weights)
     if total <= 0:
         return mean_and_std(scores)
-    mean = math.fsum(w * s for w, s in zip(weights, scores)) / total
-    var = math.fsum(w * (s - mean) ** 2 for w, s in zip(weights, scores)) / total
+    mean = math.fsum(w * s for w, s in zip(weights, scores, strict=True)) / total
+    var = math.fsum(w * (s - mean) ** 2 for w, s in zip(weights, scores, strict=True)) / total
     return round(mean, _PRECISION), round(math.sqrt(var), _PRECISION)
 
 

@@ -23,10 +23,15 @@ class DuplicateHit:
     method: str  # "embedding" or "minhash"
 
 
+Passed = tuple[str, str, float]  # (id, instruction, μ)
+
+
 class Gate(Protocol):
     def prime(self, seeds: list[PoolEntry], accepted: list[dict]) -> None: ...
-    def embed(self, texts: list[str]) -> None: ...
-    def check(self, item_id: str, text: str, score: float) -> DuplicateHit | None: ...
+    def sift(self, passed: list[Passed], max_kept: int) -> list[tuple[str, DuplicateHit | None]]:
+        """Decide `passed` highest μ first until `max_kept` are kept: (id, None) for a
+        keeper, (id, hit) for a duplicate. Ids after the last keeper get no answer."""
+        ...
     def describe(self) -> dict: ...
 
 
@@ -34,11 +39,9 @@ class NoDedup:
     def prime(self, seeds: list[PoolEntry], accepted: list[dict]) -> None:
         pass
 
-    def embed(self, texts: list[str]) -> None:
-        pass
-
-    def check(self, item_id: str, text: str, score: float) -> DuplicateHit | None:
-        return None
+    def sift(self, passed: list[Passed], max_kept: int) -> list[tuple[str, DuplicateHit | None]]:
+        ranked = sorted(passed, key=lambda p: -p[2])  # stable: given order on ties
+        return [(item_id, None) for item_id, _, _ in ranked[:max(max_kept, 0)]]
 
     def describe(self) -> dict:
         return {"enabled": False}
@@ -66,20 +69,21 @@ class DedupGate:
             self.index.add_reference(ids, texts)
         self.references = len(ids)
 
-    def embed(self, texts: list[str]) -> None:
-        """Embed a batch's texts in one go (and cache them) before the one-by-one checks."""
-        if texts:
-            self.cache.vectors(texts)
-
-    def check(self, item_id: str, text: str, score: float) -> DuplicateHit | None:
+    def sift(self, passed: list[Passed], max_kept: int) -> list[tuple[str, DuplicateHit | None]]:
         from gra_local.core.dedup import DedupItem
 
-        (result,) = self.index.filter([DedupItem(id=item_id, text=text, score=score)])
-        if result.kept:
-            return None
-        assert result.duplicate_of is not None and result.similarity is not None
-        return DuplicateHit(result.duplicate_of, round(float(result.similarity), 4),
-                            self.threshold, result.method or "embedding")
+        if max_kept <= 0 or not passed:
+            return []
+        items = [DedupItem(id=i, text=t, score=s) for i, t, s in passed]
+        out: list[tuple[str, DuplicateHit | None]] = []
+        for res in self.index.filter(items, max_kept=max_kept):
+            if res.kept:
+                out.append((res.id, None))
+            else:
+                assert res.duplicate_of is not None and res.similarity is not None
+                out.append((res.id, DuplicateHit(res.duplicate_of, round(float(res.similarity), 4),
+                                                  self.threshold, res.method or "embedding")))
+        return out
 
     def describe(self) -> dict:
         return {"enabled": True, "embedder": self.embedder.name,

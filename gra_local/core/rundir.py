@@ -18,8 +18,8 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 1 (before dedup, canaries and review-only mode) has the same record fields
 minus a few optional ones, so its runs can be read, exported and resumed."""
-_V1_OPTIONS = {"dedup_threshold": None, "minhash": False, "canaries": 0, "calibration": "flag",
-               "min_canary_accuracy": 0.6}
+_V1_OPTIONS = {"dedup_threshold": None, "minhash": None, "canaries": 0, "calibration": None,
+               "min_canary_accuracy": None}
 """What a schema-1 run did, in schema-2 option names: no dedup, no canaries."""
 
 

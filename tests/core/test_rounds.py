@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from fakes import Call, FakeBackend
+from fakes import Call, FakeBackend, HashEmbedder
 from test_scheduler import records, request, run
 
 from gra_local.core.errors import OutputError
@@ -110,8 +110,10 @@ def test_schema_1_run_resumes_without_dedup_and_is_refused_with_it(tmp_path: Pat
     out = tmp_path / "out"
     run(out, ["a"], samples=1)
     _as_schema_1(out)
+    req = request(out, ["a"], samples=2, dedup_threshold=0.9)
+    req.embedder = HashEmbedder()
     with pytest.raises(OutputError, match="--no-dedup"):
-        Run(request(out, ["a"], samples=2, dedup_threshold=0.9), FakeBackend()).execute()
+        Run(req, FakeBackend()).execute()
     result, _ = run(out, ["a"], samples=2)  # the helper's runs have dedup off
     assert result.status == "complete" and result.run_json["schema_version"] == 2
     assert len(records(out, "accepted.jsonl")) == 2
