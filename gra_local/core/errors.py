@@ -39,3 +39,11 @@ class OutputError(GraError):
 
 class DownloadError(GraError):
     """The embedded default model could not be fetched (offline, hash mismatch)."""
+
+
+class EmbedderError(GraError):
+    """The sentence-embedding model is missing, incomplete or corrupt; the message names the file."""
+
+
+class DedupError(GraError):
+    """The embedding cache cannot be used (made by another model, unreadable header)."""
