@@ -70,6 +70,7 @@ def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -
     for name, v in data["judge_validity"].items():
         lines.append(f"judge output valid for {name}: {v['valid']:.1%} of {v['structured_calls']} "
                      f"structured calls ({v['valid_first_try']:.1%} on the first try)")
+    lines += _round_lines(data) + _dedup_lines(data) + _calibration_lines(data)
     loads = ", ".join(f"{k} {v}" for k, v in data["loads"].items())
     lines.append(f"model loads: {loads}")
     total = sum(s.get("seconds", 0) for s in data.get("sessions", []))
@@ -88,3 +89,52 @@ def print_summary(data: dict, n_models: int, embedded: bool = False, out=None) -
                      "models.toml) and pass --models FILE.")
     lines.append(f"output: {data['out_dir']}/accepted.jsonl, rejected.jsonl, run.json")
     print("\n".join(lines), file=out, flush=True)
+
+
+def _round_lines(data: dict) -> list[str]:
+    rounds = data.get("rounds") or {}
+    if len(rounds) < 2:
+        return []
+    out = ["per round:"]
+    for number, r in sorted(rounds.items(), key=lambda kv: int(kv[0])):
+        dups = (r.get("by_reason") or {}).get("duplicate", 0)
+        out.append(f"  round {number}: {r['attempts']} attempts, {r['accepted']} accepted, "
+                   f"{r['rejected']} rejected ({dups} duplicates), {r.get('pool_added', 0)} "
+                   "added to the next round's pool")
+    return out
+
+
+def _dedup_lines(data: dict) -> list[str]:
+    dedup = data.get("dedup") or {}
+    if not dedup.get("enabled"):
+        return ["dedup: off"] if dedup else []
+    dups = data["counts"]["by_reason"].get("duplicate", 0)
+    return [f"dedup: {dedup['embedder']} at cosine {dedup['threshold']}: {dups} duplicates "
+            f"dropped (compared with {dedup['references']} seeds and earlier samples)"]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _calibration_lines(data: dict) -> list[str]:
+    cal = data.get("calibration")
+    if not cal or not cal.get("reviewers"):
+        return []
+    out = []
+    panel = cal.get("panel") or {}
+    alpha, kappa = panel.get("krippendorff_alpha_scores"), panel.get("fleiss_kappa_instruction")
+    out.append("reviewers: panel agreement "
+               f"α {'–' if alpha is None else f'{alpha:.2f}'} (scores), "
+               f"κ {'–' if kappa is None else f'{kappa:.2f}'} (instruction checks)"
+               + (f"; {cal['canaries_judged']} canaries judged" if cal.get("canaries_per_batch") else ""))
+    for name, r in sorted(cal["reviewers"].items()):
+        mean = r.get("mean_score")
+        line = (f"  {name}: canary accuracy {_pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "
+                f"parse failures {_pct(r.get('parse_failure_rate'))}, mean score "
+                f"{'–' if mean is None else f'{mean:.1f}'}, agrees with panel "
+                f"{_pct(r.get('agreement_with_panel'))}")
+        if r.get("flagged"):
+            line += f"  FLAGGED: {r.get('flag_reason')}"
+        out.append(line)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gra_local.core import rundir
+from gra_local.core.canary_flow import CanaryBook
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Role
 from gra_local.core.decide import Outcome, Verdict, decide
@@ -24,12 +25,16 @@ from gra_local.core.stages import (
     review_responses,
 )
 
+CALIBRATED = {"weight": "scores weighted by canary accuracy",
+              "drop": "flagged reviewers' scores dropped"}
+
 
 class BatchDecider:
     def __init__(self, ctx: StageContext, refs: dict[str, ModelRef],
-                 outputs: dict[Decision, JsonlAppender], dedup: Gate,
+                 outputs: dict[Decision, JsonlAppender], dedup: Gate, book: CanaryBook,
                  checkpoint: Callable[[], None]) -> None:
         self.ctx = ctx
+        self.book = book
         self.refs = refs
         self.outputs = outputs
         self.dedup = dedup
@@ -37,22 +42,32 @@ class BatchDecider:
         """Called after each stage (the run rewrites run.json)."""
 
     def process(self, batch: list[Candidate], state: rundir.RunDirState) -> None:
+        canaries = [c for c in batch if c.canary is not None and c.id not in state.decided]
+        batch = [c for c in batch if c.canary is None]
         for stage in (generate, review_instructions, review_responses):
-            stage(self.ctx, batch)
+            stage(self.ctx, batch + canaries)
             self._finalize_failed(batch, state)
             self.checkpoint()
+        for cand in canaries:  # their panels are done: judgements out, never data
+            self.book.judged(cand)
+            state.decided.add(cand.id)
+        if not batch:
+            return
         contested, passed = [], []
         for cand in batch:
             if cand.id in state.decided:
                 continue
-            outcome = decide([rv.score for rv in cand.reviews if rv.score is not None],
-                             self.ctx.options.tau, self.ctx.options.delta)
+            scored = [rv for rv in cand.reviews if rv.score is not None]
+            weights = self.book.weights([rv.model for rv in scored])
+            outcome = decide([rv.score for rv in scored if rv.score is not None],
+                             self.ctx.options.tau, self.ctx.options.delta, weights)
+            how = "" if weights is None else f" ({CALIBRATED[self.ctx.options.calibration]})"
             if outcome.verdict is Verdict.ACCEPT:
                 passed.append((cand, Reason.ACCEPTED, f"μ {outcome.mean:.2f} ≥ τ and "
-                               f"σ {outcome.std:.2f} ≤ δ", outcome))
+                               f"σ {outcome.std:.2f} ≤ δ{how}", outcome))
             elif outcome.verdict is Verdict.REJECT:
                 self._finalize(cand, state, Reason.LOW_SCORE, f"μ {outcome.mean:.2f} < τ "
-                               f"{self.ctx.options.tau}", outcome.mean, outcome.std)
+                               f"{self.ctx.options.tau}{how}", outcome.mean, outcome.std)
             else:
                 contested.append((cand, outcome))
         self._keep_distinct(passed, state)
@@ -130,6 +145,7 @@ class BatchDecider:
         data = record.model_copy(update=extra).model_dump(mode="json")
         self.outputs[decision].append(data)
         state.decided.add(cand.id)
+        self.book.decided_record(data)
         if accepted:
             state.accepted.append(data)
         if cand.shared:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
+from gra_local.core.canaries import Canary
 from gra_local.core.records import (
     Adjudication,
     Decision,
@@ -51,6 +52,8 @@ class Candidate(BaseModel):
     draft: DraftInstruction | GivenPair | None = None
     source: str | None = None
     """Review-only mode: where the pair came from; its generator is then ""."""
+    canary: Canary | None = None
+    """Set on calibration canaries: reviewed like a sample, never decided or written as data."""
     response: str | None = None
     failed: str | None = None  # a Reason value once the candidate is rejected early
     failed_detail: str = ""

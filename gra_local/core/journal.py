@@ -25,8 +25,10 @@ REJECTED = "rejected.jsonl"
 JOURNAL = "journal.jsonl"
 POOL = "pool.jsonl"
 RUN_JSON = "run.json"
+CANARIES = "canaries.jsonl"  # calibration canaries' judgements: never data
+OVERRIDES = "overrides.jsonl"
 LOCK = ".lock"
-RUN_FILES = (ACCEPTED, REJECTED, JOURNAL, POOL, RUN_JSON, "logs")
+RUN_FILES = (ACCEPTED, REJECTED, JOURNAL, POOL, CANARIES, OVERRIDES, RUN_JSON, "logs")
 
 
 def _dumps(obj: Any) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gra_local.core import rundir
 from gra_local.core.annotate import PoolEntry
+from gra_local.core.canaries import CanarySource
 from gra_local.core.candidate import Candidate, attempt_rng
 from gra_local.core.config import MAX_SAMPLES, Role
 from gra_local.core.errors import SeedError
@@ -115,12 +116,20 @@ class ReviewRun(Run):
             batch = [self._candidate(p) for p in todo[start:start + size]]
             for cand in batch:
                 self._snapshot(cand)
+            batch += self._canaries(1)
             state.attempts[1] = max(state.attempts[1], max(c.attempt for c in batch))
             self.stats.counts.attempts += len(batch)
             self.stats.round(1).attempts += len(batch)
             self.decider.process(batch, state)
             self.write_run_json()
         return "complete"
+
+    def canary_sources(self) -> list[CanarySource]:
+        """The input's own pairs: here "known good" means only "as given", so the corrupted
+        canaries are the sharper test of a reviewer."""
+        return [CanarySource(id=f"{self.req.seeds.name} line {p.line}", instruction=p.instruction,
+                             response=p.response or "", domain=p.domain or "")
+                for p in self.pairs]
 
     def _candidate(self, pair: Seed) -> Candidate:
         reg = self.req.registry

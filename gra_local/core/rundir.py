@@ -84,7 +84,7 @@ def nothing_done(state: RunDirState) -> bool:
 def discard_empty_run(out_dir: Path) -> None:
     """Forget a run that decided nothing and has nothing in flight (say, one whose seed
     file turned out bad): its run.json and pool hold no data worth a refusal."""
-    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED):
+    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED, j.CANARIES):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -96,6 +96,8 @@ def load_state(out_dir: Path) -> RunDirState:
             state.attempts[rec["round"]] = max(state.attempts[rec["round"]], rec["attempt"])
             if name == j.ACCEPTED:
                 state.accepted.append(rec)
+    for row in j.read_jsonl(out_dir / j.CANARIES):  # judged canaries are done too
+        state.decided.add(row["id"])
     latest: dict[str, dict] = {}
     for snap in j.read_jsonl(out_dir / j.JOURNAL):
         latest[snap["id"]] = snap

@@ -21,6 +21,8 @@ from gra_local.core import rundir
 from gra_local.core.annotate import AnnotationCache, PoolEntry, annotate_kept, annotate_seeds
 from gra_local.core.backend import Backend
 from gra_local.core.batch import BatchDecider
+from gra_local.core.canaries import CanarySource
+from gra_local.core.canary_flow import CanaryBook
 from gra_local.core.candidate import Candidate, attempt_rng, now
 from gra_local.core.config import Registry, Role, RunOptions
 from gra_local.core.dedup_gate import make_gate
@@ -34,7 +36,7 @@ from gra_local.core.events import (
 )
 from gra_local.core.pool import ModelPool, Residency
 from gra_local.core.records import Decision, ModelRef
-from gra_local.core.roles import draw_roles
+from gra_local.core.roles import RoleDraw, draw_roles
 from gra_local.core.seeds import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stages import (
     StageContext,
@@ -107,6 +109,7 @@ class Run:
         if self.opts.dedup_threshold is not None and req.embedder is None:
             raise ConfigError("semantic dedup needs the embedding model: run `gra-local models "
                               "pull-embedder`, or pass --no-dedup")
+        self.book = CanaryBook(self.out, self.opts)
         self.dedup = make_gate(req.embedder, req.cache_dir, self.opts.dedup_threshold,
                                self.opts.minhash)
         self._t0 = time.perf_counter()
@@ -156,8 +159,10 @@ class Run:
             self._journal = j.JsonlAppender(self.out / j.JOURNAL)
             self._outputs = {Decision.ACCEPTED: j.JsonlAppender(self.out / j.ACCEPTED),
                              Decision.REJECTED: j.JsonlAppender(self.out / j.REJECTED)}
+            self.book.load([*state.accepted, *j.read_jsonl(self.out / j.REJECTED, repair=False)],
+                           state.inflight)
             self.decider = BatchDecider(self.ctx, self.req.refs, self._outputs, self.dedup,
-                                        self.write_run_json)
+                                        self.book, self.write_run_json)
             self.state = state
             self.write_run_json()
             self.emit(RunStarted(str(self.out), state.previous is not None,
@@ -178,6 +183,7 @@ class Run:
                 self._journal.close()
                 for out in self._outputs.values():
                     out.close()
+                self.book.close()
         finally:
             lock.release()
         self.emit(RunFinished(self.status, self.stats.counts.accepted, self.stats.counts.rejected))
@@ -298,7 +304,26 @@ class Run:
                                  [p.example for p in picked], draw)
             self._snapshot(cand)
             batch.append(cand)
+        batch += self._canaries(round_no)
         state.attempts[round_no] += n
         self.stats.round(round_no).attempts = state.attempts[round_no]
         self.stats.counts.attempts += n
         return batch
+
+    def canary_sources(self) -> list[CanarySource]:
+        """Seeds that came with a response: the known-good pairs canaries are made from."""
+        return [CanarySource(id=e.source, instruction=e.instruction, response=e.response,
+                             domain=e.domain) for e in self.pool_entries if e.round == 0 and e.response]
+
+    def _canaries(self, round_no: int) -> list[Candidate]:
+        reg = self.req.registry
+
+        def draw_for(cid: str) -> RoleDraw:
+            rng = random.Random(f"{self.opts.seed}/{cid}")
+            return draw_roles(rng, [""], [m.name for m in reg.with_role(Role.REVIEWER)],
+                              [m.name for m in reg.with_role(Role.ADJUDICATOR)], self.opts.panel)
+
+        made = self.book.make(round_no, self.canary_sources(), draw_for)
+        for cand in made:
+            self._snapshot(cand)
+        return made

@@ -222,7 +222,7 @@ def _verdict(ctx: StageContext, cand: Candidate, slot: int, session: Session) ->
         _slot_failed(cand, slot, "instruction verdict", reasons)
     else:
         review.verdict = verdict
-        if not verdict.passed:
+        if not verdict.passed and cand.canary is None:  # a canary's whole panel must judge
             failed_on = [k for k, v in verdict.model_dump().items() if v == "fail"]
             cand.fail(Reason.INSTRUCTION_FAILED,
                       f"{review.model} failed the instruction on: {', '.join(failed_on)}")

@@ -36,6 +36,17 @@ def _llama_version() -> str | None:
         return None
 
 
+def calibration_json(run: Run) -> dict[str, Any] | None:
+    """Per-reviewer canary accuracy, parse failures, mean score, agreement with the panel,
+    flags; panel-wide Krippendorff's α and Fleiss' κ. Agreement figures need no canaries."""
+    book = getattr(run, "book", None)
+    if book is None or book.report is None:
+        return None
+    return {"canaries_per_batch": run.opts.canaries, "canaries_judged": len(book.decided),
+            "action": run.opts.calibration if run.opts.canaries else None,
+            **book.report.model_dump(mode="json")}
+
+
 def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
     stats = run.stats
     previous = run.previous or {}
@@ -75,6 +86,7 @@ def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "counts": stats.counts.model_dump(),
         "rounds": {k: v.model_dump() for k, v in stats.rounds.items()},
         "dedup": run.dedup.describe(),
+        "calibration": calibration_json(run),
         "loads": {name: ms.loads for name, ms in stats.models.items()},
         "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
                       for name, ms in stats.models.items()},

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from conftest import EXAMPLE_SEEDS
 from fakes import Call, FakeBackend, HashEmbedder, scores
 from test_scheduler import records, request
-
-import orjson
 
 from gra_local.core.scheduler import Run
 
