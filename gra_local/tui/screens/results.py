@@ -14,6 +14,7 @@ from textual.widgets.option_list import Option
 
 from gra_local.core.errors import GraError
 from gra_local.core.export import export_run
+from gra_local.core.journal import RUN_JSON, read_json
 from gra_local.core.results import (
     RunInfo,
     effective_decision,
@@ -27,6 +28,7 @@ from gra_local.core.results import (
 from gra_local.tui.widgets.export_dialog import ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
 from gra_local.tui.widgets.override_dialog import OverrideDialog
+from gra_local.tui.widgets.quality_report import QualityReport
 from gra_local.tui.widgets.record_view import RecordView, escape
 from gra_local.tui.widgets.score_plots import ScorePlots
 
@@ -66,6 +68,7 @@ class ResultsScreen(Screen):
         Binding("c", "clear_filters", "Clear filters", id="results.clear_filters"),
         Binding("t", "next_plot", "Next plot", id="results.next_plot", show=False),
         Binding("e", "export", "Export", id="results.export"),
+        Binding("v", "quality", "Reviewers", id="results.quality"),
     ]
 
     def __init__(self) -> None:
@@ -292,6 +295,16 @@ class ResultsScreen(Screen):
             self.notify(f"{rid}: overridden to {label} (recorded in overrides.jsonl)")
 
         self.app.push_screen(OverrideDialog(rid, current), done)
+
+    def action_quality(self) -> None:
+        if self.run_dir is None:
+            self.notify("Open a run first.", severity="warning")
+            return
+        doc = read_json(self.run_dir / RUN_JSON)
+        if not isinstance(doc, dict):
+            self.notify(f"{self.run_dir.name}: run.json is missing or unreadable", severity="error")
+            return
+        self.app.push_screen(QualityReport(f"Quality of {self.run_dir.name}", doc))
 
     def action_export(self) -> None:
         if self.run_dir is None:

@@ -11,11 +11,18 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
-FORMATS = ("alpaca", "sharegpt", "messages", "jsonl")
+FORMATS = ("alpaca", "sharegpt", "messages", "jsonl", "preference")
+NOTES = {
+    "preference": "chosen/rejected pairs per keyword triple; the adjudicated samples go "
+                  "to <stem>.contested.jsonl",
+}
+DEFAULT_NOTE = "a dataset card is written next to it"
 
 
 class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
-    """Dismisses with (format, output path, include rejected), or None when cancelled."""
+    """Dismisses with (format, output path, include rejected), or None when cancelled.
+    Preference pairs take their rejected side from the rejected records, so the
+    include-rejected box is cleared and disabled for that format."""
 
     DEFAULT_CSS = """
     ExportDialog { align: center middle; }
@@ -23,6 +30,7 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
                               background: $surface; padding: 1 2; }
     ExportDialog Horizontal { height: auto; align-horizontal: right; }
     ExportDialog Button { margin-left: 1; }
+    ExportDialog #export-note { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
 
@@ -35,6 +43,7 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
             yield Label(f"Export {self.run_dir.name} (a dataset card is written next to it)")
             yield Select([(f, f) for f in FORMATS], value="alpaca", allow_blank=False, id="export-format")
             yield Input(str(self.run_dir / "export.alpaca.jsonl"), id="export-path")
+            yield Label(DEFAULT_NOTE, id="export-note")
             yield Checkbox("include rejected records", id="export-rejected")
             with Horizontal():
                 yield Button("Cancel", id="export-cancel")
@@ -42,14 +51,21 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
 
     @on(Select.Changed, "#export-format")
     def _format_changed(self, event: Select.Changed) -> None:
-        self.query_one("#export-path", Input).value = str(self.run_dir / f"export.{event.value}.jsonl")
+        fmt = str(event.value)
+        self.query_one("#export-path", Input).value = str(self.run_dir / f"export.{fmt}.jsonl")
+        self.query_one("#export-note", Label).update(NOTES.get(fmt, DEFAULT_NOTE))
+        rejected = self.query_one("#export-rejected", Checkbox)
+        rejected.disabled = fmt == "preference"
+        if rejected.disabled:
+            rejected.value = False
 
     @on(Button.Pressed, "#export-save")
     @on(Input.Submitted, "#export-path")
     def save(self) -> None:
         fmt = str(self.query_one("#export-format", Select).value)
         path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
-        self.dismiss((fmt, path, self.query_one("#export-rejected", Checkbox).value))
+        include = self.query_one("#export-rejected", Checkbox).value and fmt != "preference"
+        self.dismiss((fmt, path, include))
 
     @on(Button.Pressed, "#export-cancel")
     def action_cancel(self) -> None:
