@@ -25,19 +25,22 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from gra_local.tui.app import GraApp  # noqa: E402
-from gra_local.tui.services import Services, llama_backend  # noqa: E402
+from gra_local.tui.services import Services  # noqa: E402
 from gra_local.tui.settings import LastRun, Settings  # noqa: E402
 
 TICK = 0.01
 
 
-async def measure(model: Path, seconds: float, work: Path) -> tuple[float, float, int]:
+async def measure(model: Path, seconds: float, work: Path,
+                  spare_core: bool) -> tuple[float, float, int]:
     models = work / "models.toml"
     models.write_text(f'[[models]]\nname = "bench"\npath = "{model}"\n', encoding="utf-8")
     last = LastRun(seeds=str(REPO / "gra_local" / "data" / "example_seeds.jsonl"),
-                   out_dir=str(work / "out"), samples=1000, max_attempts=1000)
-    app = GraApp(Services(models_file=models, backend_factory=llama_backend,
-                          settings=Settings(last_run=last)), start="new_run")
+                   out_dir=str(work / "out"), samples=1000, max_attempts=1000,
+                   dedup_threshold=None)
+    app = GraApp(Services(models_file=models,
+                          settings=Settings(last_run=last, spare_core=spare_core)),
+                 start="new_run")
     first_frame = None
     worst = 0.0
     ticks = 0
@@ -75,6 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="GGUF to run (default: the tiny test model)")
     ap.add_argument("--seconds", type=float, default=15.0, help="how long to watch the run")
+    ap.add_argument("--no-spare-core", action="store_true",
+                    help="let llama.cpp use every core (the app's spare_core setting off)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gra-bench-tui-") as tmp:
         work = Path(tmp)
@@ -83,7 +88,8 @@ def main() -> int:
             from ggufs import write_tiny_gguf
 
             model = write_tiny_gguf(work / "tiny.gguf")
-        first, stall, ticks = asyncio.run(measure(model, args.seconds, work))
+        first, stall, ticks = asyncio.run(measure(model, args.seconds, work,
+                                                  not args.no_spare_core))
     print(f"first frame: {first * 1000:.0f} ms after process start")
     print(f"event loop sampled {ticks} times over {args.seconds:.0f} s of a running job")
     print(f"max_stall_ms={stall:.0f}  (while the run is going)")

@@ -38,7 +38,8 @@ def _log_tail(path: Path, lines: int = 6) -> str:
 class LlamaProcessSession:
     """A model loaded in its own worker process."""
 
-    def __init__(self, spec: ModelSpec, path: Path, log_path: Path, n_ctx: int) -> None:
+    def __init__(self, spec: ModelSpec, path: Path, log_path: Path, n_ctx: int,
+                 spare_cores: int = 0) -> None:
         self.spec = spec
         self.path = path
         self.on_partial: Callable[[str], None] | None = None
@@ -59,6 +60,7 @@ class LlamaProcessSession:
             "n_ctx": n_ctx,
             "n_gpu_layers": spec.n_gpu_layers,
             "n_threads": spec.n_threads,
+            "spare_cores": spare_cores,
             "chat_format": spec.chat_format,
         }, loading=True)
         self.info = LoadInfo(
@@ -131,9 +133,12 @@ class LlamaProcessSession:
 class LlamaProcessBackend:
     """Loads each model in a fresh worker; logs go to `log_dir/<model>.log`."""
 
-    def __init__(self, log_dir: Path, data_dir: Path | None = None) -> None:
+    def __init__(self, log_dir: Path, data_dir: Path | None = None, spare_cores: int = 0) -> None:
         self.log_dir = log_dir
         self.data_dir = data_dir
+        self.spare_cores = spare_cores
+        """Cores left free for the caller (the app's event loop) when a model's n_threads
+        is not pinned."""
 
     def load(self, spec: ModelSpec) -> LlamaProcessSession:
         path, info = check_model_file(spec, self.data_dir)
@@ -147,7 +152,7 @@ class LlamaProcessBackend:
         for n, tried in enumerate(dict.fromkeys(attempts)):
             try:
                 session = LlamaProcessSession(spec.model_copy(update={"n_gpu_layers": tried}),
-                                              path, log, n_ctx)
+                                              path, log, n_ctx, self.spare_cores)
             except ModelError as exc:
                 if tried == 0 or n == len(attempts) - 1:
                     raise

@@ -5,7 +5,8 @@ copy of the original stdout. File descriptor 1 is then pointed at stderr, which 
 sends to a log file, so nothing llama.cpp prints can reach the user's terminal or corrupt
 the protocol.
 
-Requests:  {"op": "load", "path", "n_ctx", "n_gpu_layers", "n_threads", "chat_format", "seed"}
+Requests:  {"op": "load", "path", "n_ctx", "n_gpu_layers", "n_threads", "spare_cores",
+            "chat_format", "seed"}
            {"op": "chat", "messages", "temperature", "top_p", "max_tokens", "seed", "grammar"}
            {"op": "close"}
 Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}
@@ -77,7 +78,7 @@ class Worker:
             model_path=req["path"],
             n_ctx=int(req["n_ctx"]),
             n_gpu_layers=int(layers),
-            n_threads=req.get("n_threads") or default_threads(),
+            n_threads=req.get("n_threads") or max(1, default_threads() - req.get("spare_cores", 0)),
             chat_format=req.get("chat_format"),
             seed=int(req.get("seed", 0)),
             verbose=True,  # goes to the log file: load errors stay diagnosable

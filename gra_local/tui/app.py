@@ -69,7 +69,7 @@ class GraApp(App[None]):
             return
         from gra_local.tui.run_session import RunSession
 
-        backend = self.services.backend_factory(request.out_dir / "logs")
+        backend = self.services.backend(request.out_dir / "logs")
         self.current_run = RunSession(request, backend)
         self.run_dir = request.out_dir
         if self.current_mode == "dashboard":

@@ -12,19 +12,24 @@ from gra_local.models.registry import load_models
 from gra_local.tui.settings import Settings, load_settings, save_settings
 
 
-def llama_backend(log_dir: Path) -> Backend:
+def llama_backend(log_dir: Path, spare_cores: int = 0) -> Backend:
     from gra_local.backends.llama_process import LlamaProcessBackend
 
-    return LlamaProcessBackend(log_dir=log_dir)
+    return LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores)
 
 
 @dataclass
 class Services:
     models_file: Path | None = None
     """--models FILE for the session; None: the user registry."""
-    backend_factory: Callable[[Path], Backend] = llama_backend
-    """log dir → Backend; the real one runs llama.cpp worker processes."""
+    backend_factory: Callable[[Path], Backend] | None = None
+    """log dir → Backend, for tests; None: llama.cpp worker processes (see `backend`)."""
     settings: Settings = field(default_factory=load_settings)
+
+    def backend(self, log_dir: Path) -> Backend:
+        if self.backend_factory is not None:
+            return self.backend_factory(log_dir)
+        return llama_backend(log_dir, spare_cores=1 if self.settings.spare_core else 0)
 
     def registry(self) -> tuple[Registry, str]:
         return load_models(self.models_file)

@@ -36,6 +36,10 @@ class Settings(BaseModel):
 
     theme: str = "textual-dark"
     """Any Textual theme name (the command palette lists them)."""
+    spare_core: bool = True
+    """During runs started from the app, llama.cpp leaves one CPU core to the app (unless a
+    model pins n_threads), so the screen stays responsive on small machines; set false
+    for the last bit of CPU speed."""
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id → key(s), e.g. {"screen.models" = "f2"}; ids are listed in the README."""
     default_out_dir: str = "out"

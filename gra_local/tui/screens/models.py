@@ -347,7 +347,7 @@ class ModelsScreen(Screen):
 
         try:
             with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
-                result = run_bench(spec, self.app.services.backend_factory(Path(logs)))
+                result = run_bench(spec, self.app.services.backend(Path(logs)))
             BenchStore(paths.cache_dir()).save(model_path(spec), result)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._done, f"Bench of {spec.name} failed: {exc}", "error")
