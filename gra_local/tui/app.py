@@ -67,8 +67,13 @@ class GraApp(App[None]):
         if self.current_run is not None and self.current_run.running:
             self.notify("a run is already going: cancel it first (F3, then x)", severity="warning")
             return
+        import gc
+
         from gra_local.tui.run_session import RunSession
 
+        # Everything alive now (app, screens, engine modules) lives as long as the app:
+        # out of the collector's way, a full collection during the run is far shorter.
+        gc.freeze()
         backend = self.services.backend(request.out_dir / "logs")
         self.current_run = RunSession(request, backend)
         self.run_dir = request.out_dir

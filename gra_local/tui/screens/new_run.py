@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,11 +19,12 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from gra_local.core.config import Role
 from gra_local.core.errors import GraError
-from gra_local.core.scheduler import RunRequest
 from gra_local.core.seeds import scan_seeds
-from gra_local.prepare import build_options, prepare_run
 from gra_local.tui.settings import LastRun
 from gra_local.tui.widgets.path_prompt import PathPrompt
+
+if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
+    from gra_local.core.scheduler import RunRequest
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
 NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch",
@@ -147,6 +149,8 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, values: LastRun) -> None:
+        from gra_local.prepare import build_options, prepare_run
+
         try:
             numbers = {k: v for k, v in values.model_dump().items()
                        if k in NUMBERS and (v is not None or k == "dedup_threshold")}
