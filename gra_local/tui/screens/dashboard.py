@@ -165,6 +165,8 @@ class DashboardScreen(Screen):
 
     def on_run_ended(self, message: RunEnded) -> None:
         self._flush_records()
+        if self._started is not None:  # a run shorter than a tick still shows its time
+            self._set("elapsed", _clock(time.monotonic() - self._started))
         if message.error:
             self._set("status", "failed")
             self._log(f"error: {message.error}")
