@@ -113,6 +113,10 @@ def _dedup_lines(data: dict) -> list[str]:
             f"dropped (compared with {dedup['references']} seeds and earlier samples)"]
 
 
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.0%}"
 
@@ -127,7 +131,10 @@ def _calibration_lines(data: dict) -> list[str]:
     out.append("reviewers: panel agreement "
                f"α {'–' if alpha is None else f'{alpha:.2f}'} (scores), "
                f"κ {'–' if kappa is None else f'{kappa:.2f}'} (instruction checks)"
-               + (f"; {cal['canaries_judged']} canaries judged" if cal.get("canaries_per_batch") else ""))
+               + (f"; {cal['canaries_judged']} canaries judged (on them: α "
+                  f"{_num(panel.get('canary_krippendorff_alpha_scores'))}, κ "
+                  f"{_num(panel.get('canary_fleiss_kappa_instruction'))})"
+                  if cal.get("canaries_per_batch") else ""))
     for name, r in sorted(cal["reviewers"].items()):
         mean = r.get("mean_score")
         line = (f"  {name}: canary accuracy {_pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "

@@ -40,7 +40,9 @@ def summary_lines(run: dict[str, Any]) -> list[str]:
     cal = run.get("calibration") or {}
     panel = cal.get("panel") or {}
     if cal:
-        canaries = (f"{cal.get('canaries_judged', 0)} canaries judged, action "
+        canaries = (f"{cal.get('canaries_judged', 0)} canaries judged (on them: α "
+                    f"{_num(panel.get('canary_krippendorff_alpha_scores'), 2)}, κ "
+                    f"{_num(panel.get('canary_fleiss_kappa_instruction'), 2)}), action "
                     f"{cal.get('action')}" if cal.get("canaries_per_batch") else "no canaries")
         lines.append(f"Panel agreement: Krippendorff's α {_num(panel.get('krippendorff_alpha_scores'), 2)}"
                      f" (scores), Fleiss' κ {_num(panel.get('fleiss_kappa_instruction'), 2)} "
