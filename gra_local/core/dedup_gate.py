@@ -6,6 +6,7 @@ A run without an embedder (dedup off) gets `NoDedup`, which keeps everything.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -66,7 +67,8 @@ class DedupGate:
         ids = [e.source for e in seeds] + [r["id"] for r in accepted]
         texts = [e.instruction for e in seeds] + [r["instruction"] for r in accepted]
         if ids:
-            self.index.add_reference(ids, texts)
+            with one_blas_thread():
+                self.index.add_reference(ids, texts)
         self.references = len(ids)
 
     def sift(self, passed: list[Passed], max_kept: int) -> list[tuple[str, DuplicateHit | None]]:
@@ -76,7 +78,9 @@ class DedupGate:
             return []
         items = [DedupItem(id=i, text=t, score=s) for i, t, s in passed]
         out: list[tuple[str, DuplicateHit | None]] = []
-        for res in self.index.filter(items, max_kept=max_kept):
+        with one_blas_thread():
+            results = self.index.filter(items, max_kept=max_kept)
+        for res in results:
             if res.kept:
                 out.append((res.id, None))
             else:
@@ -89,6 +93,16 @@ class DedupGate:
         return {"enabled": True, "embedder": self.embedder.name,
                 "embedder_sha256": self.embedder.sha256, "threshold": self.threshold,
                 "references": self.references}
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """numpy's BLAS threads spin-wait: next to busy llama.cpp workers or a UI thread, a
+    2-core machine took 123 s instead of 5 s for one tiny run (13 s instead of 0.9 s for 7
+    embeddings). gra_local/__init__ sets OPENBLAS_NUM_THREADS, but only a process that
+    imports us before numpy sees it; this limit holds whatever the import order."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def make_gate(embedder: Embedder | None, cache_dir: Path, threshold: float | None,
