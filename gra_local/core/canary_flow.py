@@ -66,7 +66,8 @@ class CanaryBook:
         self.decided: set[str] = set()
         self.made = 0  # canaries created so far (their ids are sequential)
         self._out: j.JsonlAppender | None = None
-        self.report: CalibrationReport | None = None
+        self._trust: CalibrationReport | None = None  # canary-based: what weights use
+        self._full: CalibrationReport | None = None  # with every decided sample: run.json
 
     @property
     def enabled(self) -> bool:
@@ -119,16 +120,28 @@ class CanaryBook:
         panel = panel_of(record)
         if panel:
             self.panels.append(panel)
+            self._full = None
 
     def refresh(self) -> None:
-        self.report = calibrate(self.judgements, self.panels, self.opts.tau,
+        """After new canary judgements: the weights and flags change only with them."""
+        self._trust = calibrate(self.judgements, [], self.opts.tau,
                                 min_accuracy=self.opts.min_canary_accuracy)
+        self._full = None
+
+    @property
+    def report(self) -> CalibrationReport:
+        """Everything, agreement on real samples included; built when asked (run.json),
+        not per decision."""
+        if self._full is None:
+            self._full = calibrate(self.judgements, self.panels, self.opts.tau,
+                                   min_accuracy=self.opts.min_canary_accuracy)
+        return self._full
 
     def weights(self, models: list[str]) -> list[float] | None:
         """Per-score weights for the τ/δ rule under the chosen calibration action."""
-        if not self.enabled or self.report is None or self.opts.calibration == "flag":
+        if not self.enabled or self._trust is None or self.opts.calibration == "flag":
             return None
-        rows = self.report.reviewers
+        rows = self._trust.reviewers
         if self.opts.calibration == "weight":
             return [rows[m].weight if m in rows else 1.0 for m in models]
         flagged = [m in rows and rows[m].flagged for m in models]

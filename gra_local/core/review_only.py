@@ -116,10 +116,10 @@ class ReviewRun(Run):
             batch = [self._candidate(p) for p in todo[start:start + size]]
             for cand in batch:
                 self._snapshot(cand)
-            batch += self._canaries(1)
             state.attempts[1] = max(state.attempts[1], max(c.attempt for c in batch))
             self.stats.counts.attempts += len(batch)
             self.stats.round(1).attempts += len(batch)
+            batch += self._canaries(1)  # not attempts: canaries are never data
             self.decider.process(batch, state)
             self.write_run_json()
         return "complete"

@@ -40,7 +40,7 @@ def calibration_json(run: Run) -> dict[str, Any] | None:
     """Per-reviewer canary accuracy, parse failures, mean score, agreement with the panel,
     flags; panel-wide Krippendorff's α and Fleiss' κ. Agreement figures need no canaries."""
     book = getattr(run, "book", None)
-    if book is None or book.report is None:
+    if book is None:
         return None
     return {"canaries_per_batch": run.opts.canaries, "canaries_judged": len(book.decided),
             "action": run.opts.calibration if run.opts.canaries else None,

@@ -58,6 +58,9 @@ def test_canaries_are_judged_reported_and_never_data(tmp_path: Path) -> None:
     assert reviewers["a"]["accuracy"] == 1.0 and not reviewers["a"]["flagged"]
     assert reviewers["c"]["accuracy"] < 0.6 and reviewers["c"]["flagged"]
     assert cal["canaries_judged"] == len(rows) and cal["action"] == "flag"
+    # Agreement covers every decided sample, the last batch's included.
+    assert sum(r["samples"] for r in reviewers.values()) == 3 * len(data)
+    assert result.run_json["counts"]["attempts"] == len(data)  # canaries are not attempts
     # Flagging alone changes no decision: everything real scored 9 → accepted.
     assert all(r["decision"] == "accepted" for r in data)
 
