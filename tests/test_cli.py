@@ -251,3 +251,19 @@ def test_other_settings_refused_then_restart(tmp_path: Path, models: Path) -> No
     new = orjson.loads((out / journal.RUN_JSON).read_bytes())
     assert new["identity"]["options"]["tau"] == 7.0
     assert new["counts"]["attempts"] == 2
+
+
+def test_embedding_cache_from_another_model_is_refused(tmp_path: Path, models: Path, minilm,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from gra_local.core.embed_cache import FORMAT
+
+    cache = tmp_path / "cache"
+    # Another model's cache file where MiniLM's belongs (say, copied over by hand).
+    target = cache / "embeddings" / f"all-MiniLM-L6-v2-{minilm.sha256[:16]}.vec"
+    target.parent.mkdir(parents=True)
+    header = {"dim": 384, "embedder": "other-model", "format": FORMAT, "sha256": "0" * 64}
+    target.write_bytes(orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n")
+    monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(cache))
+    proc = cli("run", EXAMPLE_SEEDS, "--out", tmp_path / "out", "--models", models, "--samples", "1")
+    one_line_error(proc, str(target), "other-model", "all-MiniLM-L6-v2", "delete the file")
+    assert not (tmp_path / "out" / "accepted.jsonl").exists()
