@@ -43,7 +43,7 @@ async def test_preference_in_the_dialog(tmp_path: Path) -> None:
         assert box.disabled and box.value is False
         await pilot.click("#export-save")
         await pilot.pause()
-    assert app.result == ("preference", tmp_path / "run" / "export.preference.jsonl", False)
+    assert app.result == ("preference", tmp_path / "run" / "export.preference.jsonl", False, True)
 
 
 async def test_other_formats_keep_include_rejected(tmp_path: Path) -> None:
@@ -60,4 +60,17 @@ async def test_other_formats_keep_include_rejected(tmp_path: Path) -> None:
         box.value = True
         await pilot.click("#export-save")
         await pilot.pause()
-    assert app.result == ("messages", tmp_path / "run" / "export.messages.jsonl", True)
+    assert app.result == ("messages", tmp_path / "run" / "export.messages.jsonl", True, False)
+
+
+async def test_contested_split_is_opt_in_for_other_formats(tmp_path: Path) -> None:
+    app = Host(tmp_path / "run")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        dialog = app.screen
+        box = dialog.query_one("#export-contested", Checkbox)
+        assert not box.value and not box.disabled
+        box.value = True
+        await pilot.click("#export-save")
+        await pilot.pause()
+    assert app.result == ("alpaca", tmp_path / "run" / "export.alpaca.jsonl", False, True)

@@ -25,7 +25,7 @@ from gra_local.core.results import (
     run_info,
     write_override,
 )
-from gra_local.tui.widgets.export_dialog import ExportDialog
+from gra_local.tui.widgets.export_dialog import ExportChoice, ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
 from gra_local.tui.widgets.override_dialog import OverrideDialog
 from gra_local.tui.widgets.quality_report import QualityReport
@@ -312,19 +312,24 @@ class ResultsScreen(Screen):
             return
         run_dir = self.run_dir
 
-        def chosen(result: tuple[str, Path, bool] | None) -> None:
+        def chosen(result: ExportChoice | None) -> None:
             if result is not None:
-                self._export(run_dir, *result)
+                self._export(run_dir, result)
 
         self.app.push_screen(ExportDialog(run_dir), chosen)
 
     @work(thread=True, exit_on_error=False, group="export")
-    def _export(self, run_dir: Path, fmt: str, out: Path, include_rejected: bool) -> None:
+    def _export(self, run_dir: Path, choice: ExportChoice) -> None:
         try:
-            result = export_run(run_dir, fmt, out, include_rejected=include_rejected)  # type: ignore[arg-type]
+            result = export_run(run_dir, choice.fmt, choice.path,  # type: ignore[arg-type]
+                                include_rejected=choice.include_rejected,
+                                contested=choice.contested)
         except GraError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Not exported", severity="error",
                                       timeout=10)
             return
-        self.app.call_from_thread(self.notify, f"{result.exported} records → {result.out} "
-                                  f"(card: {result.card.name})", title="Exported")
+        what = "pairs" if choice.fmt == "preference" else "records"
+        extra = (f"; {result.contested_count} contested → {result.contested.name}"
+                 if result.contested is not None else "")
+        self.app.call_from_thread(self.notify, f"{result.exported} {what} → {result.out} "
+                                  f"(card: {result.card.name}){extra}", title="Exported")

@@ -1,8 +1,10 @@
-"""A small modal for exporting the open run: format, output file, include rejected."""
+"""A small modal for exporting the open run: format, output file, include rejected, and
+the contested split."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,10 +21,17 @@ NOTES = {
 DEFAULT_NOTE = "a dataset card is written next to it"
 
 
-class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
-    """Dismisses with (format, output path, include rejected), or None when cancelled.
-    Preference pairs take their rejected side from the rejected records, so the
-    include-rejected box is cleared and disabled for that format."""
+class ExportChoice(NamedTuple):
+    fmt: str
+    path: Path
+    include_rejected: bool
+    contested: bool = False
+
+
+class ExportDialog(ModalScreen[ExportChoice | None]):
+    """Dismisses with an ExportChoice, or None when cancelled. Preference pairs take their
+    rejected side from the rejected records and always write the contested split, so
+    both boxes are fixed for that format."""
 
     DEFAULT_CSS = """
     ExportDialog { align: center middle; }
@@ -45,6 +54,8 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
             yield Input(str(self.run_dir / "export.alpaca.jsonl"), id="export-path")
             yield Label(DEFAULT_NOTE, id="export-note")
             yield Checkbox("include rejected records", id="export-rejected")
+            yield Checkbox("also write the adjudicated samples to <stem>.contested",
+                           id="export-contested")
             with Horizontal():
                 yield Button("Cancel", id="export-cancel")
                 yield Button("Export", variant="primary", id="export-save")
@@ -55,7 +66,9 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
         self.query_one("#export-path", Input).value = str(self.run_dir / f"export.{fmt}.jsonl")
         self.query_one("#export-note", Label).update(NOTES.get(fmt, DEFAULT_NOTE))
         rejected = self.query_one("#export-rejected", Checkbox)
-        rejected.disabled = fmt == "preference"
+        contested = self.query_one("#export-contested", Checkbox)
+        rejected.disabled = contested.disabled = fmt == "preference"
+        contested.value = fmt == "preference"  # always written with pairs; opt-in otherwise
         if rejected.disabled:
             rejected.value = False
 
@@ -65,7 +78,8 @@ class ExportDialog(ModalScreen[tuple[str, Path, bool] | None]):
         fmt = str(self.query_one("#export-format", Select).value)
         path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
         include = self.query_one("#export-rejected", Checkbox).value and fmt != "preference"
-        self.dismiss((fmt, path, include))
+        contested = self.query_one("#export-contested", Checkbox).value or fmt == "preference"
+        self.dismiss(ExportChoice(fmt, path, include, contested))
 
     @on(Button.Pressed, "#export-cancel")
     def action_cancel(self) -> None:
