@@ -137,10 +137,12 @@ def _calibration_lines(data: dict) -> list[str]:
                   if cal.get("canaries_per_batch") else ""))
     for name, r in sorted(cal["reviewers"].items()):
         mean = r.get("mean_score")
-        line = (f"  {name}: canary accuracy {_pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "
-                f"parse failures {_pct(r.get('parse_failure_rate'))}, mean score "
-                f"{'–' if mean is None else f'{mean:.1f}'}, agrees with panel "
-                f"{_pct(r.get('agreement_with_panel'))}")
+        line = f"  {name}: "
+        if cal.get("canaries_per_batch"):  # canary figures exist only with --canaries
+            line += (f"canary accuracy {_pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "
+                     f"parse failures {_pct(r.get('parse_failure_rate'))}, ")
+        line += (f"mean score {'–' if mean is None else f'{mean:.1f}'}, agrees with panel "
+                 f"{_pct(r.get('agreement_with_panel'))}")
         if r.get("flagged"):
             line += f"  FLAGGED: {r.get('flag_reason')}"
         out.append(line)
