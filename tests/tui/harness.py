@@ -23,3 +23,21 @@ class ScreenHost(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self._screen_to_show)
+
+
+async def tables_settled(pilot) -> None:
+    """Let every DataTable on the screen finish its deferred sizing, then repaint.
+
+    A DataTable measures new rows on its own idle event. On a loaded machine a snapshot
+    may be taken before that, with the header still at the old column widths."""
+    from textual.widgets import DataTable
+
+    for _ in range(50):
+        tables = list(pilot.app.screen.query(DataTable))
+        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
+            break
+        await pilot.pause(0.02)
+    for table in pilot.app.screen.query(DataTable):
+        table.refresh(layout=True)
+    await pilot.pause()
+    await pilot.pause()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from harness import ScreenHost
+from harness import ScreenHost, tables_settled
 from textual.widgets import DataTable, Select, Static
 
 from gra_local.core.results import load_overrides
@@ -170,6 +170,7 @@ def test_detail_markup_is_literal() -> None:
 def test_snapshot(snap_compare, run_dir: Path) -> None:
     async def run_before(pilot) -> None:
         await settle(pilot)
+        await tables_settled(pilot)
 
     assert snap_compare(host(run_dir), terminal_size=SIZE, run_before=run_before)
 
