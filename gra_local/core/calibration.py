@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Collection
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -286,37 +285,3 @@ def panel_agreement(panels: list[list[PanelReview]]) -> PanelAgreement:
         fleiss_kappa_instruction=fleiss_kappa(table) if size >= 2 else None,
         items=sum(1 for u in units if sum(v is not None for v in u) >= 2),
         kappa_items=len(table) if size >= 2 else 0)
-
-
-def weighted_mean(scores: list[tuple[str, float]], weights: dict[str, float]) -> float:
-    """Σ w·s / Σ w with each score weighted by its reviewer's weight (1 when unknown).
-    All-zero weights count every score alike, as the decision rule does: a panel whose
-    reviewers all failed their canaries still decides. Raises ValueError on no score or
-    a negative weight."""
-    if not scores:
-        raise ValueError("no scores to average")
-    ws = [weights.get(model, 1.0) for model, _ in scores]
-    if min(ws) < 0:
-        raise ValueError("weights must be ≥ 0")
-    total = math.fsum(ws)
-    if total <= 0:
-        return math.fsum(s for _, s in scores) / len(scores)
-    return math.fsum(w * s for w, (_, s) in zip(ws, scores, strict=True)) / total
-
-
-class Dropped(BaseModel):
-    """What :func:`drop_flagged` kept. `kept_all_flagged` is True when every score came
-    from a flagged reviewer and all were kept, since a decision needs at least one."""
-
-    kept: list[tuple[str, float]]
-    dropped: list[str]
-    kept_all_flagged: bool = False
-
-
-def drop_flagged(scores: list[tuple[str, float]], flagged: Collection[str]) -> Dropped:
-    """The scores of reviewers not in `flagged` (slot by slot, order kept), and the
-    models whose scores were left out; all scores when every one is flagged."""
-    kept = [(m, s) for m, s in scores if m not in flagged]
-    if scores and not kept:
-        return Dropped(kept=list(scores), dropped=[], kept_all_flagged=True)
-    return Dropped(kept=kept, dropped=[m for m, _ in scores if m in flagged])

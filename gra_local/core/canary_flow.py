@@ -14,14 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gra_local.core import journal as j
-from gra_local.core.calibration import CalibrationReport, CanaryJudgement, calibrate
+from gra_local.core.calibration import (
+    CalibrationReport,
+    CanaryJudgement,
+    PanelReview,
+    calibrate,
+)
 from gra_local.core.canaries import CanarySource, make_canaries
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import RunOptions
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
-
-PanelReview = tuple[str, bool | None, float | None]  # (model, instruction passed, score)
 
 
 def canary_id(round_no: int, seq: int) -> str:
@@ -141,10 +144,10 @@ class CanaryBook:
         """Per-score weights for the τ/δ rule under the chosen calibration action."""
         if not self.enabled or self._trust is None or self.opts.calibration == "flag":
             return None
-        rows = self._trust.reviewers
         if self.opts.calibration == "weight":
-            return [rows[m].weight if m in rows else 1.0 for m in models]
-        flagged = [m in rows and rows[m].flagged for m in models]
-        if all(flagged):  # dropping everyone would leave nothing to decide on
+            weights = self._trust.weights()
+            return [weights.get(m, 1.0) for m in models]
+        flagged = self._trust.flagged()
+        if all(m in flagged for m in models):  # dropping everyone leaves nothing to decide on
             return None
-        return [0.0 if f else 1.0 for f in flagged]
+        return [0.0 if m in flagged else 1.0 for m in models]

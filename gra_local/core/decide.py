@@ -39,6 +39,8 @@ def weighted_mean_and_std(scores: list[float], weights: list[float]) -> tuple[fl
     every score alike (a panel of reviewers that all failed their canaries still decides)."""
     if len(weights) != len(scores):
         raise ValueError("one weight per score")
+    if any(w < 0 for w in weights):
+        raise ValueError("weights must be ≥ 0")
     total = math.fsum(weights)
     if total <= 0:
         return mean_and_std(scores)

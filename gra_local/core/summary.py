@@ -36,12 +36,10 @@ def _llama_version() -> str | None:
         return None
 
 
-def calibration_json(run: Run) -> dict[str, Any] | None:
+def calibration_json(run: Run) -> dict[str, Any]:
     """Per-reviewer canary accuracy, parse failures, mean score, agreement with the panel,
     flags; panel-wide Krippendorff's α and Fleiss' κ. Agreement figures need no canaries."""
-    book = getattr(run, "book", None)
-    if book is None:
-        return None
+    book = run.book
     return {"canaries_per_batch": run.opts.canaries, "canaries_judged": len(book.decided),
             "action": run.opts.calibration if run.opts.canaries else None,
             **book.report.model_dump(mode="json")}

@@ -16,11 +16,9 @@ from gra_local.core.calibration import (
     CanaryJudgement,
     accepts,
     calibrate,
-    drop_flagged,
     fleiss_kappa,
     krippendorff_alpha,
     panel_agreement,
-    weighted_mean,
 )
 from gra_local.core.canaries import CanaryKind
 
@@ -242,29 +240,6 @@ def test_canary_panels_have_their_own_agreement_figures() -> None:
         krippendorff_alpha([[9.0, 9.0], [2.0, 3.0], [9.0, 1.0]]))
     # Table [2,0], [0,2], [1,1]: P̄ = 2/3, P_e = 1/2 → κ = 1/3.
     assert panel.canary_fleiss_kappa_instruction == pytest.approx(1 / 3)
-
-
-def test_weighted_mean() -> None:
-    scores = [("a", 9.0), ("b", 3.0), ("c", 6.0)]
-    assert weighted_mean(scores, {"a": 1.0, "b": 0.5}) == pytest.approx((9 + 1.5 + 6) / 2.5)
-    assert weighted_mean(scores, {}) == pytest.approx(6.0)
-    assert weighted_mean(scores, {"a": 0.0, "b": 0.0, "c": 0.0}) == pytest.approx(6.0)
-    assert weighted_mean([("a", 9.0), ("a", 7.0)], {"a": 0.3}) == pytest.approx(8.0)
-    with pytest.raises(ValueError):
-        weighted_mean([], {})
-    with pytest.raises(ValueError):
-        weighted_mean(scores, {"a": -1.0})
-
-
-def test_drop_flagged_keeps_at_least_one_score() -> None:
-    scores = [("a", 9.0), ("b", 3.0), ("a", 8.0), ("c", 6.0)]
-    out = drop_flagged(scores, {"b"})
-    assert out.kept == [("a", 9.0), ("a", 8.0), ("c", 6.0)] and out.dropped == ["b"]
-    assert not out.kept_all_flagged
-    everyone = drop_flagged(scores, {"a", "b", "c"})
-    assert everyone.kept == scores and everyone.dropped == [] and everyone.kept_all_flagged
-    assert drop_flagged(scores, set()).kept == scores
-    assert drop_flagged([], {"a"}).kept == [] and not drop_flagged([], {"a"}).kept_all_flagged
 
 
 def test_report_round_trips_as_json() -> None:

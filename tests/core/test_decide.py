@@ -188,3 +188,20 @@ def test_weighted_decision_leans_on_trusted_reviewers() -> None:
     assert weighted_mean_and_std([8.0, 6.0], [0.0, 0.0]) == (7.0, 1.0)  # no trust: plain
     with pytest.raises(ValueError):
         weighted_mean_and_std([8.0], [1.0, 2.0])
+
+
+def test_weighted_mean() -> None:
+    from gra_local.core.decide import weighted_mean_and_std
+
+    def mean(scores: list[float], weights: list[float]) -> float:
+        return weighted_mean_and_std(scores, weights)[0]
+
+    scores = [9.0, 3.0, 6.0]
+    assert mean(scores, [1.0, 0.5, 1.0]) == pytest.approx((9 + 1.5 + 6) / 2.5)
+    assert mean(scores, [1.0, 1.0, 1.0]) == pytest.approx(6.0)
+    assert mean(scores, [0.0, 0.0, 0.0]) == pytest.approx(6.0)  # no trust: plain mean
+    assert mean([9.0, 7.0], [0.3, 0.3]) == pytest.approx(8.0)
+    with pytest.raises(ValueError):
+        weighted_mean_and_std([], [])
+    with pytest.raises(ValueError):
+        weighted_mean_and_std(scores, [-1.0, 1.0, 1.0])
