@@ -27,6 +27,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _target_args(p: argparse.ArgumentParser) -> None:
+    """Where a run writes and which models it uses: `run` and `review`."""
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--models", type=Path, metavar="FILE",
+                   help="models file (default: the user registry; see models.toml)")
+
+
+def _panel_args(p: argparse.ArgumentParser, batch_help: str) -> None:
+    """The reviewer panel, the τ/δ rule, batching and the random seed: `run` and `review`."""
+    p.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
+    p.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
+    p.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
+    p.add_argument("--batch", type=_positive_int, metavar="B", help=batch_help)
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+
+
+def _session_args(p: argparse.ArgumentParser) -> None:
+    """Restart, quiet, then dedup and calibration: `run` and `review`."""
+    p.add_argument("--restart", action="store_true",
+                   help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    _quality_args(p)
+
+
 def _quality_args(p: argparse.ArgumentParser) -> None:
     """Dedup and reviewer calibration, shared by `run` and `review`."""
     p.add_argument("--no-dedup", action="store_true",
@@ -56,43 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="synthesise data from seeds (resumes an existing --out)")
     run.add_argument("seeds", type=Path, metavar="SEEDS",
                      help="Alpaca/ShareGPT/messages JSON or JSONL, or .txt with one instruction per line")
-    run.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    run.add_argument("--models", type=Path, metavar="FILE",
-                     help="models file (default: the user registry; see models.toml)")
+    _target_args(run)
     run.add_argument("--samples", type=_positive_int, default=10, metavar="N",
                      help="accepted samples wanted per round (default 10)")
     run.add_argument("--max-attempts", type=_positive_int, metavar="M",
                      help="cap on generated candidates per round (default 4×N)")
     run.add_argument("--rounds", type=_positive_int, default=1, metavar="R")
-    run.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
-    run.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
-    run.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
-    run.add_argument("--batch", type=_positive_int, metavar="B",
-                     help="candidates per stage batch (default: adapts to the acceptance rate)")
-    run.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    _panel_args(run, "candidates per stage batch (default: adapts to the acceptance rate)")
     run.add_argument("--seed-pool", type=_positive_int, default=64, metavar="P",
                      help="seeds sampled from the file and annotated as examples (default 64)")
-    run.add_argument("--restart", action="store_true",
-                     help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
-    _quality_args(run)
+    _session_args(run)
 
     rev = sub.add_parser("review", help="judge an existing dataset with the reviewer panel and "
                          "adjudicator (no generation)")
     rev.add_argument("seeds", type=Path, metavar="DATA",
                      help="instruction/response pairs: Alpaca/ShareGPT/messages JSON or JSONL")
-    rev.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    rev.add_argument("--models", type=Path, metavar="FILE",
-                     help="models file (default: the user registry; see models.toml)")
-    rev.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
-    rev.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
-    rev.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
-    rev.add_argument("--batch", type=_positive_int, metavar="B", help="pairs per stage batch (default 32)")
-    rev.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
-    rev.add_argument("--restart", action="store_true",
-                     help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
-    rev.add_argument("--quiet", action="store_true", help="no progress display")
-    _quality_args(rev)
+    _target_args(rev)
+    _panel_args(rev, "pairs per stage batch (default 32)")
+    _session_args(rev)
 
     app = sub.add_parser("app", help="open the terminal app (also: gra-local with no arguments)")
     app.add_argument("--run", type=Path, metavar="DIR", help="open this run's results")

@@ -9,6 +9,7 @@ import threading
 from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.config import MAX_SAMPLES, RunOptions
+from gra_local.core.figures import num, pct
 from gra_local.core.scheduler import Run
 from gra_local.models.registry import load_models
 from gra_local.prepare import build_options, prepare_run
@@ -113,14 +114,6 @@ def _dedup_lines(data: dict) -> list[str]:
             f"dropped (compared with {dedup['references']} seeds and earlier samples)"]
 
 
-def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2f}"
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.0%}"
-
-
 def _calibration_lines(data: dict) -> list[str]:
     cal = data.get("calibration")
     if not cal or not cal.get("reviewers"):
@@ -128,21 +121,20 @@ def _calibration_lines(data: dict) -> list[str]:
     out = []
     panel = cal.get("panel") or {}
     alpha, kappa = panel.get("krippendorff_alpha_scores"), panel.get("fleiss_kappa_instruction")
-    out.append("reviewers: panel agreement "
-               f"α {'–' if alpha is None else f'{alpha:.2f}'} (scores), "
-               f"κ {'–' if kappa is None else f'{kappa:.2f}'} (instruction checks)"
+    out.append(f"reviewers: panel agreement α {num(alpha)} (scores), κ {num(kappa)} "
+               "(instruction checks)"
                + (f"; {cal['canaries_judged']} canaries judged (on them: α "
-                  f"{_num(panel.get('canary_krippendorff_alpha_scores'))}, κ "
-                  f"{_num(panel.get('canary_fleiss_kappa_instruction'))})"
+                  f"{num(panel.get('canary_krippendorff_alpha_scores'))}, κ "
+                  f"{num(panel.get('canary_fleiss_kappa_instruction'))})"
                   if cal.get("canaries_per_batch") else ""))
     for name, r in sorted(cal["reviewers"].items()):
         mean = r.get("mean_score")
         line = f"  {name}: "
         if cal.get("canaries_per_batch"):  # canary figures exist only with --canaries
-            line += (f"canary accuracy {_pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "
-                     f"parse failures {_pct(r.get('parse_failure_rate'))}, ")
-        line += (f"mean score {'–' if mean is None else f'{mean:.1f}'}, agrees with panel "
-                 f"{_pct(r.get('agreement_with_panel'))}")
+            line += (f"canary accuracy {pct(r.get('accuracy'))} of {r.get('canaries', 0)}, "
+                     f"parse failures {pct(r.get('parse_failure_rate'))}, ")
+        line += (f"mean score {num(mean, 1)}, agrees with panel "
+                 f"{pct(r.get('agreement_with_panel'))}")
         if r.get("flagged"):
             line += f"  FLAGGED: {r.get('flag_reason')}"
         out.append(line)

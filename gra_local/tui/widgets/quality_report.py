@@ -11,26 +11,20 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from gra_local.core.figures import num, pct
+
 COLUMNS = ("reviewer", "canary acc.", "canaries", "parse fail", "mean score", "good/bad canary",
            "agreement", "flag")
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.0%}"
-
-
-def _num(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def reviewer_rows(run: dict[str, Any]) -> list[tuple[str, ...]]:
     cal = run.get("calibration") or {}
     rows = []
     for name, r in sorted((cal.get("reviewers") or {}).items()):
-        rows.append((name, _pct(r.get("accuracy")), str(r.get("canaries", 0)),
-                     _pct(r.get("parse_failure_rate")), _num(r.get("mean_score")),
-                     f"{_num(r.get('mean_canary_good_score'))}/{_num(r.get('mean_canary_bad_score'))}",
-                     _pct(r.get("agreement_with_panel")),
+        rows.append((name, pct(r.get("accuracy")), str(r.get("canaries", 0)),
+                     pct(r.get("parse_failure_rate")), num(r.get("mean_score"), 1),
+                     f"{num(r.get('mean_canary_good_score'), 1)}/{num(r.get('mean_canary_bad_score'), 1)}",
+                     pct(r.get("agreement_with_panel")),
                      f"FLAGGED: {r.get('flag_reason')}" if r.get("flagged") else ""))
     return rows
 
@@ -41,11 +35,11 @@ def summary_lines(run: dict[str, Any]) -> list[str]:
     panel = cal.get("panel") or {}
     if cal:
         canaries = (f"{cal.get('canaries_judged', 0)} canaries judged (on them: α "
-                    f"{_num(panel.get('canary_krippendorff_alpha_scores'), 2)}, κ "
-                    f"{_num(panel.get('canary_fleiss_kappa_instruction'), 2)}), action "
+                    f"{num(panel.get('canary_krippendorff_alpha_scores'))}, κ "
+                    f"{num(panel.get('canary_fleiss_kappa_instruction'))}), action "
                     f"{cal.get('action')}" if cal.get("canaries_per_batch") else "no canaries")
-        lines.append(f"Panel agreement: Krippendorff's α {_num(panel.get('krippendorff_alpha_scores'), 2)}"
-                     f" (scores), Fleiss' κ {_num(panel.get('fleiss_kappa_instruction'), 2)} "
+        lines.append(f"Panel agreement: Krippendorff's α {num(panel.get('krippendorff_alpha_scores'))}"
+                     f" (scores), Fleiss' κ {num(panel.get('fleiss_kappa_instruction'))} "
                      f"(instruction checks), {panel.get('items', 0)} items; {canaries}")
     dedup = run.get("dedup") or {}
     dups = ((run.get("counts") or {}).get("by_reason") or {}).get("duplicate", 0)
