@@ -97,9 +97,8 @@ def _load_run_json(run_dir: Path) -> dict:
     version = doc.get("schema_version")
     if version not in READABLE_SCHEMAS:
         raise OutputError(f"{run_dir / RUN_JSON}: written by another version; schema_version "
-                          f"{version!r}, this gra-local reads {max(READABLE_SCHEMAS)} and older. Export "
-                          "it with the "
-                          "version that wrote it, or run it again with this one")
+                          f"{version!r}, this gra-local reads {max(READABLE_SCHEMAS)} and older. "
+                          "Export it with the version that wrote it, or run it again with this one")
     return doc
 
 
@@ -332,6 +331,7 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
 def _export_pairs(run_dir: Path, run: dict, result: ExportResult, min_score: float | None,
                   accepted: list[dict], rejected: list[dict], split: list[dict]) -> ExportResult:
     """The preference export: pairs, the contested split (always) and the card."""
+    assert result.contested is not None  # export_run always sets it for preference
     prefs = build_pairs(accepted, rejected, min_score)
     if not prefs.pairs:
         raise NoPreferencePairs(no_pairs_message(str(run_dir), prefs.stats, min_score))
@@ -341,6 +341,6 @@ def _export_pairs(run_dir: Path, run: dict, result: ExportResult, min_score: flo
     rejected_side = [by_id[p.rejected_id] for p in prefs.pairs]
     card = render_card(run_dir, run, result, prefs.chosen_records, rejected_side)
     _write(result.out, [(result.out, _jsonl(p.model_dump(mode="json") for p in prefs.pairs)),
-                        (contested_path(result.out), _jsonl(contested_row(r) for r in split)),
+                        (result.contested, _jsonl(contested_row(r) for r in split)),
                         (result.card, [card.encode("utf-8")])])
     return result
