@@ -273,7 +273,6 @@ def test_snapshot(registered: Path, snap_compare, monkeypatch) -> None:
 
     async def run_before(pilot) -> None:
         await settle(pilot, pilot.app)
-        pilot.app.screen._update_detail()
         await tables_settled(pilot)
 
     assert snap_compare(host(), terminal_size=(100, 30), run_before=run_before)

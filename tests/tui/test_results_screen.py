@@ -182,9 +182,8 @@ async def test_export_from_the_results_screen(run_dir: Path) -> None:
         await pilot.press("e")
         await pilot.pause()
         dialog = app.screen
-        dialog.query_one("#export-path").value = str(run_dir / "out.sharegpt.jsonl")
         dialog.query_one("#export-format").value = "sharegpt"
-        await pilot.pause()
+        await pilot.pause()  # a new format renames the file: set the path after it
         dialog.query_one("#export-path").value = str(run_dir / "out.sharegpt.jsonl")
         await pilot.click("#export-save")
         await settle(pilot)
