@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from gra_local.core import paths
 from gra_local.core.config import Registry, RunOptions
+from gra_local.core.engine.eta import Speed, predict_seconds
+from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ConfigError, SeedError
-from gra_local.core.eta import Speed, predict_seconds
-from gra_local.core.scheduler import RunRequest
 from gra_local.models.bench import BenchStore
 from gra_local.models.fit import residency_for
 from gra_local.models.resolve import check_model_file, model_ref
@@ -48,7 +48,7 @@ def load_embedder(options: RunOptions) -> object | None:
     """The sentence embedder dedup needs, or None when dedup is off."""
     if options.dedup_threshold is None:
         return None
-    from gra_local.embed.default import embedder_path, is_present
+    from gra_local.embed.minilm_files import embedder_path, is_present
 
     data = paths.data_dir()
     if not is_present(data):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from gra_local.core import paths
-from gra_local.core.dedup import DedupIndex, DedupItem, EmbeddingCache, normalise_rows
+from gra_local.core.quality.dedup import DedupIndex, DedupItem, EmbeddingCache, normalise_rows
 
 SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
 
@@ -107,7 +107,7 @@ def instructions(n: int, seed: int = 0) -> list[str]:
 
 
 def bench_minilm(repeat: int) -> None:
-    from gra_local.embed.default import embedder_path, is_present
+    from gra_local.embed.minilm_files import embedder_path, is_present
 
     data = paths.data_dir()
     if not is_present(data):

@@ -42,7 +42,7 @@ from gra_local.core import grammars, prompts
 from gra_local.core.backend import ChatRequest
 from gra_local.core.config import ModelSpec
 from gra_local.core.records import SCORE_FIELDS, Scores
-from gra_local.core.seeds import Seed
+from gra_local.core.seeds.scan import Seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below
 import benchlib  # noqa: E402

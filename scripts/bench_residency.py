@@ -22,9 +22,10 @@ from pathlib import Path
 from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.core import paths
 from gra_local.core.config import ModelSpec, Registry, RunOptions
-from gra_local.core.pool import Residency
-from gra_local.core.scheduler import Run, RunRequest
-from gra_local.models.default import default_model_path
+from gra_local.core.engine.model_pool import Residency
+from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.scheduler import Run
+from gra_local.models.embedded import default_model_path
 from gra_local.models.resolve import model_ref
 
 REPO = Path(__file__).resolve().parent.parent

@@ -313,7 +313,7 @@ def main() -> int:
         return 2
 
     from gra_local.core.config import DEFAULT_SAMPLING, Role
-    from gra_local.core.seeds import Seed, iter_seeds
+    from gra_local.core.seeds.scan import Seed, iter_seeds
 
     model = benchlib.resolve_model(args.model)
     if model is None:

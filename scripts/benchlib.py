@@ -23,8 +23,8 @@ from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.core import paths
 from gra_local.core.backend import Session
 from gra_local.core.config import ModelSpec
-from gra_local.core.seeds import Seed, iter_seeds
-from gra_local.models.default import default_model_path
+from gra_local.core.seeds.scan import Seed, iter_seeds
+from gra_local.models.embedded import default_model_path
 
 SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
 

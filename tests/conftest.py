@@ -40,7 +40,7 @@ def embedded_model_path() -> Path | None:
     if env:
         return Path(env)
     from gra_local.core import paths
-    from gra_local.models.default import default_model_path
+    from gra_local.models.embedded import default_model_path
 
     path = default_model_path(paths.data_dir())
     return path if path.is_file() else None
@@ -60,7 +60,7 @@ def smol_model() -> Path:
 def embedder_dir() -> Path | None:
     """The real all-MiniLM-L6-v2 directory in the shared data dir, when fetched."""
     from gra_local.core import paths
-    from gra_local.embed.default import embedder_path, is_present
+    from gra_local.embed.minilm_files import embedder_path, is_present
 
     data = paths.data_dir()
     return embedder_path(data) if is_present(data) else None

@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from gra_local.core.seeds import Seed, iter_seeds, scan_seeds
+from gra_local.core.seeds.scan import Seed, iter_seeds, scan_seeds
 
 
 def write_jsonl(path: Path, records: list[object]) -> Path:

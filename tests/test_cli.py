@@ -16,7 +16,7 @@ import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from ggufs import write_not_gguf, write_tiny_gguf, write_truncated_gguf
 
-from gra_local.core import journal
+from gra_local.core.rundir import journal
 
 ERROR = "gra-local: error:"
 
@@ -255,7 +255,7 @@ def test_other_settings_refused_then_restart(tmp_path: Path, models: Path) -> No
 
 def test_embedding_cache_from_another_model_is_refused(tmp_path: Path, models: Path, minilm,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from gra_local.core.embed_cache import FORMAT
+    from gra_local.core.quality.embed_cache import FORMAT
 
     cache = tmp_path / "cache"
     # Another model's cache file where MiniLM's belongs (say, copied over by hand).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gra_local.core import paths
 from gra_local.core.config import ModelSpec, Role
-from gra_local.models import default as default_model
+from gra_local.models import embedded as default_model
 from gra_local.models.discover import discover
 from gra_local.models.found import NAME_MAX, Found
 from gra_local.models.registry import read_user_registry, save_user_registry

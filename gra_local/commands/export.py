@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gra_local.core.export import export_run
+from gra_local.runs.export import export_run
 
 
 def _plural(n: int, word: str) -> str:

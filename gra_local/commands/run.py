@@ -9,10 +9,10 @@ import threading
 from gra_local.backends.llama_process import LlamaProcessBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.config import MAX_SAMPLES, RunOptions
-from gra_local.core.figures import num, pct
-from gra_local.core.scheduler import Run
+from gra_local.core.engine.scheduler import Run
 from gra_local.models.registry import load_models
 from gra_local.prepare import build_options, prepare_run
+from gra_local.runs.formatting import num, pct
 
 
 def _quality(args: argparse.Namespace) -> dict:
@@ -30,7 +30,7 @@ def run_command(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def review_command(args: argparse.Namespace, stop: threading.Event) -> int:
-    from gra_local.core.review_only import ReviewRun
+    from gra_local.core.engine.review_only import ReviewRun
 
     options = build_options(samples=MAX_SAMPLES, panel=args.panel, tau=args.tau,
                             delta=args.delta, batch=args.batch, seed=args.seed, **_quality(args))

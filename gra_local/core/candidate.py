@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
-from gra_local.core.canaries import Canary
 from gra_local.core.records import (
     Adjudication,
+    Canary,
     Decision,
     DraftInstruction,
     Example,

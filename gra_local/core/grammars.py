@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from gra_local.core.records import (
+    DOMAINS,
     SCORE_FIELDS,
     VERDICT_FIELDS,
     Annotation,
@@ -22,7 +23,6 @@ from gra_local.core.records import (
     InstructionVerdict,
     Scores,
 )
-from gra_local.core.seeds import DOMAINS
 
 FEEDBACK_MAX = 60
 KEYWORD_MAX = 32

@@ -7,8 +7,7 @@ Everything that varies goes into the user message, after the shared prefix.
 
 from __future__ import annotations
 
-from gra_local.core.records import Example, Review
-from gra_local.core.seeds import DOMAINS
+from gra_local.core.records import DOMAINS, Example, Review
 
 PROMPT_VERSION = "2026-11-24.2"  # part of the annotation cache key
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCORE_FIELDS = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
 VERDICT_FIELDS = ("reasonable", "complete", "clear")
+DOMAINS = ("coding", "math", "qa", "reasoning", "roleplay", "language", "creative_writing")
+"""The domains of the method's seed pool; a seed naming another domain keeps none."""
 
 
 class Strict(BaseModel):
@@ -170,3 +172,27 @@ class Record(Strict):
     """For reason `duplicate`: cosine similarity (or MinHash Jaccard) to `duplicate_of`."""
     source: str | None = None
     """Review-only mode: where the pair came from ("data.jsonl line 12")."""
+
+
+# --- calibration canaries (made by core.quality.canaries, never written as data) -----
+
+
+class CanaryKind(str, Enum):
+    GOOD = "good"
+    SWAPPED = "swapped"  # the answer of another sample (another domain preferred)
+    TRUNCATED = "truncated"  # cut to 20–50 % of its words, at a word boundary
+    NUMBERS_CHANGED = "numbers_changed"  # every number changed, format kept
+    CROSS_DOMAIN = "cross_domain"  # instruction and answer from different domains
+
+
+class Canary(BaseModel):
+    """One canary. `id` is unique within a call of :func:`make_canaries` and, through a
+    nonce drawn from its rng, across calls with differently seeded rngs."""
+
+    id: str
+    kind: CanaryKind
+    instruction: str
+    response: str
+    domain: str  # the instruction's domain
+    sources: list[str] = Field(default_factory=list)  # instruction's source, then the answer's
+    expected_good: bool  # True only for kind `good`

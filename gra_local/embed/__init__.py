@@ -1,7 +1,7 @@
 """Sentence embeddings for semantic dedup (GRA step 4a): all-MiniLM-L6-v2 run in numpy.
 
 Kept out of gra_local.core: the engine only sees the `Embedder` protocol of core.dedup.
-`MiniLMEmbedder` is imported on first use, so `gra_local.embed.default` (the download)
+`MiniLMEmbedder` is imported on first use, so `gra_local.embed.minilm_files` (the download)
 stays free of numpy and tokenizers.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gra_local.embed.default import embedder_path, is_present, pull_embedder
+from gra_local.embed.minilm_files import embedder_path, is_present, pull_embedder
 
 if TYPE_CHECKING:
     from gra_local.embed.minilm import MiniLMEmbedder

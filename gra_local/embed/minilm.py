@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tokenizers import Tokenizer
 
 from gra_local.core.errors import EmbedderError
-from gra_local.embed.default import NAME, WEIGHTS_SHA256, WEIGHTS_SIZE
+from gra_local.embed.minilm_files import NAME, WEIGHTS_SHA256, WEIGHTS_SIZE
 
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: longer texts are truncated
 BATCH_TOKENS = 8192  # padded tokens per forward pass: keeps attention buffers small

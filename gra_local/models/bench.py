@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from gra_local.core.backend import Backend, ChatRequest
 from gra_local.core.config import ModelSpec
-from gra_local.core.journal import write_json_atomic
+from gra_local.core.rundir.journal import write_json_atomic
 
 # About 300 prompt tokens: long enough to time prompt processing, short enough for a CPU.
 _PROMPT = ("Summarise the following notes in one sentence. " + " ".join(

@@ -8,8 +8,8 @@ reason, and refuses a model that cannot fit in RAM + VRAM.
 from __future__ import annotations
 
 from gra_local.core.config import ModelSpec
+from gra_local.core.engine.model_pool import Residency
 from gra_local.core.errors import ModelError
-from gra_local.core.pool import Residency
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.hardware import Hardware, probe
 from gra_local.models.planner import DEFAULT_RESERVE, LayerPlan, ModelFacts, plan_layers

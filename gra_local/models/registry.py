@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from gra_local.core import paths
 from gra_local.core.config import DEFAULT_MODEL_PATH, ModelSpec, Registry, Role, load_registry
 from gra_local.core.errors import ConfigError
-from gra_local.models import default as default_model
+from gra_local.models import embedded as default_model
 
 NO_MODELS = (
     "no models configured. Run `gra-local models pull-default` to fetch and register the "

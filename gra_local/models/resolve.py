@@ -8,7 +8,7 @@ from gra_local.core import paths
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ModelError
 from gra_local.core.records import ModelRef
-from gra_local.models import default as default_model
+from gra_local.models import embedded as default_model
 from gra_local.models.fit import check_context
 from gra_local.models.gguf_info import GGUFInfo, read_gguf_info, sha256_file
 

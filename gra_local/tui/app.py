@@ -15,7 +15,7 @@ from textual.widgets import Button, Label
 from gra_local.tui.services import Services
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not before the first frame
-    from gra_local.core.scheduler import RunRequest
+    from gra_local.core.engine.request import RunRequest
     from gra_local.tui.run_session import RunSession
 
 

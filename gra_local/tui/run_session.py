@@ -15,9 +15,10 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from gra_local.core.backend import Backend
+from gra_local.core.engine.request import RunRequest, RunResult
+from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import GraError
 from gra_local.core.events import Event
-from gra_local.core.scheduler import Run, RunRequest, RunResult
 
 THROTTLE_S = 0.1
 

@@ -11,13 +11,13 @@ from gra_local.core import grammars as g
 from gra_local.core.config import DEFAULT_SAMPLING, Role
 from gra_local.core.grammars import GRAMMARS, InvalidOutput, parse_json, token_budget
 from gra_local.core.records import (
+    DOMAINS,
     SCORE_FIELDS,
     Annotation,
     DraftInstruction,
     InstructionVerdict,
     Scores,
 )
-from gra_local.core.seeds import DOMAINS
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

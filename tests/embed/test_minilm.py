@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from gra_local.core.errors import EmbedderError
-from gra_local.embed.default import FILES, WEIGHTS_SIZE
 from gra_local.embed.minilm import MiniLMEmbedder, read_safetensors
+from gra_local.embed.minilm_files import FILES, WEIGHTS_SIZE
 
 SENTENCES = [
     "Write a Python function that reverses a string.",

@@ -10,7 +10,7 @@ from ggufs import write_not_gguf, write_tiny_gguf
 from gra_local.core import paths
 from gra_local.core.config import Role, Sampling, load_registry
 from gra_local.core.errors import ConfigError, ModelError
-from gra_local.models import default
+from gra_local.models import embedded as default
 from gra_local.models.registry import (
     add_model,
     load_models,

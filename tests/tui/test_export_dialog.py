@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.widgets import Checkbox, Input, Label, Select
 
-from gra_local.core.export import FORMATS as CORE_FORMATS
+from gra_local.runs.export import FORMATS as CORE_FORMATS
 from gra_local.tui.widgets.export_dialog import FORMATS, ExportDialog
 
 

@@ -9,7 +9,7 @@ import pytest
 from harness import ScreenHost, tables_settled
 from textual.widgets import DataTable, Select, Static
 
-from gra_local.core.results import load_overrides
+from gra_local.runs.browse import load_overrides
 from gra_local.tui.screens.results import ResultsScreen
 from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings

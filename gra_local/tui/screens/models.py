@@ -366,7 +366,7 @@ class ModelsScreen(Screen):
     @work(thread=True, exit_on_error=False, exclusive=True, group="pull")
     def _pull(self) -> None:
         from gra_local.core import paths
-        from gra_local.models.default import pull_default
+        from gra_local.models.embedded import pull_default
         from gra_local.models.registry import register_default
 
         try:

@@ -19,12 +19,12 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from gra_local.core.config import Role
 from gra_local.core.errors import GraError
-from gra_local.core.seeds import scan_seeds
+from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.settings import LastRun
 from gra_local.tui.widgets.path_prompt import PathPrompt
 
 if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
-    from gra_local.core.scheduler import RunRequest
+    from gra_local.core.engine.request import RunRequest
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
 NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch",

@@ -13,9 +13,8 @@ from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from gra_local.core.errors import GraError
-from gra_local.core.export import export_run
-from gra_local.core.journal import RUN_JSON, read_json
-from gra_local.core.results import (
+from gra_local.core.rundir.journal import RUN_JSON, read_json
+from gra_local.runs.browse import (
     RunInfo,
     effective_decision,
     facets,
@@ -25,6 +24,7 @@ from gra_local.core.results import (
     run_info,
     write_override,
 )
+from gra_local.runs.export import export_run
 from gra_local.tui.widgets.export_dialog import ExportChoice, ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
 from gra_local.tui.widgets.override_dialog import OverrideDialog

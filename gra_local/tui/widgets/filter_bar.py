@@ -8,7 +8,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Select
 
-from gra_local.core.results import LABELS, RecordFilter
+from gra_local.runs.browse import LABELS, RecordFilter
 
 
 def _float(text: str) -> float | None:

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
-from gra_local.core.figures import num, pct
+from gra_local.runs.formatting import num, pct
 
 COLUMNS = ("reviewer", "canary acc.", "canaries", "parse fail", "mean score", "good/bad canary",
            "agreement", "flag")

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from gra_local.core.results import acceptance_by, mean_histogram, reviewer_scores
+from gra_local.runs.browse import acceptance_by, mean_histogram, reviewer_scores
 
 
 def _short(name: str, width: int = 12) -> str:

@@ -1,0 +1,40 @@
+"""What a run is asked to do (built by `prepare` for the CLI and the app) and what it ends with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from gra_local.core.config import Registry, RunOptions
+from gra_local.core.engine.model_pool import Residency
+from gra_local.core.records import ModelRef
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    seeds: Path
+    out_dir: Path
+    options: RunOptions
+    registry: Registry
+    refs: dict[str, ModelRef]
+    """Provenance of every registered model, checked before anything loads."""
+    models_source: str
+    cache_dir: Path
+    restart: bool = False
+    residency: Residency | None = None
+    """Memory budget for keeping several models loaded; None: one model at a time."""
+    embedder: Any = None
+    """Sentence embedder (a core.dedup.Embedder) for semantic dedup; typed loosely so that
+    building a request does not import numpy. None with dedup_threshold set is an error."""
+    predicted_seconds: float | None = None
+    """ETA from `models bench` figures, reported against the actual time in run.json."""
+    eta_note: str | None = None
+
+
+class RunResult(BaseModel):
+    status: str
+    out_dir: Path
+    run_json: dict

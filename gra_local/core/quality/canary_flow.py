@@ -1,0 +1,153 @@
+"""Reviewer calibration inside a run: canary candidates ride along in review batches, their
+judgements go to canaries.jsonl (never to the data), and the report in run.json is built
+from them and from the real samples' reviews.
+
+A canary is a Candidate with `canary` set: the review stages treat it like any sample
+except that a failed instruction check does not stop the rest of its panel, and the batch
+never decides, adjudicates or writes it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from gra_local.core.candidate import Candidate
+from gra_local.core.config import RunOptions
+from gra_local.core.quality.calibration import (
+    CalibrationReport,
+    CanaryJudgement,
+    PanelReview,
+    calibrate,
+)
+from gra_local.core.quality.canaries import CanarySource, make_canaries
+from gra_local.core.records import GivenPair
+from gra_local.core.roles import RoleDraw
+from gra_local.core.rundir import journal as j
+
+
+def canary_id(round_no: int, seq: int) -> str:
+    return f"k{round_no}-{seq:06d}"
+
+
+def judgements_of(cand: Candidate) -> list[CanaryJudgement]:
+    """One judgement per panel slot's final reviewer, plus one failed judgement for every
+    reviewer that gave invalid output and was replaced."""
+    assert cand.canary is not None
+    c = cand.canary
+    out = [CanaryJudgement(reviewer=rv.model, canary_id=c.id, kind=c.kind,
+                           expected_good=c.expected_good,
+                           instruction_passed=None if rv.verdict is None else rv.verdict.passed,
+                           score=rv.score, failed=rv.verdict is None and rv.score is None)
+           for rv in cand.reviews]
+    out += [CanaryJudgement(reviewer=name, canary_id=c.id, kind=c.kind,
+                            expected_good=c.expected_good, instruction_passed=None, score=None,
+                            failed=True)
+            for name in cand.failed_reviewers]
+    return out
+
+
+def panel_of(record: dict) -> list[PanelReview]:
+    """A decided record's reviews as calibration input (slots that never answered: None)."""
+    out = []
+    for rv in record.get("reviews") or []:
+        verdict = rv.get("verdict")
+        passed = None if verdict is None else all(v == "pass" for v in verdict.values())
+        out.append((rv["model"], passed, rv.get("score")))
+    return out
+
+
+class CanaryBook:
+    """The run's canaries: made per batch, judged, stored, summed up."""
+
+    def __init__(self, out_dir: Path, opts: RunOptions) -> None:
+        self.path = out_dir / j.CANARIES
+        self.opts = opts
+        self.judgements: list[CanaryJudgement] = []
+        self.panels: list[list[PanelReview]] = []
+        self.decided: set[str] = set()
+        self.made = 0  # canaries created so far (their ids are sequential)
+        self._out: j.JsonlAppender | None = None
+        self._trust: CalibrationReport | None = None  # canary-based: what weights use
+        self._full: CalibrationReport | None = None  # with every decided sample: run.json
+
+    @property
+    def enabled(self) -> bool:
+        return self.opts.canaries > 0
+
+    def load(self, decided_records: list[dict], journal: list[Candidate]) -> None:
+        for row in j.read_jsonl(self.path):
+            self.decided.add(row["id"])
+            self.judgements += [CanaryJudgement.model_validate(x) for x in row["judgements"]]
+        self.made = len(self.decided | {c.id for c in journal if c.canary is not None})
+        self.panels = [p for p in map(panel_of, decided_records) if p]
+        self._out = j.JsonlAppender(self.path)
+        self.refresh()
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+    def make(self, round_no: int, sources: list[CanarySource],
+             draw_for: Callable[[str], RoleDraw]) -> list[Candidate]:
+        """A batch's canaries, each with its own panel draw (never written as data)."""
+        if not self.enabled or not sources:
+            return []
+        seed = self.opts.seed
+        rng = random.Random(f"{seed}/canaries/{round_no}/{self.made}")
+        out = []
+        for canary in make_canaries(sources, rng, self.opts.canaries):
+            self.made += 1
+            cid = canary_id(round_no, self.made)
+            cand = Candidate.new(round_no, 0, seed, canary.domain, [], draw_for(cid))
+            out.append(cand.model_copy(update={
+                "id": cid,
+                "seed": cand.call_seed("canary", self.made),
+                "draft": GivenPair(instruction=canary.instruction),
+                "response": canary.response, "canary": canary}))
+        return out
+
+    def judged(self, cand: Candidate) -> None:
+        """Store a canary whose panel is done; it never reaches the data files."""
+        assert cand.canary is not None and self._out is not None
+        found = judgements_of(cand)
+        self._out.append({"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
+                          "expected_good": cand.canary.expected_good,
+                          "judgements": [x.model_dump(mode="json") for x in found]})
+        self.decided.add(cand.id)
+        self.judgements += found
+        self.refresh()
+
+    def decided_record(self, record: dict) -> None:
+        panel = panel_of(record)
+        if panel:
+            self.panels.append(panel)
+            self._full = None
+
+    def refresh(self) -> None:
+        """After new canary judgements: the weights and flags change only with them."""
+        self._trust = calibrate(self.judgements, [], self.opts.tau,
+                                min_accuracy=self.opts.min_canary_accuracy)
+        self._full = None
+
+    @property
+    def report(self) -> CalibrationReport:
+        """Everything, agreement on real samples included; built when asked (run.json),
+        not per decision."""
+        if self._full is None:
+            self._full = calibrate(self.judgements, self.panels, self.opts.tau,
+                                   min_accuracy=self.opts.min_canary_accuracy)
+        return self._full
+
+    def weights(self, models: list[str]) -> list[float] | None:
+        """Per-score weights for the τ/δ rule under the chosen calibration action."""
+        if not self.enabled or self._trust is None or self.opts.calibration == "flag":
+            return None
+        if self.opts.calibration == "weight":
+            weights = self._trust.weights()
+            return [weights.get(m, 1.0) for m in models]
+        flagged = self._trust.flagged()
+        if all(m in flagged for m in models):  # dropping everyone leaves nothing to decide on
+            return None
+        return [0.0 if m in flagged else 1.0 for m in models]

@@ -1,0 +1,138 @@
+"""What an output directory already holds: the decided records, the in-flight journal,
+the identity of the run that made them. Resume starts from here."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gra_local.core.candidate import Candidate
+from gra_local.core.errors import OutputError
+from gra_local.core.rundir import journal as j
+from gra_local.core.stats import Counts, RunStats
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema 1 (before dedup, canaries and review-only mode) has the same record fields
+minus a few optional ones, so its runs can be read, exported and resumed."""
+_V1_OPTIONS = {"dedup_threshold": None, "minhash": None, "canaries": 0, "calibration": None,
+               "min_canary_accuracy": None}
+"""What a schema-1 run did, in schema-2 option names: no dedup, no canaries."""
+
+
+@dataclass
+class RunDirState:
+    previous: dict | None
+    decided: set[str] = field(default_factory=set)
+    accepted: list[dict] = field(default_factory=list)
+    attempts: Counter[int] = field(default_factory=Counter)  # highest attempt per round
+    inflight: list[Candidate] = field(default_factory=list)
+
+    def accepted_in(self, round_no: int) -> int:
+        return sum(1 for r in self.accepted if r.get("round") == round_no)
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return out
+
+
+def check_identity(out_dir: Path, previous: dict | None, identity: dict) -> None:
+    has_outputs = any((out_dir / n).exists() for n in (j.ACCEPTED, j.REJECTED, j.JOURNAL))
+    if previous is None:
+        if has_outputs:
+            raise OutputError(f"{out_dir} holds output files but no run.json; it is not a run "
+                              "this tool can resume. Use --restart to move them aside")
+        return
+    version = previous.get("schema_version")
+    if version not in READABLE_SCHEMAS:
+        raise OutputError(f"{out_dir} was written by another version of gra-local (schema "
+                          f"{version!r}; this one reads {', '.join(map(str, READABLE_SCHEMAS))}); "
+                          "use --restart to move it aside")
+    old = migrate_identity(previous.get("identity", {}), version)
+    diffs = _diff(old, identity)
+    if diffs:
+        shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        hint = (" (it was made before dedup existed: add --no-dedup to resume it)"
+                if version == 1 else "")
+        raise OutputError(f"{out_dir} holds a run with other settings ({shown}){hint}. Rerun "
+                          "with the same settings to resume, pick another --out, or add "
+                          "--restart to move the old run aside and start over")
+
+
+def migrate_identity(identity: dict, version: int | None) -> dict:
+    """A run's identity in today's terms: schema 1 gets the options it implicitly ran with."""
+    if version != 1:
+        return identity
+    options = {**_V1_OPTIONS, **identity.get("options", {})}
+    return {**identity, "options": options}
+
+
+def nothing_done(state: RunDirState) -> bool:
+    return not state.decided and not state.inflight
+
+
+def discard_empty_run(out_dir: Path) -> None:
+    """Forget a run that decided nothing and has nothing in flight (say, one whose seed
+    file turned out bad): its run.json and pool hold no data worth a refusal."""
+    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED, j.CANARIES):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def load_state(out_dir: Path) -> RunDirState:
+    state = RunDirState(previous=j.read_json(out_dir / j.RUN_JSON))
+    for name in (j.ACCEPTED, j.REJECTED):
+        for rec in j.read_jsonl(out_dir / name):
+            state.decided.add(rec["id"])
+            state.attempts[rec["round"]] = max(state.attempts[rec["round"]], rec["attempt"])
+            if name == j.ACCEPTED:
+                state.accepted.append(rec)
+    for row in j.read_jsonl(out_dir / j.CANARIES):  # judged canaries are done too
+        state.decided.add(row["id"])
+    latest: dict[str, dict] = {}
+    for snap in j.read_jsonl(out_dir / j.JOURNAL):
+        latest[snap["id"]] = snap
+    for cid, snap in latest.items():
+        state.attempts[snap["round"]] = max(state.attempts[snap["round"]], snap["attempt"])
+        if cid in state.decided:
+            continue
+        try:
+            state.inflight.append(Candidate.model_validate(snap))
+        except ValidationError:
+            raise OutputError(f"{out_dir / j.JOURNAL}: candidate {cid} is unreadable; use "
+                              "--restart to start over") from None
+    state.inflight.sort(key=lambda c: (c.round, c.attempt))
+    return state
+
+
+def recount(out_dir: Path, stats: RunStats, state: RunDirState) -> None:
+    """Decision counts come from the output files themselves, so they are exact after a kill."""
+    stats.counts = Counts()
+    stats.rounds = {}
+    for name in (j.ACCEPTED, j.REJECTED):
+        for rec in j.read_jsonl(out_dir / name, repair=False):
+            stats.record_decision(rec["round"], rec["decision"] == "accepted", rec["reason"],
+                                  rec.get("adjudication") is not None)
+    for round_no, attempts in state.attempts.items():
+        stats.round(round_no).attempts = attempts
+    stats.counts.attempts = sum(state.attempts.values())
+
+
+def compact_journal(out_dir: Path, inflight: list[Candidate]) -> None:
+    """Rewrite the journal with only undecided candidates (keeps it small across resumes)."""
+    tmp = out_dir / f".{j.JOURNAL}.tmp"
+    tmp.unlink(missing_ok=True)
+    writer = j.JsonlAppender(tmp)
+    for cand in inflight:
+        writer.append(cand.model_dump(mode="json"))
+    writer.close()
+    tmp.replace(out_dir / j.JOURNAL)

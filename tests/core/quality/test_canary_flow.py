@@ -1,0 +1,47 @@
+"""CanaryBook's per-score weights under each calibration action, on fixed judgements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gra_local.core.config import RunOptions
+from gra_local.core.quality.calibration import CanaryJudgement
+from gra_local.core.quality.canary_flow import CanaryBook
+from gra_local.core.records import CanaryKind
+
+
+def judgements(reviewer: str, correct: int, wrong: int) -> list[CanaryJudgement]:
+    """Good canaries: `correct` scored 9 (right), `wrong` scored 2 (wrong)."""
+    scores = [9.0] * correct + [2.0] * wrong
+    return [CanaryJudgement(reviewer=reviewer, canary_id=f"{reviewer}{i}", kind=CanaryKind.GOOD,
+                            expected_good=True, instruction_passed=True, score=s)
+            for i, s in enumerate(scores)]
+
+
+def book(tmp_path: Path, action: str) -> CanaryBook:
+    out = CanaryBook(tmp_path, RunOptions(samples=1, canaries=4, calibration=action,
+                                          min_canary_accuracy=0.6))
+    # sharp 4/4, lenient 2/4 (flagged), shaky 3/4
+    out.judgements = judgements("sharp", 4, 0) + judgements("lenient", 2, 2) + \
+        judgements("shaky", 3, 1)
+    out.refresh()
+    return out
+
+
+def test_weight_uses_canary_accuracy_and_one_for_unknown_reviewers(tmp_path: Path) -> None:
+    weights = book(tmp_path, "weight").weights(["sharp", "lenient", "shaky", "new", "sharp"])
+    assert weights == [1.0, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_drop_zeroes_flagged_reviewers_but_never_all(tmp_path: Path) -> None:
+    b = book(tmp_path, "drop")
+    assert b.weights(["sharp", "lenient", "sharp", "new"]) == [1.0, 0.0, 1.0, 1.0]
+    assert b.weights(["lenient", "lenient"]) is None  # every score flagged: all count
+    assert b.weights(["sharp", "shaky"]) == [1.0, 1.0]
+
+
+def test_flag_and_no_canaries_leave_scores_unweighted(tmp_path: Path) -> None:
+    assert book(tmp_path, "flag").weights(["sharp", "lenient"]) is None
+    off = CanaryBook(tmp_path, RunOptions(samples=1, calibration="drop"))
+    off.refresh()
+    assert off.weights(["sharp"]) is None

@@ -1,0 +1,110 @@
+"""Canaries inside runs (scripted backend): judged by the whole panel, kept out of the
+data, summed up per reviewer in run.json, able to weight or drop a careless reviewer,
+and resumed exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from conftest import EXAMPLE_SEEDS
+from fakes import Call, FakeBackend, scores
+from test_scheduler import records, request
+
+from gra_local.core.engine.scheduler import Run
+from gra_local.core.seeds.scan import iter_seeds
+
+SEED_PAIRS = {(s.instruction.strip(), (s.response or "").strip()) for s in iter_seeds(EXAMPLE_SEEDS)}
+GENERATED = "The answer is twice the number."
+
+
+def pair_of(call: Call) -> tuple[str, str]:
+    text = call.request.messages[-1]["content"]
+    instruction, _, response = text.partition("\nResponse:\n")
+    return instruction.removeprefix("Instruction:\n").strip(), response.strip()
+
+
+def careless_c(call: Call) -> dict | None:
+    """a and b score canaries by the truth (a seed pair is good, anything else bad);
+    c gives every answer a 10. Real samples get 9 from everyone."""
+    if call.role != "review_b":
+        return None
+    instruction, response = pair_of(call)
+    if response == GENERATED:
+        return scores(9)
+    if call.model == "c":
+        return scores(10)
+    return scores(9 if (instruction, response) in SEED_PAIRS else 2)
+
+
+def run_canaries(out: Path, backend: FakeBackend | None = None, **opts):
+    backend = backend or FakeBackend(script=careless_c)
+    req = request(out, ["a", "b", "c"], canaries=4, **({"samples": 4, "batch": 2} | opts))
+    return Run(req, backend, stop=backend.stop).execute(), backend
+
+
+def test_canaries_are_judged_reported_and_never_data(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, backend = run_canaries(out)
+    data = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
+    assert data and all(r["id"].startswith("r1-") for r in data)
+    rows = [orjson.loads(x) for x in (out / "canaries.jsonl").read_bytes().splitlines()]
+    assert rows and all(r["id"].startswith("k1-") for r in rows)
+    assert len(rows) == 4 * len({r["id"] for r in data}) // 2  # 4 per batch of 2
+    assert all(len(r["judgements"]) == 3 for r in rows)  # the whole panel judged each
+    assert {r["kind"] for r in rows} >= {"good"} and any(not r["expected_good"] for r in rows)
+    cal = result.run_json["calibration"]
+    reviewers = cal["reviewers"]
+    assert reviewers["a"]["accuracy"] == 1.0 and not reviewers["a"]["flagged"]
+    assert reviewers["c"]["accuracy"] < 0.6 and reviewers["c"]["flagged"]
+    assert cal["canaries_judged"] == len(rows) and cal["action"] == "flag"
+    # Agreement covers every decided sample, the last batch's included.
+    assert sum(r["samples"] for r in reviewers.values()) == 3 * len(data)
+    assert result.run_json["counts"]["attempts"] == len(data)  # canaries are not attempts
+    # Flagging alone changes no decision: everything real scored 9 → accepted.
+    assert all(r["decision"] == "accepted" for r in data)
+
+
+def test_drop_leaves_a_flagged_reviewer_out_of_the_decision(tmp_path: Path) -> None:
+    def c_hates_real(call: Call) -> dict | None:
+        if call.role == "review_b" and call.model == "c" and pair_of(call)[1] == GENERATED:
+            return scores(0)  # c alone would sink every real sample
+        return careless_c(call)
+
+    def judged_by_c(out: Path) -> list[dict]:
+        recs = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
+        return [r for r in recs if "c" in r["reviewers"]]
+
+    flagged = tmp_path / "flag"
+    run_canaries(flagged, FakeBackend(script=c_hates_real), samples=4, max_attempts=6)
+    with_c = judged_by_c(flagged)
+    assert with_c and all(r["reason"] == "low_score" for r in with_c)  # c's zeros sink them
+    dropped = tmp_path / "drop"
+    result, _ = run_canaries(dropped, FakeBackend(script=c_hates_real), samples=4,
+                             max_attempts=6, calibration="drop")
+    with_c = judged_by_c(dropped)
+    # c was flagged on the first batch's canaries, judged before that batch's decisions.
+    assert with_c and all(r["decision"] == "accepted" for r in with_c)
+    assert all("dropped" in r["reason_detail"] for r in with_c)
+    assert result.run_json["calibration"]["action"] == "drop"
+
+
+def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) -> None:
+    straight, _ = run_canaries(tmp_path / "straight")
+    out = tmp_path / "resumed"
+    first, _ = run_canaries(out, FakeBackend(script=careless_c, stop_after=25))
+    assert first.status == "interrupted"
+    second, _ = run_canaries(out)
+    assert second.status == "complete"
+
+    def decided(path: Path) -> list[tuple[str, str]]:
+        recs = records(path, "accepted.jsonl") + records(path, "rejected.jsonl")
+        return sorted((r["id"], r["decision"]) for r in recs)
+
+    def canaries(path: Path) -> list[tuple[str, str]]:
+        rows = [orjson.loads(x) for x in (path / "canaries.jsonl").read_bytes().splitlines()]
+        return sorted((r["id"], r["kind"]) for r in rows)
+
+    assert decided(out) == decided(tmp_path / "straight")
+    assert canaries(out) == canaries(tmp_path / "straight")
+    assert second.run_json["calibration"]["reviewers"] == straight.run_json["calibration"]["reviewers"]

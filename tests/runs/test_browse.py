@@ -1,0 +1,173 @@
+"""core/results.py: finding runs, loading, filtering, statistics and overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gra_local.core.records import Record
+from gra_local.runs.browse import (
+    OVERRIDES,
+    RecordFilter,
+    acceptance_by,
+    effective_decision,
+    facets,
+    find_runs,
+    load_overrides,
+    load_records,
+    mean_histogram,
+    reviewer_scores,
+    write_override,
+)
+
+
+def review(model: str, score: float | None, feedback: str = "ok") -> dict:
+    scores = None
+    if score is not None:
+        s = int(round(score))
+        scores = {"correctness": s, "clarity": s, "completeness": s, "relevance": s,
+                  "coherence": s, "ethics": s, "feedback": feedback}
+    verdict = {"reasonable": "pass", "complete": "pass", "clear": "pass"}
+    return {"model": model, "verdict": verdict, "scores": scores,
+            "score": None if score is None else float(int(round(score))), "failures": 0}
+
+
+def record(rid: str, decision: str, reason: str, domain: str, mean: float | None,
+           generator: str = "gen-a", reviewers: tuple[str, ...] = ("rev-x", "rev-y"),
+           adjudicated: bool = False, instruction: str = "Explain recursion.") -> dict:
+    revs = [review(m, mean) for m in reviewers]
+    adj = None
+    if adjudicated:
+        adj = {"model": "adj", "scores": revs[0]["scores"], "score": mean, "kept": decision == "accepted"}
+    return {
+        "id": rid, "round": 1, "attempt": int(rid.split("-")[1]), "instruction": instruction,
+        "response": f"Response for {rid}.", "domain": domain, "keywords": ["alpha", "beta", "gamma"],
+        "summary": "Alpha relates beta to gamma.", "decision": decision, "reason": reason,
+        "reason_detail": reason, "reviews": revs, "mean": mean, "std": 0.0 if mean is not None else None,
+        "adjudication": adj, "generator": generator, "reviewers": list(reviewers),
+        "adjudicator": "adj" if adjudicated else None, "roles_shared": False,
+        "models": [{"name": generator}], "sampling": {}, "seed": 1,
+        "tokens": {"prompt": 10, "completion": 5},
+        "created_at": "2026-01-01T00:00:00Z", "decided_at": "2026-01-01T00:00:01Z",
+    }
+
+
+RECORDS = [
+    record("r1-1", "accepted", "accepted", "coding", 9.0),
+    record("r1-2", "accepted", "adjudicated_accept", "math", 8.0, generator="gen-b", adjudicated=True),
+    record("r1-3", "rejected", "low_score", "coding", 4.0, reviewers=("rev-x", "rev-z")),
+    record("r1-4", "rejected", "generation_failed", "qa", None, generator="gen-b", reviewers=()),
+]
+
+
+def write_run(run_dir: Path, records: list[dict] = RECORDS, status: str = "complete",
+              ended: str = "2026-01-01T01:00:00Z") -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, decision in (("accepted.jsonl", "accepted"), ("rejected.jsonl", "rejected")):
+        lines = [orjson.dumps(r) + b"\n" for r in records if r["decision"] == decision]
+        (run_dir / name).write_bytes(b"".join(lines))
+    doc = {"status": status,
+           "counts": {"attempts": len(records), "accepted": 2, "rejected": 2, "adjudicated": 1},
+           "models": {"gen-a": {}, "rev-x": {}},
+           "sessions": [{"started": "2026-01-01T00:00:00Z", "ended": ended, "status": status}]}
+    (run_dir / "run.json").write_bytes(orjson.dumps(doc))
+    return run_dir
+
+
+def test_records_follow_the_contract() -> None:
+    for r in RECORDS:
+        Record.model_validate(r)
+
+
+def test_find_runs_depth_and_order(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", ended="2026-01-01T01:00:00Z")
+    write_run(tmp_path / "x" / "y" / "b", status="interrupted", ended="2026-02-01T00:00:00Z")
+    write_run(tmp_path / "1" / "2" / "3" / "too-deep")
+    (tmp_path / "empty").mkdir()
+    runs = find_runs(tmp_path)
+    assert [r.path.name for r in runs] == ["b", "a"]
+    b = runs[0]
+    assert b.status == "interrupted" and b.accepted == 2 and b.rejected == 2
+    assert b.models == ["gen-a", "rev-x"]
+    assert b.created == "2026-01-01T00:00:00Z" and b.last_session == "2026-02-01T00:00:00Z"
+    assert find_runs(tmp_path / "missing") == []
+    assert [r.path for r in find_runs(tmp_path / "a")] == [tmp_path / "a"]
+
+
+def test_find_runs_reports_unreadable_run_json(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "run.json").write_text("{nope")
+    [info] = find_runs(tmp_path)
+    assert info.error and info.status == "unknown"
+
+
+def test_load_records(tmp_path: Path) -> None:
+    recs = load_records(write_run(tmp_path / "run"))
+    assert [r["id"] for r in recs] == ["r1-1", "r1-2", "r1-3", "r1-4"]
+    mixed = [RECORDS[2], RECORDS[0], record("r2-1", "rejected", "low_score", "qa", 1.0)]
+    mixed[2]["round"] = 2
+    recs = load_records(write_run(tmp_path / "mixed", records=mixed))
+    assert [r["id"] for r in recs] == ["r1-1", "r1-3", "r2-1"]  # round, attempt order
+    with open(tmp_path / "mixed" / "rejected.jsonl", "ab") as fh:
+        fh.write(b'{"id": "torn')
+    size = (tmp_path / "mixed" / "rejected.jsonl").stat().st_size
+    assert len(load_records(tmp_path / "mixed")) == 3
+    assert (tmp_path / "mixed" / "rejected.jsonl").stat().st_size == size  # read-only
+
+
+@pytest.mark.parametrize("flt, ids", [
+    (RecordFilter(), ["r1-1", "r1-2", "r1-3", "r1-4"]),
+    (RecordFilter(decision="accepted"), ["r1-1", "r1-2"]),
+    (RecordFilter(domain="coding"), ["r1-1", "r1-3"]),
+    (RecordFilter(generator="gen-b"), ["r1-2", "r1-4"]),
+    (RecordFilter(reviewer="rev-z"), ["r1-3"]),
+    (RecordFilter(min_mean=5), ["r1-1", "r1-2"]),
+    (RecordFilter(max_mean=8.5), ["r1-2", "r1-3"]),
+    (RecordFilter(adjudicated=True), ["r1-2"]),
+    (RecordFilter(adjudicated=False), ["r1-1", "r1-3", "r1-4"]),
+    (RecordFilter(text="R1-3"), ["r1-3"]),
+    (RecordFilter(text="gamma", decision="rejected", domain="qa"), ["r1-4"]),
+])
+def test_filters(flt: RecordFilter, ids: list[str]) -> None:
+    assert [r["id"] for r in flt.apply(RECORDS)] == ids
+
+
+def test_facets() -> None:
+    f = facets(RECORDS)
+    assert f == {"domain": ["coding", "math", "qa"], "generator": ["gen-a", "gen-b"],
+                 "reviewer": ["rev-x", "rev-y", "rev-z"]}
+
+
+def test_statistics() -> None:
+    edges, counts = mean_histogram(RECORDS)
+    assert edges[0] == 0.0 and len(edges) == 10
+    assert counts[9] == 1 and counts[8] == 1 and counts[4] == 1 and sum(counts) == 3
+    _, top = mean_histogram([{"mean": 10.0}])
+    assert top[-1] == 1
+    assert reviewer_scores(RECORDS) == {"rev-x": [9.0, 8.0, 4.0], "rev-y": [9.0, 8.0], "rev-z": [4.0]}
+    by_gen = acceptance_by(RECORDS, "generator")
+    assert (by_gen["gen-a"].accepted, by_gen["gen-a"].total) == (1, 2)
+    assert by_gen["gen-b"].rate == 0.5
+    by_dom = acceptance_by(RECORDS, "domain", {"r1-4": {"id": "r1-4", "label": "accepted"}})
+    assert by_dom["qa"].rate == 1.0 and by_dom["coding"].rate == 0.5
+
+
+def test_overrides_append_only_last_wins(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    before = {n: (run / n).read_bytes() for n in ("accepted.jsonl", "rejected.jsonl")}
+    assert load_overrides(run) == {}
+    write_override(run, "r1-3", "accepted", "actually fine", at="2026-01-02T00:00:00Z")
+    write_override(run, "r1-3", "rejected", "no, bad")
+    write_override(run, "r1-1", "rejected")
+    lines = (run / OVERRIDES).read_bytes().splitlines()
+    assert len(lines) == 3 and orjson.loads(lines[0]) == {
+        "id": "r1-3", "label": "accepted", "note": "actually fine", "at": "2026-01-02T00:00:00Z"}
+    ov = load_overrides(run)
+    assert ov["r1-3"]["label"] == "rejected" and ov["r1-3"]["note"] == "no, bad"
+    assert effective_decision(RECORDS[0], ov) == "rejected"
+    assert [r["id"] for r in RecordFilter(decision="accepted").apply(RECORDS, ov)] == ["r1-2"]
+    assert {n: (run / n).read_bytes() for n in before} == before
+    with pytest.raises(ValueError):
+        write_override(run, "r1-1", "maybe")
