@@ -7,7 +7,7 @@
 set -euo pipefail
 backend=${1:?usage: install-llama.sh cpu|cuda|metal|vulkan [PYTHON]}
 python=${2:-python3}
-spec=${LLAMA_CPP_PYTHON_SPEC:-"llama-cpp-python>=0.3.16,<0.4"}
+spec=${LLAMA_CPP_PYTHON_SPEC:-"llama-cpp-python==0.3.36"}  # the version measured; pyproject pins the same
 case "$backend" in
     cpu) cmake_args="-DLLAVA_BUILD=OFF" ;;
     cuda) cmake_args="-DLLAVA_BUILD=OFF -DGGML_CUDA=on" ;;
