@@ -80,3 +80,46 @@ def test_the_static_check_sees_imports(tmp_path: Path) -> None:
     sample.write_text("import os\nfrom rich.console import Console\n"
                       "def f():\n    import llama_cpp\n    __import__('textual')\n", encoding="utf-8")
     assert {"os", "rich.console", "llama_cpp", "textual"} <= imported_modules(sample)
+
+
+REPO = PACKAGE.parent
+MAX_MODULE_LINES = 400
+
+
+def _readme_layout() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1]
+
+
+def test_readme_layout_matches_the_packages() -> None:
+    """Every package folder of gra_local is named in the README's Layout, and every
+    gra_local path named there exists: the map a newcomer reads is the tree."""
+    listed = {line.split()[0].rstrip("/") for line in _readme_layout().splitlines()
+              if line.startswith("gra_local/")}
+    packages = {str(p.parent.relative_to(REPO)) for p in PACKAGE.rglob("__init__.py")
+                if p.parent != PACKAGE and p.parent.parent.name != "tui"}
+    assert packages - listed == set(), "packages missing from README's Layout"
+    assert {p for p in listed if not (REPO / p).exists() and not (REPO / f"{p}.py").exists()} == set()
+
+
+def test_the_method_document_is_in_the_project() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "docs/method.md" in readme
+    method = (REPO / "docs" / "method.md").read_text(encoding="utf-8")
+    assert "## One round" in method and "τ" in method
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_import_contracts_are_kept() -> None:
+    """The layers in pyproject's [tool.importlinter] (also run by scripts/test)."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    if not lint.exists():
+        pytest.fail("import-linter is not installed: it is part of the [test] extra (scripts/setup)")
+    proc = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -33,8 +34,9 @@ class ProgressView:
         self.quiet = quiet
         self.live = self.console.is_terminal and not quiet
         self.progress: Progress | None = None
-        self.stage_task = None
-        self.accept_task = None
+        # Task ids of the live display; 0 and 1 once it starts (never read before that).
+        self.stage_task = TaskID(0)
+        self.accept_task = TaskID(0)
 
     def _line(self, text: str) -> None:
         if self.progress is not None:

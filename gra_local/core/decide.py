@@ -1,4 +1,4 @@
-"""The τ/δ decision rule (gra-method.md step 3) as a pure function."""
+"""The τ/δ decision rule (docs/method.md, "One round", step 4) as a pure function."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Drawing generator, reviewer panel and adjudicators for one sample (gra-method.md).
+"""Drawing generator, reviewer panel and adjudicators for one sample (docs/method.md).
 
 Roles are re-drawn per sample from a seeded RNG. With fewer models than roles, draws
 repeat models as little as possible and say so (`shared`), so one embedded model can

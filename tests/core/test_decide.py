@@ -1,4 +1,4 @@
-"""The τ/δ decision rule (gra-method.md step 3): edges, float noise, σ convention."""
+"""The τ/δ decision rule (docs/method.md, "One round", step 4): edges, float noise, σ convention."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Role draws (gra-method.md): random generator, panel without it, fresh adjudicator."""
+"""Role draws (docs/method.md): random generator, panel without it, fresh adjudicator."""
 
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ class ScorePlots(Vertical):
             lows = [min(v) for v in scores.values()]
             means = [sum(v) / len(v) for v in scores.values()]
             highs = [max(v) for v in scores.values()]
-            plt.multiple_bar(names, [lows, means, highs], labels=["min", "mean", "max"])
+            # plotext takes `labels`; textual-plotext's signature still says `label`
+            plt.multiple_bar(names, [lows, means, highs], labels=["min", "mean", "max"])  # type: ignore[call-arg]
             plt.ylim(0, 10)
         plt.title("score per reviewer (min / mean / max)")
         plot.refresh()
