@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from gra_local import __version__
+from gra_local.core.config import OptionField, option_fields
 from gra_local.core.errors import GraError
 
 
@@ -34,39 +35,72 @@ def _target_args(p: argparse.ArgumentParser) -> None:
                    help="models file (default: the user registry; see models.toml)")
 
 
-def _panel_args(p: argparse.ArgumentParser, batch_help: str) -> None:
-    """The reviewer panel, the τ/δ rule, batching and the random seed: `run` and `review`."""
-    p.add_argument("--panel", type=_positive_int, default=3, metavar="K", help="reviewers per sample")
-    p.add_argument("--tau", type=float, default=8.0, help="acceptance threshold on mean score")
-    p.add_argument("--delta", type=float, default=1.5, help="std above which a sample is adjudicated")
-    p.add_argument("--batch", type=_positive_int, metavar="B", help=batch_help)
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+def _option_args(p: argparse.ArgumentParser, review: bool) -> None:
+    """One flag per RunOptions field (for `review`, the fields it uses), generated from the
+    field: type, default, limits, choices and help come from RunOptions, the flag's name
+    from the field's name, its metavar and any `--no-…` flag from its Surface. --restart and
+    --quiet sit before the dedup and calibration flags, where --help has always listed them."""
+    fields = _fields(review)
+    for f in fields:
+        if not f.surface.quality:
+            _option_flag(p, f, review)
+    _session_args(p)
+    for f in fields:
+        if f.surface.quality:
+            _option_flag(p, f, review)
+
+
+def _fields(review: bool) -> list[OptionField]:
+    return [f for f in option_fields() if f.surface.review or not review]
+
+
+def _off_dest(f: OptionField) -> str:
+    return f"{f.name}_off"
+
+
+def _option_flag(p: argparse.ArgumentParser, f: OptionField, review: bool) -> None:
+    if f.surface.off is not None:  # --no-dedup, --no-minhash: off wins over a value given too
+        p.add_argument(f.surface.off, dest=_off_dest(f), action="store_true", help=f.surface.off_help)
+    if f.kind is bool:
+        if f.surface.off is None or f.default is not True:
+            raise TypeError(f"RunOptions.{f.name}: a switch needs a Surface.off flag and default True")
+        return
+    help_text = f.surface.review_help if review and f.surface.review_help else _help(f)
+    kwargs: dict[str, object] = {"default": f.default, "help": help_text.replace("%", "%%")}
+    if f.choices:
+        kwargs["choices"] = list(f.choices)
+    else:
+        kwargs["type"] = _positive_int if f.kind is int and f.minimum == 1 else f.kind
+    if f.surface.metavar:
+        kwargs["metavar"] = f.surface.metavar
+    p.add_argument(f.flag, **kwargs)  # type: ignore[arg-type]
+
+
+def _help(f: OptionField) -> str:
+    """The field's docstring in --help's voice: lower case, no full stop, the default."""
+    text = f.doc.rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    return text if f.default is None else f"{text} (default {f.default})"
+
+
+def option_values(args: argparse.Namespace, review: bool = False) -> dict[str, object]:
+    """The RunOptions values `_option_args`' flags were given (their defaults otherwise)."""
+    given = vars(args)
+    values: dict[str, object] = {}
+    for f in _fields(review):
+        if f.surface.off is not None and given[_off_dest(f)]:
+            values[f.name] = None if f.nullable else False
+        else:
+            values[f.name] = f.default if f.kind is bool else given[f.name]
+    return values
 
 
 def _session_args(p: argparse.ArgumentParser) -> None:
-    """Restart, quiet, then dedup and calibration: `run` and `review`."""
+    """Restart and quiet: `run` and `review`."""
     p.add_argument("--restart", action="store_true",
                    help="move an earlier run in DIR aside (into DIR/previous-*) and start over")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    _quality_args(p)
-
-
-def _quality_args(p: argparse.ArgumentParser) -> None:
-    """Dedup and reviewer calibration, shared by `run` and `review`."""
-    p.add_argument("--no-dedup", action="store_true",
-                   help="keep semantic near-duplicates (no embedding model needed)")
-    p.add_argument("--dedup-threshold", type=float, default=0.9, metavar="T",
-                   help="cosine similarity from which a sample is a duplicate (default 0.9)")
-    p.add_argument("--no-minhash", action="store_true",
-                   help="skip the MinHash pass that catches near-verbatim copies before embedding")
-    p.add_argument("--canaries", type=int, default=0, metavar="N",
-                   help="known-good and corrupted seed pairs mixed into each review batch to "
-                   "measure each reviewer (default 0: off)")
-    p.add_argument("--calibration", choices=["flag", "weight", "drop"], default="flag",
-                   help="with canaries: only flag weak reviewers (default), weight scores by "
-                   "canary accuracy, or drop flagged reviewers' scores")
-    p.add_argument("--min-canary-accuracy", type=float, default=0.6, metavar="A",
-                   help="canary accuracy below which a reviewer is flagged (default 0.6)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,23 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("seeds", type=Path, metavar="SEEDS",
                      help="Alpaca/ShareGPT/messages JSON or JSONL, or .txt with one instruction per line")
     _target_args(run)
-    run.add_argument("--samples", type=_positive_int, default=10, metavar="N",
-                     help="accepted samples wanted per round (default 10)")
-    run.add_argument("--max-attempts", type=_positive_int, metavar="M",
-                     help="cap on generated candidates per round (default 4×N)")
-    run.add_argument("--rounds", type=_positive_int, default=1, metavar="R")
-    _panel_args(run, "candidates per stage batch (default: adapts to the acceptance rate)")
-    run.add_argument("--seed-pool", type=_positive_int, default=64, metavar="P",
-                     help="seeds sampled from the file and annotated as examples (default 64)")
-    _session_args(run)
+    _option_args(run, review=False)
 
     rev = sub.add_parser("review", help="judge an existing dataset with the reviewer panel and "
                          "adjudicator (no generation)")
     rev.add_argument("seeds", type=Path, metavar="DATA",
                      help="instruction/response pairs: Alpaca/ShareGPT/messages JSON or JSONL")
     _target_args(rev)
-    _panel_args(rev, "pairs per stage batch (default 32)")
-    _session_args(rev)
+    _option_args(rev, review=True)
 
     app = sub.add_parser("app", help="open the terminal app (also: gra-local with no arguments)")
     app.add_argument("--run", type=Path, metavar="DIR", help="open this run's results")
@@ -166,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from gra_local.commands.run import run_command
 
-            return run_command(args, _install_stop())
+            return run_command(args, option_values(args), _install_stop())
         if args.command == "review":
             from gra_local.commands.run import review_command
 
-            return review_command(args, _install_stop())
+            return review_command(args, option_values(args, review=True), _install_stop())
         if args.command == "models":
             from gra_local.commands import models
 

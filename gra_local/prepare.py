@@ -3,12 +3,14 @@ file, every model file (header, chat template, context, hash), residency and the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
 from gra_local.core import paths
-from gra_local.core.config import Registry, RunOptions
+from gra_local.core.config import Registry, RunOptions, option_field
 from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ConfigError, SeedError
@@ -16,14 +18,26 @@ from gra_local.models.bench import BenchStore
 from gra_local.models.fit import residency_for
 from gra_local.models.resolve import check_model_file, model_ref
 
+SetBy = Literal["cli", "app"]
+"""Who set the values: the CLI's flags or the app's New run form."""
 
-def build_options(**values: object) -> RunOptions:
-    """RunOptions from CLI/TUI values; an invalid one is a ConfigError naming the option."""
+
+def build_options(values: Mapping[str, object], set_by: SetBy) -> RunOptions:
+    """RunOptions from the CLI's or the app's values; an invalid one is a ConfigError that
+    names the option in the words of the surface that set it (`--tau: …` from the CLI,
+    `tau: …`, the form's label, from the app), so the message points at what the person
+    typed. The app passes its inputs' text as typed: pydantic parses it, and says so when
+    it is not a number."""
     try:
         return RunOptions(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        name = str(err["loc"][0]) if err["loc"] else ""
+        msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+        if name in RunOptions.model_fields:
+            field = option_field(name)
+            name = field.flag if set_by == "cli" else field.surface.label
+        raise ConfigError(f"{name}: {msg}") from None
 
 
 def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Registry,

@@ -190,6 +190,108 @@ def test_bad_tau_is_a_clean_error(tmp_path: Path, models: Path) -> None:
     one_line_error(proc, "--tau")
 
 
+def test_bad_new_flag_is_a_clean_error(tmp_path: Path, models: Path) -> None:
+    proc = cli("run", EXAMPLE_SEEDS, "--out", tmp_path / "out", "--models", models,
+               "--examples-per-prompt", "9")
+    one_line_error(proc, "--examples-per-prompt:", "less than or equal to 8")
+    assert not (tmp_path / "out").exists()
+
+
+# --- flags generated from RunOptions (in process) -------------------------------------------
+
+SET_EVERY = {
+    "samples": (["--samples", "7"], 7),
+    "max_attempts": (["--max-attempts", "9"], 9),
+    "rounds": (["--rounds", "2"], 2),
+    "panel": (["--panel", "2"], 2),
+    "tau": (["--tau", "7.5"], 7.5),
+    "delta": (["--delta", "2"], 2.0),
+    "batch": (["--batch", "4"], 4),
+    "seed": (["--seed", "5"], 5),
+    "seed_pool": (["--seed-pool", "8"], 8),
+    "examples_per_prompt": (["--examples-per-prompt", "2"], 2),
+    "dedup_threshold": (["--dedup-threshold", "0.8"], 0.8),
+    "minhash": (["--no-minhash"], False),
+    "canaries": (["--canaries", "2"], 2),
+    "calibration": (["--calibration", "drop"], "drop"),
+    "min_canary_accuracy": (["--min-canary-accuracy", "0.5"], 0.5),
+}
+
+
+def parsed(command: str, *flags: str) -> dict[str, object]:
+    from gra_local.cli import _parser, option_values
+
+    args = _parser().parse_args([command, "data.jsonl", "--out", "out", *flags])
+    return option_values(args, review=command == "review")
+
+
+def test_every_run_option_is_reachable_from_run() -> None:
+    from gra_local.core.config import RunOptions
+
+    assert set(SET_EVERY) == set(RunOptions.model_fields)
+    flags = [flag for argv, _ in SET_EVERY.values() for flag in argv]
+    options = RunOptions(**parsed("run", *flags))
+    assert {name: getattr(options, name) for name in SET_EVERY} == \
+        {name: value for name, (_, value) in SET_EVERY.items()}
+
+
+def test_review_takes_the_options_it_uses() -> None:
+    from gra_local.core.config import option_fields
+
+    used = {f.name for f in option_fields() if f.surface.review}
+    assert used == {"panel", "tau", "delta", "batch", "seed", "dedup_threshold", "minhash",
+                    "canaries", "calibration", "min_canary_accuracy"}
+    flags = [flag for name in sorted(used) for flag in SET_EVERY[name][0]]
+    assert parsed("review", *flags) == {name: SET_EVERY[name][1] for name in used}
+    with pytest.raises(SystemExit):  # generation options are not review's
+        parsed("review", "--samples", "3")
+
+
+@pytest.mark.parametrize("command", ["run", "review"])
+def test_cli_defaults_are_run_options_defaults(command: str) -> None:
+    from gra_local.core.config import RunOptions
+
+    values = parsed(command)
+    defaults = {name: f.default for name, f in RunOptions.model_fields.items() if name in values}
+    if command == "run":  # RunOptions requires samples; the CLI offers 10 (its Surface.offer)
+        assert values.pop("samples") == 10
+        defaults.pop("samples")
+    assert values == defaults
+
+
+def test_off_flags_win_over_a_value() -> None:
+    for flags in (["--no-dedup", "--dedup-threshold", "0.8"], ["--dedup-threshold", "0.8", "--no-dedup"]):
+        assert parsed("run", *flags)["dedup_threshold"] is None
+    assert parsed("run")["minhash"] is True and parsed("run", "--no-minhash")["minhash"] is False
+
+
+def test_run_help_lists_every_option_with_its_docstring(capsys: pytest.CaptureFixture[str]) -> None:
+    from gra_local.cli import _parser
+    from gra_local.core.config import option_fields
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in option_fields():
+        assert (f.surface.off or f.flag) in text, f.name
+        if f.kind is not bool:
+            assert f.doc.rstrip(".")[1:40] in text, f.name
+    assert "(default 8.0)" in text and "(default 10)" in text
+
+
+def test_option_errors_name_the_option_as_the_surface_shows_it() -> None:
+    from gra_local.core.errors import ConfigError
+    from gra_local.prepare import build_options
+
+    with pytest.raises(ConfigError, match=r"^--min-canary-accuracy: Input should be less"):
+        build_options({"samples": 1, "min_canary_accuracy": 2}, "cli")
+    with pytest.raises(ConfigError, match=r"^min canary acc: Input should be less"):
+        build_options({"samples": 1, "min_canary_accuracy": 2}, "app")
+    with pytest.raises(ConfigError, match=r"^tau: Input should be a valid number"):
+        build_options({"samples": "3", "tau": "lots"}, "app")
+    assert build_options({"samples": "3", "tau": "7.5"}, "app").tau == 7.5  # the form's text
+
+
 def test_unwritable_out(tmp_path: Path, models: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

@@ -52,7 +52,9 @@ def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
-    assert recs, "a run must decide candidates"
+    # --samples 1 --max-attempts 3: one to three candidates decided, at most one kept
+    assert 1 <= len(recs) <= 3, "a run must decide candidates"
+    assert len(read(out / "accepted.jsonl")) <= 1
     for rec in recs:
         Record.model_validate(rec)
         assert rec["models"][0]["quantization"] == "Q4_1" and len(rec["models"][0]["sha256"]) == 64

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from gra_local.core import paths
-from gra_local.core.config import ModelSpec, Role
-from gra_local.models import embedded as default_model
+from gra_local.models.describe import human_params, human_size
 from gra_local.models.discover import discover
-from gra_local.models.found import NAME_MAX, Found
-from gra_local.models.registry import read_user_registry, save_user_registry
-
-
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
-def human_params(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+from gra_local.models.found import Found
+from gra_local.models.registry import register_found
 
 
 def describe(f: Found) -> str:
@@ -63,42 +45,3 @@ def discover_command(args: argparse.Namespace) -> int:
             print(f"not added {f.name}: {why}")
         print(f"{len(added)} model(s) added to {registry}")
     return 0
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, n = name, 2
-    while candidate in taken:
-        suffix = f"-{n}"
-        candidate = name[: NAME_MAX - len(suffix)] + suffix
-        n += 1
-    taken.add(candidate)
-    return candidate
-
-
-def register_found(found: list[Found]) -> tuple[Path, list[tuple[str, Found]], list[tuple[Found, str]]]:
-    """Register every usable model not yet registered (by resolved path) in the user
-    registry, all roles, names kept unique. Returns (registry path, added, skipped)."""
-    registry = read_user_registry()
-    registered = {Path(os.path.realpath(default_model.default_model_path(paths.data_dir())
-                                        if m.is_default else m.path)) for m in registry.models}
-    taken = {m.name for m in registry.models}
-    added: list[tuple[str, Found]] = []
-    skipped: list[tuple[Found, str]] = []
-    for f in found:
-        if not f.usable:
-            continue
-        assert f.info is not None
-        if registered & {f.real_path, *(d.real_path for d in f.duplicates)}:
-            skipped.append((f, "already registered"))
-            continue
-        if not f.info.chat_template:
-            skipped.append((f, "no chat template; register it with `gra-local models add PATH "
-                               "--chat-format FORMAT`"))
-            continue
-        name = _unique(f.name, taken)
-        registered.add(f.real_path)
-        registry.models.append(ModelSpec(name=name, path=str(f.path), roles=list(Role)))
-        added.append((name, f))
-    if not added:
-        return paths.user_registry_path(), added, skipped
-    return save_user_registry(registry), added, skipped

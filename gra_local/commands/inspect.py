@@ -13,12 +13,14 @@ from typing import Any
 from gra_local.core import paths
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ConfigError, GraError, ModelError
+from gra_local.models.describe import human_params, human_size
 from gra_local.models.fit import context_for, model_facts
 from gra_local.models.gguf_info import chat_template_family, read_gguf_info, sha256_file
 from gra_local.models.hardware import Hardware, probe
 from gra_local.models.planner import badge, gib, plan_layers
 from gra_local.models.registry import load_models
 from gra_local.models.resolve import check_model_file, model_path
+from gra_local.runs.formatting import MISSING
 
 
 def _setup_fix(backend: str, flag: str) -> str:
@@ -52,10 +54,6 @@ def _resolve_target(target: str, models_file: Path | None) -> tuple[Path, ModelS
     return model_path(spec), spec
 
 
-def _fmt_params(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
-
-
 def inspect_command(args: argparse.Namespace) -> int:
     target = str(_opt(args, "target") or _opt(args, "model"))
     path, spec = _resolve_target(target, _opt(args, "models"))
@@ -87,11 +85,11 @@ def inspect_command(args: argparse.Namespace) -> int:
     heads = f"{info.head_count or '?'} (KV heads {info.head_count_kv or info.head_count or '?'})"
     rows = [
         ("model", spec.name if spec else "(not registered)"),
-        ("gguf name", info.name or "-"),
+        ("gguf name", info.name or MISSING),
         ("architecture", info.architecture),
-        ("parameters", _fmt_params(info.parameter_count)),
+        ("parameters", human_params(info.parameter_count)),
         ("file type", info.file_type),
-        ("size", gib(info.size_bytes)),
+        ("size", human_size(info.size_bytes)),
         ("trained context", info.context_length or "unknown"),
         ("layers", info.block_count or "unknown"),
         ("embedding", info.embedding_length or "unknown"),
@@ -208,7 +206,7 @@ def doctor_command(args: argparse.Namespace) -> int:
                                     "`gra-local models discover --add` to find them"})
         else:
             problems.append({"problem": str(exc), "fix": "edit the models file as the message says"})
-    if registry is not None:
+    if registry is not None and source is not None:
         report["models_file"] = source
         for spec in registry.models:
             entry, found = _model_report(spec, source, hw)
@@ -252,7 +250,7 @@ def _print_doctor(hw: Hardware, report: dict[str, Any]) -> None:
         if "plan" in m:
             plan = m["plan"]
             label = "won't fit" if plan["where"] == "wont_fit" else "ok"
-            print(f"  {m['name']:24} {label}: {m['file_type']}, {gib(m['size_bytes'])}, n_ctx {m['n_ctx']}; "
+            print(f"  {m['name']:24} {label}: {m['file_type']}, {human_size(m['size_bytes'])}, n_ctx {m['n_ctx']}; "
                   f"{plan['reason']}")
             if m.get("note"):
                 print(f"  {'':24} note: {m['note']}")

@@ -8,11 +8,13 @@ from gra_local.core import paths
 from gra_local.core.config import Role
 from gra_local.core.errors import ConfigError, GraError
 from gra_local.models import embedded as default_model
+from gra_local.models.describe import human_params, human_size
 from gra_local.models.fit import plan_for
 from gra_local.models.hardware import probe
 from gra_local.models.planner import badge
 from gra_local.models.registry import add_model, load_models, register_default, remove_model
 from gra_local.models.resolve import inspect_spec, model_path
+from gra_local.runs.formatting import MISSING
 
 
 def pull_default_command(args: argparse.Namespace) -> int:
@@ -61,8 +63,8 @@ def list_command(args: argparse.Namespace) -> int:
         try:
             info = inspect_spec(spec)
             plan = plan_for(spec, info, hw=hw)
-            facts = (f"{info.file_type}, {info.size_bytes / 1e6:.0f} MB, "
-                     f"{info.parameter_count / 1e6:.0f}M params, ctx {info.context_length}, "
+            facts = (f"{info.file_type}, {human_size(info.size_bytes)}, "
+                     f"{human_params(info.parameter_count)} params, ctx {info.context_length or MISSING}, "
                      f"fit: {badge(plan)}")
         except GraError as exc:
             facts = f"unusable: {exc}"

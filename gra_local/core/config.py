@@ -5,12 +5,17 @@ Errors name the file, the model and the key, never a pydantic dump.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, cast, get_args, get_origin
 
+import annotated_types
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from gra_local.core.errors import ConfigError
 
@@ -108,8 +113,8 @@ class Registry(BaseModel):
         raise KeyError(name)
 
 
-def _describe(err: dict, data: dict) -> str:
-    loc = list(err.get("loc", ()))
+def _describe(err: ErrorDetails, data: dict) -> str:
+    loc = list(err["loc"])
     where = ""
     if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
         idx = loc[1]
@@ -120,8 +125,8 @@ def _describe(err: dict, data: dict) -> str:
         where = f"model {name!r} (models[{idx}])" if name else f"models[{idx}]"
         loc = loc[2:]
     key = ".".join(str(p) for p in loc)
-    msg = err.get("msg", "invalid")
-    if err.get("type") == "extra_forbidden":
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
         msg = "unknown key"
     parts = [p for p in (where, f"key {key!r}" if key else "") if p]
     return f"{' '.join(parts)}: {msg}" if parts else msg
@@ -162,38 +167,153 @@ def load_registry(path: Path) -> Registry:
 MAX_SAMPLES = 10_000_000
 
 
+@dataclass(frozen=True)
+class Surface:
+    """How the surfaces show one RunOptions field: its `run`/`review` flag, its row on the New
+    run form, its key in the settings file. Plain data, so core needs neither argparse nor
+    Textual; cli.py and the New run screen build their flags and inputs from it, which is
+    what keeps a default or a help text from being written twice."""
+
+    label: str
+    """Its name on the New run form, and in the app's error messages."""
+    metavar: str | None = None
+    """The CLI's placeholder for its value; None: argparse's own (the flag in capitals)."""
+    review: bool = False
+    """`gra-local review` takes it too (review-only runs generate nothing, so the options of
+    generation and rounds do not apply there)."""
+    quality: bool = False
+    """A dedup or calibration option: the CLI lists these after --restart and --quiet."""
+    off: str | None = None
+    """The CLI flag that turns the feature off: sets a threshold to None or a switch to False."""
+    off_help: str = ""
+    """Help of the `off` flag."""
+    offer: int | None = None
+    """The value the surfaces offer for a field RunOptions requires (the CLI's default, the
+    form's first value): `samples` is required because review-only runs and scripts pass
+    their own, while a person asking for a run is offered 10."""
+    review_help: str | None = None
+    """Help for `review` where the run's help does not fit."""
+    hint: str = ""
+    """Placeholder of the form's input while it is empty."""
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One RunOptions field as the surfaces need it: type, default, limits, help and Surface."""
+
+    name: str
+    kind: type
+    """int, float, bool or str (a choice)."""
+    doc: str
+    """The field's docstring on one line."""
+    surface: Surface
+    default: object
+    """The value a surface starts from: the field's default, or `Surface.offer` for a required one."""
+    required: bool
+    nullable: bool
+    """None is a valid value (off, or "use the adaptive default")."""
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def show(self, value: object) -> str:
+        """How the New run form shows a value: None is "off" where None turns a feature
+        off, blank where None is the default itself (max attempts, batch)."""
+        if value is None:
+            return "off" if self.none_is_off else ""
+        return str(value)
+
+    @property
+    def none_is_off(self) -> bool:
+        """None turns this field's feature off: typed as off/none/no on the form, written
+        "off" in the settings file (TOML has no null)."""
+        return self.nullable and self.surface.off is not None
+
+
+def _option_field(name: str, info: FieldInfo) -> OptionField:
+    surface = next((m for m in info.metadata if isinstance(m, Surface)), None)
+    if surface is None:
+        raise TypeError(f"RunOptions.{name} has no Surface")
+    annotation = info.annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    nullable = type(None) in get_args(annotation)
+    choices: tuple[str, ...] = ()
+    if get_origin(annotation) is Literal:
+        kind: object = str
+        choices = tuple(str(a) for a in get_args(annotation))
+    else:
+        kind = args[0] if nullable else annotation
+    if kind not in (int, float, bool, str):
+        raise TypeError(f"RunOptions.{name}: no surface shows a {annotation}")
+    minimum = next((float(m.ge) for m in info.metadata  # type: ignore[arg-type]
+                    if isinstance(m, annotated_types.Ge)), None)
+    required = info.is_required()
+    return OptionField(name=name, kind=cast(type, kind), doc=" ".join((info.description or "").split()),
+                       surface=surface, default=surface.offer if required else info.default,
+                       required=required, nullable=nullable, choices=choices, minimum=minimum)
+
+
 class RunOptions(BaseModel):
     """What `gra-local run` was asked to do. Identity fields decide whether an existing
-    output directory holds *this* run (resume) or another one (refuse)."""
+    output directory holds *this* run (resume) or another one (refuse).
 
-    model_config = ConfigDict(extra="forbid")
+    The single source of the run's settings: each field's default, limits and docstring
+    are written here once, and its `Surface` says how the CLI, the app and the settings
+    file show it (see `option_fields`)."""
 
-    samples: int = Field(ge=1, le=MAX_SAMPLES)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    samples: Annotated[int, Surface("samples", metavar="N", offer=10)] = Field(ge=1, le=MAX_SAMPLES)
     """Accepted samples wanted per round."""
-    max_attempts: int | None = Field(None, ge=1)
-    """Cap on generated candidates per round (default 4 × samples)."""
-    rounds: int = Field(1, ge=1, le=100)
-    panel: int = Field(3, ge=1, le=16)
+    max_attempts: Annotated[int | None, Surface("max attempts", metavar="M", hint="default")] = \
+        Field(None, ge=1)
+    """Cap on generated candidates per round, so that a weak model cannot loop forever
+    (default 4 × samples)."""
+    rounds: Annotated[int, Surface("rounds", metavar="R")] = Field(1, ge=1, le=100)
+    """Rounds of generation: the samples a round keeps are annotated and join the pool the
+    next round's generator draws its examples from."""
+    panel: Annotated[int, Surface("panel", metavar="K", review=True)] = Field(3, ge=1, le=16)
     """Reviewers per sample."""
-    tau: float = Field(8.0, ge=0.0, le=10.0)
-    delta: float = Field(1.5, ge=0.0, le=10.0)
-    batch: int | None = Field(None, ge=1, le=100_000)
-    """Candidates per stage batch; default adapts to the acceptance rate seen so far."""
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    seed_pool: int = Field(64, ge=1, le=100_000)
-    """How many seeds (sampled uniformly from the file) are annotated and used as examples."""
-    examples_per_prompt: int = Field(3, ge=1, le=8)
-    dedup_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
+    tau: Annotated[float, Surface("tau", review=True)] = Field(8.0, ge=0.0, le=10.0)
+    """Acceptance threshold τ on the panel's mean score μ (0–10): μ < τ rejects."""
+    delta: Annotated[float, Surface("delta", review=True)] = Field(1.5, ge=0.0, le=10.0)
+    """Disagreement threshold δ: a sample with μ ≥ τ whose scores' standard deviation σ
+    is above δ is settled by the adjudicator."""
+    batch: Annotated[int | None, Surface("batch", metavar="B", review=True, hint="default",
+                                      review_help="pairs per stage batch (default 32)")] = \
+        Field(None, ge=1, le=100_000)
+    """Candidates per stage batch (default: adapts to the acceptance rate seen so far)."""
+    seed: Annotated[int, Surface("seed", metavar="S", review=True)] = Field(0, ge=0, le=2**31 - 1)
+    """Random seed of every draw (seed pool, examples, roles, canaries): the same seed and
+    settings draw the same run."""
+    seed_pool: Annotated[int, Surface("seed pool", metavar="P")] = Field(64, ge=1, le=100_000)
+    """Seeds sampled uniformly from the file and annotated as examples."""
+    examples_per_prompt: Annotated[int, Surface("examples/prompt", metavar="E")] = Field(3, ge=1, le=8)
+    """Pool entries shown to the generator as examples in each prompt."""
+    dedup_threshold: Annotated[float | None, Surface(
+        "dedup at", metavar="T", review=True, quality=True, off="--no-dedup",
+        off_help="keep semantic near-duplicates (no embedding model needed)",
+        hint="cosine, e.g. 0.9; off: keep near-duplicates")] = Field(0.9, gt=0.0, le=1.0)
     """Cosine similarity at or above which an accepted sample counts as a duplicate of a
-    seed or of a sample kept before it; None turns semantic dedup off."""
-    minhash: bool = True
+    seed or of a sample kept before it; off (None) turns semantic dedup off."""
+    minhash: Annotated[bool, Surface(
+        "minhash", review=True, quality=True, off="--no-minhash",
+        off_help="skip the MinHash pass that catches near-verbatim copies before embedding")] = True
     """Catch near-verbatim copies with MinHash before embedding (cheap first pass)."""
-    canaries: int = Field(0, ge=0, le=256)
-    """Canary items (known-good and code-corrupted seed pairs) mixed into each review batch."""
-    calibration: Literal["flag", "weight", "drop"] = "flag"
-    """What canaries do to reviewers below `min_canary_accuracy`: only flag them in the
-    report, weight every reviewer's score by its canary accuracy, or drop flagged ones."""
-    min_canary_accuracy: float = Field(0.6, ge=0.0, le=1.0)
+    canaries: Annotated[int, Surface("canaries", metavar="N", review=True, quality=True,
+                                  hint="per review batch; 0: off")] = Field(0, ge=0, le=256)
+    """Known-good and code-corrupted seed pairs mixed into each review batch to measure
+    each reviewer; 0: off."""
+    calibration: Annotated[Literal["flag", "weight", "drop"],
+                           Surface("calibration", review=True, quality=True)] = "flag"
+    """With canaries: only flag reviewers below the minimum canary accuracy in the report,
+    weight every reviewer's score by its canary accuracy, or drop flagged reviewers' scores."""
+    min_canary_accuracy: Annotated[float, Surface("min canary acc", metavar="A", review=True,
+                                               quality=True)] = Field(0.6, ge=0.0, le=1.0)
+    """Canary accuracy below which a reviewer is flagged."""
 
     @property
     def attempt_cap(self) -> int:
@@ -211,3 +331,14 @@ class RunOptions(BaseModel):
         if not self.canaries:
             out["calibration"] = out["min_canary_accuracy"] = None
         return out
+
+
+@cache
+def option_fields() -> tuple[OptionField, ...]:
+    """Every RunOptions field, in declaration order, as the surfaces build their flags and
+    inputs from it."""
+    return tuple(_option_field(name, info) for name, info in RunOptions.model_fields.items())
+
+
+def option_field(name: str) -> OptionField:
+    return next(f for f in option_fields() if f.name == name)

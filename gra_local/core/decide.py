@@ -6,6 +6,12 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from gra_local.core.config import RunOptions
+
+# τ and δ when a caller gives none (tests, scripts): RunOptions' defaults, written there once.
+_TAU: float = RunOptions.model_fields["tau"].default
+_DELTA: float = RunOptions.model_fields["delta"].default
+
 # Means of six integers carry float noise (8.000000000000002); round before comparing so
 # that μ exactly τ and σ exactly δ fall on the documented side of the rule.
 _PRECISION = 9
@@ -49,7 +55,7 @@ def weighted_mean_and_std(scores: list[float], weights: list[float]) -> tuple[fl
     return round(mean, _PRECISION), round(math.sqrt(var), _PRECISION)
 
 
-def decide(scores: list[float], tau: float = 8.0, delta: float = 1.5,
+def decide(scores: list[float], tau: float = _TAU, delta: float = _DELTA,
            weights: list[float] | None = None) -> Outcome:
     """μ < τ → reject; μ ≥ τ and σ ≤ δ → accept; μ ≥ τ and σ > δ → adjudicate.
 
@@ -67,5 +73,5 @@ def decide(scores: list[float], tau: float = 8.0, delta: float = 1.5,
     return Outcome(verdict, mean, std)
 
 
-def adjudicator_keeps(score: float, tau: float = 8.0) -> bool:
+def adjudicator_keeps(score: float, tau: float = _TAU) -> bool:
     return round(score, _PRECISION) >= tau

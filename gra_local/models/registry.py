@@ -1,7 +1,10 @@
-"""Which models file applies: --models FILE, else the user registry, else a clear error."""
+"""Which models file applies: --models FILE, else the user registry, else a clear error;
+and every change to the user registry (add, remove, set roles, register what discovery
+found, register the default)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from gra_local.core import paths
 from gra_local.core.config import DEFAULT_MODEL_PATH, ModelSpec, Registry, Role, load_registry
 from gra_local.core.errors import ConfigError
 from gra_local.models import embedded as default_model
+from gra_local.models.found import NAME_MAX, Found
 
 NO_MODELS = (
     "no models configured. Run `gra-local models pull-default` to fetch and register the "
@@ -97,6 +101,63 @@ def remove_model(name: str) -> Path:
         known = ", ".join(m.name for m in registry.models) or "none"
         raise ConfigError(f"no model named {name!r} in {paths.user_registry_path()} (registered: {known})")
     return save_user_registry(Registry(models=kept))
+
+
+def set_roles(name: str, roles: list[Role]) -> tuple[ModelSpec, Path]:
+    """Set the roles a registered model may play (at least one; repeats dropped)."""
+    registry = read_user_registry()
+    index = next((i for i, m in enumerate(registry.models) if m.name == name), None)
+    if index is None:
+        known = ", ".join(m.name for m in registry.models) or "none"
+        raise ConfigError(f"no model named {name!r} in the user registry "
+                          f"{paths.user_registry_path()} (registered: {known}); a model from a "
+                          "--models file changes its roles in that file")
+    try:
+        spec = ModelSpec.model_validate(registry.models[index].model_dump()
+                                        | {"roles": list(dict.fromkeys(roles))})
+    except ValidationError as exc:
+        raise ConfigError(f"roles of {name!r}: {exc.errors()[0]['msg']}") from None
+    registry.models[index] = spec
+    return spec, save_user_registry(registry)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        suffix = f"-{n}"
+        candidate = name[: NAME_MAX - len(suffix)] + suffix
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def register_found(found: list[Found]) -> tuple[Path, list[tuple[str, Found]], list[tuple[Found, str]]]:
+    """Register every usable model not yet registered (by resolved path) in the user
+    registry, all roles, names kept unique. Returns (registry path, added, skipped)."""
+    registry = read_user_registry()
+    registered = {Path(os.path.realpath(default_model.default_model_path(paths.data_dir())
+                                        if m.is_default else m.path)) for m in registry.models}
+    taken = {m.name for m in registry.models}
+    added: list[tuple[str, Found]] = []
+    skipped: list[tuple[Found, str]] = []
+    for f in found:
+        if not f.usable:
+            continue
+        assert f.info is not None
+        if registered & {f.real_path, *(d.real_path for d in f.duplicates)}:
+            skipped.append((f, "already registered"))
+            continue
+        if not f.info.chat_template:
+            skipped.append((f, "no chat template; register it with `gra-local models add PATH "
+                               "--chat-format FORMAT`"))
+            continue
+        name = _unique(f.name, taken)
+        registered.add(f.real_path)
+        registry.models.append(ModelSpec(name=name, path=str(f.path), roles=list(Role)))
+        added.append((name, f))
+    if not added:
+        return paths.user_registry_path(), added, skipped
+    return save_user_registry(registry), added, skipped
 
 
 def register_default() -> tuple[Path, bool]:

@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 
 from gra_local.core.errors import OutputError
-from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_json, read_jsonl
+from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_jsonl
+from gra_local.core.rundir.report import read_report
+from gra_local.core.stats import Counts
 
 OVERRIDES = "overrides.jsonl"
 LABELS = ("accepted", "rejected")
@@ -31,36 +33,39 @@ class RunInfo:
 
     path: Path
     status: str = "unknown"
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
     models: list[str] = field(default_factory=list)
     created: str | None = None
     last_session: str | None = None
     error: str | None = None
+    """Why run.json could not be read; the run is listed all the same."""
 
     @property
     def accepted(self) -> int:
-        return int(self.counts.get("accepted", 0) or 0)
+        return self.counts.accepted
 
     @property
     def rejected(self) -> int:
-        return int(self.counts.get("rejected", 0) or 0)
+        return self.counts.rejected
 
 
 def run_info(path: Path) -> RunInfo:
+    """A run directory's summary from its run.json, whatever schema wrote it (the records
+    are read, and refused, when the run is opened or exported)."""
     info = RunInfo(path=path)
     try:
-        doc = read_json(path / RUN_JSON) or {}
+        report = read_report(path / RUN_JSON, any_schema=True)
     except OutputError as exc:
         info.error = str(exc)
         return info
-    info.status = str(doc.get("status", "unknown"))
-    info.counts = dict(doc.get("counts") or {})
-    models = doc.get("models") or {}
-    info.models = sorted(models) if isinstance(models, dict) else [str(m) for m in models]
-    sessions = doc.get("sessions") or []
-    if sessions:
-        info.created = sessions[0].get("started")
-        info.last_session = sessions[-1].get("ended") or sessions[-1].get("started")
+    if report is None:
+        return info
+    info.status = report.status
+    info.counts = report.counts
+    info.models = sorted(report.models)
+    if report.sessions:
+        info.created = report.sessions[0].started
+        info.last_session = report.sessions[-1].ended or report.sessions[-1].started
     return info
 
 

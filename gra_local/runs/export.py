@@ -23,8 +23,8 @@ from typing import Any, Literal
 import orjson
 
 from gra_local.core.errors import ConfigError, OutputError
-from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_json, read_jsonl
-from gra_local.core.rundir.resume import READABLE_SCHEMAS
+from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_jsonl
+from gra_local.core.rundir.report import OtherSchema, RunReport, read_report
 from gra_local.runs.browse import effective_decision, load_overrides, mean_histogram
 from gra_local.runs.preference import (
     NoPreferencePairs,
@@ -86,20 +86,17 @@ contested file holds `contested_row`s."""
 # --- reading -------------------------------------------------------------------------
 
 
-def _load_run_json(run_dir: Path) -> dict:
+def _load_run_json(run_dir: Path) -> RunReport:
     if not run_dir.is_dir():
         raise OutputError(f"{run_dir}: no such directory")
-    doc = read_json(run_dir / RUN_JSON)
-    if doc is None:
+    try:
+        report = read_report(run_dir / RUN_JSON)
+    except OtherSchema as exc:
+        raise OutputError(f"{exc}. Export it with the version that wrote it, or run it again "
+                          "with this one") from None
+    if report is None:
         raise OutputError(f"{run_dir}: not a gra-local run (no {RUN_JSON})")
-    if not isinstance(doc, dict):
-        raise OutputError(f"{run_dir / RUN_JSON}: not a gra-local run (not a JSON object)")
-    version = doc.get("schema_version")
-    if version not in READABLE_SCHEMAS:
-        raise OutputError(f"{run_dir / RUN_JSON}: written by another version; schema_version "
-                          f"{version!r}, this gra-local reads {max(READABLE_SCHEMAS)} and older. "
-                          "Export it with the version that wrote it, or run it again with this one")
-    return doc
+    return report
 
 
 def _read_records(paths: Iterable[Path]) -> list[dict]:
@@ -177,7 +174,7 @@ def _histogram_lines(records: list[dict], width: int = 40) -> list[str]:
     return lines
 
 
-def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[dict],
+def render_card(run_dir: Path, run: RunReport, result: ExportResult, records: list[dict],
                 rejected_side: list[dict] | None = None) -> str:
     """The card; `records` are the exported records (preference: the chosen ones) and
     `rejected_side` the preference pairs' rejected records."""
@@ -187,22 +184,20 @@ def render_card(run_dir: Path, run: dict, result: ExportResult, records: list[di
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}.", "",
              f"- format: `{result.format}`",
              f"- {what}: {result.exported}",
-             f"- run status: {run.get('status', 'unknown')}", "", "## Models", "",
+             f"- run status: {run.status}", "", "## Models", "",
              "| name | sha256 | quantization |", "|---|---|---|"]
-    models = run.get("models") or {}
-    items = models.items() if isinstance(models, dict) else ((m.get("name"), m) for m in models)
-    for name, ref in items:
-        ref = ref or {}
-        lines.append(f"| {name} | `{ref.get('sha256') or 'unknown'}` | {ref.get('quantization') or 'unknown'} |")
+    for name, ref in run.models.items():
+        lines.append(f"| {name} | `{ref.sha256 or 'unknown'}` | {ref.quantization or 'unknown'} |")
     lines += ["", "## Settings", ""]
-    options = (run.get("config") or {}).get("options") or {}
+    options = run.config.options if run.config is not None else {}
     lines += [f"- {k}: `{orjson.dumps(v).decode()}`" for k, v in sorted(options.items())] or ["- (none recorded)"]
-    counts = run.get("counts") or {}
+    counts = run.counts
     lines += ["", "## Counts", "", "| | count |", "|---|---|"]
-    for key in ("attempts", "accepted", "rejected", "adjudicated"):
-        if key in counts:
-            lines.append(f"| {key} (run) | {counts[key]} |")
-    for reason, n in sorted((counts.get("by_reason") or {}).items()):
+    for key, n in (("attempts", counts.attempts), ("accepted", counts.accepted),
+                   ("rejected", counts.rejected), ("adjudicated", counts.adjudicated)):
+        if key in counts.model_fields_set:  # a count the run did not record is not a 0
+            lines.append(f"| {key} (run) | {n} |")
+    for reason, n in sorted(counts.by_reason.items()):
         lines.append(f"| reason {reason} (run) | {n} |")
     lines += [f"| accepted (after overrides) | {result.accepted} |",
               f"| rejected (after overrides) | {result.rejected} |",
@@ -328,7 +323,7 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
     return result
 
 
-def _export_pairs(run_dir: Path, run: dict, result: ExportResult, min_score: float | None,
+def _export_pairs(run_dir: Path, run: RunReport, result: ExportResult, min_score: float | None,
                   accepted: list[dict], rejected: list[dict], split: list[dict]) -> ExportResult:
     """The preference export: pairs, the contested split (always) and the card."""
     assert result.contested is not None  # export_run always sets it for preference

@@ -1,7 +1,8 @@
 """One run driven from the TUI: the engine in a worker thread, its events as messages.
 
-The engine's sink runs in the worker thread; it only posts messages (thread-safe) and
-never touches a widget. Replaceable events (per-call progress) are throttled to ten a
+The app owns the session and starts `run` in its worker thread; the engine's sink runs
+there and only posts messages (thread-safe) to the view the app named (the dashboard),
+never touching a widget. Replaceable events (per-call progress) are throttled to ten a
 second, the newest winning, so the UI is never flooded.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from textual.message import Message
-from textual.message_pump import MessagePump
 
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
@@ -24,20 +25,40 @@ THROTTLE_S = 0.1
 
 
 class EngineEvent(Message):
+    """One engine event, for the dashboard to render."""
+
+    bubble = False  # only the dashboard renders it: the app's queue stays free for input
+
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
 
 
 class RunEnded(Message):
+    """The run's last message: the dashboard renders it, then it bubbles to the app."""
+
     def __init__(self, result: RunResult | None, error: str | None) -> None:
         super().__init__()
         self.result = result
         self.error = error
 
 
+@runtime_checkable
+class RunView(Protocol):
+    """Where a run's messages go: the dashboard, which the app finds by its mode and knows
+    by this shape (so the app need not import the screen that imports the app)."""
+
+    def follow(self, session: RunSession) -> None:
+        """Render this run from now on; called on the UI thread before its engine starts."""
+
+    def post_message(self, message: Message) -> bool: ...
+
+
 @dataclass
 class RunSession:
+    """A run's state, owned by the app: the stop and pause events its methods set, and
+    whether the engine is running or has finished."""
+
     request: RunRequest
     backend: Backend
 
@@ -47,7 +68,7 @@ class RunSession:
         self.launched = False  # set on the UI thread before the worker starts: starts once
         self.running = False
         self.finished = False
-        self._target: MessagePump | None = None
+        self._target: RunView | None = None
         self._last_post = 0.0
         self._held: Event | None = None
         self._lock = threading.Lock()
@@ -69,8 +90,8 @@ class RunSession:
             self._last_post = now
             self._post(event)
 
-    def run(self, target: MessagePump) -> None:
-        """The worker thread's body."""
+    def run(self, target: RunView) -> None:
+        """The worker thread's body; `target` receives the messages."""
         self._target = target
         self.running = True
         result, error = None, None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from gra_local.core.backend import Backend
-from gra_local.core.config import Registry
+from gra_local.core.config import Registry, RunOptions
 from gra_local.models.registry import load_models
 from gra_local.tui.settings import Settings, load_settings, save_settings
 
@@ -36,3 +37,32 @@ class Services:
 
     def save_settings(self) -> None:
         save_settings(self.settings)
+
+    def remember_run(self, seeds: str, out_dir: str, options: RunOptions) -> None:
+        """Keep what a run was started with, for the next New run form; OSError when the
+        settings file cannot be written (the settings stay updated for this session)."""
+        self.settings = self.settings.model_copy(
+            update={"last_seeds": seeds, "last_out_dir": out_dir, "last_run": options})
+        self.save_settings()
+
+
+@runtime_checkable
+class HasServices(Protocol):
+    """An app that carries Services: GraApp, and the tests' one-screen host."""
+
+    services: Services
+
+
+def services_of(app: object) -> Services:
+    """The app's Services, typed, for a screen that needs nothing else of the app."""
+    if not isinstance(app, HasServices):
+        raise TypeError(f"{type(app).__name__} carries no Services")
+    return app.services
+
+
+@runtime_checkable
+class ShowsRuns(HasServices, Protocol):
+    """An app whose results screen opens one run first (GraApp's `run_dir`)."""
+
+    run_dir: Path | None
+

@@ -1,38 +1,35 @@
-"""TUI settings: theme, keymap, default paths; TOML under the platformdirs config dir."""
+"""TUI settings: theme, keymap, default paths and the last run; TOML under the platformdirs
+config dir. One root (`Settings`), a docstring per key: the file documents itself."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from gra_local.core import paths
+from gra_local.core.config import RunOptions, option_fields
 from gra_local.core.errors import ConfigError
 
+OFF = "off"
+"""How the file writes a threshold turned off (RunOptions' None): TOML has no null."""
+_MOVED = {"seeds": "last_seeds", "out_dir": "last_out_dir"}
+"""Keys the old `[last_run]` table held beside the options, and where they live now."""
 
-class LastRun(BaseModel):
-    """What the New run screen remembers between sessions."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    seeds: str = ""
-    out_dir: str = ""
-    samples: int = 10
-    max_attempts: int | None = None
-    rounds: int = 1
-    panel: int = 3
-    tau: float = 8.0
-    delta: float = 1.5
-    batch: int | None = None
-    dedup_threshold: float | None = 0.9
-    """None: semantic dedup off (typed as "off" on the form)."""
-    canaries: int = 0
+def offered_options() -> RunOptions:
+    """The options of a first run: RunOptions' defaults, and what the surfaces offer for
+    the fields it requires (samples 10)."""
+    return RunOptions(**{f.name: f.default for f in option_fields() if f.required})
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The whole settings.toml (`gra-local config path` prints where it is)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     theme: str = "textual-dark"
     """Any Textual theme name (the command palette lists them)."""
@@ -44,7 +41,46 @@ class Settings(BaseModel):
     """Binding id → key(s), e.g. {"screen.models" = "f2"}; ids are listed in the README."""
     default_out_dir: str = "out"
     """Where new runs go unless the New run screen says otherwise."""
-    last_run: LastRun = Field(default_factory=LastRun)
+    last_seeds: str = ""
+    """Seed file of the last run started from the app; empty: the example seeds."""
+    last_out_dir: str = ""
+    """Output folder of the last run started from the app; empty: `default_out_dir`/run."""
+    last_run: RunOptions = Field(default_factory=offered_options)
+    """Options of the last run started from the app, keyed as RunOptions names them (see
+    `gra-local run --help`); the New run screen starts from them. A threshold turned off
+    reads "off"."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Read the file as older versions wrote it: `[last_run]` also held `seeds` and
+        `out_dir` (now `last_seeds`, `last_out_dir`) and left out a threshold turned off."""
+        if not isinstance(data, dict) or not isinstance(data.get("last_run"), dict):
+            return data
+        data, run = dict(data), dict(data["last_run"])
+        for old, new in _MOVED.items():
+            if old in run:
+                data.setdefault(new, run.pop(old))
+        for f in option_fields():
+            if f.required and f.name not in run:
+                run[f.name] = f.default
+            if f.none_is_off and run.get(f.name) == OFF:
+                run[f.name] = None
+        data["last_run"] = run
+        return data
+
+    @field_serializer("last_run")
+    def _dump_last_run(self, options: RunOptions) -> dict[str, Any]:
+        """None as "off" where it turns a feature off, left out where it is the default."""
+        out: dict[str, Any] = {}
+        values = options.model_dump()
+        for f in option_fields():
+            value = values[f.name]
+            if value is None and f.none_is_off:
+                out[f.name] = OFF
+            elif value is not None:
+                out[f.name] = value
+        return out
 
 
 def settings_path() -> Path:

@@ -13,6 +13,8 @@ from gra_local.core.config import (
     Role,
     RunOptions,
     load_registry,
+    option_field,
+    option_fields,
 )
 from gra_local.core.errors import ConfigError
 
@@ -282,3 +284,38 @@ def test_identity_excludes_what_may_change_on_resume() -> None:
     assert RunOptions(samples=1, tau=7).identity() != ident
     assert RunOptions(samples=1, panel=2).identity() != ident
     assert RunOptions(samples=1, seed=1).identity() != ident
+
+
+def test_every_run_option_has_a_docstring_and_a_surface() -> None:
+    fields = option_fields()
+    assert [f.name for f in fields] == list(RunOptions.model_fields)
+    for f in fields:
+        assert f.doc and f.doc.endswith("."), f.name
+        assert f.surface.label and len(f.surface.label) <= 15, f.name  # the form's label column
+        assert f.kind in (int, float, bool, str), f.name
+
+
+def test_option_fields_read_types_defaults_and_limits_from_run_options() -> None:
+    samples = option_field("samples")
+    assert samples.required and samples.default == 10 and samples.minimum == 1
+    assert option_field("tau").kind is float and option_field("tau").default == 8.0
+    assert option_field("calibration").choices == ("flag", "weight", "drop")
+    dedup = option_field("dedup_threshold")
+    assert dedup.nullable and dedup.none_is_off and dedup.show(None) == "off"
+    batch = option_field("batch")
+    assert batch.nullable and not batch.none_is_off and batch.show(None) == ""
+    assert option_field("minhash").kind is bool and option_field("minhash").surface.off == "--no-minhash"
+    for f in option_fields():  # the default a surface starts from is RunOptions' own
+        if not f.required:
+            assert f.default == RunOptions.model_fields[f.name].default, f.name
+
+
+def test_decide_defaults_are_run_options_defaults() -> None:
+    import inspect
+
+    from gra_local.core.decide import adjudicator_keeps, decide
+
+    params = inspect.signature(decide).parameters
+    assert (params["tau"].default, params["delta"].default) == (8.0, 1.5)
+    assert params["tau"].default == RunOptions.model_fields["tau"].default
+    assert inspect.signature(adjudicator_keeps).parameters["tau"].default == params["tau"].default

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from ggufs import write_not_gguf, write_tiny_gguf, write_truncated_gguf
 
-from gra_local.commands.discover import describe, discover_command, register_found
+from gra_local.commands.discover import describe, discover_command
 from gra_local.core import paths
 from gra_local.core.config import Role, load_registry
 from gra_local.models import discover as disc
 from gra_local.models import found as found_mod
 from gra_local.models.discover import discover
 from gra_local.models.found import default_locations, suggest_name
+from gra_local.models.registry import register_found
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -136,7 +137,8 @@ def test_memory_facts() -> None:
     no_device = _hw(cuda.model_copy(update={"gpu_offload": False}), []).memory_facts()
     assert no_device.gpu_backend is None and "no CUDA device" in no_device.no_gpu_reason
     unprobed = _hw(None, two).memory_facts()
-    assert unprobed.gpu_backend == "unknown" and unprobed.vram_free_bytes is not None
+    assert unprobed.gpu_backend == "unknown" and unprobed.gpu_count == 2
+    assert unprobed.vram_free_bytes == facts.vram_free_bytes  # the GPUs' memory is still known
     vulkan = _hw(LlamaBuild(gpu_offload=True, backend="Vulkan"), []).memory_facts()
     assert vulkan.gpu_backend == "Vulkan" and vulkan.vram_free_bytes is None
     apple = GPU(name="Apple M2 GPU", kind="apple", memory_total_bytes=10 * GiB,
@@ -150,7 +152,8 @@ def test_probe_on_this_machine() -> None:
     assert hw.cpu_logical >= 1
     if sys.platform.startswith("linux"):
         assert hw.ram_total_bytes > 0 and 0 < hw.ram_available_bytes <= hw.ram_total_bytes
-    assert hw.llama is not None and hw.llama.version
+    assert hw.llama is not None
+    assert hw.llama.version == importlib.metadata.version("llama-cpp-python")
     assert "CPU" in hw.llama.backends
     if not hw.gpus:  # this project's test machine: no GPU
         assert hw.memory_facts().gpu_backend is None or hw.llama.gpu_offload

@@ -1,4 +1,5 @@
-"""The user registry: add, remove, register the default, name suggestions, atomic writes."""
+"""The user registry: add, remove, set roles, register the default, name suggestions,
+atomic writes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gra_local.models.registry import (
     register_default,
     remove_model,
     save_user_registry,
+    set_roles,
     suggest_name,
 )
 
@@ -75,3 +77,25 @@ def test_default_registration_is_idempotent_and_round_trips(tmp_path: Path) -> N
 def test_no_registry_says_what_to_do() -> None:
     with pytest.raises(ConfigError, match="pull-default"):
         load_models(None)
+
+
+def test_set_roles_rewrites_only_that_model(tmp_path: Path) -> None:
+    a, _ = add_model(write_tiny_gguf(tmp_path / "a.gguf"), chat_format="chatml")
+    b, _ = add_model(write_tiny_gguf(tmp_path / "b.gguf"), roles=[Role.GENERATOR])
+    spec, where = set_roles("a", [Role.REVIEWER, Role.ADJUDICATOR, Role.REVIEWER])
+    assert where == paths.user_registry_path()
+    assert spec.roles == [Role.REVIEWER, Role.ADJUDICATOR]  # repeats dropped, order kept
+    loaded = {m.name: m for m in load_registry(where).models}
+    assert loaded["a"] == a.model_copy(update={"roles": [Role.REVIEWER, Role.ADJUDICATOR]})
+    assert loaded["a"].chat_format == "chatml" and loaded["b"] == b  # nothing else changed
+    assert [m.name for m in load_registry(where).models] == ["a", "b"]  # nor the order
+
+
+def test_set_roles_refuses_unknown_models_and_no_role(tmp_path: Path) -> None:
+    add_model(write_tiny_gguf(tmp_path / "a.gguf"))
+    before = paths.user_registry_path().read_bytes()
+    with pytest.raises(ConfigError, match=r"no model named 'x'.*registered: a.*--models file"):
+        set_roles("x", [Role.REVIEWER])
+    with pytest.raises(ConfigError, match="roles of 'a'"):
+        set_roles("a", [])
+    assert paths.user_registry_path().read_bytes() == before  # nothing written

@@ -70,7 +70,7 @@ def write_run(run_dir: Path, records: list[dict] = RECORDS, status: str = "compl
         (run_dir / name).write_bytes(b"".join(lines))
     doc = {"status": status,
            "counts": {"attempts": len(records), "accepted": 2, "rejected": 2, "adjudicated": 1},
-           "models": {"gen-a": {}, "rev-x": {}},
+           "models": {"gen-a": {"name": "gen-a"}, "rev-x": {"name": "rev-x"}},
            "sessions": [{"started": "2026-01-01T00:00:00Z", "ended": ended, "status": status}]}
     (run_dir / "run.json").write_bytes(orjson.dumps(doc))
     return run_dir

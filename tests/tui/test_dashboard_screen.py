@@ -9,10 +9,11 @@ import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
+from gra_local.core.config import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.screens import dashboard
 from gra_local.tui.services import Services
-from gra_local.tui.settings import LastRun, Settings
+from gra_local.tui.settings import Settings
 
 
 @pytest.fixture
@@ -23,9 +24,10 @@ def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Gra
     shutil.copy(EXAMPLE_SEEDS, tmp_path / "seeds.jsonl")
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
-    last = LastRun(seeds="seeds.jsonl", out_dir="out", samples=3, max_attempts=6)
+    settings = Settings(last_seeds="seeds.jsonl", last_out_dir="out",
+                        last_run=RunOptions(samples=3, max_attempts=6))
     return GraApp(Services(models_file=Path("models.toml"), backend_factory=lambda d: FakeBackend(),
-                           settings=Settings(last_run=last)), start="new_run")
+                           settings=settings), start="new_run")
 
 
 async def finish_run(pilot) -> None:

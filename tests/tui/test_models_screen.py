@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Input, SelectionList, Static
 
 from gra_local.core import paths
@@ -15,6 +16,7 @@ from gra_local.core.config import ModelSpec, Role
 from gra_local.models.bench import BenchStore
 from gra_local.models.hardware import Hardware, LlamaBuild
 from gra_local.models.registry import add_model, read_user_registry
+from gra_local.runs.formatting import MISSING
 from gra_local.tui.screens.models import ModelsScreen
 from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings
@@ -37,9 +39,29 @@ def fixed_hardware() -> Hardware:
                     ram_total_bytes=16 * GIB, ram_available_bytes=8 * GIB, llama=LlamaBuild())
 
 
-def host(services: Services | None = None, **kwargs) -> ScreenHost:
-    return ScreenHost(ModelsScreen(hardware=fixed_hardware, discover_defaults=False, **kwargs),
-                      services or Services(settings=Settings()))
+class NotedHost(ScreenHost):
+    """Keeps every notification, through the public `App.notify` (Textual's own list is
+    private, and drops a toast when it times out)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[tuple[str, str]] = []  # (severity, message)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        self.notes.append((severity, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def errors(self) -> list[str]:
+        return [message for severity, message in self.notes if severity == "error"]
+
+
+def screen(**kwargs) -> ModelsScreen:
+    return ModelsScreen(hardware=fixed_hardware, discover_defaults=False, **kwargs)
+
+
+def host(services: Services | None = None, **kwargs) -> NotedHost:
+    return NotedHost(screen(**kwargs), services or Services(settings=Settings()))
 
 
 class BenchSession:
@@ -162,8 +184,8 @@ async def _test_invalid_path_notifies_and_keeps_running(registered: Path, tmp_pa
         app.screen.query_one(Input).value = str(tmp_path / "missing.gguf")
         await pilot.press("enter")
         await settle(pilot, app)
-        errors = [n for n in app._notifications if n.severity == "error"]
-        assert errors and "missing.gguf" in errors[0].message
+        (error,) = app.errors()
+        assert error.startswith(f"Cannot add {tmp_path / 'missing.gguf'}: ")
         assert isinstance(app.screen, ModelsScreen)
         assert table_names(app) == ["tiny"]
         await pilot.press("r")  # still responsive
@@ -222,7 +244,8 @@ def test_discover_and_pick(registered: Path, tmp_path: Path) -> None:
             await pilot.click("#ok")
             await settle(pilot, app)
             assert isinstance(app.screen, ModelsScreen)
-            assert len(table_names(app)) == 2, [n.message for n in app._notifications]
+            assert table_names(app) == ["tiny", "found-b"], app.notes
+            assert app.notes[-1] == ("information", "Added 1 model(s)")
         assert len(read_user_registry().models) == 2
 
     asyncio.run(go())
@@ -241,7 +264,52 @@ def test_set_roles(registered: Path) -> None:
             await pilot.click("#ok")
             await settle(pilot, app)
             assert app.screen.query_one(DataTable).get_row_at(0)[5] == "gen,rev"
+            assert app.notes[-1] == ("information", "tiny: roles generator, reviewer")
         assert read_user_registry().models[0].roles == [Role.GENERATOR, Role.REVIEWER]
+
+    asyncio.run(go())
+
+
+def test_roles_of_a_models_file_entry_are_refused(tiny_gguf: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        models = tmp_path / "models.toml"
+        text = f'[[models]]\nname = "mine"\npath = "{tiny_gguf}"\n'
+        models.write_text(text, encoding="utf-8")
+        app = host(Services(settings=Settings(), models_file=models))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await pilot.press("o")
+            await pilot.pause()
+            app.screen.query_one(SelectionList).deselect(Role.ANNOTATOR)
+            await pilot.click("#ok")
+            await settle(pilot, app)
+            (error,) = app.errors()
+            assert "no model named 'mine' in the user registry" in error
+            assert "--models file" in error
+            assert app.screen.query_one(DataTable).get_row_at(0)[5] == "gen,rev,adj,ann"
+        assert not paths.user_registry_path().exists()  # nothing written anywhere
+        assert models.read_text(encoding="utf-8") == text
+
+    asyncio.run(go())
+
+
+def test_unreadable_model_shows_dashes_and_the_problem(registered: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        gone = write_tiny_gguf(tmp_path / "gone.gguf")
+        add_model(gone, name="gone")
+        gone.unlink()
+        app = host()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            table = app.screen.query_one(DataTable)
+            assert table_names(app) == ["tiny", "gone"]
+            assert table.get_row_at(1) == ["gone", MISSING, MISSING, MISSING, MISSING,
+                                           "gen,rev,adj,ann", "problem"]
+            table.move_cursor(row=1)
+            await pilot.pause()
+            detail = str(app.screen.query_one("#detail", Static).render())
+            assert "PROBLEM: " in detail and "gone.gguf" in detail
+            assert "architecture" not in detail  # nothing read from a file that is not there
 
     asyncio.run(go())
 
@@ -254,7 +322,7 @@ def test_bench_stores_result(registered: Path) -> None:
             await pilot.press("b")
             await settle(pilot, app)
             assert "Bench: load" in str(app.screen.query_one("#detail", Static).render())
-            assert not [n for n in app._notifications if n.severity == "error"]
+            assert app.errors() == []
         result = BenchStore(paths.cache_dir()).latest(registered)
         assert result is not None and result.decode_tokens_per_s == 128.0
 
@@ -275,4 +343,6 @@ def test_snapshot(registered: Path, snap_compare, monkeypatch) -> None:
         await settle(pilot, pilot.app)
         await tables_settled(pilot)
 
-    assert snap_compare(host(), terminal_size=(100, 30), run_before=run_before)
+    # a plain ScreenHost: the app's class name is the header's title
+    app = ScreenHost(screen(), Services(settings=Settings()))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

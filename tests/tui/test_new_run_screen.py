@@ -1,4 +1,5 @@
-"""The New run screen at a fixed size: the form, the seed preview, the models per role."""
+"""The New run screen: the form, the seed preview, the models per role (at a fixed size);
+every RunOptions field set from the form, errors worded with the form's labels."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
+from textual.widgets import Select, Switch
 
+from gra_local.core.config import RunOptions, option_fields
+from gra_local.core.engine.request import RunRequest
 from gra_local.tui.app import GraApp
 from gra_local.tui.services import Services
-from gra_local.tui.settings import LastRun, Settings
+from gra_local.tui.settings import Settings, load_settings
 
 
 @pytest.fixture
@@ -20,7 +24,7 @@ def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Gra
     shutil.copy(EXAMPLE_SEEDS, tmp_path / "seeds.jsonl")
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
-    settings = Settings(last_run=LastRun(seeds="seeds.jsonl", out_dir="out", samples=5))
+    settings = Settings(last_seeds="seeds.jsonl", last_out_dir="out", last_run=RunOptions(samples=5))
     return GraApp(Services(models_file=Path("models.toml"), settings=settings), start="new_run")
 
 
@@ -51,3 +55,70 @@ async def test_preview_and_models(app: GraApp) -> None:
 
 def test_snapshot(snap_compare, app: GraApp) -> None:
     assert snap_compare(app, terminal_size=(100, 40), run_before=settle)
+
+
+# --- the form is RunOptions: every option settable, errors in the form's words ----------------
+
+EVERY_OPTION = {"samples": "2", "max_attempts": "3", "rounds": "2", "panel": "1", "tau": "7.5",
+                "delta": "2", "batch": "2", "seed": "7", "seed_pool": "5",
+                "examples_per_prompt": "2", "dedup_threshold": "off", "minhash": False,
+                "canaries": "1", "calibration": "weight", "min_canary_accuracy": "0.5"}
+
+
+def fill(screen, values: dict[str, object]) -> None:
+    for name, value in values.items():
+        widget = screen.query_one(f"#{name}")
+        widget.value = value
+
+
+async def test_the_form_has_a_row_per_run_option(app: GraApp) -> None:
+    assert set(EVERY_OPTION) == set(RunOptions.model_fields)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen.query_one("#minhash"), Switch)
+        assert isinstance(screen.query_one("#calibration"), Select)
+        shown = {f.name: screen.query_one(f"#{f.name}").value for f in option_fields()}
+        assert shown["samples"] == "5" and shown["tau"] == "8.0" and shown["batch"] == ""
+        assert shown["dedup_threshold"] == "0.9" and shown["minhash"] is True
+
+
+async def test_the_app_sets_every_option(app: GraApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[RunRequest] = []
+    monkeypatch.setattr(GraApp, "start_run", lambda self, request: started.append(request) or True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        fill(app.screen, EVERY_OPTION)
+        await pilot.press("ctrl+r")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if started:
+                break
+        assert app.current_mode == "new_run"
+    expected = RunOptions(samples=2, max_attempts=3, rounds=2, panel=1, tau=7.5, delta=2.0,
+                          batch=2, seed=7, seed_pool=5, examples_per_prompt=2,
+                          dedup_threshold=None, minhash=False, canaries=1,
+                          calibration="weight", min_canary_accuracy=0.5)
+    assert started and started[0].options == expected
+    saved = load_settings()
+    assert saved.last_run == expected
+    assert (saved.last_seeds, saved.last_out_dir) == ("seeds.jsonl", "out")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"tau": "11"}, "tau: Input should be less than or equal to 10"),
+    ({"min_canary_accuracy": "lots"}, "min canary acc: Input should be a valid number"),
+    ({"samples": ""}, "samples: Field required"),
+])
+async def test_option_errors_use_the_forms_labels(app: GraApp, values: dict[str, object],
+                                                  message: str) -> None:
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        fill(app.screen, values)
+        await pilot.press("ctrl+r")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if "not started" in str(app.screen.query_one("#estimate").render()):
+                break
+        assert app.current_mode == "new_run" and app.current_run is None
+        assert f"not started: {message}" in str(app.screen.query_one("#estimate").render())

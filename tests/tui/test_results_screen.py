@@ -63,7 +63,7 @@ def write_run(run_dir: Path) -> Path:
     (run_dir / "run.json").write_bytes(orjson.dumps({
         "schema_version": 1, "status": "complete",
         "counts": {"attempts": 5, "accepted": 3, "rejected": 2},
-        "models": {"smol": {}, "qwen": {}},
+        "models": {"smol": {"name": "smol"}, "qwen": {"name": "qwen"}},
         "sessions": [{"started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:10:00Z"}]}))
     return run_dir
 
@@ -195,18 +195,20 @@ async def test_export_from_the_results_screen(run_dir: Path) -> None:
 QUALITY = {
     "calibration": {
         "canaries_per_batch": 4, "canaries_judged": 12, "action": "flag",
+        "tau": 8.0, "min_accuracy": 0.6, "min_canaries": 4,
         "panel": {"krippendorff_alpha_scores": 0.41, "fleiss_kappa_instruction": 0.12, "items": 9},
         "reviewers": {
-            "judge-a": {"accuracy": 0.9, "canaries": 10, "parse_failure_rate": 0.0,
+            "judge-a": {"model": "judge-a", "accuracy": 0.9, "canaries": 10, "parse_failure_rate": 0.0,
                         "mean_score": 7.5, "mean_canary_good_score": 8.8,
                         "mean_canary_bad_score": 3.1, "agreement_with_panel": 0.8,
                         "flagged": False},
-            "judge-b": {"accuracy": 0.4, "canaries": 10, "parse_failure_rate": 0.1,
+            "judge-b": {"model": "judge-b", "accuracy": 0.4, "canaries": 10, "parse_failure_rate": 0.1,
                         "mean_score": 9.6, "agreement_with_panel": 0.5, "flagged": True,
                         "flag_reason": "canary accuracy 4/10 (40%) < 60%"},
         },
     },
-    "dedup": {"enabled": True, "embedder": "all-MiniLM-L6-v2", "threshold": 0.9},
+    "dedup": {"enabled": True, "embedder": "all-MiniLM-L6-v2", "embedder_sha256": "0" * 64,
+              "threshold": 0.9, "references": 24},
     "rounds": {"1": {"attempts": 4, "accepted": 2, "rejected": 2, "pool_added": 2},
                "2": {"attempts": 3, "accepted": 1, "rejected": 2, "pool_added": 0}},
 }

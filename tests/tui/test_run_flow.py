@@ -13,17 +13,18 @@ import orjson
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
+from gra_local.core.config import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.services import Services, llama_backend
-from gra_local.tui.settings import LastRun, Settings
+from gra_local.tui.settings import Settings
 
 
 def services(tmp_path: Path, tiny: Path, backend_factory, **last: object) -> Services:
     models = write_models_toml(tmp_path / "models.toml", [("tiny", tiny)])
-    run = LastRun(**({"seeds": str(EXAMPLE_SEEDS), "out_dir": str(tmp_path / "out"),
-                      "samples": 2, "max_attempts": 4} | last))
+    run = RunOptions(**({"samples": 2, "max_attempts": 4} | last))
     return Services(models_file=models, backend_factory=backend_factory,
-                    settings=Settings(last_run=run))
+                    settings=Settings(last_seeds=str(EXAMPLE_SEEDS),
+                                      last_out_dir=str(tmp_path / "out"), last_run=run))
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
@@ -104,6 +105,7 @@ async def test_quit_while_running_asks_then_stops_cleanly(tmp_path: Path, tiny_g
         assert type(app.screen).__name__ == "QuitWhileRunning"
         await pilot.click("#yes")
         await wait_for(pilot, lambda: app.current_run.finished, timeout=30)
+        await wait_for(pilot, lambda: app.return_code is not None, timeout=10)  # it quits itself
     assert orjson.loads((tmp_path / "out" / "run.json").read_bytes())["status"] == "interrupted"
 
 
@@ -119,3 +121,35 @@ async def test_real_tiny_model_run_through_the_ui(tmp_path: Path, tiny_gguf: Pat
         assert "loaded tiny" in log
     records = decided(tmp_path / "out")
     assert len(records) == 2 and all(r["models"][0]["name"] == "tiny" for r in records)
+
+
+async def test_dashboard_only_once_prepared_and_engine_after_it(
+        tmp_path: Path, tiny_gguf: Path, monkeypatch) -> None:
+    """New run stays while the checks run; the dashboard shows once the run is prepared,
+    and the engine's first call comes after the dashboard is up."""
+    import threading
+
+    from gra_local import prepare
+
+    release = threading.Event()
+    real = prepare.prepare_run
+
+    def slow_prepare(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "prepare_run", slow_prepare)
+    modes: list[str] = []
+    backend = FakeBackend(script=lambda call: modes.append(app.current_mode))
+    app = GraApp(services(tmp_path, tiny_gguf, lambda d: backend), start="new_run")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)
+        assert app.current_mode == "new_run" and app.current_run is None
+        assert "checking" in str(app.screen.query_one("#estimate").render())
+        release.set()
+        await wait_for(pilot, lambda: app.current_run is not None and app.current_run.finished)
+        assert app.current_mode == "dashboard"
+        assert modes and modes[0] == "dashboard"
+        assert not app.screen.query_one("#idle").display

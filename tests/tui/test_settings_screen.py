@@ -6,12 +6,15 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Select, Static, TextArea
 
+from gra_local.core.config import RunOptions
+from gra_local.core.errors import ConfigError
 from gra_local.tui.screens.models import ModelsScreen
 from gra_local.tui.screens.settings import SettingsScreen, parse_keymap
 from gra_local.tui.services import Services
-from gra_local.tui.settings import Settings, load_settings, settings_path
+from gra_local.tui.settings import Settings, load_settings, save_settings, settings_path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import ScreenHost  # noqa: E402
@@ -106,3 +109,56 @@ def test_app_switches_between_models_and_settings() -> None:
             await app.workers.wait_for_complete()
 
     asyncio.run(go())
+
+
+# --- the settings file: the last run as RunOptions, older files migrated ----------------------
+
+OLD_SETTINGS = """theme = "nord"
+default_out_dir = "runs"
+
+[last_run]
+seeds = "my-seeds.jsonl"
+out_dir = "runs/first"
+samples = 25
+max_attempts = 60
+rounds = 2
+panel = 2
+tau = 7.5
+delta = 1.0
+dedup_threshold = 0.85
+canaries = 4
+"""
+
+
+def test_old_last_run_keys_are_migrated_not_refused() -> None:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OLD_SETTINGS, encoding="utf-8")
+    settings = load_settings()
+    assert (settings.last_seeds, settings.last_out_dir) == ("my-seeds.jsonl", "runs/first")
+    assert settings.last_run == RunOptions(samples=25, max_attempts=60, rounds=2, panel=2, tau=7.5,
+                                           delta=1.0, dedup_threshold=0.85, canaries=4)
+    save_settings(settings)
+    text = path.read_text(encoding="utf-8")
+    assert 'last_seeds = "my-seeds.jsonl"' in text and "\nseeds" not in text
+    assert load_settings() == settings
+
+
+def test_a_threshold_turned_off_is_remembered() -> None:
+    settings = Settings(last_run=RunOptions(samples=3, dedup_threshold=None, minhash=False))
+    save_settings(settings)
+    assert 'dedup_threshold = "off"' in settings_path().read_text(encoding="utf-8")
+    assert load_settings().last_run == settings.last_run
+    assert Settings.model_validate(settings.model_dump()) == settings  # the Settings screen's copy
+
+
+def test_settings_file_errors_name_the_key() -> None:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[last_run]\nsamples = 3\ntau = 11\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == f"{path}: key 'last_run.tau': Input should be less than or equal to 10"
+    path.write_text("[last_run]\nsamples = 3\ntemperature = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="key 'last_run.temperature': unknown key"):
+        load_settings()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from gra_local.core.config import Registry, RunOptions
 from gra_local.core.engine.model_pool import Residency
 from gra_local.core.records import ModelRef
+from gra_local.core.rundir.report import RunReport
 
 
 class RunRequest(BaseModel):
@@ -37,4 +38,5 @@ class RunRequest(BaseModel):
 class RunResult(BaseModel):
     status: str
     out_dir: Path
-    run_json: dict
+    run_json: RunReport
+    """run.json as last written."""

@@ -22,6 +22,7 @@ from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import draw_roles
 from gra_local.core.rundir import resume
+from gra_local.core.rundir.report import SeedsInfo
 from gra_local.core.seeds.formats import detect_format, iter_records
 from gra_local.core.seeds.pool import PoolEntry
 from gra_local.core.seeds.scan import Seed, SkippedRecord, record_to_seed
@@ -98,9 +99,9 @@ class ReviewRun(Run):
                              f"response and are not reviewed (first: line "
                              f"{data.without_response[0]})"))
         self.pairs = data.pairs
-        self.seeds_info = {"path": str(data.path), "sha256": seeds_sha, "format": data.format,
-                           "usable": len(data.pairs), "skipped": len(data.skipped),
-                           "without_response": len(data.without_response), "mode": "review"}
+        self.seeds_info = SeedsInfo(path=str(data.path), sha256=seeds_sha, format=data.format,
+                                    usable=len(data.pairs), skipped=len(data.skipped),
+                                    without_response=len(data.without_response), mode="review")
         return []
 
     def _rounds(self, seed_pool: list[PoolEntry], state: resume.RunDirState) -> str:

@@ -1,11 +1,14 @@
-"""run.json: config, versions, counts, loads, tokens, timings, judge validity, peak RSS."""
+"""Builds run.json (a rundir.report.RunReport) from a run as it stands: config, versions,
+counts, loads, tokens, timings, judge validity, calibration, peak RSS."""
 
 from __future__ import annotations
 
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from pydantic import TypeAdapter
 
 from gra_local import __version__
 from gra_local.core.candidate import now
@@ -13,7 +16,26 @@ from gra_local.core.config import RunOptions
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate
-from gra_local.core.rundir.resume import SCHEMA_VERSION
+from gra_local.core.rundir.report import (
+    SCHEMA_VERSION,
+    CalibrationSection,
+    DedupOff,
+    DedupOn,
+    Eta,
+    JudgeValidity,
+    PeakRss,
+    Placement,
+    PrefixCache,
+    ResidencyBudget,
+    RolesShared,
+    RunConfig,
+    RunIdentity,
+    RunReport,
+    SeedsInfo,
+    Session,
+    TokenCounts,
+    Versions,
+)
 from gra_local.core.stats import RunStats
 
 
@@ -26,25 +48,25 @@ class Run(Protocol):
     out: Path
     status: str
     started: str
-    previous: dict | None
-    identity_doc: dict
-    seeds_info: dict
+    previous: RunReport | None
+    identity_doc: RunIdentity
+    seeds_info: SeedsInfo
     stats: RunStats
     book: CanaryBook
     dedup: Gate
 
 
-def peak_rss_mb() -> dict[str, float | None]:
+def peak_rss_mb() -> PeakRss:
     """Peak resident memory of this process and of finished worker processes."""
     try:
         import resource
     except ImportError:  # Windows
-        return {"main": None, "workers": None}
+        return PeakRss(main=None, workers=None)
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / (1024 * 1024)  # KiB vs bytes
-    return {
-        "main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
-        "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1),
-    }
+    return PeakRss(
+        main=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
+        workers=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1),
+    )
 
 
 def _llama_version() -> str | None:
@@ -56,75 +78,87 @@ def _llama_version() -> str | None:
         return None
 
 
-def calibration_json(run: Run) -> dict[str, Any]:
+def calibration_section(run: Run) -> CalibrationSection:
     """Per-reviewer canary accuracy, parse failures, mean score, agreement with the panel,
     flags; panel-wide Krippendorff's α and Fleiss' κ. Agreement figures need no canaries."""
-    book = run.book
-    return {"canaries_per_batch": run.opts.canaries, "canaries_judged": len(book.decided),
-            "action": run.opts.calibration if run.opts.canaries else None,
-            **book.report.model_dump(mode="json")}
+    book, opts = run.book, run.opts
+    report = book.report
+    return CalibrationSection(
+        canaries_per_batch=opts.canaries, canaries_judged=len(book.decided),
+        action=opts.calibration if opts.canaries else None,
+        reviewers=report.reviewers, panel=report.panel, tau=report.tau,
+        min_accuracy=report.min_accuracy, min_canaries=report.min_canaries)
 
 
-def build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
-    stats = run.stats
-    previous = run.previous or {}
-    sessions = list(previous.get("sessions", []))
-    sessions.append({"started": run.started, "ended": now(), "status": run.status,
-                     "seconds": round(elapsed, 2)})
-    validity = {}
-    for name, ms in stats.models.items():
-        if ms.structured_total:
-            validity[name] = {
-                "structured_calls": ms.structured_total,
-                "valid": round(ms.validity() or 0.0, 4),
-                "valid_first_try": round(ms.first_try_validity() or 0.0, 4),
-                "counted_failures": ms.structured_failed,
-                "invalid_replies": ms.invalid_replies,
-            }
-    prefix = {
-        stage: {"prompt_tokens": st.prompt_tokens, "prompt_evaluated": st.prompt_evaluated,
-                "reused": round(1 - st.prompt_evaluated / st.prompt_tokens, 4) if st.prompt_tokens else None}
-        for stage, st in stats.stages.items()
-    }
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": run.status,
-        "out_dir": str(run.out),
-        "identity": run.identity_doc,
-        "config": {
-            "seeds": str(run.req.seeds),
-            "models_file": run.req.models_source,
-            "options": run.opts.model_dump(mode="json"),
-            "models": [m.model_dump(mode="json") for m in run.req.registry.models],
-        },
-        "versions": {"gra_local": __version__, "llama_cpp_python": _llama_version(),
-                     "python": platform.python_version(), "platform": platform.platform()},
-        "models": {name: ref.model_dump() for name, ref in run.req.refs.items()},
-        "seeds": run.seeds_info,
-        "counts": stats.counts.model_dump(),
-        "rounds": {k: v.model_dump() for k, v in stats.rounds.items()},
-        "dedup": run.dedup.describe(),
-        "calibration": calibration_json(run),
-        "loads": {name: ms.loads for name, ms in stats.models.items()},
-        "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
-                      for name, ms in stats.models.items()},
-        "residency": (None if run.req.residency is None else
-                      {"budget_bytes": run.req.residency.budget_bytes,
-                       "cost_bytes": run.req.residency.cost_bytes}),
-        "unloads": {name: ms.unloads for name, ms in stats.models.items()},
-        "tokens": {name: {"prompt": ms.prompt_tokens, "prompt_evaluated": ms.prompt_evaluated,
-                          "completion": ms.completion_tokens}
-                   for name, ms in stats.models.items()},
-        "timings": {stage: round(st.seconds, 3) for stage, st in stats.stages.items()},
-        "judge_validity": validity,
-        "parse_failures": {name: ms.parse_failures for name, ms in stats.models.items()},
-        "prefix_cache": prefix,
-        "roles_shared": {"candidates": stats.roles_shared,
-                         "models_registered": len(run.req.registry.models),
-                         "panel": run.opts.panel},
-        "peak_rss_mb": peak_rss_mb(),
-        "eta": {"predicted_seconds": run.req.predicted_seconds,
-                "actual_seconds": round(sum(x.get("seconds", 0) for x in sessions), 2)},
-        "sessions": sessions,
-        "stats": stats.model_dump(),
-    }
+def _judge_validity(stats: RunStats) -> dict[str, JudgeValidity]:
+    return {name: JudgeValidity(structured_calls=ms.structured_total,
+                                valid=round(ms.validity() or 0.0, 4),
+                                valid_first_try=round(ms.first_try_validity() or 0.0, 4),
+                                counted_failures=ms.structured_failed,
+                                invalid_replies=ms.invalid_replies)
+            for name, ms in stats.models.items() if ms.structured_total}
+
+
+def _prefix_cache(stats: RunStats) -> dict[str, PrefixCache]:
+    return {stage: PrefixCache(prompt_tokens=st.prompt_tokens, prompt_evaluated=st.prompt_evaluated,
+                               reused=(round(1 - st.prompt_evaluated / st.prompt_tokens, 4)
+                                       if st.prompt_tokens else None))
+            for stage, st in stats.stages.items()}
+
+
+def build_run_json(run: Run, elapsed: float) -> RunReport:
+    """run.json as the run stands. Built from a snapshot of the counters, so the report
+    does not change under a caller that keeps it while the run goes on."""
+    stats = run.stats.model_copy(deep=True)
+    req, opts = run.req, run.opts
+    sessions = [*(run.previous.sessions if run.previous is not None else []),
+                Session(started=run.started, ended=now(), status=run.status,
+                        seconds=round(elapsed, 2))]
+    models = stats.models.items()
+    return RunReport(
+        schema_version=SCHEMA_VERSION,
+        status=run.status,
+        out_dir=str(run.out),
+        identity=run.identity_doc,
+        config=RunConfig(seeds=str(req.seeds), models_file=req.models_source,
+                         options=opts.model_dump(mode="json"),
+                         models=[m.model_dump(mode="json") for m in req.registry.models]),
+        versions=Versions(gra_local=__version__, llama_cpp_python=_llama_version(),
+                          python=platform.python_version(), platform=platform.platform()),
+        models=dict(req.refs),
+        seeds=run.seeds_info,
+        counts=stats.counts,
+        rounds=stats.rounds,
+        dedup=_dedup(run.dedup),
+        calibration=calibration_section(run),
+        loads={name: ms.loads for name, ms in models},
+        placement={name: Placement(n_gpu_layers=ms.n_gpu_layers, plan=ms.gpu_plan)
+                   for name, ms in models},
+        residency=(None if req.residency is None else
+                   ResidencyBudget(budget_bytes=req.residency.budget_bytes,
+                                   cost_bytes=req.residency.cost_bytes)),
+        unloads={name: ms.unloads for name, ms in models},
+        tokens={name: TokenCounts(prompt=ms.prompt_tokens, prompt_evaluated=ms.prompt_evaluated,
+                                  completion=ms.completion_tokens)
+                for name, ms in models},
+        timings={stage: round(st.seconds, 3) for stage, st in stats.stages.items()},
+        judge_validity=_judge_validity(stats),
+        parse_failures={name: ms.parse_failures for name, ms in models},
+        prefix_cache=_prefix_cache(stats),
+        roles_shared=RolesShared(candidates=stats.roles_shared,
+                                 models_registered=len(req.registry.models), panel=opts.panel),
+        peak_rss_mb=peak_rss_mb(),
+        eta=Eta(predicted_seconds=req.predicted_seconds,
+                actual_seconds=round(sum(s.seconds for s in sessions), 2)),
+        sessions=sessions,
+        stats=stats,
+    )
+
+
+_DEDUP: TypeAdapter[DedupOn | DedupOff] = TypeAdapter(DedupOn | DedupOff)
+"""The dedup gate describes itself as a mapping (core.quality's Gate predates the report
+types); `enabled` picks which of the two shapes it is."""
+
+
+def _dedup(gate: Gate) -> DedupOn | DedupOff:
+    return _DEDUP.validate_python(gate.describe())

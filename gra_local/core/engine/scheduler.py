@@ -39,6 +39,7 @@ from gra_local.core.records import Decision
 from gra_local.core.roles import RoleDraw, draw_roles
 from gra_local.core.rundir import journal as j
 from gra_local.core.rundir import resume
+from gra_local.core.rundir.report import RunIdentity, RunReport, SeedsInfo
 from gra_local.core.seeds.pool import PoolEntry
 from gra_local.core.seeds.scan import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stats import RunStats
@@ -74,7 +75,9 @@ class Run:
                                 self._snapshot, pause=pause, live_text=live_text)
         self.started = now()
         self.status = "running"
-        self.seeds_info: dict = {}
+        self.seeds_info = SeedsInfo()
+        self.previous: RunReport | None = None
+        """The run.json this directory held when the run started (resume)."""
         self.pool_entries: list[PoolEntry] = []
         if self.opts.dedup_threshold is not None and req.embedder is None:
             raise ConfigError("semantic dedup needs the embedding model: run `gra-local models "
@@ -86,19 +89,19 @@ class Run:
 
     # --- files -------------------------------------------------------------------------
 
-    def identity(self, seeds_sha: str) -> dict:
+    def identity(self, seeds_sha: str) -> RunIdentity:
         models = {m.name: {"sha256": self.req.refs[m.name].sha256,
                            **m.model_dump(mode="json", exclude={"name", "path", "sha256"})}
                   for m in self.req.registry.models}
-        return {"seeds_sha256": seeds_sha, "options": self.opts.identity(), "models": models}
+        return RunIdentity(seeds_sha256=seeds_sha, options=self.opts.identity(), models=models)
 
     def _snapshot(self, cand: Candidate) -> None:
         self._journal.append(cand.model_dump(mode="json"))
 
     def write_run_json(self) -> None:
-        data = build_run_json(self, time.perf_counter() - self._t0)
-        j.write_json_atomic(self.out / j.RUN_JSON, data)
-        self.run_json = data
+        report = build_run_json(self, time.perf_counter() - self._t0)
+        j.write_json_atomic(self.out / j.RUN_JSON, report.model_dump(mode="json"))
+        self.run_json = report
 
     # --- the run -----------------------------------------------------------------------
 
@@ -114,15 +117,15 @@ class Run:
             seeds_sha = file_fingerprint(self.req.seeds)
             self.identity_doc = self.identity(seeds_sha)
             state = resume.load_state(self.out)
-            if resume.nothing_done(state) and state.previous is not None:
+            if resume.nothing_done(state) and state.has_run_json:
                 resume.discard_empty_run(self.out)  # a failed start holds no data: no refusal
                 state = resume.load_state(self.out)
-            resume.check_identity(self.out, state.previous, self.identity_doc)
+            resume.check_identity(self.out, state, self.identity_doc)
             self.previous = state.previous
             # Read the seeds before anything is written, so a bad file leaves no trace.
             scan = None if (self.out / j.POOL).exists() else self._scan_seeds()
-            if state.previous and "stats" in state.previous:
-                self.stats = RunStats.model_validate(state.previous["stats"])
+            if self.previous is not None and self.previous.stats is not None:
+                self.stats = self.previous.stats.model_copy(deep=True)  # counters go on
                 self.pool.stats = self.ctx.stats = self.stats
             resume.recount(self.out, self.stats, state)
             resume.compact_journal(self.out, state.inflight)
@@ -167,7 +170,7 @@ class Run:
         if scan is None:
             # The pool file holds the seeds and, after them, what later rounds added.
             entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(self.out / j.POOL)]
-            self.seeds_info = (self.previous or {}).get("seeds", {})
+            self.seeds_info = self.previous.seeds if self.previous is not None else SeedsInfo()
             self.pool_entries = entries
             for entry in entries:
                 if entry.round:
@@ -189,8 +192,8 @@ class Run:
             writer.append(entry.model_dump())
         writer.close()
         tmp.replace(self.out / j.POOL)
-        self.seeds_info = {"path": str(self.req.seeds), "sha256": seeds_sha, "format": scan.format,
-                           "usable": scan.usable, "skipped": scan.skipped, "pool": len(entries)}
+        self.seeds_info = SeedsInfo(path=str(self.req.seeds), sha256=seeds_sha, format=scan.format,
+                                    usable=scan.usable, skipped=scan.skipped, pool=len(entries))
         self.write_run_json()
         self.pool_entries = list(entries)
         return entries

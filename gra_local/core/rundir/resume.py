@@ -6,18 +6,23 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from gra_local.core.candidate import Candidate
 from gra_local.core.errors import OutputError
 from gra_local.core.rundir import journal as j
+from gra_local.core.rundir.report import (
+    READABLE_SCHEMAS,
+    NotARunReport,
+    OtherSchema,
+    RunIdentity,
+    RunReport,
+    read_report,
+)
 from gra_local.core.stats import Counts, RunStats
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
-"""Schema 1 (before dedup, canaries and review-only mode) has the same record fields
-minus a few optional ones, so its runs can be read, exported and resumed."""
 _V1_OPTIONS = {"dedup_threshold": None, "minhash": None, "canaries": 0, "calibration": None,
                "min_canary_accuracy": None}
 """What a schema-1 run did, in schema-2 option names: no dedup, no canaries."""
@@ -25,17 +30,25 @@ _V1_OPTIONS = {"dedup_threshold": None, "minhash": None, "canaries": 0, "calibra
 
 @dataclass
 class RunDirState:
-    previous: dict | None
+    previous: RunReport | None
+    """The run.json found; None when there is none or it is of another schema."""
+    other_schema: OtherSchema | None = None
+    """Set when run.json is of a schema this version does not read: refused, unless the
+    run left nothing else (discard_empty_run)."""
     decided: set[str] = field(default_factory=set)
     accepted: list[dict] = field(default_factory=list)
     attempts: Counter[int] = field(default_factory=Counter)  # highest attempt per round
     inflight: list[Candidate] = field(default_factory=list)
 
+    @property
+    def has_run_json(self) -> bool:
+        return self.previous is not None or self.other_schema is not None
+
     def accepted_in(self, round_no: int) -> int:
         return sum(1 for r in self.accepted if r.get("round") == round_no)
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -46,20 +59,24 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_identity(out_dir: Path, previous: dict | None, identity: dict) -> None:
+def check_identity(out_dir: Path, state: RunDirState, identity: RunIdentity) -> None:
+    """Refuse to resume a run directory of another schema or made with other settings."""
     has_outputs = any((out_dir / n).exists() for n in (j.ACCEPTED, j.REJECTED, j.JOURNAL))
+    if state.other_schema is not None:
+        raise OutputError(f"{out_dir} was written by another version of gra-local (schema "
+                          f"{state.other_schema.version!r}; this one reads "
+                          f"{', '.join(map(str, READABLE_SCHEMAS))}); use --restart to move it aside")
+    previous = state.previous
     if previous is None:
         if has_outputs:
             raise OutputError(f"{out_dir} holds output files but no run.json; it is not a run "
                               "this tool can resume. Use --restart to move them aside")
         return
-    version = previous.get("schema_version")
-    if version not in READABLE_SCHEMAS:
-        raise OutputError(f"{out_dir} was written by another version of gra-local (schema "
-                          f"{version!r}; this one reads {', '.join(map(str, READABLE_SCHEMAS))}); "
-                          "use --restart to move it aside")
-    old = migrate_identity(previous.get("identity", {}), version)
-    diffs = _diff(old, identity)
+    version = previous.schema_version
+    # Compared as mappings, key by key, so that the refusal names every setting that differs.
+    old = ({} if previous.identity is None
+           else migrate_identity(previous.identity, version).model_dump(mode="json"))
+    diffs = _diff(old, identity.model_dump(mode="json"))
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
         hint = (" (it was made before dedup existed: add --no-dedup to resume it)"
@@ -69,12 +86,21 @@ def check_identity(out_dir: Path, previous: dict | None, identity: dict) -> None
                           "--restart to move the old run aside and start over")
 
 
-def migrate_identity(identity: dict, version: int | None) -> dict:
+def migrate_identity(identity: RunIdentity, version: int | None) -> RunIdentity:
     """A run's identity in today's terms: schema 1 gets the options it implicitly ran with."""
     if version != 1:
         return identity
-    options = {**_V1_OPTIONS, **identity.get("options", {})}
-    return {**identity, "options": options}
+    return identity.model_copy(update={"options": {**_V1_OPTIONS, **identity.options}})
+
+
+def read_previous(out_dir: Path) -> tuple[RunReport | None, OtherSchema | None]:
+    """The run directory's run.json, or why it is of another schema."""
+    try:
+        return read_report(out_dir / j.RUN_JSON), None
+    except OtherSchema as exc:
+        return None, exc
+    except NotARunReport as exc:
+        raise OutputError(f"{exc}; use --restart to move it aside") from None
 
 
 def nothing_done(state: RunDirState) -> bool:
@@ -89,7 +115,8 @@ def discard_empty_run(out_dir: Path) -> None:
 
 
 def load_state(out_dir: Path) -> RunDirState:
-    state = RunDirState(previous=j.read_json(out_dir / j.RUN_JSON))
+    previous, other_schema = read_previous(out_dir)
+    state = RunDirState(previous=previous, other_schema=other_schema)
     for name in (j.ACCEPTED, j.REJECTED):
         for rec in j.read_jsonl(out_dir / name):
             state.decided.add(rec["id"])

@@ -1,7 +1,8 @@
 """Run dashboard: stage and model, progress, counts, loads, acceptance, elapsed/ETA, a log.
 
-Pause holds the engine between two model calls; cancel stops it after the current call
-(the run stays resumable); both are bindings with ids.
+It renders the run the app started (`follow`, then the engine's messages); pause, resume
+and cancel ask the app. Pause holds the engine between two model calls; cancel stops it
+after the current call (the run stays resumable); all are bindings with ids.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
@@ -26,6 +26,8 @@ from gra_local.core.events import (
     StageProgress,
     StageStarted,
 )
+from gra_local.runs.formatting import MISSING, pct
+from gra_local.tui.app import gra_app
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
 
 MAX_LOG_LINES_PER_FLUSH = 30
@@ -34,7 +36,7 @@ IDLE_TEXT = "No run yet: set one up on the New run screen (F2)."
 
 def _clock(seconds: float | None) -> str:
     if seconds is None:
-        return "–"
+        return MISSING
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -52,6 +54,7 @@ class DashboardScreen(Screen):
         self.loads = 0
         self.wanted = 0
         self.predicted: float | None = None
+        self._session: RunSession | None = None
         self._started: float | None = None
         self._pending: list[RecordDecided] = []
 
@@ -70,36 +73,30 @@ class DashboardScreen(Screen):
         yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
         yield Footer()
 
-    @property
-    def session(self) -> RunSession | None:
-        return getattr(self.app, "current_run", None)
-
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
         self.set_interval(0.1, self._flush_records)
-        self.on_screen_resume()
+        self.query_one("#idle", Static).display = self._session is None
 
-    def on_screen_resume(self) -> None:
-        session = self.session
-        idle = self.query_one("#idle", Static)
-        idle.display = session is None or getattr(self.app, "preparing", False)
-        idle.update("Checking the seed file and every model before the run starts…"
-                    if getattr(self.app, "preparing", False) else IDLE_TEXT)
-        if session is not None and not session.launched:
-            session.launched = True
-            self.predicted = session.request.predicted_seconds
-            self._started = time.monotonic()
-            self._run(session)
-
-    @work(thread=True, exclusive=True, group="engine")
-    def _run(self, session: RunSession) -> None:
-        session.run(self)
+    def follow(self, session: RunSession) -> None:
+        """Render this run from now on: called by the app once this screen is mounted,
+        right before it starts the run's engine."""
+        if self._session is not None:  # a run after another: its own figures
+            self.counts = dict.fromkeys(self.counts, 0)
+            self.loads = 0
+            self._pending.clear()
+            for key in ("accepted", "rejected", "adjudicated", "rate", "loads", "eta", "status"):
+                self._set(key, MISSING)
+        self._session = session
+        self.predicted = session.request.predicted_seconds
+        self._started = time.monotonic()
+        self.query_one("#idle", Static).display = False
 
     def _set(self, key: str, value: str) -> None:
         self.query_one(f"#n-{key}", Static).update(f"{key}\n{value}")
 
     def _tick(self) -> None:
-        if self._started is None or self.session is None or self.session.finished:
+        if self._started is None or self._session is None or self._session.finished:
             return
         elapsed = time.monotonic() - self._started
         self._set("elapsed", _clock(elapsed))
@@ -154,7 +151,7 @@ class DashboardScreen(Screen):
         for key in ("accepted", "rejected", "adjudicated"):
             self._set(key, str(self.counts[key]))
         decided = self.counts["accepted"] + self.counts["rejected"]
-        self._set("rate", f"{self.counts['accepted'] / decided:.0%}" if decided else "–")
+        self._set("rate", pct(self.counts["accepted"] / decided if decided else None))
         last = events[-1]
         self.query_one("#accepted-bar", ProgressBar).update(progress=min(last.accepted, last.wanted))
         if len(lines) > MAX_LOG_LINES_PER_FLUSH:  # a whole batch at once: keep the UI fluid
@@ -175,24 +172,18 @@ class DashboardScreen(Screen):
             self._set("status", message.result.status)
             self._log(f"run {message.result.status}: {message.result.out_dir}")
             self.notify(f"Run {message.result.status}: results in {message.result.out_dir}")
-        if getattr(self.app, "quit_after_run", False):
-            self.app.exit()
 
     def action_pause(self) -> None:
-        if self.session and self.session.running:
-            self.session.pause.set()
+        if gra_app(self).pause_run():
             self._set("status", "paused")
             self._log("paused: holding after the current model call")
 
     def action_resume(self) -> None:
-        if self.session and self.session.running:
-            self.session.pause.clear()
+        if gra_app(self).resume_run():
             self._set("status", "running")
             self._log("resumed")
 
     def action_cancel(self) -> None:
-        if self.session and self.session.running:
-            self.session.stop.set()
-            self.session.pause.clear()
+        if gra_app(self).cancel_run():
             self._set("status", "stopping")
             self._log("stopping after the current model call; rerun the same settings to resume")

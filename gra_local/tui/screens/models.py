@@ -14,10 +14,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
-from gra_local.commands.discover import human_params, human_size
 from gra_local.core.config import ModelSpec, Role
+from gra_local.models.describe import human_params, human_size
 from gra_local.models.hardware import Hardware
 from gra_local.models.planner import badge
+from gra_local.runs.formatting import MISSING
+from gra_local.tui.services import services_of
 from gra_local.tui.widgets.confirm import ConfirmScreen
 from gra_local.tui.widgets.model_detail import Row, describe_row
 from gra_local.tui.widgets.path_prompt import PathPrompt
@@ -101,10 +103,10 @@ class ModelsScreen(Screen):
             info, plan = row.info, row.plan
             fit = badge(plan) if plan else ("problem" if row.problem else "?")
             table.add_row(
-                row.spec.name, info.file_type if info else "-",
-                human_size(info.size_bytes) if info else "-",
-                human_params(info.parameter_count) if info else "-",
-                str(row.n_ctx or "-"), ",".join(r.value[:3] for r in row.spec.roles), fit,
+                row.spec.name, info.file_type if info else MISSING,
+                human_size(info.size_bytes) if info else MISSING,
+                human_params(info.parameter_count) if info else MISSING,
+                str(row.n_ctx or MISSING), ",".join(r.value[:3] for r in row.spec.roles), fit,
                 key=row.spec.name)
         names = [r.spec.name for r in rows]
         if keep in names:
@@ -139,11 +141,11 @@ class ModelsScreen(Screen):
         from gra_local.models.resolve import inspect_spec
 
         try:
-            registry, where = self.app.services.registry()
+            registry, where = services_of(self.app).registry()
             source = f"registry: {Path(where).name}  ({len(registry.models)} model(s))"
         except GraError as exc:
             self.app.call_from_thread(self._show, [], "registry: none yet", None)
-            if self.app.services.models_file is not None:
+            if services_of(self.app).models_file is not None:
                 self.app.call_from_thread(self._fail, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the UI must survive anything
@@ -258,20 +260,14 @@ class ModelsScreen(Screen):
         self.app.push_screen(PickList(f"Roles {name!r} may play", options, ok="Set"), picked)
 
     def _set_roles(self, name: str, roles: list[Role]) -> None:
-        from gra_local.models.registry import read_user_registry, save_user_registry
+        from gra_local.models.registry import set_roles
 
         try:
-            registry = read_user_registry()
-            if name not in {m.name for m in registry.models}:
-                raise ValueError(f"{name!r} is not in the user registry (it comes from --models); "
-                                 "edit that file to change its roles")
-            registry.models = [m.model_copy(update={"roles": roles}) if m.name == name else m
-                               for m in registry.models]
-            save_user_registry(registry)
+            spec, _ = set_roles(name, roles)
         except Exception as exc:  # noqa: BLE001
             self._fail(str(exc))
             return
-        self.notify(f"{name}: roles {', '.join(r.value for r in roles)}")
+        self.notify(f"{name}: roles {', '.join(r.value for r in spec.roles)}")
         self.action_refresh(name)
 
     # ---- discover ----
@@ -311,8 +307,8 @@ class ModelsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="add")
     def _register(self, chosen: list) -> None:
-        from gra_local.commands.discover import register_found
         from gra_local.core.errors import GraError
+        from gra_local.models.registry import register_found
 
         try:
             _, added, skipped = register_found(chosen)
@@ -347,7 +343,7 @@ class ModelsScreen(Screen):
 
         try:
             with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
-                result = run_bench(spec, self.app.services.backend(Path(logs)))
+                result = run_bench(spec, services_of(self.app).backend(Path(logs)))
             BenchStore(paths.cache_dir()).save(model_path(spec), result)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._done, f"Bench of {spec.name} failed: {exc}", "error")

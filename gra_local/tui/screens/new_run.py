@@ -1,7 +1,9 @@
-"""New run: seed file with a preview, the models per role, the run's numbers, the ETA.
+"""New run: seed file with a preview, the models per role, the run's options, the ETA.
 
-Checking (seed scan, model headers and hashes, probe) runs in worker threads; the form
-remembers the last settings.
+The options' rows are built from RunOptions (`option_fields`): label, hint, the value the
+last run used. Checking (seed scan, model headers and hashes, probe) runs in worker
+threads; the screen moves to the dashboard only once the run is prepared, and stays,
+showing why, when it cannot be.
 """
 
 from __future__ import annotations
@@ -15,25 +17,31 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
-from gra_local.core.config import Role
+from gra_local.core.config import OptionField, Role, RunOptions, option_fields
 from gra_local.core.errors import GraError
 from gra_local.core.seeds.scan import scan_seeds
-from gra_local.tui.settings import LastRun
+from gra_local.tui.app import gra_app
 from gra_local.tui.widgets.path_prompt import PathPrompt
 
 if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
     from gra_local.core.engine.request import RunRequest
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
-NUMBERS = ("samples", "max_attempts", "rounds", "panel", "tau", "delta", "batch",
-           "dedup_threshold", "canaries")
-FLOATS = ("tau", "delta", "dedup_threshold")
 OFF = ("off", "none", "no")
-PLACEHOLDERS = {"max_attempts": "default", "batch": "default",
-                "dedup_threshold": "cosine, e.g. 0.9; off: keep near-duplicates",
-                "canaries": "per review batch; 0: off"}
+"""What turns a threshold off when typed in its field (RunOptions' None)."""
+
+
+def option_input(field: OptionField, value: object) -> Widget:
+    """The form's widget for one option: a switch, a choice, or text that RunOptions parses."""
+    if field.kind is bool:
+        return Switch(bool(value), id=field.name)
+    if field.choices:
+        return Select([(c, c) for c in field.choices], value=str(value), allow_blank=False,
+                      id=field.name)
+    return Input(field.show(value), id=field.name, placeholder=field.surface.hint)
 
 
 class NewRunScreen(Screen):
@@ -43,27 +51,33 @@ class NewRunScreen(Screen):
         Binding("ctrl+o", "browse", "Pick seed file", id="new_run.browse"),
     ]
     DEFAULT_CSS = """
-    NewRunScreen #form { grid-size: 2; grid-columns: 16 1fr; grid-rows: 3; height: auto; padding: 0 1; }
-    NewRunScreen #form Label { padding: 1 0 0 0; }
+    NewRunScreen #form { grid-size: 4; grid-columns: 18 1fr 20 1fr; grid-rows: 3; height: auto; padding: 0 1; }
+    NewRunScreen #form Label { padding: 1 0 0 1; }
+    NewRunScreen #form .wide { column-span: 3; }
     NewRunScreen .box { border: round $primary-background; height: auto; padding: 0 1; }
     NewRunScreen #actions { height: 3; padding: 0 1; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._checking = False
+        """Start was pressed and the checks have not answered yet."""
+
     def compose(self) -> ComposeResult:
-        last = self.app.services.settings.last_run
+        settings = gra_app(self).services.settings
+        last = settings.last_run.model_dump()
         yield Header()
         with VerticalScroll():
             with Grid(id="form"):
                 yield Label("seed file")
-                yield Input(last.seeds or str(EXAMPLE_SEEDS), id="seeds")
+                yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
                 yield Label("output dir")
-                yield Input(last.out_dir or str(Path(self.app.services.settings.default_out_dir) / "run"),
-                            id="out")
-                for name in NUMBERS:
-                    value = getattr(last, name)
-                    yield Label("dedup at" if name == "dedup_threshold" else name.replace("_", " "))
-                    shown = ("off" if name == "dedup_threshold" else "") if value is None else str(value)
-                    yield Input(shown, id=name, placeholder=PLACEHOLDERS.get(name, ""))
+                yield Input(settings.last_out_dir or str(Path(settings.default_out_dir) / "run"),
+                            id="out", classes="wide")
+                # The options two to a row, so that the seed preview and the models stay in view.
+                for field in option_fields():
+                    yield Label(field.surface.label)
+                    yield option_input(field, last[field.name])
             yield Static("seeds: checking…", id="preview", classes="box")
             yield Static("models: loading the registry…", id="models", classes="box")
             yield Static("", id="estimate", classes="box")
@@ -94,7 +108,7 @@ class NewRunScreen(Screen):
     @work(thread=True, exclusive=True, group="models")
     def _models(self) -> None:
         try:
-            registry, source = self.app.services.registry()
+            registry, source = gra_app(self).services.registry()
         except GraError as exc:
             self.app.call_from_thread(self._show, "#models", f"models: {exc}")
             return
@@ -107,16 +121,22 @@ class NewRunScreen(Screen):
     def _show(self, selector: str, text: str) -> None:
         self.query_one(selector, Static).update(text)
 
-    def _values(self) -> LastRun:
-        raw = {name: self.query_one(f"#{name}", Input).value.strip() for name in NUMBERS}
-        numbers: dict[str, float | int | None] = {}
-        for key, text in raw.items():
-            if key == "dedup_threshold" and text.lower() in OFF:
-                numbers[key] = None
-            elif text:
-                numbers[key] = float(text) if key in FLOATS else int(text)
-        return LastRun(seeds=self.query_one("#seeds", Input).value.strip(),
-                       out_dir=self.query_one("#out", Input).value.strip(), **numbers)
+    def _values(self) -> dict[str, object]:
+        """The options as typed: text stays text (RunOptions parses it and names the field
+        when it cannot), an empty field takes the default, "off" turns a threshold off."""
+        values: dict[str, object] = {}
+        for field in option_fields():
+            if field.kind is bool:
+                values[field.name] = self.query_one(f"#{field.name}", Switch).value
+            elif field.choices:
+                values[field.name] = self.query_one(f"#{field.name}", Select).value
+            else:
+                text = self.query_one(f"#{field.name}", Input).value.strip()
+                if field.none_is_off and text.lower() in OFF:
+                    values[field.name] = None
+                elif text:
+                    values[field.name] = text
+        return values
 
     def action_browse(self) -> None:
         self.app.push_screen(PathPrompt("Seed file: type its path or pick it below",
@@ -131,51 +151,43 @@ class NewRunScreen(Screen):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        run = self.app.current_run
-        if run is not None and run.running:
+        if gra_app(self).run_going:
             self.notify("a run is already going: cancel it first (F3, then x)", severity="warning")
             return
-        try:
-            values = self._values()
-        except ValueError as exc:
-            self.notify(f"check the numbers: {exc}", severity="error")
+        if self._checking:
             return
+        self._checking = True
         self._show("#estimate", "checking seeds and models…")
-        # Show the dashboard now, while the checks run: mounting it costs ~0.1 s of the
-        # event loop, which must not fall inside the run.
-        self.app.preparing = True
-        self.app.switch_mode("dashboard")
-        self._prepare(values)
+        self._prepare(self.query_one("#seeds", Input).value.strip(),
+                      self.query_one("#out", Input).value.strip(), self._values())
 
     @work(thread=True, exclusive=True, group="prepare")
-    def _prepare(self, values: LastRun) -> None:
+    def _prepare(self, seeds: str, out: str, values: dict[str, object]) -> None:
+        # Imported here, off the event loop: the checks and the engine the run will need.
+        import gra_local.tui.run_session  # noqa: F401
         from gra_local.prepare import build_options, prepare_run
 
         try:
-            numbers = {k: v for k, v in values.model_dump().items()
-                       if k in NUMBERS and (v is not None or k == "dedup_threshold")}
-            options = build_options(**numbers)
-            registry, source = self.app.services.registry()
-            request = prepare_run(Path(values.seeds).expanduser(), Path(values.out_dir).expanduser(),
-                                  options, registry, source)
+            options = build_options(values, "app")
+            registry, source = gra_app(self).services.registry()
+            request = prepare_run(Path(seeds).expanduser(), Path(out).expanduser(), options,
+                                  registry, source)
         except GraError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
-        self.app.call_from_thread(self._ready, request, values)
+        self.app.call_from_thread(self._ready, request, seeds, out, options)
 
     def _failed(self, message: str) -> None:
-        self.app.preparing = False
-        self.app.switch_mode("new_run")
+        self._checking = False
         self._show("#estimate", f"not started: {message}")
         self.notify(message, title="Cannot start", severity="error", timeout=10)
 
-    def _ready(self, request: RunRequest, values: LastRun) -> None:
-        self.app.preparing = False
+    def _ready(self, request: RunRequest, seeds: str, out: str, options: RunOptions) -> None:
+        self._checking = False
         self._show("#estimate", request.eta_note or "")
-        services = self.app.services
-        services.settings.last_run = values
+        app = gra_app(self)
         try:
-            services.save_settings()
+            app.services.remember_run(seeds, out, options)
         except OSError as exc:
             self.notify(f"settings not saved: {exc}", severity="warning")
-        self.app.start_run(request)
+        app.start_run(request)

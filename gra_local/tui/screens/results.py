@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from gra_local.core.errors import GraError
-from gra_local.core.rundir.journal import RUN_JSON, read_json
+from gra_local.core.rundir.journal import RUN_JSON
+from gra_local.core.rundir.report import read_report
 from gra_local.runs.browse import (
     RunInfo,
     effective_decision,
@@ -25,6 +26,8 @@ from gra_local.runs.browse import (
     write_override,
 )
 from gra_local.runs.export import export_run
+from gra_local.runs.formatting import num
+from gra_local.tui.services import ShowsRuns
 from gra_local.tui.widgets.export_dialog import ExportChoice, ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
 from gra_local.tui.widgets.override_dialog import OverrideDialog
@@ -34,10 +37,6 @@ from gra_local.tui.widgets.score_plots import ScorePlots
 
 COLUMNS = ("id", "decision", "reason", "domain", "μ", "σ", "generator", "instruction")
 PREVIEW = 48
-
-
-def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}"
 
 
 def _run_label(run: RunInfo) -> str:
@@ -106,13 +105,12 @@ class ResultsScreen(Screen):
     # --- finding runs (a directory scan: never on the event loop) -------------------
 
     def _roots(self) -> tuple[list[Path], Path | None]:
-        wanted = getattr(self.app, "run_dir", None)
-        roots: list[Path] = []
-        services = getattr(self.app, "services", None)
-        if services is not None:
-            roots.append(Path(services.settings.default_out_dir).expanduser())
+        app = self.app
+        if not isinstance(app, ShowsRuns):  # a bare host: nothing to look in
+            return [], None
+        roots = [Path(app.services.settings.default_out_dir).expanduser()]
+        wanted = app.run_dir
         if wanted is not None:
-            wanted = Path(wanted)
             roots.append(wanted.parent)
         return roots, wanted
 
@@ -214,8 +212,8 @@ class ResultsScreen(Screen):
         instruction = " ".join(str(r.get("instruction") or "").split())
         if len(instruction) > PREVIEW:
             instruction = instruction[: PREVIEW - 1] + "…"
-        return (rid, decision, str(r.get("reason")), str(r.get("domain")), _num(r.get("mean")),
-                _num(r.get("std")), str(r.get("generator")), instruction)
+        return (rid, decision, str(r.get("reason")), str(r.get("domain")), num(r.get("mean")),
+                num(r.get("std")), str(r.get("generator")), instruction)
 
     def _highlighted_id(self) -> str | None:
         table = self.query_one("#records", DataTable)
@@ -300,11 +298,15 @@ class ResultsScreen(Screen):
         if self.run_dir is None:
             self.notify("Open a run first.", severity="warning")
             return
-        doc = read_json(self.run_dir / RUN_JSON)
-        if not isinstance(doc, dict):
+        try:
+            report = read_report(self.run_dir / RUN_JSON, any_schema=True)
+        except GraError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if report is None:
             self.notify(f"{self.run_dir.name}: run.json is missing or unreadable", severity="error")
             return
-        self.app.push_screen(QualityReport(f"Quality of {self.run_dir.name}", doc))
+        self.app.push_screen(QualityReport(f"Quality of {self.run_dir.name}", report))
 
     def action_export(self) -> None:
         if self.run_dir is None:

@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
 
+from gra_local.tui.services import services_of
 from gra_local.tui.settings import Settings, settings_path
 
 KEYMAP_HELP = ("Keymap: one `binding.id = keys` per line (keys comma-separated, e.g. `f2` or "
@@ -82,7 +83,7 @@ class SettingsScreen(Screen):
         """Screen classes whose bindings the keymap lists; None: every screen of the app."""
 
     def compose(self) -> ComposeResult:
-        settings: Settings = self.app.services.settings
+        settings = services_of(self.app).settings
         themes = sorted(self.app.available_themes)
         self._defaults = binding_ids(self.app, self.sources)
         yield Header()
@@ -108,7 +109,7 @@ class SettingsScreen(Screen):
     def action_save(self) -> None:
         from pydantic import ValidationError
 
-        services = self.app.services
+        services = services_of(self.app)
         theme = self.query_one("#theme", Select).value
         out_dir = self.query_one("#out_dir", Input).value.strip()
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gra_local.commands.discover import human_params, human_size
 from gra_local.core.config import ModelSpec
+from gra_local.models.describe import human_params, human_size
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.planner import LayerPlan, badge, gib
 

@@ -3,55 +3,48 @@ accuracy, parse failures, mean scores, agreement, flags), panel α/κ, dedup and
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from gra_local.core.rundir.report import DedupOn, RunReport
 from gra_local.runs.formatting import num, pct
 
 COLUMNS = ("reviewer", "canary acc.", "canaries", "parse fail", "mean score", "good/bad canary",
            "agreement", "flag")
 
 
-def reviewer_rows(run: dict[str, Any]) -> list[tuple[str, ...]]:
-    cal = run.get("calibration") or {}
-    rows = []
-    for name, r in sorted((cal.get("reviewers") or {}).items()):
-        rows.append((name, pct(r.get("accuracy")), str(r.get("canaries", 0)),
-                     pct(r.get("parse_failure_rate")), num(r.get("mean_score"), 1),
-                     f"{num(r.get('mean_canary_good_score'), 1)}/{num(r.get('mean_canary_bad_score'), 1)}",
-                     pct(r.get("agreement_with_panel")),
-                     f"FLAGGED: {r.get('flag_reason')}" if r.get("flagged") else ""))
-    return rows
+def reviewer_rows(run: RunReport) -> list[tuple[str, ...]]:
+    reviewers = run.calibration.reviewers if run.calibration is not None else {}
+    return [(name, pct(r.accuracy), str(r.canaries), pct(r.parse_failure_rate),
+             num(r.mean_score, 1),
+             f"{num(r.mean_canary_good_score, 1)}/{num(r.mean_canary_bad_score, 1)}",
+             pct(r.agreement_with_panel), f"FLAGGED: {r.flag_reason}" if r.flagged else "")
+            for name, r in sorted(reviewers.items())]
 
 
-def summary_lines(run: dict[str, Any]) -> list[str]:
+def summary_lines(run: RunReport) -> list[str]:
     lines = []
-    cal = run.get("calibration") or {}
-    panel = cal.get("panel") or {}
-    if cal:
-        canaries = (f"{cal.get('canaries_judged', 0)} canaries judged (on them: α "
-                    f"{num(panel.get('canary_krippendorff_alpha_scores'))}, κ "
-                    f"{num(panel.get('canary_fleiss_kappa_instruction'))}), action "
-                    f"{cal.get('action')}" if cal.get("canaries_per_batch") else "no canaries")
-        lines.append(f"Panel agreement: Krippendorff's α {num(panel.get('krippendorff_alpha_scores'))}"
-                     f" (scores), Fleiss' κ {num(panel.get('fleiss_kappa_instruction'))} "
-                     f"(instruction checks), {panel.get('items', 0)} items; {canaries}")
-    dedup = run.get("dedup") or {}
-    dups = ((run.get("counts") or {}).get("by_reason") or {}).get("duplicate", 0)
-    if dedup.get("enabled"):
-        lines.append(f"Dedup: {dedup.get('embedder')} at cosine {dedup.get('threshold')}, "
-                     f"{dups} duplicates dropped")
-    elif dedup:
+    cal = run.calibration
+    if cal is not None:
+        panel = cal.panel
+        canaries = (f"{cal.canaries_judged} canaries judged (on them: α "
+                    f"{num(panel.canary_krippendorff_alpha_scores)}, κ "
+                    f"{num(panel.canary_fleiss_kappa_instruction)}), action "
+                    f"{cal.action}" if cal.canaries_per_batch else "no canaries")
+        lines.append(f"Panel agreement: Krippendorff's α {num(panel.krippendorff_alpha_scores)}"
+                     f" (scores), Fleiss' κ {num(panel.fleiss_kappa_instruction)} "
+                     f"(instruction checks), {panel.items} items; {canaries}")
+    if isinstance(run.dedup, DedupOn):
+        lines.append(f"Dedup: {run.dedup.embedder} at cosine {run.dedup.threshold}, "
+                     f"{run.duplicates} duplicates dropped")
+    elif run.dedup is not None:
         lines.append("Dedup: off")
-    for number, r in sorted((run.get("rounds") or {}).items(), key=lambda kv: int(kv[0])):
-        lines.append(f"Round {number}: {r.get('attempts', 0)} attempts, {r.get('accepted', 0)} "
-                     f"accepted, {r.get('rejected', 0)} rejected, {r.get('pool_added', 0)} "
-                     "added to the next round's pool")
+    for number, r in sorted(run.rounds.items(), key=lambda kv: int(kv[0])):
+        lines.append(f"Round {number}: {r.attempts} attempts, {r.accepted} accepted, "
+                     f"{r.rejected} rejected, {r.pool_added} added to the next round's pool")
     return lines or ["This run.json holds no quality figures (made before they existed)."]
 
 
@@ -65,7 +58,7 @@ class QualityReport(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,q", "close", "Close", id="quality.close")]
 
-    def __init__(self, title: str, run: dict[str, Any]) -> None:
+    def __init__(self, title: str, run: RunReport) -> None:
         super().__init__()
         self.title_text = title
         self.run = run

@@ -6,6 +6,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from gra_local.core.records import SCORE_FIELDS, VERDICT_FIELDS
+from gra_local.runs.formatting import MISSING, num
 
 SHORT = {"correctness": "cor", "clarity": "cla", "completeness": "cmp", "relevance": "rel",
          "coherence": "coh", "ethics": "eth"}
@@ -17,13 +18,9 @@ def escape(text: str) -> str:
     return text.replace("[", "\\[")
 
 
-def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}"
-
-
 def _scores_line(scores: dict | None) -> str:
     if not scores:
-        return "  scores: —"
+        return f"  scores: {MISSING}"
     parts = " ".join(f"{SHORT[f]} {scores.get(f, '?')}" for f in SCORE_FIELDS)
     return f"  {parts}"
 
@@ -38,7 +35,7 @@ def render_record(record: dict, override: dict | None = None) -> str:
         lines.append(f"[b $warning]override → {e(str(override.get('label')))}{e(note)}[/]")
     if record.get("reason_detail"):
         lines.append(f"[dim]{e(str(record['reason_detail']))}[/dim]")
-    lines.append(f"μ {_num(record.get('mean'))}  σ {_num(record.get('std'))}  "
+    lines.append(f"μ {num(record.get('mean'))}  σ {num(record.get('std'))}  "
                  f"domain {e(str(record.get('domain')))}  generator {e(str(record.get('generator')))}")
     lines += ["", "[b]Instruction[/b]", e(str(record.get("instruction") or "")),
               "", "[b]Response[/b]", e(str(record.get("response") or "")),
@@ -51,7 +48,7 @@ def render_record(record: dict, override: dict | None = None) -> str:
         verdict = rev.get("verdict")
         vtext = (" ".join(f"{f} {verdict.get(f)}" for f in VERDICT_FIELDS) if verdict else "no verdict")
         fails = f"  failures {rev.get('failures')}" if rev.get("failures") else ""
-        lines.append(f"• [b]{e(str(rev.get('model')))}[/b]  score {_num(rev.get('score'))}{fails}")
+        lines.append(f"• [b]{e(str(rev.get('model')))}[/b]  score {num(rev.get('score'))}{fails}")
         lines.append(f"  {e(vtext)}")
         lines.append(e(_scores_line(rev.get("scores"))))
         feedback = (rev.get("scores") or {}).get("feedback")
@@ -61,7 +58,7 @@ def render_record(record: dict, override: dict | None = None) -> str:
     lines += ["", "[b]Adjudication[/b]"]
     if adj:
         kept = "kept" if adj.get("kept") else "dropped"
-        lines.append(f"• [b]{e(str(adj.get('model')))}[/b]  score {_num(adj.get('score'))}  {kept}")
+        lines.append(f"• [b]{e(str(adj.get('model')))}[/b]  score {num(adj.get('score'))}  {kept}")
         lines.append(e(_scores_line(adj.get("scores"))))
         feedback = (adj.get("scores") or {}).get("feedback")
         if feedback:

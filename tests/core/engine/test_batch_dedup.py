@@ -41,8 +41,8 @@ def test_same_instruction_is_kept_once_highest_mu_first(tmp_path: Path) -> None:
     for dup in dups:
         assert dup["duplicate_of"] == accepted[0]["id"] and dup["similarity"] >= 0.9
         assert "similarity" in dup["reason_detail"]
-    assert result.run_json["dedup"]["enabled"] is True
-    assert result.run_json["dedup"]["threshold"] == 0.9
+    assert result.run_json.dedup.enabled is True
+    assert result.run_json.dedup.threshold == 0.9
 
 
 def test_duplicates_are_replaced_by_new_attempts(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_duplicates_are_replaced_by_new_attempts(tmp_path: Path) -> None:
     accepted = records(out, "accepted.jsonl")
     assert len(accepted) == 3
     assert sum(r["instruction"] == SAME for r in accepted) <= 1
-    by_reason = result.run_json["counts"]["by_reason"]
+    by_reason = result.run_json.counts.by_reason
     assert by_reason.get("duplicate", 0) == sum(
         1 for r in records(out, "rejected.jsonl") if r["reason"] == "duplicate")
 
@@ -93,4 +93,4 @@ def test_resume_rebuilds_the_index_from_the_files(tmp_path: Path) -> None:
     result, _ = run_dedup(out, script, samples=2, max_attempts=2, batch=1)
     (dup,) = [r for r in records(out, "rejected.jsonl") if r["reason"] == "duplicate"]
     assert dup["duplicate_of"] == records(out, "accepted.jsonl")[0]["id"]
-    assert result.run_json["dedup"]["references"] >= 2
+    assert result.run_json.dedup.references >= 2

@@ -48,8 +48,8 @@ def test_every_pair_is_judged_and_nothing_generated(tmp_path: Path) -> None:
     assert first["instruction"] == "Add 0 and 0." and first["response"] == "0"
     assert first["generator"] == "" and first["source"] == "data.jsonl line 1"
     assert first["domain"] == "math" and len(first["reviews"]) == 3
-    assert result.run_json["seeds"]["without_response"] == 1
-    assert result.run_json["seeds"]["mode"] == "review"
+    assert result.run_json.seeds.without_response == 1
+    assert result.run_json.seeds.mode == "review"
     assert not (tmp_path / "out" / "pool.jsonl").exists()
 
 
@@ -68,8 +68,12 @@ def test_low_scores_reject_and_panel_disagreement_goes_to_the_adjudicator(tmp_pa
              + records(tmp_path / "out", "rejected.jsonl")}
     assert by_id["d-000001"]["reason"] == "accepted"
     assert by_id["d-000002"]["reason"] == "low_score"
-    assert by_id["d-000003"]["adjudication"] is not None
-    assert by_id["d-000003"]["reason"] == "adjudicated_accept"
+    contested = by_id["d-000003"]
+    assert contested["reason"] == "adjudicated_accept" and contested["decision"] == "accepted"
+    adj = contested["adjudication"]  # the fake adjudicator scores 9 on every field
+    assert (adj["score"], adj["kept"], contested["adjudicator"]) == (9.0, True, adj["model"])
+    assert sorted(contested["reviewers"]) == ["a", "b", "c"] and adj["model"] in ("a", "b", "c")
+    assert contested["mean"] == pytest.approx(25 / 3) and contested["std"] > 1.5
 
 
 def test_stop_and_resume_judges_each_pair_once(tmp_path: Path) -> None:
@@ -90,7 +94,7 @@ def test_a_generator_is_not_needed(tmp_path: Path) -> None:
     req.registry.models[0].roles = [Role.REVIEWER, Role.ADJUDICATOR]
     req.seeds = data
     result = ReviewRun(req, FakeBackend()).execute()
-    assert result.run_json["counts"]["accepted"] == 2
+    assert result.run_json.counts.accepted == 2
 
 
 def test_data_without_any_response_is_refused(tmp_path: Path) -> None:
@@ -117,7 +121,7 @@ def test_bad_data_leaves_no_run_behind(tmp_path: Path) -> None:
 def test_canaries_in_review_mode_are_not_attempts(tmp_path: Path) -> None:
     data = write_data(tmp_path / "data.jsonl", PAIRS)
     result, _ = review(tmp_path, data, batch=3, canaries=2)
-    assert result.run_json["counts"]["attempts"] == 6
-    assert result.run_json["calibration"]["canaries_judged"] == 4
-    samples = sum(r["samples"] for r in result.run_json["calibration"]["reviewers"].values())
+    assert result.run_json.counts.attempts == 6
+    assert result.run_json.calibration.canaries_judged == 4
+    samples = sum(r.samples for r in result.run_json.calibration.reviewers.values())
     assert samples == 3 * 6

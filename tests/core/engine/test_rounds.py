@@ -42,14 +42,14 @@ def test_kept_samples_join_the_pool_of_the_next_round(tmp_path: Path) -> None:
                for e in added)
     # Round 1 drafts see only seeds; later rounds may see re-annotated samples.
     drafts = [c for c in backend.calls if c.role == "draft"]
-    round_of = {c.request.seed: c for c in drafts}
-    assert round_of
-    first = [c for c in drafts if "reannotated" in str(c.request.messages)]
-    assert first, "no round-2/3 prompt used a re-annotated sample"
-    figures = result.run_json["rounds"]
-    assert figures["1"]["pool_added"] == 2 and figures["2"]["pool_added"] == 2
-    assert figures["3"]["pool_added"] == 0
-    assert figures["1"]["accepted"] == 2 and figures["3"]["accepted"] == 2
+    assert len(drafts) == 6 and result.run_json.counts.attempts == 6  # two a round
+    traced = ["reannotated" in str(c.request.messages) for c in drafts]
+    assert traced[:2] == [False, False]  # round 1: the pool holds seeds only
+    assert any(traced[2:]), "no round-2/3 prompt used a re-annotated sample"
+    figures = result.run_json.rounds
+    assert figures["1"].pool_added == 2 and figures["2"].pool_added == 2
+    assert figures["3"].pool_added == 0
+    assert figures["1"].accepted == 2 and figures["3"].accepted == 2
 
 
 def test_invalid_reannotation_keeps_the_sample_with_its_own_keywords(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_invalid_reannotation_keeps_the_sample_with_its_own_keywords(tmp_path: P
     (rec,) = [r for r in records(out, "accepted.jsonl") if r["round"] == 1]
     assert len(added) == 1 and added[0]["annotator"] is None
     assert added[0]["keywords"] == rec["keywords"]
-    assert result.run_json["rounds"]["1"]["annotation_fallbacks"] == 1
+    assert result.run_json.rounds["1"].annotation_fallbacks == 1
 
 
 @pytest.mark.parametrize("stop_after", [14, 19, 23])
@@ -85,7 +85,7 @@ def test_resume_across_rounds_equals_uninterrupted_run(tmp_path: Path, stop_afte
     assert decided(out) == decided(tmp_path / "straight")
     key = [(e["source"], e["keywords"]) for e in pool(out)]
     assert key == [(e["source"], e["keywords"]) for e in pool(tmp_path / "straight")]
-    assert second.run_json["rounds"] == straight.run_json["rounds"]
+    assert second.run_json.rounds == straight.run_json.rounds
 
 
 def test_more_rounds_extend_a_finished_run(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_schema_1_run_resumes_without_dedup_and_is_refused_with_it(tmp_path: Pat
     with pytest.raises(OutputError, match="--no-dedup"):
         Run(req, FakeBackend()).execute()
     result, _ = run(out, ["a"], samples=2)  # the helper's runs have dedup off
-    assert result.status == "complete" and result.run_json["schema_version"] == 2
+    assert result.status == "complete" and result.run_json.schema_version == 2
     assert len(records(out, "accepted.jsonl")) == 2
 
 

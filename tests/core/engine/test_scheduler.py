@@ -47,10 +47,10 @@ def test_happy_path_writes_full_records_and_run_json(tmp_path: Path) -> None:
         assert rec["roles_shared"] is True  # one model plays every role
         assert rec["models"][0]["sha256"] == "0" * 64
     data = result.run_json
-    assert data["counts"]["accepted"] == 3 and data["counts"]["attempts"] >= 3
-    assert data["loads"] == {"a": 1}  # one model: loaded once for the whole run
-    assert data["judge_validity"]["a"]["valid"] == 1.0
-    assert data["prefix_cache"]["review_b"]["prompt_evaluated"] < data["prefix_cache"]["review_b"]["prompt_tokens"]
+    assert data.counts.accepted == 3 and data.counts.attempts >= 3
+    assert data.loads == {"a": 1}  # one model: loaded once for the whole run
+    assert data.judge_validity["a"].valid == 1.0
+    assert data.prefix_cache["review_b"].prompt_evaluated < data.prefix_cache["review_b"].prompt_tokens
 
 
 def test_loads_do_not_grow_with_samples(tmp_path: Path) -> None:
@@ -58,9 +58,9 @@ def test_loads_do_not_grow_with_samples(tmp_path: Path) -> None:
     small, _ = run(tmp_path / "s", names, samples=30, batch=30)
     large, _ = run(tmp_path / "l", names, samples=90, batch=90)
     # At most one load per model per stage (annotate, generate, review A, review B).
-    assert sum(small.run_json["loads"].values()) <= len(names) * 4
-    assert sum(small.run_json["loads"].values()) == sum(large.run_json["loads"].values())
-    assert large.run_json["counts"]["accepted"] == 90
+    assert sum(small.run_json.loads.values()) <= len(names) * 4
+    assert sum(small.run_json.loads.values()) == sum(large.run_json.loads.values())
+    assert large.run_json.counts.accepted == 90
 
 
 def test_panel_excludes_generator_and_adjudicator_is_fresh(tmp_path: Path) -> None:
@@ -115,19 +115,34 @@ def test_low_score_and_adjudication_outcomes(tmp_path: Path) -> None:
 
 
 def test_invalid_reviewer_is_replaced_and_counted(tmp_path: Path) -> None:
+    bad: list[str] = []  # the model asked for scores first: it never gives valid ones
+
     def script(call: Call):
-        if call.role == "review_b" and call.model == "b":
-            return "{not json"
+        if call.role == "review_b":
+            bad[:] = bad or [call.model]
+            if call.model == bad[0]:
+                return "{not json"
         return None
 
-    result, _ = run(tmp_path / "out", ["a", "b", "c", "d", "e"], FakeBackend(script), samples=5)
-    assert result.status == "complete"
-    stats = result.run_json["stats"]["models"]["b"]
-    if stats["structured_failed"]:  # b was drawn into some panel
-        assert result.run_json["parse_failures"]["b"]["review_b"] == stats["structured_failed"]
-        replaced = [r for r in records(tmp_path / "out", "accepted.jsonl") if "b" in
-                    {m["name"] for m in r["models"]} and "b" not in r["reviewers"]]
-        assert replaced  # b failed, another reviewer took its slot
+    result, backend = run(tmp_path / "out", ["a", "b", "c", "d", "e"], FakeBackend(script),
+                          samples=5, batch=5)  # one batch: every candidate gets a record
+    assert result.status == "complete" and result.run_json.counts.attempts == 5
+    (name,) = bad
+    asked = [c for c in backend.calls if c.role == "review_b" and c.model == name]
+    assert asked and len(asked) % 2 == 0  # each slot: the reply and one retry, both invalid
+    stats = result.run_json.stats.models[name]
+    assert stats.structured_failed == len(asked) // 2
+    assert result.run_json.parse_failures[name]["review_b"] == len(asked) // 2
+    accepted = records(tmp_path / "out", "accepted.jsonl")
+    assert len(accepted) == 5 and not records(tmp_path / "out", "rejected.jsonl")
+    # five models: a panel of three leaves a spare, so a fresh reviewer takes each failed slot
+    replaced = [r for r in accepted if r["generator"] != name
+                and name in {m["name"] for m in r["models"]}]
+    assert len(replaced) == len(asked) // 2
+    for rec in replaced:
+        assert name not in rec["reviewers"] and len(set(rec["reviewers"])) == 3
+        assert rec["generator"] not in rec["reviewers"] and rec["roles_shared"] is False
+        assert [rv["failures"] for rv in rec["reviews"]].count(1) == 1
 
 
 def test_truncated_answer_twice_is_generation_failure(tmp_path: Path) -> None:
@@ -155,7 +170,7 @@ def test_stop_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     ids = [i for i, _ in decided(out)]
     assert len(ids) == len(set(ids))  # nothing written twice
     assert decided(out) == decided(tmp_path / "straight")  # nothing lost, same draws
-    assert len(second.run_json["sessions"]) == 2
+    assert len(second.run_json.sessions) == 2
 
 
 def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
@@ -167,7 +182,7 @@ def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
     result, _ = run(out, ["a"], samples=3)
     recs = records(out, "accepted.jsonl")
     assert len(recs) == 3 and len({r["id"] for r in recs}) == 3
-    assert result.run_json["counts"]["accepted"] == 3
+    assert result.run_json.counts.accepted == 3
 
 
 def test_rerun_of_complete_run_does_nothing(tmp_path: Path) -> None:
@@ -185,7 +200,7 @@ def test_other_settings_on_existing_dir_are_refused(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="--restart"):
         run(out, ["a"], samples=1, tau=7.0)
     more, _ = run(out, ["a"], samples=2)  # samples may grow: the run is extended
-    assert more.run_json["counts"]["accepted"] == 2
+    assert more.run_json.counts.accepted == 2
 
 
 def test_reviewer_that_never_answers_validly_ends_in_review_failed(tmp_path: Path) -> None:
@@ -199,7 +214,7 @@ def test_reviewer_that_never_answers_validly_ends_in_review_failed(tmp_path: Pat
     # runs out of replacements and the sample is rejected: 7 counted failures, each a
     # first try plus one repair retry.
     assert len([c for c in backend.calls if c.role == "review_b"]) == 14
-    assert result.run_json["judge_validity"]["a"]["counted_failures"] == 7
+    assert result.run_json.judge_validity["a"].counted_failures == 7
 
 
 def test_adjudicator_that_never_answers_validly_rejects(tmp_path: Path) -> None:
@@ -226,13 +241,13 @@ def test_residency_keeps_models_loaded_across_stages_and_batches(tmp_path: Path)
     roomy = req.model_copy(update={"residency": Residency(budget_bytes=10, cost_bytes=dict.fromkeys(names, 2))})
     backend = FakeBackend()
     result = Run(roomy, backend).execute()
-    assert result.run_json["loads"] == dict.fromkeys(names, 1)  # all fit: each loaded once
-    assert result.run_json["unloads"] == dict.fromkeys(names, 1)  # closed at the end
+    assert result.run_json.loads == dict.fromkeys(names, 1)  # all fit: each loaded once
+    assert result.run_json.unloads == dict.fromkeys(names, 1)  # closed at the end
 
     tight = req.model_copy(update={"out_dir": tmp_path / "tight",
                                    "residency": Residency(budget_bytes=3, cost_bytes=dict.fromkeys(names, 2))})
     one_at_a_time = Run(tight, FakeBackend()).execute()
-    assert sum(one_at_a_time.run_json["loads"].values()) > len(names)
+    assert sum(one_at_a_time.run_json.loads.values()) > len(names)
 
 
 def test_pause_holds_between_calls_and_resume_continues(tmp_path: Path) -> None:

@@ -53,14 +53,14 @@ def test_canaries_are_judged_reported_and_never_data(tmp_path: Path) -> None:
     assert len(rows) == 4 * len({r["id"] for r in data}) // 2  # 4 per batch of 2
     assert all(len(r["judgements"]) == 3 for r in rows)  # the whole panel judged each
     assert {r["kind"] for r in rows} >= {"good"} and any(not r["expected_good"] for r in rows)
-    cal = result.run_json["calibration"]
-    reviewers = cal["reviewers"]
-    assert reviewers["a"]["accuracy"] == 1.0 and not reviewers["a"]["flagged"]
-    assert reviewers["c"]["accuracy"] < 0.6 and reviewers["c"]["flagged"]
-    assert cal["canaries_judged"] == len(rows) and cal["action"] == "flag"
+    cal = result.run_json.calibration
+    reviewers = cal.reviewers
+    assert reviewers["a"].accuracy == 1.0 and not reviewers["a"].flagged
+    assert reviewers["c"].accuracy < 0.6 and reviewers["c"].flagged
+    assert cal.canaries_judged == len(rows) and cal.action == "flag"
     # Agreement covers every decided sample, the last batch's included.
-    assert sum(r["samples"] for r in reviewers.values()) == 3 * len(data)
-    assert result.run_json["counts"]["attempts"] == len(data)  # canaries are not attempts
+    assert sum(r.samples for r in reviewers.values()) == 3 * len(data)
+    assert result.run_json.counts.attempts == len(data)  # canaries are not attempts
     # Flagging alone changes no decision: everything real scored 9 → accepted.
     assert all(r["decision"] == "accepted" for r in data)
 
@@ -86,7 +86,7 @@ def test_drop_leaves_a_flagged_reviewer_out_of_the_decision(tmp_path: Path) -> N
     # c was flagged on the first batch's canaries, judged before that batch's decisions.
     assert with_c and all(r["decision"] == "accepted" for r in with_c)
     assert all("dropped" in r["reason_detail"] for r in with_c)
-    assert result.run_json["calibration"]["action"] == "drop"
+    assert result.run_json.calibration.action == "drop"
 
 
 def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) -> None:
@@ -107,4 +107,4 @@ def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) 
 
     assert decided(out) == decided(tmp_path / "straight")
     assert canaries(out) == canaries(tmp_path / "straight")
-    assert second.run_json["calibration"]["reviewers"] == straight.run_json["calibration"]["reviewers"]
+    assert second.run_json.calibration.reviewers == straight.run_json.calibration.reviewers

@@ -1,0 +1,75 @@
+"""Reviewer calibration figures as run.json holds them. The data model lives here, below
+core.quality, which computes it, so that the run directory's reader (rundir.report) can
+type run.json's calibration section without importing the quality layer."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ReviewerCalibration(BaseModel):
+    """One reviewer's figures: on canaries (accuracy, parse failures) and on real samples
+    (mean score, agreement with the rest of the panel), and whether it was flagged."""
+
+    model: str
+    canaries: int = 0
+    """Canary judgements that decided correct or wrong."""
+    correct: int = 0
+    accuracy: float | None = None
+    """correct / canaries; None without any deciding canary judgement."""
+    calls: int = 0
+    """Canary judgements asked for, invalid ones included."""
+    parse_failures: int = 0
+    """Invalid canary outputs. Real samples' reviews carry no failure mark here: a slot
+    that never answered may simply have been stopped by another reviewer's fail."""
+    parse_failure_rate: float | None = None
+    mean_score: float | None = None
+    """Mean phase-B score on real samples."""
+    mean_canary_good_score: float | None = None
+    mean_canary_bad_score: float | None = None
+    samples: int = 0
+    """Real-sample panel slots this reviewer scored."""
+    agreement_with_panel: float | None = None
+    """Share of scored real-sample slots where this reviewer's accept call (score ≥ τ)
+    matches the majority call of the other slots' scores; slots whose others are tied or
+    absent are left out (`agreement_samples` counts the rest). None when none is left."""
+    agreement_samples: int = 0
+    flagged: bool = False
+    flag_reason: str | None = None
+    weight: float = 1.0
+    """Canary accuracy once judged on ≥ min_canaries canaries, else 1: this reviewer's
+    weight in a weighted panel mean when the run weights reviewers."""
+
+
+class PanelAgreement(BaseModel):
+    """Agreement over real samples; the canary_ figures are the same over canaries, whose
+    whole panel always judges (a real sample's panel stops at the first failed check, so
+    its full-panel items lean towards all-pass)."""
+
+    krippendorff_alpha_scores: float | None = None
+    """Interval α over phase-B scores (1 = perfect, 0 = chance); None when undefined."""
+    fleiss_kappa_instruction: float | None = None
+    """κ over phase-A pass/fail, on items whose full panel gave a verdict."""
+    items: int = 0
+    """Real samples with ≥ 2 scores (the units of α)."""
+    kappa_items: int = 0
+    canary_krippendorff_alpha_scores: float | None = None
+    canary_fleiss_kappa_instruction: float | None = None
+    canary_items: int = 0
+
+
+class CalibrationReport(BaseModel):
+    """What core.quality.calibration computes; run.json holds its fields after the canary
+    settings (rundir.report.CalibrationSection)."""
+
+    reviewers: dict[str, ReviewerCalibration] = Field(default_factory=dict)
+    panel: PanelAgreement = Field(default_factory=PanelAgreement)
+    tau: float
+    min_accuracy: float
+    min_canaries: int
+
+    def flagged(self) -> set[str]:
+        return {m for m, r in self.reviewers.items() if r.flagged}
+
+    def weights(self) -> dict[str, float]:
+        return {m: r.weight for m, r in self.reviewers.items()}

@@ -1,0 +1,63 @@
+"""What resume makes of a run directory's run.json: the identity check against today's
+settings (schema 1 migrated), the refusal of another schema, which an empty run does not
+get (it is discarded), and a run.json that is not one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gra_local.core.errors import OutputError
+from gra_local.core.rundir import journal as j
+from gra_local.core.rundir import resume
+from gra_local.core.rundir.report import RunIdentity
+
+IDENTITY = RunIdentity(seeds_sha256="a" * 64,
+                       options={"panel": 3, "tau": 8.0, "dedup_threshold": None, "minhash": None,
+                                "canaries": 0, "calibration": None, "min_canary_accuracy": None},
+                       models={"gen": {"sha256": "b" * 64}})
+
+
+def write_run_json(out: Path, doc: dict) -> None:
+    out.mkdir(exist_ok=True)
+    (out / j.RUN_JSON).write_bytes(orjson.dumps(doc))
+
+
+def test_same_identity_resumes_and_schema_1_gets_its_implicit_options(tmp_path: Path) -> None:
+    v1 = IDENTITY.model_dump(mode="json")
+    v1["options"] = {"panel": 3, "tau": 8.0}  # schema 1 knew no dedup or canaries
+    write_run_json(tmp_path, {"schema_version": 1, "identity": v1})
+    state = resume.load_state(tmp_path)
+    assert state.previous is not None and state.previous.schema_version == 1
+    resume.check_identity(tmp_path, state, IDENTITY)  # no refusal
+    assert state.previous.identity is not None
+    migrated = resume.migrate_identity(state.previous.identity, 1)
+    assert migrated.options == IDENTITY.options
+
+
+def test_other_settings_are_refused_naming_each(tmp_path: Path) -> None:
+    write_run_json(tmp_path, {"schema_version": 2, "identity": IDENTITY.model_dump(mode="json")})
+    changed = IDENTITY.model_copy(update={"options": {**IDENTITY.options, "tau": 7.0}})
+    with pytest.raises(OutputError, match=r"other settings \(options.tau: 8.0 → 7.0\)"):
+        resume.check_identity(tmp_path, resume.load_state(tmp_path), changed)
+
+
+def test_another_schema_is_refused_unless_the_run_left_nothing(tmp_path: Path) -> None:
+    write_run_json(tmp_path, {"schema_version": 99, "counts": "of another shape"})
+    state = resume.load_state(tmp_path)
+    assert state.previous is None and state.has_run_json
+    assert state.other_schema is not None and state.other_schema.version == 99
+    assert resume.nothing_done(state)  # the scheduler discards such a run instead
+    (tmp_path / j.ACCEPTED).write_bytes(b"")
+    with pytest.raises(OutputError, match=r"another version of gra-local \(schema 99; this one "
+                                          r"reads 1, 2\); use --restart"):
+        resume.check_identity(tmp_path, resume.load_state(tmp_path), IDENTITY)
+
+
+def test_a_run_json_that_is_not_one_says_how_to_start_over(tmp_path: Path) -> None:
+    write_run_json(tmp_path, {"schema_version": 2, "sessions": "yesterday"})
+    with pytest.raises(OutputError, match=r"run.json: not a gra-local run.json \(sessions: .*; "
+                                          "use --restart to move it aside"):
+        resume.load_state(tmp_path)

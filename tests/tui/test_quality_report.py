@@ -1,0 +1,33 @@
+"""The quality report's text, from a run's report: without canaries the panel line says so,
+dedup off says so, and a run from before these figures says that instead."""
+
+from __future__ import annotations
+
+from gra_local.core.rundir.report import RunReport
+from gra_local.tui.widgets.quality_report import reviewer_rows, summary_lines
+
+NO_CANARIES = RunReport.model_validate({
+    "schema_version": 2,
+    "calibration": {"canaries_per_batch": 0, "canaries_judged": 0, "action": None,
+                    "reviewers": {"rev": {"model": "rev", "mean_score": 7.25, "samples": 4,
+                                          "agreement_with_panel": 0.75}},
+                    "panel": {"krippendorff_alpha_scores": 0.3, "items": 4},
+                    "tau": 8.0, "min_accuracy": 0.6, "min_canaries": 4},
+    "dedup": {"enabled": False},
+    "rounds": {"1": {"attempts": 4, "accepted": 1, "rejected": 3}},
+})
+
+
+def test_a_run_without_canaries_or_dedup() -> None:
+    assert summary_lines(NO_CANARIES) == [
+        "Panel agreement: Krippendorff's α 0.30 (scores), Fleiss' κ – (instruction checks), "
+        "4 items; no canaries",
+        "Dedup: off",
+        "Round 1: 4 attempts, 1 accepted, 3 rejected, 0 added to the next round's pool"]
+    assert reviewer_rows(NO_CANARIES) == [("rev", "–", "0", "–", "7.2", "–/–", "75%", "")]
+
+
+def test_a_run_from_before_the_figures() -> None:
+    old = RunReport.model_validate({"schema_version": 1, "status": "complete"})
+    assert summary_lines(old) == ["This run.json holds no quality figures (made before they existed)."]
+    assert reviewer_rows(old) == []
