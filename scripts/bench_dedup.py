@@ -11,11 +11,15 @@ b. One item per filter() call (what DedupGate.check does) for --single more item
    the final index, and the naive textbook loop (one matvec per item against the whole
    index, np.vstack per kept item) on the first --naive items over the references,
    extrapolated to all items (a lower bound: the real index grows as items are kept).
-c. MiniLM: if the embedder is fetched, texts/s for 256 instructions of 15-40 words in
-   one embed() call (the cache batch size), best of --repeat.
+c. MiniLM: if the embedder is fetched, texts/s for --minilm-texts (256, the cache batch
+   size) instructions of 15-40 words in one embed() call, best of --repeat.
 
 The last line printed is exactly `dedup_50k_seconds=<add_reference + filter>`.
 A benchmark, not a test: run it on an otherwise idle machine.
+
+`--quick` (CI, seconds): 5000 references + 5000 items, 100 naive and 50 single items,
+64 MiniLM texts timed once; the figure keeps its name (it is then a 5K figure). Config,
+cache and data dirs are private temporary ones (benchlib.private_user_dirs).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ import numpy as np
 from gra_local.core import paths
 from gra_local.core.quality.dedup import DedupIndex, DedupItem, EmbeddingCache, normalise_rows
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below
+import benchlib  # noqa: E402
+
+QUICK = {"refs": 5000, "items": 5000, "naive": 100, "single": 50, "repeat": 1, "minilm_texts": 64}
 SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
 
 
@@ -106,7 +114,7 @@ def instructions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def bench_minilm(repeat: int) -> None:
+def bench_minilm(repeat: int, n: int = 256) -> None:
     from gra_local.embed.minilm_files import embedder_path, is_present
 
     data = paths.data_dir()
@@ -118,12 +126,12 @@ def bench_minilm(repeat: int) -> None:
     t0 = time.perf_counter()
     model = MiniLMEmbedder(embedder_path(data))
     load = time.perf_counter() - t0
-    texts = instructions(256)
+    texts = instructions(n)
     words = np.mean([len(t.split()) for t in texts])
     model.embed(texts[:8])  # warm-up
     best = min(_timed(model.embed, texts) for _ in range(repeat))
-    print(f"minilm: load {load:.2f} s; 256 instructions (mean {words:.0f} words) in {best:.2f} s "
-          f"= {256 / best:.0f} texts/s (best of {repeat})")
+    print(f"minilm: load {load:.2f} s; {n} instructions (mean {words:.0f} words) in {best:.2f} s "
+          f"= {n / best:.0f} texts/s (best of {repeat})")
 
 
 def _timed(fn, arg) -> float:  # noqa: ANN001 - a tiny timing helper
@@ -143,7 +151,9 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=300, help="items timed one filter() call each")
     ap.add_argument("--no-minhash", action="store_true", help="skip the MinHash pass")
     ap.add_argument("--repeat", type=int, default=3, help="MiniLM timing repeats")
-    args = ap.parse_args()
+    ap.add_argument("--minilm-texts", type=int, default=256, help="texts per MiniLM embed() call")
+    args = benchlib.parse_args(ap, QUICK, ", ".join(f"{k} {v}" for k, v in QUICK.items()))
+    benchlib.private_user_dirs()
 
     texts, vecs, scores = synthetic(args.refs, args.items + args.single, args.dim)
     ref_texts, item_texts = texts[:args.refs], texts[args.refs:]
@@ -188,7 +198,7 @@ def main() -> int:
           f"-> >= {t_naive / n * args.items:.0f} s for {args.items} items "
           f"({t_naive / n * args.items / t_filter:.1f}x the batched filter)")
 
-    bench_minilm(args.repeat)
+    bench_minilm(args.repeat, args.minilm_texts)
     print(f"dedup_50k_seconds={t_ref + t_filter:.2f}")
     return 0
 

@@ -24,6 +24,10 @@ c. Prefix reuse: the gbnf review calls again through the pipeline backend, repor
 
 The last line printed is exactly `overhead_ratio=<pipeline tok/s / raw tok/s>`.
 A benchmark, not a test: run it on an otherwise idle machine.
+
+`--quick` (CI): one generation prompt of 16 tokens, one review-B prompt (schema and free
+judges cut at 64 and 48 tokens, so they may come out truncated), one thread.
+Config, cache and data dirs are private temporary ones (benchlib.private_user_dirs).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module b
 import benchlib  # noqa: E402
 from benchlib import mean, pick, std, tok_s  # noqa: E402
 
+QUICK = {"gen_prompts": 1, "judge_prompts": 1, "gen_max_tokens": 16, "schema_max_tokens": 64,
+         "free_max_tokens": 48, "n_threads": 1}
 GEN = {"temperature": 0.8, "top_p": 0.95, "repeat_penalty": 1.1}  # the generator's defaults
 JUDGE = {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.0}  # the reviewer's defaults
 
@@ -288,7 +294,9 @@ def main() -> int:
     ap.add_argument("--n-threads", type=int, default=None,
                     help="threads for both paths (default: os.cpu_count())")
     benchlib.add_common_args(ap, "save all figures to this file")
-    args = ap.parse_args()
+    args = benchlib.parse_args(ap, QUICK, "1 generation prompt (16 tokens), 1 review-B "
+                               "prompt (schema/free judges 64/48 tokens), 1 thread")
+    benchlib.private_user_dirs()
 
     model = benchlib.resolve_model(args.model)
     if model is None:

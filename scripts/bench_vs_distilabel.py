@@ -27,6 +27,15 @@ table and, last, exactly `accepted_per_hour_ratio=<ours/theirs>`. If either side
 accepted nothing, both counts get +0.5 (so the ratio stays finite and still reflects the
 time each side took; with both at 0 it is theirs' wall time / ours), and a note says so.
 A benchmark, not a test: run it on an otherwise idle machine.
+
+`--quick` (CI): 1 sample, 1 attempt, a gra-local seed pool of 3, one thread. With the
+distilabel venv present both sides run on that budget; without it (CI does not install
+distilabel: a second venv and its dependencies for a smoke test) only the gra-local side
+runs, a line says why the other is skipped, and the figure is
+`accepted_per_hour_ratio=nan` (no ratio without a second side), so the CLI run, its
+run.json and this script's reading of it are still exercised. Both sides run with
+private temporary config, cache and data dirs (benchlib.private_user_dirs); `--setup`
+runs before that, so pip still finds its cached llama-cpp-python wheel.
 """
 
 from __future__ import annotations
@@ -174,6 +183,8 @@ def run_ours(args: argparse.Namespace, model: Path, work: Path) -> dict[str, Any
                               check=False).stdout
     if "--no-dedup" in helptext:
         cmd.append("--no-dedup")
+    if args.seed_pool is not None:
+        cmd += ["--seed-pool", str(args.seed_pool)]
     env = {**os.environ, "GRA_LOCAL_CACHE_DIR": str(work / "ours-cache")}
     start = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -282,6 +293,32 @@ def per_hour(accepted: float, wall: float) -> float:
     return 3600 * accepted / wall if wall > 0 else float("nan")
 
 
+QUICK = {"samples": 1, "max_attempts": 1, "seed_pool": 3, "n_threads": 1}
+
+
+def report_ours_only(ours: dict[str, Any], why: str, load_text: str, json_path: Path | None) -> int:
+    """Quick mode without distilabel: gra-local's row, why the other side is missing, and
+    the figure line marked as skipped."""
+    import benchlib
+
+    ours["per_hour"] = per_hour(ours["accepted"], ours["wall"])
+    print()
+    benchlib.print_table(
+        ["side", "wall s", "attempts", "accepted", "accepted/h", "loads", "load s", "calls",
+         "hit max_tokens", "valid judge outputs"],
+        [[ours["side"], f"{ours['wall']:.1f}", ours["attempts"], ours["accepted"],
+          f"{ours['per_hour']:.1f}", ours["loads"], f"{ours['load_seconds']:.1f}", ours["calls"],
+          ours["max_tokens_hits"], f"{ours['judge_valid']}/{ours['judge_calls']}"],
+         ["distilabel", "-", "-", "-", "-", "-", "-", "-", "-", "skipped"]], "lrrrrrrrrl")
+    print(f"\ngra-local: stages {ours['stages']} s; decisions {benchlib.fmt_reasons(ours['reasons'])}")
+    print(load_text)
+    print(f"distilabel side skipped: {why}; quick mode ran gra-local alone, so there is no ratio")
+    benchlib.save_json(json_path, {"ours": ours, "theirs": None, "skipped": why,
+                                   "accepted_per_hour_ratio": None})
+    print("accepted_per_hour_ratio=nan  (distilabel side skipped)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setup", action="store_true",
@@ -296,21 +333,28 @@ def main() -> int:
     ap.add_argument("--n-threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--judge-max-tokens", type=int,
                     help="UltraFeedback max_new_tokens (default: our reviewer's max_tokens)")
+    ap.add_argument("--seed-pool", type=int,
+                    help="gra-local's annotated seed pool (default: gra-local's own)")
     ap.add_argument("--keep", type=Path, help="keep both runs' outputs in this folder")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import benchlib
 
     benchlib.add_common_args(ap, "save the figures to this file")
-    args = ap.parse_args()
+    args = benchlib.parse_args(ap, QUICK, "1 sample, 1 attempt, seed pool 3, 1 thread; "
+                               "gra-local alone when the distilabel venv is missing")
     py = args.venv / "bin" / "python"
+    skipped = None  # why the distilabel side does not run (quick mode only)
     if args.setup:
         why = setup_venv(args.venv)
         if why:
             print(f"distilabel cannot be installed here: {why}", file=sys.stderr)
             return 1
     elif not py.exists():
-        print(f"no distilabel venv at {args.venv}: pass --setup to create it", file=sys.stderr)
-        return 2
+        if not args.quick:
+            print(f"no distilabel venv at {args.venv}: pass --setup to create it", file=sys.stderr)
+            return 2
+        skipped = f"no distilabel venv at {args.venv} (`--setup` creates it)"
+    benchlib.private_user_dirs()  # after --setup: pip's own cache holds the wheel it reuses
 
     from gra_local.core.config import DEFAULT_SAMPLING, Role
     from gra_local.core.seeds.scan import Seed, iter_seeds
@@ -331,11 +375,13 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         try:
             ours = run_ours(args, model, work)
-            theirs = run_theirs(args, model, seeds, work)
+            theirs = None if skipped else run_theirs(args, model, seeds, work)
         except RuntimeError as exc:
             print(exc, file=sys.stderr)
             return 1
     load_text, _share = watch.report()
+    if theirs is None:
+        return report_ours_only(ours, skipped or "", load_text, args.json)
 
     smooth = 0.5 if 0 in (ours["accepted"], theirs["accepted"]) else 0.0
     for side in (ours, theirs):

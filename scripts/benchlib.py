@@ -1,5 +1,6 @@
-"""What scripts/bench_overhead.py and scripts/tune_prompts.py share: the model to use, the
-bundled seeds, the pipeline backend, CPU-load watching, table printing and JSON output.
+"""What the scripts/bench_*.py and scripts/tune_prompts.py share: private user directories,
+the model to use, the bundled seeds, the pipeline backend, CPU-load watching, table
+printing and JSON output.
 
 Not part of the product; the scripts put this folder on sys.path to import it.
 """
@@ -7,9 +8,11 @@ Not part of the product; the scripts put this folder on sys.path to import it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,6 +32,44 @@ from gra_local.models.embedded import default_model_path
 SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "example_seeds.jsonl"
 
 
+# --- private user directories -------------------------------------------------------------
+
+XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+
+
+def shadow_data_dir(real: Path, shadow: Path) -> Path:
+    """`shadow` laid out like the data dir `real` (models/, embedders/, ...), each entry a
+    symlink to the real one: the downloaded models are found, and anything written (a pull,
+    a new file) lands in `shadow`, never in `real`."""
+    shadow.mkdir(parents=True, exist_ok=True)
+    if real.is_dir():
+        for group in real.iterdir():
+            if group.is_dir():
+                (shadow / group.name).mkdir(exist_ok=True)
+                for entry in group.iterdir():
+                    link = shadow / group.name / entry.name
+                    if not link.exists():
+                        link.symlink_to(entry.resolve())
+    return shadow
+
+
+def private_user_dirs(prefix: str = "gra-bench-home-") -> Path:
+    """Point this process's and its children's config, cache, data and state directories
+    (the XDG ones and gra-local's own GRA_LOCAL_*_DIR) at a fresh temporary folder, deleted
+    at exit, so that a bench leaves the user's settings.toml, registry and caches as they
+    were. The user's downloaded models stay readable through a shadow data dir (see
+    shadow_data_dir). Call it first, before anything resolves a path. Returns the folder."""
+    real_data = paths.data_dir()  # the user's, before anything moves
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, True)
+    for var in XDG_DIRS:
+        os.environ[var] = str(root / var.split("_")[1].lower())
+    os.environ["GRA_LOCAL_CONFIG_DIR"] = str(root / "config" / paths.APP)
+    os.environ["GRA_LOCAL_CACHE_DIR"] = str(root / "cache" / paths.APP)
+    os.environ["GRA_LOCAL_DATA_DIR"] = str(shadow_data_dir(real_data, root / "data" / paths.APP))
+    return root
+
+
 # --- command line, model and seeds ------------------------------------------------------
 
 
@@ -40,6 +81,17 @@ def add_common_args(ap: argparse.ArgumentParser, json_help: str) -> None:
                          "below 0.8 for 20 s); default 0: only warn when it is busy")
 
 
+def parse_args(ap: argparse.ArgumentParser, quick: dict[str, Any], what: str) -> argparse.Namespace:
+    """Parse the command line with a `--quick` flag (`what` says what it runs): with it,
+    the `quick` values become the defaults, and options given explicitly still win."""
+    ap.add_argument("--quick", action="store_true", help=f"CI smoke run, well under 2 min: {what}")
+    args = ap.parse_args()
+    if args.quick:
+        ap.set_defaults(**quick)
+        args = ap.parse_args()
+    return args
+
+
 def resolve_model(arg: Path | None) -> Path | None:
     """--model, or the embedded model of the data dir; None (with a message) if missing."""
     model = arg or default_model_path(paths.data_dir())
@@ -47,7 +99,7 @@ def resolve_model(arg: Path | None) -> Path | None:
         print(f"model not found: {model} (run `gra-local models pull-default` or pass --model)",
               file=sys.stderr)
         return None
-    return model
+    return model.resolve()  # the file itself, not private_user_dirs' link to it
 
 
 def load_seeds() -> list[Seed]:

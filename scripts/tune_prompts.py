@@ -243,6 +243,7 @@ def main() -> int:
     ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of steps")
     benchlib.add_common_args(ap, "save all figures and replies to this file")
     args = ap.parse_args()
+    benchlib.private_user_dirs()  # the user's settings, caches and data stay untouched
 
     wanted = args.variants.split(",")
     unknown = set(wanted) - {v.name for v in VARIANTS}

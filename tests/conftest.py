@@ -1,9 +1,17 @@
-"""Shared fixtures: isolated gra-local directories, tiny GGUFs, the real embedded model."""
+"""Shared fixtures: isolated gra-local directories, tiny GGUFs, the real embedded model.
+
+The whole session (and every process it starts) runs with private config, cache, data and
+state directories (pytest_configure): nothing a test does reaches the user's settings.toml,
+registry or caches. The user's downloaded models stay readable through a shadow data dir
+of symlinks, so the embedded-model tests still find them.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,10 +27,62 @@ from ggufs import write_tiny_gguf  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SEEDS = REPO / "gra_local" / "data" / "example_seeds.jsonl"
 
+# --- the session's private user directories ----------------------------------------------
+
+XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+GRA_DIRS = ("GRA_LOCAL_CONFIG_DIR", "GRA_LOCAL_CACHE_DIR", "GRA_LOCAL_DATA_DIR")
+
+REAL_ENV: dict[str, str] = dict(os.environ)
+"""The environment before the session moved the user dirs: what a test that must reach the
+user's own dirs (to check nothing changed there) runs a process with."""
+REAL_DIRS: dict[str, Path] = {}
+"""The user's own config, cache and data dirs, resolved before the session moved them."""
+SESSION_HOME: list[Path] = []
+
+
+def shadow_data_dir(real: Path, shadow: Path) -> Path:
+    """`shadow` laid out like the data dir `real` (models/, embedders/, ...), each entry a
+    symlink to the real one: the downloaded models are found, and anything written (a pull,
+    a new file) lands in `shadow`. (scripts/benchlib.py has the same for the benches.)"""
+    shadow.mkdir(parents=True, exist_ok=True)
+    if real.is_dir():
+        for group in real.iterdir():
+            if group.is_dir():
+                (shadow / group.name).mkdir(exist_ok=True)
+                for entry in group.iterdir():
+                    link = shadow / group.name / entry.name
+                    if not link.exists():
+                        link.symlink_to(entry.resolve())
+    return shadow
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from gra_local.core import paths
+
+    REAL_DIRS.update(config=paths.config_dir(), cache=paths.cache_dir(), data=paths.data_dir())
+    root = Path(tempfile.mkdtemp(prefix="gra-test-home-"))
+    SESSION_HOME.append(root)
+    for var in XDG_DIRS:
+        os.environ[var] = str(root / var.split("_")[1].lower())
+    os.environ["GRA_LOCAL_CONFIG_DIR"] = str(root / "config" / paths.APP)
+    os.environ["GRA_LOCAL_CACHE_DIR"] = str(root / "cache" / paths.APP)
+    os.environ["GRA_LOCAL_DATA_DIR"] = str(shadow_data_dir(REAL_DIRS["data"], root / "data" / paths.APP))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for var in (*XDG_DIRS, *GRA_DIRS):
+        if var in REAL_ENV:
+            os.environ[var] = REAL_ENV[var]
+        else:
+            os.environ.pop(var, None)
+    while SESSION_HOME:
+        shutil.rmtree(SESSION_HOME.pop(), ignore_errors=True)
+
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own config/cache dirs; the data dir (models) stays shared."""
+    """Every test gets its own config/cache dirs; the data dir (the session's shadow of the
+    user's models) stays shared."""
     root = tmp_path_factory.mktemp("gra-dirs")
     monkeypatch.setenv("GRA_LOCAL_CONFIG_DIR", str(root / "config"))
     monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(root / "cache"))
@@ -58,7 +118,7 @@ def smol_model() -> Path:
 
 
 def embedder_dir() -> Path | None:
-    """The real all-MiniLM-L6-v2 directory in the shared data dir, when fetched."""
+    """The real all-MiniLM-L6-v2 directory in the shared (shadow) data dir, when fetched."""
     from gra_local.core import paths
     from gra_local.embed.minilm_files import embedder_path, is_present
 
