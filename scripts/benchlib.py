@@ -34,23 +34,6 @@ SEEDS_FILE = Path(__file__).resolve().parent.parent / "gra_local" / "data" / "ex
 
 # --- private user directories -------------------------------------------------------------
 
-XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
-
-
-def shadow_data_dir(real: Path, shadow: Path) -> Path:
-    """`shadow` laid out like the data dir `real` (models/, embedders/, ...), each entry a
-    symlink to the real one: the downloaded models are found, and anything written (a pull,
-    a new file) lands in `shadow`, never in `real`."""
-    shadow.mkdir(parents=True, exist_ok=True)
-    if real.is_dir():
-        for group in real.iterdir():
-            if group.is_dir():
-                (shadow / group.name).mkdir(exist_ok=True)
-                for entry in group.iterdir():
-                    link = shadow / group.name / entry.name
-                    if not link.exists():
-                        link.symlink_to(entry.resolve())
-    return shadow
 
 
 def private_user_dirs(prefix: str = "gra-bench-home-") -> Path:
@@ -58,15 +41,10 @@ def private_user_dirs(prefix: str = "gra-bench-home-") -> Path:
     (the XDG ones and gra-local's own GRA_LOCAL_*_DIR) at a fresh temporary folder, deleted
     at exit, so that a bench leaves the user's settings.toml, registry and caches as they
     were. The user's downloaded models stay readable through a shadow data dir (see
-    shadow_data_dir). Call it first, before anything resolves a path. Returns the folder."""
-    real_data = paths.data_dir()  # the user's, before anything moves
+    paths.shadow_data_dir). Call it first, before anything resolves a path. Returns the folder."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, root, True)
-    for var in XDG_DIRS:
-        os.environ[var] = str(root / var.split("_")[1].lower())
-    os.environ["GRA_LOCAL_CONFIG_DIR"] = str(root / "config" / paths.APP)
-    os.environ["GRA_LOCAL_CACHE_DIR"] = str(root / "cache" / paths.APP)
-    os.environ["GRA_LOCAL_DATA_DIR"] = str(shadow_data_dir(real_data, root / "data" / paths.APP))
+    paths.use_private_dirs(root)
     return root
 
 

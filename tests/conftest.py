@@ -29,8 +29,8 @@ EXAMPLE_SEEDS = REPO / "gra_local" / "data" / "example_seeds.jsonl"
 
 # --- the session's private user directories ----------------------------------------------
 
-XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
-GRA_DIRS = ("GRA_LOCAL_CONFIG_DIR", "GRA_LOCAL_CACHE_DIR", "GRA_LOCAL_DATA_DIR")
+from gra_local.core.paths import OWN_DIRS as GRA_DIRS  # noqa: E402
+from gra_local.core.paths import XDG_DIRS  # noqa: E402
 
 REAL_ENV: dict[str, str] = dict(os.environ)
 """The environment before the session moved the user dirs: what a test that must reach the
@@ -40,33 +40,13 @@ REAL_DIRS: dict[str, Path] = {}
 SESSION_HOME: list[Path] = []
 
 
-def shadow_data_dir(real: Path, shadow: Path) -> Path:
-    """`shadow` laid out like the data dir `real` (models/, embedders/, ...), each entry a
-    symlink to the real one: the downloaded models are found, and anything written (a pull,
-    a new file) lands in `shadow`. (scripts/benchlib.py has the same for the benches.)"""
-    shadow.mkdir(parents=True, exist_ok=True)
-    if real.is_dir():
-        for group in real.iterdir():
-            if group.is_dir():
-                (shadow / group.name).mkdir(exist_ok=True)
-                for entry in group.iterdir():
-                    link = shadow / group.name / entry.name
-                    if not link.exists():
-                        link.symlink_to(entry.resolve())
-    return shadow
-
-
 def pytest_configure(config: pytest.Config) -> None:
     from gra_local.core import paths
 
     REAL_DIRS.update(config=paths.config_dir(), cache=paths.cache_dir(), data=paths.data_dir())
     root = Path(tempfile.mkdtemp(prefix="gra-test-home-"))
     SESSION_HOME.append(root)
-    for var in XDG_DIRS:
-        os.environ[var] = str(root / var.split("_")[1].lower())
-    os.environ["GRA_LOCAL_CONFIG_DIR"] = str(root / "config" / paths.APP)
-    os.environ["GRA_LOCAL_CACHE_DIR"] = str(root / "cache" / paths.APP)
-    os.environ["GRA_LOCAL_DATA_DIR"] = str(shadow_data_dir(REAL_DIRS["data"], root / "data" / paths.APP))
+    paths.use_private_dirs(root)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
