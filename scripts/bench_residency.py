@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core import paths
 from gra_local.core.config import ModelSpec, Registry, RunOptions
 from gra_local.core.engine.model_pool import Residency

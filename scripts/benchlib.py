@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core import paths
 from gra_local.core.backend import Session
 from gra_local.core.config import ModelSpec

@@ -7,7 +7,7 @@ engine is proven on real llama.cpp in tests/backends and tests/test_e2e.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -40,6 +40,8 @@ class Call:
     model: str
     role: str
     request: ChatRequest
+    wave: int | None = None
+    """Index in `FakeBackend.waves` of the `chat_many` that made it (None: a plain `chat`)."""
 
 
 Reply = dict | str | tuple[str, str]  # JSON object, free text, or (text, finish_reason)
@@ -67,6 +69,10 @@ class FakeBackend:
     loads: list[str] = field(default_factory=list)
     stop_after: int | None = None  # set `stop` after this many calls (simulates Ctrl-C)
     stop: threading.Event = field(default_factory=threading.Event)
+    waves: list[int] = field(default_factory=list)
+    """Requests per `chat_many`, in call order (a call's `wave` indexes this)."""
+    wave_models: list[str] = field(default_factory=list)
+    """The model of each wave."""
 
     def load(self, spec: ModelSpec) -> FakeSession:
         self.loads.append(spec.name)
@@ -80,9 +86,26 @@ class FakeSession:
         self.info = LoadInfo(name=name, seconds=0.01, n_gpu_layers=0, n_ctx=2048)
         self.closed = False
 
-    def chat(self, request: ChatRequest) -> ChatResult:
+    def chat_many(self, requests: Sequence[ChatRequest],
+                  cancel: threading.Event | None = None) -> list[ChatResult]:
+        """Each request through `chat`, in order; once `cancel` is set (`stop_after` sets
+        the run's stop mid-wave) the rest come back cancelled, unanswered and uncounted."""
         assert not self.closed, "chat after close"
-        call = Call(self.name, ROLE_BY_SYSTEM[request.messages[0]["content"]], request)
+        wave = len(self.backend.waves)
+        self.backend.waves.append(len(requests))
+        self.backend.wave_models.append(self.name)
+        out = []
+        for request in requests:
+            if cancel is not None and cancel.is_set():
+                out.append(ChatResult(text="", finish_reason="cancelled", prompt_tokens=0,
+                                      completion_tokens=0))
+            else:
+                out.append(self.chat(request, wave))
+        return out
+
+    def chat(self, request: ChatRequest, wave: int | None = None) -> ChatResult:
+        assert not self.closed, "chat after close"
+        call = Call(self.name, ROLE_BY_SYSTEM[request.messages[0]["content"]], request, wave)
         self.backend.calls.append(call)
         reply = self.backend.script(call) if self.backend.script else None
         if reply is None:

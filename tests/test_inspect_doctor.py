@@ -13,6 +13,7 @@ from ggufs import write_corrupt_header_gguf, write_not_gguf, write_tiny_gguf, wr
 from gra_local.commands import inspect as cmd
 from gra_local.core.errors import GraError
 from gra_local.models.hardware import GPU, Hardware, LlamaBuild
+from gra_local.models.parallel import SEQ_CELLS, kv_cells_for
 
 GiB = 1 << 30
 
@@ -60,8 +61,12 @@ def test_inspect_a_path(tiny_gguf: Path, hw: Hardware, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     for needle in ("architecture     llama", "layers           1", "heads            2 (KV heads 2)",
                    "chat template    yes (chatml)", "vocabulary       356", "tokenizer        llama",
-                   "file type        F32", "memory at n_ctx 2048:", "plan: CPU only"):
+                   "file type        F32", "memory at n_ctx 2048:", "plan: CPU only",
+                   "parallel: 8 sequence(s), 16384 KV cells, KV cache 2 MiB: 8 sequences share 16384 KV cells",
+                   f"about {SEQ_CELLS} a sequence", "the default maximum on a CPU build"):
         assert needle in out, out
+    assert kv_cells_for(8, 2048) == 16384  # 8 sequences x SEQ_CELLS, at 128 bytes a cell: 2 MiB
+    assert "at n_ctx 2048, 16384 KV cells)" in out  # the estimate holds the larger cache
     assert len([ln for ln in out.splitlines() if ln.strip().startswith("sha256")][0].split()[1]) == 64
 
 
@@ -71,8 +76,15 @@ def test_inspect_json_parses(tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch,
     assert inspect(tiny_gguf, json=True, ctx=1024) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["architecture"] == "llama" and data["block_count"] == 1 and data["vocab_size"] == 356
-    assert data["memory"]["n_ctx"] == 1024 and data["memory"]["kv_bytes"] == 2 * 1 * 1024 * 2 * 16 * 2
+    # the memory estimate is made at the parallel plan's KV cache: 16 sequences x SEQ_CELLS cells
+    assert kv_cells_for(16, 1024) == 16 * SEQ_CELLS == 32768
+    assert data["memory"]["n_ctx"] == 1024 and data["memory"]["kv_cells"] == 32768
+    assert data["memory"]["kv_bytes"] == 2 * 1 * 32768 * 2 * 16 * 2
     assert data["plan"]["where"] == "gpu" and data["plan"]["n_gpu_layers"] == 2 and data["fit"] == "GPU 2/2"
+    par = data["parallel"]
+    assert (par["n_parallel"], par["kv_cells"], par["kv_bytes"]) == (16, 32768, data["memory"]["kv_bytes"])
+    assert par["n_ctx"] == 1024 and par["pinned"] is False and par["refused"] is None
+    assert "the default maximum with a GPU backend" in par["reason"]
     assert data["chat_template"] is True and data["chat_template_family"] == "chatml"
 
 
@@ -145,3 +157,43 @@ def test_doctor_on_this_machine(tmp_path: Path, tiny_gguf: Path, capsys: pytest.
     data = json.loads(capsys.readouterr().out)  # nothing but the JSON on stdout
     assert data["llama_cpp"]["version"] and data["hardware"]["ram_total_bytes"] > 0
     assert data["models"][0]["usable"] is True
+
+
+def test_inspect_shows_a_pinned_parallel_plan_and_its_refusal(
+        tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    models = write_models_toml(tmp_path / "models.toml", [("tiny", tiny_gguf)], extra="n_parallel = 3")
+    monkeypatch.setattr(cmd, "probe", lambda: fake_hw(6.0, "CUDA"))
+    assert inspect("tiny", models=models) == 0
+    out = capsys.readouterr().out
+    assert kv_cells_for(3, 2048) == 3 * SEQ_CELLS == 6144
+    assert "parallel: 3 sequence(s), 6144 KV cells" in out and "pinned in models.toml: 3 sequences" in out
+    # a pinned value whose cache cannot fit: shown as the run would refuse it, the rest still shown
+    models = write_models_toml(tmp_path / "models.toml", [("tiny", tiny_gguf)], extra="n_parallel = 64")
+    small = fake_hw().model_copy(update={"ram_available_bytes": 100 << 20})  # 1 fits, 64 do not
+    monkeypatch.setattr(cmd, "probe", lambda: small)
+    assert inspect("tiny", models=models, json=True) == 0
+    par = json.loads(capsys.readouterr().out)["parallel"]
+    assert par["n_parallel"] == 1 and par["kv_cells"] == kv_cells_for(1, 2048) == 2048
+    assert "model 'tiny': n_parallel = 64 cannot fit" in par["refused"]
+    assert inspect("tiny", models=models) == 0
+    assert "parallel: refused: model 'tiny': n_parallel = 64 cannot fit" in capsys.readouterr().out
+    assert doctor(models=models) == 1
+    out = capsys.readouterr().out
+    assert "tiny" in out and "refused" in out and "lower n_parallel" in out
+
+
+def test_models_list_badge_counts_the_parallel_cache(tmp_path: Path, tiny_gguf: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from gra_local.commands import models as models_cmd
+
+    # 1 GiB + 100 MiB free VRAM: 100 MiB usable after the reserve
+    monkeypatch.setattr(models_cmd, "probe", lambda: fake_hw(1 + 100 / 1024, "CUDA"))
+    auto = write_models_toml(tmp_path / "auto.toml", [("tiny", tiny_gguf)])
+    assert models_cmd.list_command(argparse.Namespace(models=auto)) == 0
+    assert "fit: GPU 2/2" in capsys.readouterr().out  # auto never pushes a layer off the GPU
+    pinned = write_models_toml(tmp_path / "pinned.toml", [("tiny", tiny_gguf)], extra="n_parallel = 64")
+    assert models_cmd.list_command(argparse.Namespace(models=pinned)) == 0
+    out = capsys.readouterr().out  # 64 sequences' cache (~530 MiB) does not fit the 100 MiB
+    assert "fit: CPU;" in out, out  # one 16 MiB layer + the 512 MiB compute buffer of 131072 cells

@@ -26,7 +26,7 @@ def loaded_after_import(module: str) -> set[str]:
 @pytest.mark.parametrize("module", [
     "gra_local.core",
     "gra_local.core.engine.scheduler",
-    "gra_local.backends.llama_process",
+    "gra_local.backends.llama.process",
     "gra_local.cli",
 ])
 def test_textual_is_not_loaded(module: str) -> None:
@@ -37,7 +37,7 @@ def test_textual_is_not_loaded(module: str) -> None:
 
 def test_engine_does_not_load_llama_cpp() -> None:
     # models are loaded in worker processes; the engine and its backend client stay light
-    loaded = loaded_after_import("gra_local.core.engine.scheduler, gra_local.backends.llama_process")
+    loaded = loaded_after_import("gra_local.core.engine.scheduler, gra_local.backends.llama.process")
     assert not loaded & {"textual", "llama_cpp", "rich"}, loaded & FORBIDDEN_IN_CORE
 
 

@@ -15,8 +15,9 @@ from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ConfigError, GraError, ModelError
 from gra_local.models.describe import human_params, human_size
 from gra_local.models.fit import context_for, model_facts
-from gra_local.models.gguf_info import chat_template_family, read_gguf_info, sha256_file
+from gra_local.models.gguf_info import GGUFInfo, chat_template_family, read_gguf_info, sha256_file
 from gra_local.models.hardware import Hardware, probe
+from gra_local.models.parallel import ParallelPlan, choose_parallel, plan_parallel
 from gra_local.models.planner import badge, gib, plan_layers
 from gra_local.models.registry import load_models
 from gra_local.models.resolve import check_model_file, model_path
@@ -64,7 +65,10 @@ def inspect_command(args: argparse.Namespace) -> int:
     if ctx is None:
         ctx = context_for(spec, info) if spec else min(4096, info.context_length or 4096)
     hw = probe()
-    plan = plan_layers(facts, ctx, hw.memory_facts(), pinned=spec.n_gpu_layers if spec else "auto")
+    mem = hw.memory_facts()
+    parallel, refused = _parallel(spec, info, ctx, hw)
+    plan = plan_layers(facts, ctx, mem, pinned=spec.n_gpu_layers if spec else "auto",
+                       kv_cells=parallel.kv_cells)
     est = plan.estimate
     family = chat_template_family(info.chat_template)
     if _opt(args, "json"):
@@ -80,6 +84,7 @@ def inspect_command(args: argparse.Namespace) -> int:
             "split_count": info.split_count, "sha256": sha,
             "memory": est.model_dump(), "fit": badge(plan),
             "plan": plan.model_dump(exclude={"estimate"}),
+            "parallel": parallel.model_dump() | {"refused": refused},
         }, indent=2))
         return 0
     heads = f"{info.head_count or '?'} (KV heads {info.head_count_kv or info.head_count or '?'})"
@@ -109,7 +114,23 @@ def inspect_command(args: argparse.Namespace) -> int:
     for note in est.notes:
         print(f"  note: {note}")
     print(f"plan: {plan.reason}")
+    if refused:
+        print(f"parallel: refused: {refused}")
+    else:
+        print(f"parallel: {parallel.n_parallel} sequence(s), {parallel.kv_cells} KV cells, "
+              f"KV cache {gib(parallel.kv_bytes)}: {parallel.reason}")
     return 0
+
+
+def _parallel(spec: ModelSpec | None, info: GGUFInfo, n_ctx: int, hw: Hardware) -> tuple[ParallelPlan, str | None]:
+    """(the parallel plan, None); an unregistered file gets "auto". A pinned n_parallel
+    that cannot fit: (one sequence's plan, the refusal a run would give)."""
+    if spec is None:
+        return choose_parallel(model_facts(info), n_ctx, hw.memory_facts(), model=Path(info.path).name), None
+    try:
+        return plan_parallel(spec, info, n_ctx, hw), None
+    except ModelError as exc:
+        return plan_parallel(spec.model_copy(update={"n_parallel": 1}), info, n_ctx, hw), str(exc)
 
 
 # ---- doctor ----
@@ -165,11 +186,16 @@ def _model_report(spec: ModelSpec, source: str, hw: Hardware) -> tuple[dict[str,
             fix = "as the message says"
         return entry, [{"problem": str(exc), "fix": fix}]
     n_ctx = context_for(spec, info)
-    plan = plan_layers(model_facts(info), n_ctx, hw.memory_facts(), pinned=spec.n_gpu_layers)
-    entry.update(usable=plan.where != "wont_fit", path=str(path), file_type=info.file_type,
+    parallel, refused = _parallel(spec, info, n_ctx, hw)
+    plan = plan_layers(model_facts(info), n_ctx, hw.memory_facts(), pinned=spec.n_gpu_layers,
+                       kv_cells=parallel.kv_cells)
+    entry.update(usable=plan.where != "wont_fit" and not refused, path=str(path), file_type=info.file_type,
                  size_bytes=info.size_bytes, n_ctx=n_ctx, plan=plan.model_dump(exclude={"estimate"}),
-                 memory=plan.estimate.model_dump())
+                 memory=plan.estimate.model_dump(), parallel=parallel.model_dump() | {"refused": refused})
     problems = []
+    if refused:
+        problems.append({"problem": refused,
+                         "fix": f"lower n_parallel (or set it to \"auto\") for it in {source}"})
     if plan.where == "wont_fit":
         problems.append({"problem": f"model {spec.name!r} {plan.reason.split('. Fix:')[0]}",
                          "fix": f"a smaller quantization or model, or a smaller n_ctx for it in {source}"})
@@ -249,9 +275,10 @@ def _print_doctor(hw: Hardware, report: dict[str, Any]) -> None:
     for m in report["models"]:
         if "plan" in m:
             plan = m["plan"]
-            label = "won't fit" if plan["where"] == "wont_fit" else "ok"
-            print(f"  {m['name']:24} {label}: {m['file_type']}, {human_size(m['size_bytes'])}, n_ctx {m['n_ctx']}; "
-                  f"{plan['reason']}")
+            label = "won't fit" if plan["where"] == "wont_fit" else "refused" if m["parallel"]["refused"] else "ok"
+            par = m["parallel"]
+            print(f"  {m['name']:24} {label}: {m['file_type']}, {human_size(m['size_bytes'])}, n_ctx {m['n_ctx']}, "
+                  f"{par['n_parallel']} sequence(s) in {par['kv_cells']} KV cells; {plan['reason']}")
             if m.get("note"):
                 print(f"  {'':24} note: {m['note']}")
         else:

@@ -76,7 +76,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from gra_local.backends.llama_process import LlamaProcessBackend
+    from gra_local.backends.llama.process import LlamaProcessBackend
     from gra_local.models.bench import BenchStore, run_bench
 
     registry, _ = load_models(args.models)

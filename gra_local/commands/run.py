@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping
 from typing import TextIO
 
-from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.config import MAX_SAMPLES, RunOptions
 from gra_local.core.engine.scheduler import Run

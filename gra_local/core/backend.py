@@ -1,11 +1,13 @@
 """The Backend protocol: the only way the engine reaches a model.
 
-`gra_local.backends.llama_process` implements it with one llama.cpp worker process per
+`gra_local.backends.llama.process` implements it with one llama.cpp worker process per
 loaded model; tests may implement it with scripted answers to exercise the scheduler.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -28,12 +30,16 @@ class ChatRequest(BaseModel):
 
 class ChatResult(BaseModel):
     text: str
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str
+    """"stop", "length" (ran into max_tokens or the context), or "cancelled" (a `chat_many`
+    stopped by its cancel event before this request finished: never a reply, never recorded)."""
     prompt_tokens: int
     completion_tokens: int
     prompt_evaluated: int | None = None
     """Prompt tokens actually evaluated (the rest came from the reused prefix cache)."""
     seconds: float = 0.0
+    first_token_seconds: float | None = None
+    """Seconds until the first token: the prompt's share of `seconds` (None: not measured)."""
 
 
 class LoadInfo(BaseModel):
@@ -42,6 +48,8 @@ class LoadInfo(BaseModel):
     n_gpu_layers: int
     n_ctx: int
     gpu_offload: bool = False
+    n_parallel: int = 1
+    """Sequences this session decodes together in one `chat_many` (1: one at a time)."""
     details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
@@ -51,6 +59,15 @@ class Session(Protocol):
     info: LoadInfo
 
     def chat(self, request: ChatRequest) -> ChatResult: ...
+
+    def chat_many(self, requests: Sequence[ChatRequest],
+                  cancel: threading.Event | None = None) -> list[ChatResult]:
+        """Every request at once, results in request order. A backend decodes up to
+        `info.n_parallel` of them together (continuous batching: a finished sequence's slot
+        takes the next request); each keeps its own seed, grammar, budget and stop. When
+        `cancel` is set, the call returns soon after with the unfinished requests marked
+        "cancelled"."""
+        ...
 
     def close(self) -> None: ...
 

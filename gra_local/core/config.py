@@ -13,13 +13,15 @@ from typing import Annotated, Literal, cast, get_args, get_origin
 
 import annotated_types
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gra_local.core.errors import ConfigError
 
 DEFAULT_MODEL_PATH = "default"  # models.toml `path` value meaning "the embedded default model"
+MAX_PARALLEL = 64
+"""Most sequences one model may decode together (ModelSpec.n_parallel)."""
 
 
 class Role(str, Enum):
@@ -72,12 +74,26 @@ class ModelSpec(BaseModel):
     above the trained context is refused, never shrunk silently."""
     n_gpu_layers: int | Literal["auto"] = "auto"
     """Layers to offload: "auto" = all when llama.cpp has a GPU backend, else 0; -1 = all."""
+    n_parallel: int | Literal["auto"] = "auto"
+    """Sequences decoded together in one context, sharing its KV cache: "auto" = chosen
+    from free memory and the prompt lengths (see models/parallel.py); 1 = one at a time
+    like before; at most 64. A value whose KV cache cannot fit is refused."""
     n_threads: int | None = Field(None, ge=1, le=512)
     """CPU threads; default: all cores."""
     roles: list[Role] = Field(default_factory=lambda: list(Role), min_length=1)
     """Roles this model may play: generator, reviewer, adjudicator, annotator."""
     sampling: dict[Role, Sampling] = Field(default_factory=dict)
     """Per-role sampler overrides, e.g. [models.sampling.generator] temperature = 0.7."""
+
+    @field_validator("n_parallel", mode="before")
+    @classmethod
+    def _parallel_strictly(cls, value: object) -> object:
+        """"auto" or a whole number 1–64; no "4", 4.0 or true (one error, not one a type)."""
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_PARALLEL):
+            return value
+        raise PydanticCustomError(
+            "n_parallel", f'expected "auto" or a whole number from 1 to {MAX_PARALLEL}, got {{value}}',
+            {"value": repr(value)})
 
     def sampling_for(self, role: Role) -> Sampling:
         return self.sampling.get(role, DEFAULT_SAMPLING[role])

@@ -92,6 +92,8 @@ class RunStats(BaseModel):
         self.model(model).seconds += result.seconds
 
     def record_structured(self, model: str, stage: str, outcome: str, reasons: list[str]) -> None:
+        """outcome: "first_try", "repaired", "failed", or "abandoned" (the retry was not
+        sent because another call settled the sample: its invalid replies count, no outcome)."""
         ms = self.model(model)
         for reason in reasons:
             ms.invalid_replies[reason] = ms.invalid_replies.get(reason, 0) + 1
@@ -99,7 +101,7 @@ class RunStats(BaseModel):
             ms.structured_valid_first_try += 1
         elif outcome == "repaired":
             ms.structured_valid_after_repair += 1
-        else:
+        elif outcome == "failed":
             ms.structured_failed += 1
             ms.parse_failures[stage] = ms.parse_failures.get(stage, 0) + 1
 

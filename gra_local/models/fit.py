@@ -2,7 +2,9 @@
 
 ``gpu_layers_for`` is what the llama backend calls before starting a worker: it turns a
 spec's ``n_gpu_layers`` ("auto" or pinned) into the number to pass to llama.cpp, with the
-reason, and refuses a model that cannot fit in RAM + VRAM.
+reason, and refuses a model that cannot fit in RAM + VRAM.  Every plan here is made at the
+KV cache the model will really have: ``kv_cells`` of its parallel plan
+(``parallel.plan_parallel``), unless the caller passes the one it already chose.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from gra_local.core.engine.model_pool import Residency
 from gra_local.core.errors import ModelError
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.hardware import Hardware, probe
-from gra_local.models.planner import DEFAULT_RESERVE, LayerPlan, ModelFacts, plan_layers
+from gra_local.models.parallel import plan_parallel
+from gra_local.models.planner import DEFAULT_RESERVE, RAM_RESERVE, LayerPlan, ModelFacts, plan_layers
 
 DEFAULT_N_CTX = 4096
 
@@ -36,25 +39,30 @@ def check_context(spec: ModelSpec, info: GGUFInfo) -> None:
 
 
 def plan_for(spec: ModelSpec, info: GGUFInfo, n_ctx: int | None = None,
-             hw: Hardware | None = None) -> LayerPlan:
+             hw: Hardware | None = None, kv_cells: int | None = None) -> LayerPlan:
+    """The layer plan at the spec's context and the KV cache of its parallel plan
+    (``kv_cells`` when given, else ``plan_parallel``'s, which may raise ModelError for a
+    pinned n_parallel that cannot fit)."""
     hw = hw if hw is not None else probe()
-    return plan_layers(model_facts(info), n_ctx or context_for(spec, info), hw.memory_facts(),
-                       pinned=spec.n_gpu_layers)
+    n_ctx = n_ctx or context_for(spec, info)
+    if kv_cells is None:
+        kv_cells = plan_parallel(spec, info, n_ctx, hw).kv_cells
+    return plan_layers(model_facts(info), n_ctx, hw.memory_facts(), pinned=spec.n_gpu_layers,
+                       kv_cells=kv_cells)
 
 
 def gpu_layers_for(spec: ModelSpec, info: GGUFInfo, n_ctx: int | None = None,
-                   hw: Hardware | None = None) -> tuple[int, str]:
-    """(n_gpu_layers to pass to llama.cpp, the reason with the numbers).
+                   hw: Hardware | None = None, kv_cells: int | None = None) -> tuple[int, str]:
+    """(n_gpu_layers to pass to llama.cpp, the reason with the numbers), planned at
+    ``kv_cells`` (pass the ``plan_parallel`` result the context is loaded with, from the
+    same probe; default: that plan, made here).
 
     Raises ModelError when the model would not fit in RAM + free VRAM (loading it would
     swap the machine); the message carries the numbers and the fix."""
-    plan = plan_for(spec, info, n_ctx, hw)
+    plan = plan_for(spec, info, n_ctx, hw, kv_cells)
     if plan.where == "wont_fit":
         raise ModelError(f"model {spec.name!r}: {plan.reason}")
     return plan.n_gpu_layers, plan.reason
-
-
-RAM_RESERVE = 2 * 1024**3  # left for the OS, the app and the page cache
 
 
 def residency_for(models: list[tuple[ModelSpec, GGUFInfo]], hw: Hardware | None = None) -> Residency:

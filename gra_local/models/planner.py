@@ -19,6 +19,11 @@ flash_attn off, f16 KV cache), SmolLM2-135M-Instruct Q4_1 (30 blocks, n_embd 576
 The compute buffer is the largest intermediate of a 512-token batch: the logits
 (n_ubatch x n_vocab f32 = 96 MiB here) or, at long contexts, the attention scores
 (n_ubatch x n_head x n_ctx f32, 72 MiB at 4096 here, so the logits still dominate).
+
+With parallel sequences (``models/parallel.py``) the KV cache holds ``kv_cells`` cells
+shared by all of them, more than one sequence's n_ctx; the KV cache and the attention
+scores (which span every cell in use) are then sized by ``kv_cells``: every estimate
+below takes it, and n_ctx stays the context one sequence may use.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ DEFAULT_N_VOCAB = 32_000
 DEFAULT_RESERVE = 1 * GiB
 """VRAM kept free: the CUDA context of each worker process (~0.3-0.5 GiB), the
 driver, the desktop and other processes' growth."""
+RAM_RESERVE = 2 * GiB
+"""RAM left for the OS, the app and the page cache when models are kept loaded side by
+side or given a larger KV cache."""
 
 
 class ModelFacts(BaseModel):
@@ -87,6 +95,9 @@ class MemoryFacts(BaseModel):
 
 class MemoryEstimate(BaseModel):
     n_ctx: int
+    """Context one sequence may use."""
+    kv_cells: int
+    """Cells of the KV cache: n_ctx, or more when parallel sequences share it."""
     weights_bytes: int
     kv_bytes: int
     compute_bytes: int
@@ -96,8 +107,9 @@ class MemoryEstimate(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
+        cells = f", {self.kv_cells} KV cells" if self.kv_cells != self.n_ctx else ""
         return (f"{gib(self.total_bytes)} (weights {gib(self.weights_bytes)} + KV cache "
-                f"{gib(self.kv_bytes)} + compute {gib(self.compute_bytes)} at n_ctx {self.n_ctx})")
+                f"{gib(self.kv_bytes)} + compute {gib(self.compute_bytes)} at n_ctx {self.n_ctx}{cells})")
 
 
 Where = Literal["gpu", "split", "cpu", "wont_fit"]
@@ -131,12 +143,13 @@ def kv_cache_bytes(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, byt
     return 2 * n_layers * n_ctx * n_head_kv * head_dim * bytes_per
 
 
-def estimate_memory(facts: ModelFacts, n_ctx: int) -> MemoryEstimate:
-    """Weights ≈ file size; KV cache f16 (standard attention, no sliding window);
-    compute = 4 B x n_ubatch x (max(n_vocab, n_head x n_ctx) + 4 x n_embd) + the output
-    buffer (n_vocab x 4 B).  Approximate for architectures with other KV shapes
-    (MLA, sliding-window, recurrent state)."""
+def estimate_memory(facts: ModelFacts, n_ctx: int, kv_cells: int | None = None) -> MemoryEstimate:
+    """Weights ≈ file size; KV cache f16 of ``kv_cells`` cells (default n_ctx; standard
+    attention, no sliding window); compute = 4 B x n_ubatch x (max(n_vocab, n_head x
+    kv_cells) + 4 x n_embd) + the output buffer (n_vocab x 4 B).  Approximate for
+    architectures with other KV shapes (MLA, sliding-window, recurrent state)."""
     notes: list[str] = []
+    cells = kv_cells if kv_cells is not None else n_ctx
     n_layers = facts.n_layers
     n_embd = facts.n_embd
     n_head = facts.n_head
@@ -144,9 +157,9 @@ def estimate_memory(facts: ModelFacts, n_ctx: int) -> MemoryEstimate:
     kv = 0
     if n_layers and n_embd:
         if n_head and n_head_kv:
-            kv = kv_cache_bytes(n_layers, n_ctx, n_head_kv, n_embd // n_head)
+            kv = kv_cache_bytes(n_layers, cells, n_head_kv, n_embd // n_head)
         else:  # no head counts: assume no grouped-query attention (an upper bound)
-            kv = kv_cache_bytes(n_layers, n_ctx, 1, n_embd)
+            kv = kv_cache_bytes(n_layers, cells, 1, n_embd)
             notes.append("no attention head counts in the header: KV cache assumes n_head_kv = n_head")
     else:
         notes.append("no block count or embedding size in the header: KV cache not estimated")
@@ -154,13 +167,13 @@ def estimate_memory(facts: ModelFacts, n_ctx: int) -> MemoryEstimate:
     if not n_vocab:
         n_vocab = DEFAULT_N_VOCAB
         notes.append(f"vocabulary size unknown: compute buffer assumes {DEFAULT_N_VOCAB} tokens")
-    widest = max(n_vocab, (n_head or 0) * n_ctx)
+    widest = max(n_vocab, (n_head or 0) * cells)
     compute = 4 * N_UBATCH * (widest + 4 * (n_embd or 0)) + 4 * n_vocab
     layer = (facts.weights_bytes + kv) // n_layers if n_layers else facts.weights_bytes + kv
     if facts.n_ctx_train and n_ctx > facts.n_ctx_train:
         notes.append(f"n_ctx {n_ctx} is above the trained context {facts.n_ctx_train}")
     return MemoryEstimate(
-        n_ctx=n_ctx, weights_bytes=facts.weights_bytes, kv_bytes=kv, compute_bytes=compute,
+        n_ctx=n_ctx, kv_cells=cells, weights_bytes=facts.weights_bytes, kv_bytes=kv, compute_bytes=compute,
         total_bytes=facts.weights_bytes + kv + compute, layer_bytes=layer, notes=notes,
     )
 
@@ -204,11 +217,13 @@ def plan_layers(
     hw: MemoryFacts,
     pinned: int | Literal["auto"] = "auto",
     reserve_bytes: int = DEFAULT_RESERVE,
+    kv_cells: int | None = None,
 ) -> LayerPlan:
     """Choose n_gpu_layers. A pinned int wins (its fit is still reported); no GPU backend
     → CPU; all layers when they fit in free VRAM minus the reserve; else as many layers
-    as fit with the rest in RAM; more than RAM + VRAM → ``wont_fit`` (never swap)."""
-    est = estimate_memory(facts, n_ctx)
+    as fit with the rest in RAM; more than RAM + VRAM → ``wont_fit`` (never swap).
+    ``kv_cells``: the KV cache's size when parallel sequences share it (default n_ctx)."""
+    est = estimate_memory(facts, n_ctx, kv_cells)
     max_layers = facts.n_layers + 1 if facts.n_layers else 0
     all_layers = max_layers or -1
     budget = _gpu_budget(hw, reserve_bytes) if hw.gpu_backend else 0
@@ -220,14 +235,15 @@ def plan_layers(
         return LayerPlan(n_gpu_layers=k, max_layers=max_layers, where=where, fits=fits,
                          pinned=is_pinned, gpu_bytes=g, cpu_bytes=c, reason=reason, estimate=est)
 
+    fewer = ", fewer parallel sequences (n_parallel)" if est.kv_cells > n_ctx else ""
+    fix = f"a smaller quantization or model, a smaller n_ctx{fewer}, or close other programs"
     unknown_vram = bool(hw.gpu_backend) and budget is None  # cannot judge: let llama.cpp try
     combined = ram if hw.unified or not budget else ram + budget
     if total > combined and not unknown_vram:
         vram = f" + {gib(budget)} usable VRAM ({_vram_text(hw, reserve_bytes)})" if budget and not hw.unified else ""
         return plan(0, "wont_fit", False, (
             f"won't fit: needs {est.summary()} but only {gib(ram)} RAM is available{vram}; "
-            "refusing to load rather than swap. Fix: a smaller quantization or model, a smaller "
-            "n_ctx, or close other programs"))
+            f"refusing to load rather than swap. Fix: {fix}"))
 
     if pinned != "auto":
         k = all_layers if pinned < 0 or (max_layers and pinned >= max_layers) else int(pinned)
@@ -267,8 +283,7 @@ def plan_layers(
         return plan(0, "wont_fit", False, (
             f"won't fit: needs {est.summary()}; at most {k} layers fit in "
             f"{_vram_text(hw, reserve_bytes)}, and the other {gib(c)} exceed the {gib(ram_left)} "
-            "of RAM available; refusing to load rather than swap. Fix: a smaller quantization "
-            "or model, a smaller n_ctx, or close other programs"))
+            f"of RAM available; refusing to load rather than swap. Fix: {fix}"))
     if k == 0:
         return plan(0, "cpu", True, (
             f"CPU only: {_vram_text(hw, reserve_bytes)} holds no layer (one layer "
@@ -297,6 +312,7 @@ def fits(
     hw: MemoryFacts,
     pinned: int | Literal["auto"] = "auto",
     reserve_bytes: int = DEFAULT_RESERVE,
+    kv_cells: int | None = None,
 ) -> str:
     """The fit badge ``models list`` shows: "GPU 31/31", "GPU+CPU 20/31", "CPU", "won't fit"."""
-    return badge(plan_layers(facts, n_ctx, hw, pinned, reserve_bytes))
+    return badge(plan_layers(facts, n_ctx, hw, pinned, reserve_bytes, kv_cells))

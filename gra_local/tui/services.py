@@ -14,7 +14,7 @@ from gra_local.tui.settings import Settings, load_settings, save_settings
 
 
 def llama_backend(log_dir: Path, spare_cores: int = 0) -> Backend:
-    from gra_local.backends.llama_process import LlamaProcessBackend
+    from gra_local.backends.llama.process import LlamaProcessBackend
 
     return LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores)
 

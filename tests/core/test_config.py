@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from gra_local.core.config import (
     DEFAULT_MODEL_PATH,
     DEFAULT_SAMPLING,
+    ModelSpec,
     Role,
     RunOptions,
     load_registry,
@@ -45,6 +46,7 @@ sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 chat_format = "chatml"
 n_ctx = 2048
 n_gpu_layers = 0
+n_parallel = 4
 n_threads = 4
 roles = ["generator", "reviewer"]
 
@@ -63,7 +65,9 @@ path = "/models/qwen.gguf"
     assert (smol.n_ctx, smol.n_gpu_layers, smol.n_threads, smol.chat_format) == (2048, 0, 4, "chatml")
     assert smol.roles == [Role.GENERATOR, Role.REVIEWER]
     # defaults
+    assert smol.n_parallel == 4
     assert qwen.n_gpu_layers == "auto" and qwen.n_ctx is None and qwen.chat_format is None
+    assert qwen.n_parallel == "auto"
     assert set(qwen.roles) == set(Role)
     assert [m.name for m in reg.with_role(Role.ADJUDICATOR)] == ["qwen2.5-1.5b:q4"]
     assert reg.get("smol") is smol
@@ -187,6 +191,29 @@ def test_invalid_values(tmp_path: Path, line: str, key: str) -> None:
     path = write(tmp_path / "models.toml", f'[[models]]\nname = "smol"\npath = "x.gguf"\n{line}\n')
     msg = config_error(path)
     assert "'smol'" in msg and key in msg
+
+
+@pytest.mark.parametrize("value", ['"4"', "0", "-1", "65", "4.0", "true", '"many"', '"Auto"'])
+def test_n_parallel_is_strict(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path / "models.toml", f'[[models]]\nname = "smol"\npath = "x.gguf"\nn_parallel = {value}\n')
+    msg = config_error(path)
+    assert "model 'smol' (models[0]) key 'n_parallel':" in msg, msg
+    assert 'expected "auto" or a whole number from 1 to 64' in msg
+    assert msg.count("key 'n_parallel") == 1  # one error, not one per member of the union
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("64", 64), ('"auto"', "auto")])
+def test_n_parallel_accepts_auto_and_1_to_64(tmp_path: Path, value: str, expected: object) -> None:
+    path = write(tmp_path / "models.toml", f'[[models]]\nname = "smol"\npath = "x.gguf"\nn_parallel = {value}\n')
+    assert load_registry(path).models[0].n_parallel == expected
+
+
+def test_repo_models_toml_loads_and_documents_every_key() -> None:
+    path = Path(__file__).resolve().parents[2] / "models.toml"
+    text = path.read_text(encoding="utf-8")
+    assert load_registry(path).models[0].n_parallel == "auto"
+    for key in ModelSpec.model_fields:
+        assert f"\n# {key}" in text, key
 
 
 def test_missing_required_key(tmp_path: Path) -> None:

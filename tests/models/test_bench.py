@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core.config import ModelSpec
 from gra_local.models.bench import BenchStore, run_bench
 

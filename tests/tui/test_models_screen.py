@@ -72,6 +72,9 @@ class BenchSession:
         return ChatResult(text="x", finish_reason="stop", prompt_tokens=50,
                           completion_tokens=request.max_tokens, seconds=0.5)
 
+    def chat_many(self, requests, cancel=None) -> list[ChatResult]:
+        return [self.chat(request) for request in requests]
+
     def close(self) -> None:
         pass
 

@@ -10,13 +10,12 @@ import hashlib
 import random
 import zlib
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 from gra_local.core import prompts
-from gra_local.core.backend import Session
 from gra_local.core.config import Role
-from gra_local.core.engine.stages import StageContext, Task, ask, run_tasks
+from gra_local.core.engine.steps import ask_steps
+from gra_local.core.engine.waves import StageContext, Steps, Task, run_tasks
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
 from gra_local.core.records import DOMAINS, Annotation, ModelRef, Tokens
@@ -73,7 +72,7 @@ def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRe
         if key in cache.entries:
             results[seed.index] = _entry(seed, cache.entries[key])
         else:
-            tasks.append((model, partial(_annotate_one, ctx, seed, model, key, cache, results)))
+            tasks.append(Task(model, _annotate_one(ctx, seed, model, key, cache, results)))
     run_tasks(ctx, "annotate", tasks)
     failed = len(seeds) - len(results)
     if failed:
@@ -85,10 +84,10 @@ def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRe
 
 
 def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: AnnotationCache,
-                  results: dict[int, PoolEntry], session: Session) -> None:
-    ann, _ = ask(ctx, session, model, "annotate", Role.ANNOTATOR,
-                 prompts.annotate(seed.instruction, seed.response), Annotation, Tokens(),
-                 seed=seed.index)
+                  results: dict[int, PoolEntry]) -> Steps:
+    ann, _ = yield from ask_steps(ctx, model, "annotate", Role.ANNOTATOR,
+                                  prompts.annotate(seed.instruction, seed.response), Annotation,
+                                  Tokens(), seed=seed.index)
     if ann is not None:
         cache.put(key, ann)
         results[seed.index] = _entry(seed, ann)
@@ -107,10 +106,11 @@ def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
     annotators = sorted(m.name for m in ctx.registry.with_role(Role.ANNOTATOR))
     counts = {"annotated": 0, "fallback": 0}
 
-    def one(rec: dict, model: str, session: Session) -> None:
-        ann, _ = ask(ctx, session, model, "reannotate", Role.ANNOTATOR,
-                     prompts.annotate(rec["instruction"], rec["response"]), Annotation, Tokens(),
-                     seed=zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode()))
+    def one(rec: dict, model: str) -> Steps:
+        ann, _ = yield from ask_steps(
+            ctx, model, "reannotate", Role.ANNOTATOR,
+            prompts.annotate(rec["instruction"], rec["response"]), Annotation, Tokens(),
+            seed=zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode()))
         if ann is None:
             counts["fallback"] += 1
             entry = PoolEntry(source=rec["id"], round=round_no, instruction=rec["instruction"],
@@ -127,6 +127,6 @@ def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
     tasks: list[Task] = []
     for rec in records:
         model = random.Random(f"{ctx.options.seed}/reannotate/{rec['id']}").choice(annotators)
-        tasks.append((model, partial(one, rec, model)))
+        tasks.append(Task(model, one(rec, model)))
     run_tasks(ctx, "reannotate", tasks)
     return counts["annotated"], counts["fallback"]

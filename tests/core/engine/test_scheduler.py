@@ -211,10 +211,13 @@ def test_reviewer_that_never_answers_validly_ends_in_review_failed(tmp_path: Pat
     rec = records(tmp_path / "out", "rejected.jsonl")[0]
     assert rec["reason"] == "review_failed" and "truncated" in rec["reason_detail"]
     # Passes 1 and 2 replace each of the 3 slots' reviewer; in pass 3 the first slot
-    # runs out of replacements and the sample is rejected: 7 counted failures, each a
-    # first try plus one repair retry.
-    assert len([c for c in backend.calls if c.role == "review_b"]) == 14
-    assert result.run_json.judge_validity["a"].counted_failures == 7
+    # runs out of replacements and the sample is rejected. One model holds all three
+    # slots, so each pass asks them together (a wave of first tries, a wave of repair
+    # retries): pass 3's other two slots were asked too, 9 counted failures in all.
+    review_b = [c for c in backend.calls if c.role == "review_b"]
+    assert len(review_b) == 18
+    assert [backend.waves[w] for w in dict.fromkeys(c.wave for c in review_b)] == [3] * 6
+    assert result.run_json.judge_validity["a"].counted_failures == 9
 
 
 def test_adjudicator_that_never_answers_validly_rejects(tmp_path: Path) -> None:
@@ -260,16 +263,26 @@ def test_pause_holds_between_calls_and_resume_continues(tmp_path: Path) -> None:
     def script(call: Call):
         if len(backend.calls) == 5:
             pause.set()
+            time.sleep(0.2)  # a slow call: the pause reaches the wave before its next request
         return None
 
     backend.script = script
     runner = Run(request(tmp_path / "out", ["a"], samples=2), backend, stop=backend.stop, pause=pause)
     thread = threading.Thread(target=runner.execute)
     thread.start()
-    time.sleep(0.3)
+    time.sleep(0.5)
     held = len(backend.calls)
     time.sleep(0.2)
     assert len(backend.calls) == held == 5  # paused after the fifth call, nothing more
+    assert backend.waves == [8]  # the annotation wave, cut short by the pause
     pause.clear()
     thread.join(timeout=10)
     assert not thread.is_alive() and runner.status == "complete"
+    assert backend.waves[1] == 3  # after the pause: only the three calls that had not run
+
+    def kept(path: Path) -> list[tuple]:
+        return [(r["id"], r["instruction"], r["response"], r["mean"])
+                for r in records(path, "accepted.jsonl")]
+
+    run(tmp_path / "straight", ["a"], samples=2)
+    assert kept(tmp_path / "out") == kept(tmp_path / "straight")  # the pause changed nothing

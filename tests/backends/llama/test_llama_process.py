@@ -1,16 +1,18 @@
-"""The llama.cpp worker-process backend on a real tiny GGUF: load, chat, prefix reuse,
-crash reporting, the load retry ladder."""
+"""The llama.cpp worker-process backend on a real tiny GGUF: load, chat, chat_many,
+cancel, prefix reuse, crash reporting, the load retry ladder."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from gra_local.backends import llama_process
-from gra_local.backends.llama_process import LlamaProcessBackend
+from gra_local.backends.llama import process as llama_process
+from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core.backend import ChatRequest
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError
@@ -63,7 +65,7 @@ def test_load_retries_with_fewer_gpu_layers_then_cpu(tmp_path: Path, tiny_gguf: 
             raise ModelError("out of memory (simulated)")
         return real(spec, *args)
 
-    monkeypatch.setattr(llama_process, "gpu_layers_for", lambda spec, info, n_ctx: (20, "plan: GPU"))
+    monkeypatch.setattr(llama_process, "gpu_layers_for", lambda spec, info, *args, **kw: (20, "plan: GPU"))
     monkeypatch.setattr(llama_process, "LlamaProcessSession", flaky)
     session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
     session.close()
@@ -117,3 +119,77 @@ def test_partial_text_reaches_a_listener_while_generating(tmp_path: Path) -> Non
     assert all(len(text) <= 600 for text in seen)
     assert seen[-1][-20:] in result.text  # the live text is the reply as it grows
     assert len(seen) == streamed  # a request that does not ask gets no partials
+
+
+def test_chat_many_in_order_and_the_same_on_fresh_workers(tmp_path: Path, tiny_gguf: Path) -> None:
+    spec = ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=1024, n_parallel=3)
+    requests = [request(f"question {i}", GRAMMARS[InstructionVerdict] if i % 2 else None,
+                        token_budget(InstructionVerdict)).model_copy(update={"seed": i})
+                for i in range(7)]
+    texts = []
+    for _ in range(2):
+        session = LlamaProcessBackend(log_dir=tmp_path).load(spec)
+        try:
+            assert session.info.n_parallel == 3 and session.info.details["kv_cells"] >= 1024
+            results = session.chat_many(requests)
+            alone = session.chat(requests[3])
+        finally:
+            session.close()
+        assert len(results) == 7 and all(r.finish_reason in ("stop", "length") for r in results)
+        assert all(r.text.startswith('{"reasonable": "') for r in results[1::2])
+        assert results[0].prompt_evaluated == results[0].prompt_tokens
+        assert all(r.prompt_evaluated is not None and r.prompt_evaluated < r.prompt_tokens / 2
+                   for r in results[1:])  # the system prompt was decoded once
+        assert alone.text.startswith('{"reasonable": "')
+        texts.append([r.text for r in results])
+    assert texts[0] == texts[1]
+
+
+def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) -> None:
+    from ggufs import write_tiny_gguf
+
+    endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20.0)
+    spec = ModelSpec(name="e", path=str(endless), n_ctx=2048, n_parallel=2)
+    session = LlamaProcessBackend(log_dir=tmp_path).load(spec)
+    cancel = threading.Event()
+    set_at: list[float] = []
+
+    def first_text(text: str) -> None:  # the watched request has started: cancel now
+        if not cancel.is_set():
+            set_at.append(time.monotonic())
+            cancel.set()
+
+    session.on_partial = first_text
+    requests = [request("short", max_tokens=3)] + [
+        request(f"long {i}", max_tokens=1900).model_copy(update={"stream_partials": i == 0})
+        for i in range(4)]
+    try:
+        results = session.chat_many(requests, cancel)
+        took = time.monotonic() - set_at[0]
+        after = session.chat(request("still there?", max_tokens=4))  # the worker carries on
+    finally:
+        session.close()
+    assert took < 1.0, took
+    assert results[0].finish_reason == "length" and results[0].completion_tokens == 3
+    assert [r.finish_reason for r in results[1:]] == ["cancelled"] * 4
+    assert results[1].completion_tokens < 1000 and results[4].completion_tokens == 0
+    assert after.completion_tokens == 4 and after.finish_reason == "length"
+
+
+def test_default_threads_leave_a_core_on_small_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gra_local.backends.llama import worker
+
+    for cores, threads in [(1, 1), (2, 1), (4, 3), (8, 4), (16, 8)]:
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        assert worker.default_threads() == threads
+
+
+def test_a_bad_grammar_fails_the_call_clearly_and_the_worker_carries_on(tmp_path: Path, tiny_gguf: Path) -> None:
+    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
+    try:
+        with pytest.raises(BackendError, match="model 'tiny': GrammarError: llama.cpp could not parse "
+                                               "the GBNF grammar starting 'root ::= \\[0-9'"):
+            session.chat_many([request("fine"), request("bad", grammar="root ::= [0-9")])
+        assert session.chat_many([request("fine")])[0].completion_tokens > 0
+    finally:
+        session.close()

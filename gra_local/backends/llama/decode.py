@@ -1,0 +1,388 @@
+"""Batched decoding: up to n_parallel sequences in one llama.cpp context.
+
+One `llama_decode` per step carries every running sequence's next token plus prompt
+chunks of newly admitted ones (at most n_batch tokens). Each sequence keeps its own
+sampler chain, seed, grammar (checked lazily, `sampling.Picker`), stop strings and token
+budget, and ends alone; its slot takes the next queued request at once (continuous
+batching). A new request starts from the longest prefix any sequence already holds in
+the unified KV cache (`llama_memory_seq_cp` shares those cells), so a system prompt
+common to several requests, or to consecutive calls, is decoded once.
+
+Admission control: a request waits until its cells are free: prompt minus the reused
+prefix plus its token budget, counting what the running sequences may still grow to. So
+the cache cannot overflow in normal use; if `llama_decode` still finds no slot (it
+returns 1), the step is retried with fewer sequences, and one sequence that cannot
+continue alone ends with "length".
+
+Determinism: sampling is seeded per request, but the logits of a sequence depend (in
+the last float bits) on the batch it was decoded in and on what the cache held before.
+The same requests in the same order with the same n_parallel on a fresh worker give the
+same texts; the same call on a worker that has already run others may not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+from gra_local.backends.llama.kv import KvBook, common_prefix
+from gra_local.backends.llama.sampling import Grammars, Picker, make_chain
+
+PARTIAL_EVERY_S = 0.25  # live text for a watching UI: a few updates a second, not per token
+PARTIAL_CHARS = 600
+ABORTABLE_STEP = 64
+"""Steps of more tokens than this can be stopped midway by a cancel."""
+WAIT_FOR_PREFIX = 32
+"""A request waits one step for a running sequence to finish decoding a prompt prefix it
+shares, when that saves at least this many tokens (the first requests of a call would
+otherwise each decode the common system prompt)."""
+
+
+@dataclass
+class Job:
+    tokens: list[int]
+    stop: list[str]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    repeat_penalty: float = 1.0
+    grammar: str | None = None
+    stream_partials: bool = False
+
+
+@dataclass
+class Outcome:
+    text: str
+    finish_reason: str
+    """"stop", "length" (budget, context or no KV cell) or "cancelled"."""
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_evaluated: int
+    seconds: float
+    first_token_seconds: float | None = None
+    """From admission to the first sampled token: the prompt's share of `seconds`."""
+
+
+@dataclass
+class _Slot:
+    seq: int
+    job: Job | None = None
+    index: int = -1
+    budget: int = 0
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to decode
+    last: int | None = None  # sampled, to be decoded next step
+    gen: list[int] = field(default_factory=list)
+    out: bytearray = field(default_factory=bytearray)
+    cut: int | None = None  # where a stop string begins
+    stops: list[bytes] = field(default_factory=list)
+    chain: Any = None
+    grammar: Any = None
+    row: int = -1  # logits row in the last batch
+    evaluated: int = 0
+    started: float = 0.0
+    first: float | None = None  # seconds from admission to the first sampled token
+
+    def growth(self) -> int:
+        """Cells this sequence may still add to the cache (an upper bound)."""
+        return len(self.pending) + self.budget - len(self.gen)
+
+
+Done = Callable[[int, Outcome], None]
+Partial = Callable[[int, str], None]
+
+
+class Decoder:
+    def __init__(self, llm: Any, n_parallel: int, n_ctx: int) -> None:
+        self.llm = llm
+        self.ctx = llm._ctx.ctx
+        model = llm._model
+        self.vocab = model.vocab
+        self.n_cells = int(llama_cpp.llama_n_ctx(self.ctx))
+        self.n_ctx = min(int(n_ctx), self.n_cells)
+        """Positions one sequence may use."""
+        self.n_batch = int(llama_cpp.llama_n_batch(self.ctx))
+        if not 1 <= n_parallel <= min(self.n_batch, int(llama_cpp.llama_n_seq_max(self.ctx))):
+            raise ValueError(f"n_parallel {n_parallel} does not fit this context")
+        m = model.model
+        reuse = not (llama_cpp.llama_model_is_recurrent(m) or llama_cpp.llama_model_is_hybrid(m)
+                     or llama_cpp.llama_model_n_swa(m) > 0)
+        self.kv = KvBook(llama_cpp.llama_get_memory(self.ctx), n_parallel, self.n_cells, reuse)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.picker = Picker(self.ctx, self.n_vocab)
+        self.grammars = Grammars(self.vocab)
+        self.slots = [_Slot(i) for i in range(n_parallel)]
+        self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
+        self._pieces: dict[int, bytes] = {}
+        self._results: list[Outcome | None] = []
+        self._on_done: Done | None = None
+        self._cancelled: Callable[[], bool] = lambda: False
+        # A step carrying prompt chunks can take seconds on a CPU (512 tokens of SmolLM2 on
+        # one thread: ~4 s); llama.cpp's CPU backend asks this between graph nodes, so a
+        # cancel stops it mid-step. Small steps go without it (a Python call per node).
+        self._abort = llama_cpp.ggml_abort_callback(lambda _data: bool(self._cancelled()))
+        self._no_abort = llama_cpp.ggml_abort_callback()  # NULL
+        self._abort_on = False
+
+    # --- one call ------------------------------------------------------------------------
+
+    def run(self, jobs: Sequence[Job], cancelled: Callable[[], bool] = lambda: False,
+            on_done: Done | None = None, on_partial: Partial | None = None) -> list[Outcome]:
+        """Decode every job; results in job order. `on_done(index, outcome)` hears each as it
+        finishes; when `cancelled()` turns true the unfinished ones end "cancelled"."""
+        for i, job in enumerate(jobs):  # refuse the whole call before decoding anything
+            if not job.tokens or len(job.tokens) >= self.n_ctx:
+                raise ValueError(f"request {i}: its prompt of {len(job.tokens)} tokens does not fit "
+                                 f"the context of {self.n_ctx} tokens")
+            if job.grammar:
+                self.grammars.check(job.grammar)
+        self._results = [None] * len(jobs)
+        self._on_done = on_done
+        self._cancelled = cancelled
+        queue = deque(range(len(jobs)))
+        last_partial = -PARTIAL_EVERY_S  # the first text goes out at once
+        try:
+            while queue or self._active():
+                if cancelled():
+                    self._cancel(jobs, queue)
+                    break
+                while queue and self._admit(jobs[queue[0]], queue[0]):
+                    queue.popleft()
+                done = self._decode(self._plan())
+                for slot in done:
+                    if slot.row >= 0 and slot.job is not None:
+                        self._take(slot, self.picker.pick(slot.row, slot.chain, slot.grammar))
+                    slot.row = -1
+                now = time.monotonic()
+                if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S \
+                        and self._partial(on_partial):
+                    last_partial = now
+        except BaseException:
+            self._reset()
+            raise
+        return [r for r in self._results if r is not None]
+
+    def _active(self) -> list[_Slot]:
+        return [s for s in self.slots if s.job is not None]
+
+    def _budget(self, job: Job) -> int:
+        room = self.n_ctx - len(job.tokens)
+        return job.max_tokens if 0 < job.max_tokens < room else room
+
+    def _free(self) -> int:
+        return self.n_cells - self.kv.used - sum(s.growth() for s in self._active())
+
+    # --- admission: a free slot, the longest cached prefix, enough free cells ------------
+
+    def _admit(self, job: Job, index: int) -> bool:
+        idle = [s for s in self.slots if s.job is None]
+        if not idle:
+            return False
+        head = job.tokens[:-1]  # at least one prompt token is decoded: its logits start the reply
+        source, reused = None, 0
+        for slot in self.slots:
+            n = self.kv.common_prefix(slot.seq, head)
+            if n > reused:
+                source, reused = slot, n
+        if self.kv.reuse and any(common_prefix(s.job.tokens, head) >= reused + WAIT_FOR_PREFIX
+                                 for s in self._active() if s.pending and s.job is not None):
+            return False  # a running sequence is decoding a longer common prefix: take it next step
+        if source is not None and source.job is None:
+            target = source
+            reused = self.kv.keep(target.seq, reused)
+        else:
+            target = min(idle, key=lambda s: (len(self.kv.tokens[s.seq]), s.seq))
+            if source is not None:
+                self.kv.copy_prefix(source.seq, target.seq, reused)
+            else:
+                self.kv.keep(target.seq, 0)
+        budget = self._budget(job)
+        need = len(job.tokens) - reused + budget
+        for other in idle:  # idle sequences' caches are only a convenience: give them up
+            if self._free() >= need:
+                break
+            if other is not target:
+                self.kv.keep(other.seq, 0)
+        if self._free() < need and self._active():
+            return False  # wait: running sequences will finish and free their cells
+        target.job, target.index, target.budget = job, index, budget
+        target.pending = job.tokens[reused:]
+        target.evaluated = len(target.pending)
+        target.last, target.cut, target.row = None, None, -1
+        target.gen, target.out = [], bytearray()
+        target.stops = [s.encode("utf-8") for s in job.stop]
+        target.chain = make_chain(self.n_vocab, job.temperature, job.top_p, job.seed, job.repeat_penalty)
+        target.grammar = self.grammars.new(job.grammar) if job.grammar else None
+        target.started, target.first = time.perf_counter(), None
+        return True
+
+    # --- one step ------------------------------------------------------------------------
+
+    def _plan(self) -> list[tuple[_Slot, list[int]]]:
+        """Each running sequence's sampled token, then prompt chunks, within n_batch."""
+        active = self._active()
+        entries = [(s, [s.last]) for s in active if s.last is not None]
+        room = self.n_batch - len(entries)
+        for slot in active:
+            if slot.pending and room > 0:
+                entries.append((slot, slot.pending[:room]))
+                room -= len(entries[-1][1])
+        return entries
+
+    def _decode(self, entries: list[tuple[_Slot, list[int]]]) -> list[_Slot]:
+        """Decode the step, with fewer sequences while llama.cpp finds no KV slot; returns
+        the slots that advanced."""
+        while entries:
+            rows = self._fill(entries)
+            big = self.batch.n_tokens > ABORTABLE_STEP
+            if big != self._abort_on:
+                llama_cpp.llama_set_abort_callback(self.ctx, self._abort if big else self._no_abort, None)
+                self._abort_on = big
+            ret = llama_cpp.llama_decode(self.ctx, self.batch)
+            if ret == 0:
+                for (slot, tokens), row in zip(entries, rows, strict=True):
+                    self.kv.appended(slot.seq, tokens)
+                    if slot.last is not None and not slot.pending:
+                        slot.last = None
+                    else:
+                        del slot.pending[:len(tokens)]
+                    slot.row = row
+                return [slot for slot, _ in entries]
+            if ret == 2:  # aborted by a cancel; llama.cpp dropped the step's positions
+                for slot, _ in entries:
+                    llama_cpp.llama_memory_seq_rm(self.kv.mem, slot.seq, len(self.kv.tokens[slot.seq]), -1)
+                return []
+            if ret != 1:
+                raise RuntimeError(f"llama_decode failed (returned {ret})")
+            if len(entries) > 1:
+                entries = entries[:len(entries) // 2]
+            elif len(entries[0][1]) > 1:
+                slot, tokens = entries[0]
+                entries = [(slot, tokens[:len(tokens) // 2])]
+            else:
+                self._finish(entries[0][0], "length")  # no KV cell even for one token
+                return []
+        return []
+
+    def _fill(self, entries: list[tuple[_Slot, list[int]]]) -> list[int]:
+        b = self.batch
+        b.n_tokens = 0
+        rows = []
+        for slot, tokens in entries:
+            pos = len(self.kv.tokens[slot.seq])
+            for k, token in enumerate(tokens):
+                j = b.n_tokens
+                b.token[j], b.pos[j], b.n_seq_id[j] = token, pos + k, 1
+                b.seq_id[j][0] = slot.seq
+                b.logits[j] = False
+                b.n_tokens += 1
+            wants = slot.last is not None and not slot.pending or len(tokens) == len(slot.pending)
+            if wants:
+                b.logits[b.n_tokens - 1] = True
+            rows.append(b.n_tokens - 1 if wants else -1)
+        return rows
+
+    # --- a sampled token -----------------------------------------------------------------
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+                if n >= 0:
+                    break
+                size = -n
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def _take(self, slot: _Slot, token: int | None) -> None:
+        if slot.first is None:
+            slot.first = time.perf_counter() - slot.started
+        if token is None:  # the grammar allows nothing: never unconstrained output
+            self._finish(slot, "length")
+            return
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            self._finish(slot, "stop")
+            return
+        piece = self._piece(token)
+        if not slot.gen and token == self.bos and piece.startswith(b" "):
+            piece = piece[1:]  # as llama-cpp-python's detokenize
+        before = len(slot.out)
+        slot.gen.append(token)
+        slot.out += piece
+        # as llama-cpp-python: the first stop string (in list order) present cuts the text
+        longest = max((len(s) for s in slot.stops), default=0)
+        for stop in slot.stops:
+            at = slot.out.find(stop, max(0, before - longest + 1))
+            if at >= 0:
+                slot.cut = at
+                self._finish(slot, "stop")
+                return
+        if len(slot.gen) >= slot.budget:
+            self._finish(slot, "length")
+            return
+        slot.last = token
+
+    def _finish(self, slot: _Slot, reason: str) -> None:
+        job = slot.job
+        assert job is not None
+        text = bytes(slot.out if slot.cut is None else slot.out[:slot.cut])
+        outcome = Outcome(text=text.decode("utf-8", errors="ignore"), finish_reason=reason,
+                          prompt_tokens=len(job.tokens), completion_tokens=len(slot.gen),
+                          prompt_evaluated=slot.evaluated - len(slot.pending),
+                          seconds=time.perf_counter() - slot.started,
+                          first_token_seconds=slot.first)
+        self._release(slot)
+        self._results[slot.index] = outcome
+        if self._on_done is not None:
+            self._on_done(slot.index, outcome)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.chain is not None:
+            llama_cpp.llama_sampler_free(slot.chain)
+        if slot.grammar is not None:
+            llama_cpp.llama_sampler_free(slot.grammar)
+        slot.chain = slot.grammar = slot.job = None
+        slot.pending, slot.last, slot.row = [], None, -1
+
+    def _cancel(self, jobs: Sequence[Job], queue: deque[int]) -> None:
+        for slot in self._active():
+            self._finish(slot, "cancelled")
+        while queue:
+            index = queue.popleft()
+            outcome = Outcome(text="", finish_reason="cancelled", prompt_tokens=len(jobs[index].tokens),
+                              completion_tokens=0, prompt_evaluated=0, seconds=0.0)
+            self._results[index] = outcome
+            if self._on_done is not None:
+                self._on_done(index, outcome)
+
+    def _partial(self, on_partial: Partial) -> bool:
+        """Send the watched sequence's text so far; False when no running one has any yet
+        (the next step tries again, so the first text goes out as soon as there is some)."""
+        watched = [s for s in self._active() if s.job is not None and s.job.stream_partials and s.out]
+        if not watched:
+            return False
+        slot = min(watched, key=lambda s: s.index)
+        on_partial(slot.index, bytes(slot.out[-PARTIAL_CHARS:]).decode("utf-8", errors="ignore"))
+        return True
+
+    def _reset(self) -> None:
+        """After an error: no sequence runs, and the cache is empty (its state is unknown)."""
+        for slot in self.slots:
+            self._release(slot)
+        llama_cpp.llama_memory_clear(self.kv.mem, True)
+        self.kv = KvBook(self.kv.mem, len(self.slots), self.n_cells, self.kv.reuse)
+
+    def close(self) -> None:
+        self._reset()
+        self.grammars.close()
+        llama_cpp.llama_batch_free(self.batch)

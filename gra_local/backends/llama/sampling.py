@@ -1,0 +1,141 @@
+"""Per-sequence samplers and the lazy grammar check.
+
+Each sequence owns a sampler chain (its own seed) and, for structured steps, a grammar
+sampler. llama-cpp-python puts the grammar inside the chain, so every token is checked
+against the whole vocabulary (15–35 ms of CPU a token at 152k entries). Here, as in
+llama.cpp's common/sampling.cpp, the chain samples first and the grammar checks only the
+chosen token; only when it refuses that token is the grammar applied to the whole
+vocabulary and the chain run again. Either way the token accepted into the grammar is one
+it allowed: llama.cpp aborts the process on any other.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+TOP_K = 40
+MIN_P = 0.05
+PENALTY_LAST_N = 64  # llama-cpp-python's default last_n_tokens_size
+
+_TOKEN_DTYPE = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+
+
+class GrammarError(ValueError):
+    """A GBNF grammar llama.cpp could not parse (its parser's message is in the worker log)."""
+
+
+def make_chain(n_vocab: int, temperature: float, top_p: float, seed: int,
+               repeat_penalty: float = 1.0) -> Any:
+    """The chain llama-cpp-python builds for a chat call, minus the grammar: penalties
+    (when repeat_penalty ≠ 1) → top_k 40 → top_p → min_p 0.05 → temp → dist(seed);
+    greedy at temperature 0."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+
+    def add(sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(chain, sampler)
+
+    if repeat_penalty != 1.0:
+        add(llama_cpp.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, repeat_penalty, 0.0, 0.0))
+    if temperature == 0.0:
+        add(llama_cpp.llama_sampler_init_greedy())
+    elif temperature < 0.0:
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    else:
+        add(llama_cpp.llama_sampler_init_top_k(TOP_K))
+        add(llama_cpp.llama_sampler_init_top_p(top_p, 1))
+        add(llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
+        add(llama_cpp.llama_sampler_init_temp(temperature))
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+class Grammars:
+    """Grammar samplers by GBNF text: each text is parsed once, each sequence gets a clone
+    of the parsed, untouched one."""
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+        self._parsed: dict[str, Any] = {}
+
+    def check(self, text: str) -> None:
+        """Parse `text` now; GrammarError when llama.cpp cannot (never unconstrained output)."""
+        if text in self._parsed:
+            return
+        sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+            raise GrammarError(f"llama.cpp could not parse the GBNF grammar starting {first[:80]!r} "
+                               "(its parser's message is in the worker log)")
+        self._parsed[text] = sampler
+
+    def new(self, text: str) -> Any:
+        self.check(text)
+        return llama_cpp.llama_sampler_clone(self._parsed[text])
+
+    def close(self) -> None:
+        for sampler in self._parsed.values():
+            llama_cpp.llama_sampler_free(sampler)
+        self._parsed.clear()
+
+
+class Picker:
+    """Chooses a sequence's next token from one row of the last batch's logits."""
+
+    def __init__(self, ctx: Any, n_vocab: int) -> None:
+        self.ctx = ctx
+        self.n_vocab = n_vocab
+        self.rejected = 0
+        """Tokens the chain chose and the grammar refused (each cost a full-vocabulary pass)."""
+        self._ids = np.arange(n_vocab, dtype=np.intc)
+        self._cur = np.recarray((n_vocab,), dtype=_TOKEN_DTYPE)
+        self._cur_arr = llama_cpp.llama_token_data_array(
+            data=self._cur.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=n_vocab, selected=-1, sorted=False)
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_arr = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(self._one, llama_cpp.llama_token_data_p), size=1, selected=-1, sorted=False)
+
+    def _load(self, row: int) -> None:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
+        self._cur.id[:] = self._ids
+        self._cur.logit[:] = logits
+        self._cur.p[:] = 0.0
+        self._cur_arr.size = self.n_vocab
+        self._cur_arr.selected = -1
+        self._cur_arr.sorted = False
+
+    def _run_chain(self, chain: Any) -> tuple[int, float]:
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(self._cur_arr))
+        chosen = self._cur[self._cur_arr.selected]
+        return int(chosen.id), float(chosen.logit)
+
+    def _allowed(self, grammar: Any, token: int) -> bool:
+        one: Any = self._one[0]
+        one.id, one.logit, one.p = token, 1.0, 0.0
+        self._one_arr.size, self._one_arr.selected, self._one_arr.sorted = 1, -1, False
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._one_arr))
+        return not math.isinf(self._one[0].logit)
+
+    def pick(self, row: int, chain: Any, grammar: Any | None) -> int | None:
+        """The next token, accepted into `grammar` and `chain`; None when the grammar
+        allows no token at all (a dead end: the caller ends the sequence)."""
+        self._load(row)
+        token, _ = self._run_chain(chain)
+        if grammar is not None and not self._allowed(grammar, token):
+            self.rejected += 1
+            self._load(row)
+            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
+            if not np.isfinite(self._cur.logit).any():
+                return None
+            token, logit = self._run_chain(chain)
+            if math.isinf(logit):  # the chain could only choose a refused token
+                return None
+        if grammar is not None:
+            llama_cpp.llama_sampler_accept(grammar, token)
+        llama_cpp.llama_sampler_accept(chain, token)
+        return token

@@ -1,0 +1,174 @@
+"""Runs inside a worker process: owns one llama-cpp-python `Llama` and its `Decoder`.
+
+Protocol: one JSON object per line. Requests arrive on stdin; replies leave on a private
+copy of the original stdout. File descriptor 1 is then pointed at stderr, which the parent
+sends to a log file, so nothing llama.cpp prints can reach the user's terminal or corrupt
+the protocol.
+
+Requests:  {"op": "load", "path", "n_ctx", "n_parallel", "kv_cells", "n_gpu_layers",
+            "n_threads", "spare_cores", "chat_format", "seed"}
+           {"op": "chat", "messages", "temperature", "top_p", "max_tokens", "seed",
+            "repeat_penalty", "grammar", "stream_partials"}
+           {"op": "chat_many", "requests": [<chat request>, ...]}
+           {"op": "close"}
+Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "chat_many"
+           answers {"index": i, <result>} for each request as it finishes, then
+           {"ok": true, "done": true}. While a request with "stream_partials" runs, lines
+           {"partial": text, "index": i} (a few a second) may come before any reply.
+Cancel:    SIGUSR1 ends the running call soon (its unfinished requests "cancelled").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, BinaryIO
+
+import orjson
+
+
+def _open_protocol_channel() -> BinaryIO:
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)  # stray C-level prints go to the log, not the protocol
+    sys.stdout = sys.stderr
+    return os.fdopen(proto_fd, "wb", buffering=0)
+
+
+def default_threads() -> int:
+    """One core fewer than there are on small machines (≤ 4 cores), about the physical
+    cores (half the logical ones) on larger ones, where hyper-threads slow decode down.
+
+    Measured on 2 cores (shared/measured-notes.md): beside one busy process, n_threads=2
+    collapsed to 32 tok/s while n_threads=1 kept 62 (idle: 89 against 74) — llama.cpp's
+    threads wait on each other when one is descheduled, and on a laptop something always
+    runs."""
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1) if cores <= 4 else cores // 2
+
+
+class Worker:
+    def __init__(self, channel: BinaryIO | None = None) -> None:
+        self.llm: Any = None
+        self.decoder: Any = None
+        self.channel = channel
+        self.cancel_requested = False
+        """Set by the SIGUSR1 handler; the decode loop checks it every step."""
+
+    def _send(self, obj: dict) -> None:
+        if self.channel is not None:
+            self.channel.write(orjson.dumps(obj) + b"\n")
+
+    def load(self, req: dict) -> dict:
+        import llama_cpp
+
+        from gra_local.backends.llama.decode import Decoder
+        from gra_local.backends.llama.prompt import load_llama
+
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        layers = req.get("n_gpu_layers", "auto")
+        if layers == "auto":
+            layers = -1 if gpu else 0
+        n_ctx = int(req["n_ctx"])
+        n_parallel = int(req.get("n_parallel") or 1)
+        start = time.perf_counter()
+        self.llm = load_llama(
+            req["path"],
+            kv_cells=int(req.get("kv_cells") or n_ctx),
+            n_parallel=n_parallel,
+            n_gpu_layers=int(layers),
+            n_threads=req.get("n_threads") or max(1, default_threads() - req.get("spare_cores", 0)),
+            chat_format=req.get("chat_format"),
+            seed=int(req.get("seed", 0)),
+        )
+        self.decoder = Decoder(self.llm, n_parallel, n_ctx)
+        return {
+            "ok": True,
+            "seconds": time.perf_counter() - start,
+            "n_gpu_layers": int(layers),
+            "n_ctx": self.decoder.n_ctx,
+            "n_parallel": n_parallel,
+            "gpu_offload": gpu,
+            "details": {
+                "n_ctx_train": int(self.llm._model.n_ctx_train()),
+                "kv_cells": self.decoder.n_cells,
+                "n_threads": int(self.llm.n_threads),
+                "llama_cpp_python": llama_cpp.__version__,
+                "chat_format": self.llm.chat_format,
+            },
+        }
+
+    def _job(self, req: dict) -> Any:
+        from gra_local.backends.llama.decode import Job
+        from gra_local.backends.llama.prompt import chat_prompt
+
+        tokens, stop = chat_prompt(self.llm, req["messages"])
+        return Job(tokens=tokens, stop=stop, max_tokens=int(req["max_tokens"]),
+                   temperature=float(req["temperature"]), top_p=float(req["top_p"]),
+                   seed=int(req["seed"]), repeat_penalty=float(req.get("repeat_penalty", 1.0)),
+                   grammar=req.get("grammar") or None, stream_partials=bool(req.get("stream_partials")))
+
+    def _run(self, requests: list[dict], on_done: Any = None) -> list[Any]:
+        self.cancel_requested = False  # a late signal for the previous call (the parent resends)
+        jobs = [self._job(r) for r in requests]
+        return self.decoder.run(
+            jobs, cancelled=lambda: self.cancel_requested, on_done=on_done,
+            on_partial=lambda index, text: self._send({"partial": text, "index": index}))
+
+    def chat(self, req: dict) -> dict:
+        (outcome,) = self._run([req])
+        return {"ok": True, **vars(outcome)}
+
+    def chat_many(self, req: dict) -> dict:
+        self._run(list(req["requests"]),
+                  on_done=lambda index, outcome: self._send({"index": index, **vars(outcome)}))
+        return {"ok": True, "done": True}
+
+
+def _fail(kind: str, exc: BaseException) -> dict:
+    traceback.print_exc(file=sys.stderr)
+    return {"ok": False, "kind": kind, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def main() -> None:
+    # Ctrl-C in the terminal reaches the whole process group; the parent decides when to
+    # stop, and this worker finishes its current call first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel = _open_protocol_channel()
+    worker = Worker(channel)
+    if hasattr(signal, "SIGUSR1"):
+        def on_cancel(signum: int, frame: object) -> None:
+            worker.cancel_requested = True
+
+        signal.signal(signal.SIGUSR1, on_cancel)
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        req = orjson.loads(line)
+        op = req.get("op")
+        if op == "close":
+            channel.write(orjson.dumps({"ok": True}) + b"\n")
+            break
+        try:
+            if op == "load":
+                reply = worker.load(req)
+            elif op == "chat":
+                reply = worker.chat(req)
+            elif op == "chat_many":
+                reply = worker.chat_many(req)
+            else:
+                reply = {"ok": False, "kind": "protocol", "error": f"unknown op {op!r}"}
+        except Exception as exc:  # reported to the parent, which raises a typed error
+            reply = _fail(op or "unknown", exc)
+        channel.write(orjson.dumps(reply) + b"\n")
+        sys.stderr.flush()
+    # Exit without running llama.cpp destructors: freeing can crash on some builds, and
+    # the OS reclaims everything (the reason a model lives in its own process).
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The runner under every stage: each task is a step generator, and a model gets all of its
+tasks' calls at once.
+
+A task is a coroutine over a candidate (or a seed): it yields a `ChatRequest`, receives its
+`ChatResult` (`result = yield request`), and returns when it has nothing more to ask.
+`run_tasks` groups a stage's tasks by model (the model still loaded first, as
+`ModelPool.order` says) and runs each model's tasks in waves: every live task's next
+request goes into one `Session.chat_many`, each result goes back to its task in task
+order, and the tasks' next requests (a retry, a generator's answer after its draft) make
+the next wave, until all of that model's tasks are done. Requests keep the order the
+tasks were created in (candidate order), so the same inputs send the same requests in the
+same order.
+
+A stop cancels the wave in flight: a wave with a cancelled result is abandoned whole (no
+result of it reaches a task, so nothing of it is recorded or journaled) and `Stopped` is
+raised; a resume redoes those calls with the same seeds. A pause also cancels the wave in
+flight, holds, then sends again only the requests that did not finish; the wave's results
+are handed out only once all of them are in, so a paused run gives what an unpaused one does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+from gra_local.core.backend import ChatRequest, ChatResult, Session
+from gra_local.core.candidate import Candidate
+from gra_local.core.config import Registry, RunOptions
+from gra_local.core.engine.model_pool import ModelPool
+from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
+from gra_local.core.stats import RunStats
+
+Steps = Generator[ChatRequest, ChatResult, None]
+"""A task: yields its requests one at a time, is sent each one's result."""
+
+CANCELLED = "cancelled"
+INTERRUPT_POLL_SECONDS = 0.02
+
+
+class Stopped(Exception):
+    """The user asked to stop; raised between two waves of model calls."""
+
+
+@dataclass
+class StageContext:
+    options: RunOptions
+    registry: Registry
+    pool: ModelPool
+    stats: RunStats
+    emit: EventSink
+    stop: threading.Event
+    snapshot: Callable[[Candidate], None]
+    round: int = 1
+    pause: threading.Event | None = None
+    """While set, the run holds: the wave in flight is cut short and resumed after it."""
+    live_text: bool = False
+    """Ask backends for partial text and emit it as Generating events (the TUI's live view)."""
+
+    def checkpoint(self) -> None:
+        """Between two waves: wait while paused, stop when asked."""
+        while self.pause is not None and self.pause.is_set() and not self.stop.is_set():
+            time.sleep(0.05)
+        if self.stop.is_set():
+            raise Stopped
+
+
+@dataclass
+class Task:
+    model: str
+    steps: Steps
+    calls: int = 1
+    """Calls the task expects to make (the stage's progress total); retries add to it."""
+    made: int = 0
+
+
+class _Progress:
+    """Done and total calls of a stage: a retry grows the total, a skipped step shrinks it."""
+
+    def __init__(self, ctx: StageContext, stage: str, tasks: list[Task]) -> None:
+        self.ctx, self.stage = ctx, stage
+        self.done, self.total = 0, sum(t.calls for t in tasks)
+
+    def called(self, task: Task) -> None:
+        task.made += 1
+        self.done += 1
+        if task.made > task.calls:
+            self.total += 1
+        self.ctx.emit(StageProgress(self.ctx.round, self.stage, self.done, self.total, task.model))
+
+    def finished(self, task: Task) -> None:
+        self.total -= max(0, task.calls - task.made)
+
+
+def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
+    """Run tasks grouped by model, the already-loaded model first, each model's calls in
+    waves, requests in task order."""
+    if not tasks:
+        return
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(task.model, []).append(task)
+    progress = _Progress(ctx, stage, tasks)
+    ctx.emit(StageStarted(ctx.round, stage, progress.total))
+    start = time.perf_counter()
+    try:
+        for model in ctx.pool.order(list(groups)):
+            _run_model(ctx, stage, model, groups[model], progress)
+    finally:
+        ctx.stats.stage(stage).seconds += time.perf_counter() - start
+
+
+def _advance(task: Task, result: ChatResult | None, progress: _Progress) -> ChatRequest | None:
+    """The task's next request, or None once it is done."""
+    try:
+        return next(task.steps) if result is None else task.steps.send(result)
+    except StopIteration:
+        progress.finished(task)
+        return None
+
+
+def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
+               progress: _Progress) -> None:
+    ctx.checkpoint()
+    # Each task looks at its candidate only now, after the models before it have run (a
+    # sample one reviewer failed is not sent to the next); a model with nothing to do is
+    # not loaded.
+    pending = [(t, r) for t in tasks if (r := _advance(t, None, progress)) is not None]
+    if not pending:
+        return
+    session = ctx.pool.session(model)
+    if ctx.live_text and hasattr(session, "on_partial"):
+        session.on_partial = partial(_emit_partial, ctx, model, stage)
+    while pending:
+        results = _wave(ctx, session, [request for _, request in pending])
+        following = []
+        for (task, _), result in zip(pending, results, strict=True):
+            progress.called(task)
+            request = _advance(task, result, progress)
+            if request is not None:
+                following.append((task, request))
+        pending = following
+
+
+def _wave(ctx: StageContext, session: Session, requests: list[ChatRequest]) -> list[ChatResult]:
+    """The results of one wave, in request order; raises Stopped, with nothing handed out,
+    when a stop cut the wave short."""
+    results: list[ChatResult | None] = [None] * len(requests)
+    while True:
+        todo = [i for i, result in enumerate(results) if result is None]
+        if not todo:
+            return [result for result in results if result is not None]
+        ctx.checkpoint()
+        with _interrupt(ctx) as cancel:
+            got = session.chat_many([requests[i] for i in todo], cancel=cancel)
+        if len(got) != len(todo):
+            raise RuntimeError(f"{session.info.name}: chat_many answered {len(got)} of "
+                               f"{len(todo)} requests")
+        cut = False
+        for i, result in zip(todo, got, strict=True):
+            if result.finish_reason == CANCELLED:
+                cut = True
+            else:
+                results[i] = result
+        if cut and ctx.stop.is_set():
+            raise Stopped  # the wave is abandoned: a resume redoes all of it
+        if cut and not cancel.is_set():
+            raise RuntimeError(f"{session.info.name}: chat_many cancelled requests "
+                               "without being asked to")
+
+
+@contextmanager
+def _interrupt(ctx: StageContext) -> Iterator[threading.Event]:
+    """The event a wave's `chat_many` watches: the stop itself, or, where the run can be
+    paused, an event a watcher thread sets on stop or pause."""
+    pause = ctx.pause
+    if pause is None:
+        yield ctx.stop
+        return
+    cancel, over = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not over.wait(INTERRUPT_POLL_SECONDS):
+            if ctx.stop.is_set() or pause.is_set():
+                cancel.set()
+                return
+
+    watcher = threading.Thread(target=watch, name="wave-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield cancel
+    finally:
+        over.set()
+        watcher.join()
+
+
+def _emit_partial(ctx: StageContext, model: str, stage: str, text: str) -> None:
+    ctx.emit(Generating(model, stage, text))
