@@ -99,3 +99,24 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, smol_m
     assert set(ids) | pending == expected, "an attempt was lost"
     assert len(recs) >= killed_with
     assert [s["status"] for s in run["sessions"]][-1] in ("complete", "exhausted")
+
+
+def test_the_same_settings_make_the_same_records_twice(tmp_path: Path, smol_model: Path) -> None:
+    """Same seed, model, build and n_parallel (pinned: "auto" follows free memory): the
+    batched decode loop gives byte-identical records, apart from their timestamps."""
+    models = tmp_path / "models.toml"
+    text = MODELS.format(path=smol_model).replace("n_ctx = 2048\n", "n_ctx = 2048\nn_parallel = 4\n")
+    models.write_text(text, encoding="utf-8")
+    outs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models,
+                                  "--samples", "1", "--max-attempts", "2", "--seed-pool", "4",
+                                  "--no-dedup", "--quiet"),
+                              capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl") + read(out / "pool.jsonl")
+        outs.append([{k: v for k, v in r.items() if k not in ("created_at", "decided_at")}
+                     for r in recs])
+    assert len(outs[0]) >= 5  # the pool (4) and at least one decided candidate
+    assert outs[0] == outs[1]

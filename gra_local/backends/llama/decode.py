@@ -158,7 +158,8 @@ class Decoder:
                 done = self._decode(self._plan())
                 for slot in done:
                     if slot.row >= 0 and slot.job is not None:
-                        self._take(slot, self.picker.pick(slot.row, slot.chain, slot.grammar))
+                        self._take(slot, self.picker.pick(slot.row, slot.chain, slot.grammar,
+                                                          plain=slot.job.repeat_penalty == 1.0))
                     slot.row = -1
                 now = time.monotonic()
                 if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S \

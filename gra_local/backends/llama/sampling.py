@@ -20,6 +20,11 @@ import numpy as np
 
 TOP_K = 40
 MIN_P = 0.05
+SHORTLIST = 256
+"""Tokens (the most likely by logit) the grammar is checked against first when it refused
+the chain's choice, before a pass over the whole vocabulary."""
+MIN_P_GAP = -math.log(MIN_P)
+"""min_p keeps a token only if its logit is within this of the best one's (ln 20 ≈ 3.0)."""
 PENALTY_LAST_N = 64  # llama-cpp-python's default last_n_tokens_size
 
 _TOKEN_DTYPE = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
@@ -90,7 +95,9 @@ class Picker:
         self.ctx = ctx
         self.n_vocab = n_vocab
         self.rejected = 0
-        """Tokens the chain chose and the grammar refused (each cost a full-vocabulary pass)."""
+        """Tokens the chain chose and the grammar refused."""
+        self.shortlisted = 0
+        """Refused tokens replaced from the shortlist (the rest cost a whole-vocabulary pass)."""
         self._ids = np.arange(n_vocab, dtype=np.intc)
         self._cur = np.recarray((n_vocab,), dtype=_TOKEN_DTYPE)
         self._cur_arr = llama_cpp.llama_token_data_array(
@@ -121,20 +128,58 @@ class Picker:
         llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._one_arr))
         return not math.isinf(self._one[0].logit)
 
-    def pick(self, row: int, chain: Any, grammar: Any | None) -> int | None:
+    def _shortlist(self, row: int) -> float:
+        """The SHORTLIST most likely tokens of `row` in the candidates array; returns the
+        lowest logit among them (every token left out has at most that)."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, row), shape=(self.n_vocab,))
+        top = np.argpartition(logits, -SHORTLIST)[-SHORTLIST:]
+        n = len(top)
+        self._cur.id[:n] = top
+        self._cur.logit[:n] = logits[top]
+        self._cur.p[:n] = 0.0
+        self._cur_arr.size, self._cur_arr.selected, self._cur_arr.sorted = n, -1, False
+        return float(self._cur.logit[:n].min())
+
+    def _from_shortlist(self, row: int, chain: Any, grammar: Any, plain: bool) -> int | None:
+        """A grammar-allowed token chosen among the most likely ones, when a whole-vocabulary
+        pass would choose among the same tokens: every token left out has a logit at most
+        the shortlist's lowest, so if TOP_K allowed tokens are in the shortlist, top_k keeps
+        exactly those; and the chain's min_p drops every token more than ln(1/min_p) below
+        the best allowed one, so if the best allowed token is that far above everything left
+        out, nothing left out survives either (top_p may then see a slightly different tail
+        before min_p cuts it). A penalty chain changes logits first: it always takes the
+        whole pass. None: take the whole pass."""
+        if not plain or self.n_vocab <= SHORTLIST:
+            return None
+        floor = self._shortlist(row)
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
+        n = self._cur_arr.size
+        allowed = self._cur.logit[:n][np.isfinite(self._cur.logit[:n])]
+        if not len(allowed) or (len(allowed) < TOP_K and allowed.max() - floor <= MIN_P_GAP):
+            return None
+        token, logit = self._run_chain(chain)
+        return None if math.isinf(logit) else token
+
+    def pick(self, row: int, chain: Any, grammar: Any | None, plain: bool = False) -> int | None:
         """The next token, accepted into `grammar` and `chain`; None when the grammar
-        allows no token at all (a dead end: the caller ends the sequence)."""
+        allows no token at all (a dead end: the caller ends the sequence). `plain`: the
+        chain has no penalties (the shortlist may then stand in for the whole vocabulary)."""
         self._load(row)
         token, _ = self._run_chain(chain)
         if grammar is not None and not self._allowed(grammar, token):
             self.rejected += 1
-            self._load(row)
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
-            if not np.isfinite(self._cur.logit).any():
-                return None
-            token, logit = self._run_chain(chain)
-            if math.isinf(logit):  # the chain could only choose a refused token
-                return None
+            short = self._from_shortlist(row, chain, grammar, plain)
+            if short is not None:
+                self.shortlisted += 1
+                token = short
+            else:
+                self._load(row)
+                llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
+                if not np.isfinite(self._cur.logit).any():
+                    return None
+                token, logit = self._run_chain(chain)
+                if math.isinf(logit):  # the chain could only choose a refused token
+                    return None
         if grammar is not None:
             llama_cpp.llama_sampler_accept(grammar, token)
         llama_cpp.llama_sampler_accept(chain, token)

@@ -31,6 +31,7 @@ from gra_local.core.backend import ChatRequest, ChatResult, Session
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, RunOptions
 from gra_local.core.engine.model_pool import ModelPool
+from gra_local.core.errors import BackendError
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
 from gra_local.core.stats import RunStats
 
@@ -135,7 +136,10 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
     if ctx.live_text and hasattr(session, "on_partial"):
         session.on_partial = partial(_emit_partial, ctx, model, stage)
     while pending:
-        results = _wave(ctx, session, [request for _, request in pending])
+        try:
+            results = _wave(ctx, session, [request for _, request in pending])
+        except BackendError as exc:  # name the step: the worker knows only the request
+            raise BackendError(f"{stage} with {model}: {exc}") from None
         following = []
         for (task, _), result in zip(pending, results, strict=True):
             progress.called(task)

@@ -100,3 +100,35 @@ def test_cancel_stops_a_long_prompt_midway(smol_model: Path, tmp_path: Path) -> 
         session.close()
     assert "cancelled" in {r.finish_reason for r in results}
     assert took < 1.0, took
+
+
+def test_the_shortlist_chooses_what_the_whole_vocabulary_pass_would(
+        smol_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused token is replaced from the most likely ones only when a whole-vocabulary
+    pass would choose among the same tokens: the texts equal those of whole passes."""
+    from gra_local.backends.llama import sampling
+    from gra_local.backends.llama.decode import Decoder, Job
+    from gra_local.backends.llama.prompt import chat_prompt, load_llama
+
+    def texts() -> tuple[list[str], int, int]:
+        llm = load_llama(str(smol_model), kv_cells=4096, n_parallel=4, n_gpu_layers=0,
+                         n_threads=1, chat_format=None, seed=0, verbose=False)
+        decoder = Decoder(llm, 4, 2048)
+        try:
+            jobs = []
+            for r in requests():
+                tokens, stop = chat_prompt(llm, r.messages)
+                jobs.append(Job(tokens=tokens, stop=stop, max_tokens=r.max_tokens,
+                                temperature=r.temperature, top_p=r.top_p, seed=r.seed,
+                                grammar=r.grammar))
+            out = [o.text for o in decoder.run(jobs)]
+            return out, decoder.picker.rejected, decoder.picker.shortlisted
+        finally:
+            decoder.close()
+            llm.close()
+
+    with_shortlist, rejected, shortlisted = texts()
+    monkeypatch.setattr(sampling, "SHORTLIST", 10**9)  # every refusal takes the whole pass
+    whole, _, none = texts()
+    assert with_shortlist == whole
+    assert rejected > 0 and shortlisted > 0 and none == 0, (rejected, shortlisted)

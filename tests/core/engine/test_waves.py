@@ -205,3 +205,17 @@ def test_stage_progress_counts_calls_retries_included(tmp_path: Path) -> None:
     review_b = stages[3]
     b_calls = len([c for c in backend.calls if c.role == "review_b" and c.model == "b"])
     assert b_calls and review_b[0].total == 18 and review_b[1][-1].total == 18 + b_calls // 2  # + retries
+
+
+def test_a_backend_error_names_the_stage_and_the_model(tmp_path: Path) -> None:
+    from gra_local.core.errors import BackendError
+
+    def script(call: Call):
+        if call.role == "review_b":
+            raise BackendError("llama.cpp could not parse the GBNF grammar starting 'root ::='")
+        return None
+
+    with pytest.raises(BackendError) as err:
+        run(tmp_path / "out", ["a"], FakeBackend(script=script), samples=1, batch=1, max_attempts=1)
+    assert str(err.value) == ("review_b with a: llama.cpp could not parse the GBNF grammar "
+                              "starting 'root ::='")
