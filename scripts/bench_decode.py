@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
 
-from gra_local.backends.llama.worker import default_threads  # noqa: E402
+from gra_local.backends.llama.threads import default_threads  # noqa: E402
 from gra_local.core import prompts  # noqa: E402
 from gra_local.core.backend import ChatRequest, ChatResult  # noqa: E402
 from gra_local.core.config import ModelSpec  # noqa: E402
@@ -200,20 +200,25 @@ def _speed(session: benchlib.Session, reqs: list[ChatRequest]) -> float:
 
 
 def busy_core(model: Path, seeds: list[benchlib.Seed], tokens: int) -> list[list]:
+    """Free-text decode idle and beside one spinning process: pinned at the safe count, at
+    every core, and left to the product's governor (threads.py), which picks between them."""
     rows = []
-    for threads in sorted({default_threads(), os.cpu_count() or 1}):
+    cores = os.cpu_count() or 1
+    for threads in sorted({default_threads(), cores}) + [None]:
         spec = ModelSpec(name="bench", path=str(model), n_threads=threads, n_parallel=1, n_ctx=4096)
         with benchlib.pipeline_session(spec) as (session, _):
             reqs = [request(prompts.answer(s.instruction), tokens, i, None) for i, s in enumerate(seeds)]
+            _speed(session, reqs[:1])  # the governor's first look
             idle = _speed(session, reqs)
             spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             try:
-                time.sleep(0.5)
+                time.sleep(1.0)
                 busy = _speed(session, reqs)
             finally:
                 spin.kill()
                 spin.wait()
-        rows.append([threads, f"{idle:.1f}", f"{busy:.1f}", f"{busy / idle:.2f}"])
+        label = "auto (governor)" if threads is None else f"{threads} pinned"
+        rows.append([label, f"{idle:.1f}", f"{busy:.1f}", f"{busy / idle:.2f}"])
     return rows
 
 

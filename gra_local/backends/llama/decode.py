@@ -33,6 +33,7 @@ import llama_cpp
 
 from gra_local.backends.llama.kv import KvBook, common_prefix
 from gra_local.backends.llama.sampling import Grammars, Picker, make_chain
+from gra_local.backends.llama.threads import ThreadGovernor
 
 PARTIAL_EVERY_S = 0.25  # live text for a watching UI: a few updates a second, not per token
 PARTIAL_CHARS = 600
@@ -117,6 +118,8 @@ class Decoder:
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.picker = Picker(self.ctx, self.n_vocab)
+        self.governor: ThreadGovernor | None = None
+        """Set by the worker: picks the thread count between steps (threads.py)."""
         self.grammars = Grammars(self.vocab)
         self.slots = [_Slot(i) for i in range(n_parallel)]
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
@@ -156,6 +159,8 @@ class Decoder:
                 while queue and self._admit(jobs[queue[0]], queue[0]):
                     queue.popleft()
                 done = self._decode(self._plan())
+                if self.governor is not None:
+                    self.governor.tick()
                 for slot in done:
                     if slot.row >= 0 and slot.job is not None:
                         self._take(slot, self.picker.pick(slot.row, slot.chain, slot.grammar,

@@ -29,24 +29,14 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from gra_local.backends.llama.threads import ThreadGovernor, default_threads, max_threads
+
 
 def _open_protocol_channel() -> BinaryIO:
     proto_fd = os.dup(1)
     os.dup2(2, 1)  # stray C-level prints go to the log, not the protocol
     sys.stdout = sys.stderr
     return os.fdopen(proto_fd, "wb", buffering=0)
-
-
-def default_threads() -> int:
-    """One core fewer than there are on small machines (≤ 4 cores), about the physical
-    cores (half the logical ones) on larger ones, where hyper-threads slow decode down.
-
-    Measured on 2 cores (shared/measured-notes.md): beside one busy process, n_threads=2
-    collapsed to 32 tok/s while n_threads=1 kept 62 (idle: 89 against 74) — llama.cpp's
-    threads wait on each other when one is descheduled, and on a laptop something always
-    runs."""
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1) if cores <= 4 else cores // 2
 
 
 class Worker:
@@ -73,17 +63,24 @@ class Worker:
             layers = -1 if gpu else 0
         n_ctx = int(req["n_ctx"])
         n_parallel = int(req.get("n_parallel") or 1)
+        spare = int(req.get("spare_cores", 0))
+        pinned = req.get("n_threads")
+        low = int(pinned) if pinned else max(1, default_threads() - spare)
+        high = int(pinned) if pinned else max(1, max_threads() - spare)
         start = time.perf_counter()
         self.llm = load_llama(
             req["path"],
             kv_cells=int(req.get("kv_cells") or n_ctx),
             n_parallel=n_parallel,
             n_gpu_layers=int(layers),
-            n_threads=req.get("n_threads") or max(1, default_threads() - req.get("spare_cores", 0)),
+            n_threads=low,
             chat_format=req.get("chat_format"),
             seed=int(req.get("seed", 0)),
         )
         self.decoder = Decoder(self.llm, n_parallel, n_ctx)
+        ctx = self.llm._ctx.ctx
+        self.decoder.governor = ThreadGovernor(
+            low, high, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n))
         return {
             "ok": True,
             "seconds": time.perf_counter() - start,
@@ -94,7 +91,8 @@ class Worker:
             "details": {
                 "n_ctx_train": int(self.llm._model.n_ctx_train()),
                 "kv_cells": self.decoder.n_cells,
-                "n_threads": int(self.llm.n_threads),
+                "n_threads": low,
+                "n_threads_max": high if self.decoder.governor.active else low,
                 "llama_cpp_python": llama_cpp.__version__,
                 "chat_format": self.llm.chat_format,
             },

@@ -176,14 +176,6 @@ def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) ->
     assert after.completion_tokens == 4 and after.finish_reason == "length"
 
 
-def test_default_threads_leave_a_core_on_small_machines(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gra_local.backends.llama import worker
-
-    for cores, threads in [(1, 1), (2, 1), (4, 3), (8, 4), (16, 8)]:
-        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
-        assert worker.default_threads() == threads
-
-
 def test_a_bad_grammar_fails_the_call_clearly_and_the_worker_carries_on(tmp_path: Path, tiny_gguf: Path) -> None:
     session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
     try:
