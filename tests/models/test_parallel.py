@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_planner import SEVEN_B, SMOL, gpu
 
 from gra_local.core.config import MAX_PARALLEL, ModelSpec
 from gra_local.core.errors import ModelError
@@ -30,18 +31,6 @@ from gra_local.models.planner import (
     fits,
     plan_layers,
 )
-
-# the planner tests' models: 7B-like (32 blocks, Q4 ~4 GiB, GQA 32/8) and SmolLM2-135M Q4_1
-SEVEN_B = ModelFacts(architecture="llama", file_type="Q4_K_M", weights_bytes=4 * GiB, n_layers=32,
-                     n_ctx_train=8192, n_embd=4096, n_head=32, n_head_kv=8, n_vocab=32000)
-SMOL = ModelFacts(architecture="llama", file_type="Q4_1", weights_bytes=98_362_432, n_layers=30,
-                  n_ctx_train=8192, n_embd=576, n_head=9, n_head_kv=3, n_vocab=49152)
-
-
-def gpu(free_gib: float, ram_gib: float = 32, backend: str | None = "CUDA") -> MemoryFacts:
-    return MemoryFacts(ram_total_bytes=int(ram_gib * GiB), ram_available_bytes=int(ram_gib * GiB),
-                       gpu_backend=backend, vram_total_bytes=int(max(free_gib, 1) * GiB),
-                       vram_free_bytes=int(free_gib * GiB), gpu_count=1)
 
 
 def cpu(ram_gib: float) -> MemoryFacts:
