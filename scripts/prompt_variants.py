@@ -1,7 +1,7 @@
 """The prompt variants scripts/tune_prompts.py measures against the product.
 
 `baseline` is the product as it ships: gra_local.core.prompts as they are (annotate and
-draft with a worked-example turn) and the retry of gra_local.core.engine.stages.ask (the same
+draft with a worked-example turn) and the retry of gra_local.core.engine.steps.ask_steps (the same
 messages again with seed + 1 and temperature + RETRY_TEMPERATURE_BOOST, at most 1.0).
 Every other variant overrides some of: a step's system prompt, its worked-example turns
 (between the system prompt and the user message), its sampling, its grammar, the retry.
@@ -68,7 +68,7 @@ def repair_specific(messages: Messages, bad_reply: str, problem: str, step: str)
 
 
 def retry_temperature(first: float) -> float:
-    """The product's retry temperature (gra_local.core.engine.stages.ask)."""
+    """The product's retry temperature (gra_local.core.engine.steps.ask_steps)."""
     return min(1.0, max(first, first + RETRY_TEMPERATURE_BOOST))
 
 
@@ -146,7 +146,7 @@ _NO_SHOTS: dict[str, Messages] = {"annotate": [], "draft": []}
 
 VARIANTS = [
     Variant("baseline", "the product as it ships: gra_local.core.prompts (annotate and draft "
-            "with a worked-example turn) and stages.ask's retry (same messages, seed + 1, "
+            "with a worked-example turn) and steps.ask_steps' retry (same messages, seed + 1, "
             f"temperature + {RETRY_TEMPERATURE_BOOST} capped at 1.0)"),
     Variant("repair", "product prompts; retry = the repair prompt of the product before "
             "2bee210 (the bad reply cut to 400 chars, then 'That reply was invalid (...). "
