@@ -13,7 +13,15 @@ from typing import Annotated, Literal, cast, get_args, get_origin
 
 import annotated_types
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -69,21 +77,39 @@ class ModelSpec(BaseModel):
     """Expected sha256 of the file; checked before the first load when given."""
     chat_format: str | None = None
     """llama-cpp-python chat format name (e.g. "chatml"); default: the GGUF's own template."""
-    n_ctx: int | None = Field(None, ge=256, le=1_048_576)
-    """Context window in tokens; default min(4096, the model's trained context). A value
+    n_ctx: StrictInt | None = Field(None, ge=256, le=1_048_576)
+    """Context window in tokens (a whole number: "4096" is refused, not read as one); default min(4096, the model's trained context). A value
     above the trained context is refused, never shrunk silently."""
-    n_gpu_layers: int | Literal["auto"] = "auto"
-    """Layers to offload: "auto" = all when llama.cpp has a GPU backend, else 0; -1 = all."""
+    n_gpu_layers: StrictInt | Literal["auto"] = "auto"
+    """Layers to offload: "auto" = all when llama.cpp has a GPU backend, else 0; -1 = all
+    (a whole number or "auto": true is refused, not read as 1)."""
     n_parallel: int | Literal["auto"] = "auto"
     """Sequences decoded together in one context, sharing its KV cache: "auto" = chosen
     from free memory and the prompt lengths (see models/parallel.py); 1 = one at a time
     like before; at most 64. A value whose KV cache cannot fit is refused."""
-    n_threads: int | None = Field(None, ge=1, le=512)
-    """CPU threads; default: all cores."""
+    n_threads: StrictInt | None = Field(None, ge=1, le=512)
+    """CPU threads, pinned; default: one core fewer than there are on small machines, and
+    every core while nothing else uses the CPU (backends/llama/threads.py)."""
     roles: list[Role] = Field(default_factory=lambda: list(Role), min_length=1)
     """Roles this model may play: generator, reviewer, adjudicator, annotator."""
     sampling: dict[Role, Sampling] = Field(default_factory=dict)
-    """Per-role sampler overrides, e.g. [models.sampling.generator] temperature = 0.7."""
+    """Per-role sampler overrides, e.g. [models.sampling.generator] temperature = 0.7; the
+    keys a table leaves out keep the role's defaults (DEFAULT_SAMPLING), not the class's."""
+
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _merge_role_defaults(cls, value: object) -> object:
+        """A partial table is laid over its role's defaults: setting only the generator's
+        max_tokens must not drop its temperature from 0.8 to Sampling's 0.2."""
+        if not isinstance(value, dict):
+            return value
+        merged: dict[object, object] = {}
+        for key, table in value.items():
+            role = next((r for r in Role if r.value == key or r is key), None)
+            if role is not None and isinstance(table, dict):
+                table = {**DEFAULT_SAMPLING[role].model_dump(), **table}
+            merged[key] = table
+        return merged
 
     @field_validator("n_parallel", mode="before")
     @classmethod

@@ -91,11 +91,26 @@ top_p = 0.5
     spec = load_registry(path).models[0]
     rev = spec.sampling_for(Role.REVIEWER)
     assert (rev.temperature, rev.top_p) == (0.0, 0.5)
-    assert rev.max_tokens == 160  # unset keys of an override take the field default
+    assert rev.max_tokens == 160  # unset keys of an override keep the role's default
     # roles without an override keep the role defaults
     assert spec.sampling_for(Role.GENERATOR) == DEFAULT_SAMPLING[Role.GENERATOR]
     assert DEFAULT_SAMPLING[Role.GENERATOR].temperature == pytest.approx(0.8)
     assert DEFAULT_SAMPLING[Role.REVIEWER].temperature == pytest.approx(0.2)
+
+
+def test_a_partial_sampling_table_keeps_the_role_defaults(tmp_path: Path) -> None:
+    """Setting only the generator's max_tokens leaves its temperature at 0.8, top_p at 0.95
+    and repeat_penalty at 1.1 (it used to fall back to Sampling's 0.2/0.9/1.0)."""
+    path = write(tmp_path / "models.toml", """
+[[models]]
+name = "smol"
+path = "smol.gguf"
+[models.sampling.generator]
+max_tokens = 300
+""")
+    gen = load_registry(path).models[0].sampling_for(Role.GENERATOR)
+    assert gen == DEFAULT_SAMPLING[Role.GENERATOR].model_copy(update={"max_tokens": 300})
+    assert (gen.temperature, gen.top_p, gen.repeat_penalty) == (0.8, 0.95, 1.1)
 
 
 def test_relative_path_resolves_against_the_file_folder(tmp_path: Path, monkeypatch) -> None:
@@ -182,6 +197,11 @@ n_ctx = "big"
 
 @pytest.mark.parametrize("line, key", [
     ('n_gpu_layers = "many"', "n_gpu_layers"),
+    ("n_gpu_layers = true", "n_gpu_layers"),  # not read as 1
+    ('n_ctx = "4096"', "n_ctx"),  # not read as a number
+    ("n_ctx = 4096.0", "n_ctx"),
+    ('n_threads = "2"', "n_threads"),
+    ("n_threads = true", "n_threads"),
     ('roles = ["judge"]', "roles"),
     ("roles = []", "roles"),
     ('sha256 = "abc"', "sha256"),
