@@ -80,6 +80,7 @@ class ReviewRun(Run):
     """A Run whose candidates are the input's pairs, in file order, in one round."""
 
     ROLES = (Role.REVIEWER, Role.ADJUDICATOR)
+    MODE = "review"
 
     def __init__(self, req: RunRequest, *args: Any, **kwargs: Any) -> None:
         # Every pair is judged: no sample target may end a review run early.

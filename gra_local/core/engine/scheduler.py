@@ -11,6 +11,7 @@ import math
 import random
 import threading
 import time
+from typing import Literal
 
 from gra_local.core.backend import Backend
 from gra_local.core.candidate import Candidate, attempt_rng, now
@@ -58,6 +59,8 @@ def _check_roles(registry: Registry, roles: tuple[Role, ...]) -> None:
 
 class Run:
     ROLES: tuple[Role, ...] = tuple(Role)
+    MODE: Literal["run", "review"] = "run"
+    """Recorded in the run's identity: `review` never continues a `run` directory, nor back."""
     """Roles some registered model must be able to play."""
 
     def __init__(self, req: RunRequest, backend: Backend, emit: EventSink = ignore,
@@ -93,7 +96,8 @@ class Run:
         models = {m.name: {"sha256": self.req.refs[m.name].sha256,
                            **m.model_dump(mode="json", exclude={"name", "path", "sha256"})}
                   for m in self.req.registry.models}
-        return RunIdentity(seeds_sha256=seeds_sha, options=self.opts.identity(), models=models)
+        return RunIdentity(seeds_sha256=seeds_sha, options=self.opts.identity(), models=models,
+                           mode=self.MODE)
 
     def _snapshot(self, cand: Candidate) -> None:
         self._journal.append(cand.model_dump(mode="json"))

@@ -39,6 +39,9 @@ class RunIdentity(BaseModel):
     """RunOptions.identity(): the options that change decisions."""
     models: dict[str, dict[str, Any]]
     """Per model: GGUF sha256 and the models-file settings that change its output."""
+    mode: Literal["run", "review"] | None = None
+    """`gra-local run` or `gra-local review`: one directory never mixes the two. None in
+    run.json files written before the mode was recorded (then it is not checked)."""
 
 
 class RunConfig(BaseModel):

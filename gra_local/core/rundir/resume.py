@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gra_local.core.candidate import Candidate
+from gra_local.core.config import ModelSpec
 from gra_local.core.errors import OutputError
 from gra_local.core.rundir import journal as j
 from gra_local.core.rundir.report import (
@@ -73,10 +74,19 @@ def check_identity(out_dir: Path, state: RunDirState, identity: RunIdentity) -> 
                               "this tool can resume. Use --restart to move them aside")
         return
     version = previous.schema_version
+    was = previous.identity.mode if previous.identity is not None else None
+    if was is not None and identity.mode is not None and was != identity.mode:
+        raise OutputError(f"{out_dir} holds a `gra-local {was}` run, which `gra-local "
+                          f"{identity.mode}` cannot continue: pick another --out, or add "
+                          "--restart to move the old run aside and start over")
     # Compared as mappings, key by key, so that the refusal names every setting that differs.
     old = ({} if previous.identity is None
            else migrate_identity(previous.identity, version).model_dump(mode="json"))
-    diffs = _diff(old, identity.model_dump(mode="json"))
+    new = identity.model_dump(mode="json")
+    if old.get("mode") is None:  # written before the mode was recorded: not compared
+        old["mode"] = new["mode"]
+    _fill_new_model_keys(old, new)
+    diffs = _diff(old, new)
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
         hint = (" (it was made before dedup existed: add --no-dedup to resume it)"
@@ -91,6 +101,16 @@ def migrate_identity(identity: RunIdentity, version: int | None) -> RunIdentity:
     if version != 1:
         return identity
     return identity.model_copy(update={"options": {**_V1_OPTIONS, **identity.options}})
+
+
+def _fill_new_model_keys(old: dict, new: dict) -> None:
+    """Models-file keys added since `old` was written (e.g. n_parallel) take their defaults
+    there, so that a run made before them resumes when the key is left at its default."""
+    defaults = ModelSpec(name="defaults", path="-").model_dump(mode="json")
+    for name, entry in old.get("models", {}).items():
+        for key in new.get("models", {}).get(name, {}):
+            if key not in entry and key in defaults:
+                entry[key] = defaults[key]
 
 
 def read_previous(out_dir: Path) -> tuple[RunReport | None, OtherSchema | None]:

@@ -154,7 +154,9 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
     assert doc["judge_validity"]["b"]["invalid_replies"] and doc["parse_failures"]["b"]
     assert doc["residency"] is not None and set(doc["rounds"]) == {"1", "2"}
     assert list(doc["seeds"]) == ["path", "sha256", "format", "usable", "skipped", "pool"]
-    assert list(doc["identity"]) == ["seeds_sha256", "options", "models"]
+    # issue 12: the mode joined the identity (run.json gains one key, nothing else moves)
+    assert list(doc["identity"]) == ["seeds_sha256", "options", "models", "mode"]
+    assert doc["identity"]["mode"] == "run"
 
     second = generation(samples=2)  # resumed: the first session is carried over
     assert second.previous is not None

@@ -61,3 +61,30 @@ def test_a_run_json_that_is_not_one_says_how_to_start_over(tmp_path: Path) -> No
     with pytest.raises(OutputError, match=r"run.json: not a gra-local run.json \(sessions: .*; "
                                           "use --restart to move it aside"):
         resume.load_state(tmp_path)
+
+
+def test_run_and_review_never_share_a_directory(tmp_path: Path) -> None:
+    """`review DATA --out D` on a run directory (or `run` on a review one) is refused in one
+    line; a run.json written before the mode was recorded is not checked for it."""
+    for was, now in (("run", "review"), ("review", "run")):
+        out = tmp_path / was
+        write_run_json(out, {"schema_version": 2,
+                             "identity": IDENTITY.model_copy(update={"mode": was}).model_dump(mode="json")})
+        with pytest.raises(OutputError) as err:
+            resume.check_identity(out, resume.load_state(out), IDENTITY.model_copy(update={"mode": now}))
+        assert "\n" not in str(err.value)
+        assert f"holds a `gra-local {was}` run, which `gra-local {now}` cannot continue" in str(err.value)
+    old = tmp_path / "old"
+    write_run_json(old, {"schema_version": 2, "identity": IDENTITY.model_dump(mode="json")})  # no mode
+    resume.check_identity(old, resume.load_state(old), IDENTITY.model_copy(update={"mode": "review"}))
+
+
+def test_a_models_file_key_added_later_takes_its_default(tmp_path: Path) -> None:
+    """A run made before n_parallel existed resumes when it is left at "auto"."""
+    write_run_json(tmp_path, {"schema_version": 2, "identity": IDENTITY.model_dump(mode="json")})
+    state = resume.load_state(tmp_path)
+    auto = IDENTITY.model_copy(update={"models": {"gen": {"sha256": "b" * 64, "n_parallel": "auto"}}})
+    resume.check_identity(tmp_path, state, auto)  # no refusal
+    pinned = IDENTITY.model_copy(update={"models": {"gen": {"sha256": "b" * 64, "n_parallel": 4}}})
+    with pytest.raises(OutputError, match=r"models\.gen\.n_parallel: 'auto' → 4"):
+        resume.check_identity(tmp_path, state, pinned)
