@@ -23,7 +23,14 @@ from typing import Any, Literal
 import orjson
 
 from gra_local.core.errors import ConfigError, OutputError
-from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_jsonl
+from gra_local.core.rundir.journal import (
+    ACCEPTED,
+    LOCK,
+    REJECTED,
+    RUN_FILES,
+    RUN_JSON,
+    read_jsonl,
+)
 from gra_local.core.rundir.report import OtherSchema, RunReport, read_report
 from gra_local.runs.browse import effective_decision, load_overrides, mean_histogram
 from gra_local.runs.preference import (
@@ -152,6 +159,19 @@ def card_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.card.md")
 
 
+def _refuse_run_files(run_dir: Path, out: Path) -> None:
+    """An export never writes over a file of the run it reads (records, journal, pool,
+    canaries, overrides, run.json, logs, the lock), neither with the data file nor with the
+    card or contested split written next to it."""
+    if out.resolve().parent != run_dir.resolve():
+        return
+    own = {*RUN_FILES, LOCK}
+    for path in (out, card_path(out), contested_path(out)):
+        if path.name in own:
+            raise OutputError(f"{path}: would overwrite the run's own {path.name}; choose "
+                              "another --out")
+
+
 def contested_path(out: Path) -> Path:
     """`<stem>.contested<suffix>` next to `out` (`.jsonl` when `out` has no suffix)."""
     return out.with_name(f"{out.stem}.contested{out.suffix or '.jsonl'}")
@@ -278,8 +298,7 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
     run = _load_run_json(run_dir)
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
-    if out.resolve().parent == run_dir.resolve() and out.name in (ACCEPTED, REJECTED, RUN_JSON):
-        raise OutputError(f"{out}: would overwrite the run's own {out.name}; choose another --out")
+    _refuse_run_files(run_dir, out)
 
     # Both files are read: an override may move a rejected record into the accepted set.
     records = _read_records([run_dir / ACCEPTED, run_dir / REJECTED])

@@ -271,9 +271,19 @@ def test_bad_format_and_score(run: Path, tmp_path: Path) -> None:
         export_run(run, "alpaca", tmp_path / "out.jsonl", min_score=11)
 
 
-def test_refuses_to_overwrite_run_files(run: Path) -> None:
-    with pytest.raises(OutputError, match="overwrite"):
-        export_run(run, "jsonl", run / "accepted.jsonl")
+@pytest.mark.parametrize("name", ["accepted.jsonl", "rejected.jsonl", "journal.jsonl", "pool.jsonl",
+                                  "canaries.jsonl", "overrides.jsonl", "run.json", "logs", ".lock"])
+def test_refuses_to_overwrite_run_files(run: Path, name: str) -> None:
+    """Issue 12: `export --out DIR/journal.jsonl` used to overwrite the journal."""
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(OutputError, match=f"would overwrite the run's own {name}; choose another --out"):
+        export_run(run, "jsonl", run / name)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_an_export_beside_the_run_files_is_fine(run: Path) -> None:
+    export_run(run, "jsonl", run / "export.jsonl")
+    assert len(lines(run / "export.jsonl")) == 3
 
 
 def test_torn_line_is_refused_not_repaired(run: Path, tmp_path: Path) -> None:
