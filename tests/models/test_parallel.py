@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from test_planner import SEVEN_B, SMOL, gpu
+from test_planner import _hardware as planner_hardware
 
 from gra_local.core.config import MAX_PARALLEL, ModelSpec
 from gra_local.core.errors import ModelError
 from gra_local.models.fit import gpu_layers_for, plan_for, residency_for
 from gra_local.models.gguf_info import read_gguf_info
-from gra_local.models.hardware import GPU, Hardware, LlamaBuild
+from gra_local.models.hardware import Hardware
 from gra_local.models.parallel import (
     CELL_ROUND,
     DEFAULT_MAX_CPU,
@@ -161,12 +162,8 @@ def test_pinned_value_that_cannot_fit_is_refused_with_the_numbers() -> None:
 
 
 def _hardware(free_gib: float | None, ram_gib: float = 16, gpu_offload: bool = True) -> Hardware:
-    gpus = [] if free_gib is None else [GPU(name="RTX", kind="nvidia", memory_total_bytes=int(24 * GiB),
-                                            memory_free_bytes=int(free_gib * GiB))]
-    return Hardware(system="Linux", machine="x86_64", cpu_logical=8, ram_total_bytes=int(ram_gib * GiB),
-                    ram_available_bytes=int(ram_gib * GiB), gpus=gpus,
-                    llama=LlamaBuild(version="0.3.36", gpu_offload=gpu_offload,
-                                     backend="CUDA" if gpu_offload else "CPU"))
+    """The planner tests' machine, with a 24 GiB card."""
+    return planner_hardware(free_gib, ram_gib, gpu_offload, vram_gib=24)
 
 
 def test_plan_parallel_for_a_spec(tiny_gguf: Path) -> None:

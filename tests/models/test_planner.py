@@ -141,8 +141,9 @@ def test_unified_memory_does_not_count_twice() -> None:
     assert plan_layers(SEVEN_B, 4096, hw_small).where == "wont_fit"
 
 
-def _hardware(free_gib: float | None, ram_gib: float = 16, gpu_offload: bool = True) -> Hardware:
-    gpus = [] if free_gib is None else [GPU(name="RTX", kind="nvidia", memory_total_bytes=int(8 * GiB),
+def _hardware(free_gib: float | None, ram_gib: float = 16, gpu_offload: bool = True,
+              vram_gib: float = 8) -> Hardware:
+    gpus = [] if free_gib is None else [GPU(name="RTX", kind="nvidia", memory_total_bytes=int(vram_gib * GiB),
                                             memory_free_bytes=int(free_gib * GiB))]
     return Hardware(system="Linux", machine="x86_64", cpu_logical=8, ram_total_bytes=int(ram_gib * GiB),
                     ram_available_bytes=int(ram_gib * GiB), gpus=gpus,
