@@ -11,11 +11,13 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gra_local import __version__
 from gra_local.core.config import OptionField, option_fields
-from gra_local.core.errors import GraError
+from gra_local.core.errors import GraError, error_message, error_notes
 
 
 def _positive_int(text: str) -> int:
@@ -186,16 +188,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGXFSZ"):  # past a file size limit, write() fails (EFBIG), no kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
             from gra_local.commands.run import run_command
 
-            return run_command(args, option_values(args), _install_stop())
+            with _stop_on_ctrl_c() as stop:
+                return run_command(args, option_values(args), stop)
         if args.command == "review":
             from gra_local.commands.run import review_command
 
-            return review_command(args, option_values(args, review=True), _install_stop())
+            with _stop_on_ctrl_c() as stop:
+                return review_command(args, option_values(args, review=True), stop)
         if args.command == "models":
             from gra_local.commands import models
 
@@ -236,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _parser().parse_args([args.command, "--help"])
         return 2
-    except GraError as exc:
+    except (GraError, OSError) as exc:  # OSError: a disk error no check turned into a GraError
         if args.debug:
             traceback.print_exc()
-        print(f"gra-local: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        print(f"gra-local: error: {error_message(exc)}", file=sys.stderr)
+        for note in error_notes(exc):  # what failed after it (run.json on a full disk)
+            print(f"gra-local: also: {note}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, GraError) else 2
     except KeyboardInterrupt:
         print("gra-local: interrupted", file=sys.stderr)
         return 130
@@ -256,11 +264,25 @@ def _open_app(run: Path | None, screen: str | None, models: Path | None) -> int:
     return 0
 
 
-def _install_stop() -> threading.Event:
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """The run's stop event, set by Ctrl-C, for the length of the command; a Ctrl-C that
+    arrives after the run has ended (its summary printed) is ignored, never a traceback or
+    a death by SIGINT on the way out."""
+    over = threading.Event()
+    try:
+        yield _install_stop(over)
+    finally:
+        over.set()
+
+
+def _install_stop(over: threading.Event | None = None) -> threading.Event:
     """First Ctrl-C (or SIGTERM): finish the current call, save, exit. Second: at once."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        if over is not None and over.is_set():
+            return
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
@@ -272,5 +294,15 @@ def _install_stop() -> threading.Event:
     return stop
 
 
+def entry() -> int:
+    """The `gra-local` command: `main`, then Ctrl-C is ignored while the interpreter shuts
+    down (it would otherwise restore the default handler and die by SIGINT, exit -2, after
+    a run that stopped cleanly on the first Ctrl-C)."""
+    code = main()
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -9,13 +9,16 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from gra_local.core import paths
-from gra_local.core.config import Registry, RunOptions, option_field
+from gra_local.core import paths, prompts
+from gra_local.core.config import Registry, Role, RunOptions, option_field
 from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.steps import reply_room
 from gra_local.core.errors import ConfigError, SeedError
+from gra_local.core.grammars import FEEDBACK_MAX, INSTRUCTION_MAX
+from gra_local.core.records import SCORE_FIELDS, DraftInstruction, Review, Scores
 from gra_local.models.bench import BenchStore
-from gra_local.models.fit import residency_for
+from gra_local.models.fit import context_for, residency_for
 from gra_local.models.resolve import check_model_file, model_ref
 
 SetBy = Literal["cli", "app"]
@@ -49,6 +52,8 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
         _, info = check_model_file(spec)
         checked.append((spec, info))
         refs[spec.name] = model_ref(spec, info=info)
+    if not review:  # review-only data has no budget: a pair too long is rejected `too_long`
+        check_contexts(registry, options, {spec.name: context_for(spec, info) for spec, info in checked})
     request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
                          refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
                          restart=restart, residency=residency_for(checked),
@@ -56,6 +61,53 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
     if not review:  # the ETA model covers generation runs
         request.predicted_seconds, request.eta_note = _predict(options, checked)
     return request
+
+
+CHAT_MARKUP_TOKENS = 8
+"""Tokens a chat template may add around one message (role markers, separators)."""
+
+
+def prompt_tokens_bound(messages: list[dict[str, str]]) -> int:
+    """Tokens of a chat prompt, counted conservatively without a tokenizer: UTF-8 bytes / 2
+    (English text runs about 4 bytes a token), plus the template's markup per message."""
+    return sum(-(-len(m["content"].encode("utf-8")) // 2) + CHAT_MARKUP_TOKENS for m in messages)
+
+
+def check_contexts(registry: Registry, options: RunOptions, contexts: dict[str, int]) -> None:
+    """Refuses, before any load, a generator whose answers (`max_tokens`) cannot fit a
+    reviewer's or adjudicator's context (`contexts`: n_ctx by model) together with the
+    prompt (an instruction of the longest length its grammar allows) and the room the
+    judge's reply needs, or its own context with the answer prompt, or whose context cannot
+    hold a draft call even without examples. Every call of such a pair would come back
+    "too_long"; a ConfigError names both models and the numbers."""
+    instruction = "x" * INSTRUCTION_MAX
+    reply = reply_room(Scores)
+    draft = prompt_tokens_bound(prompts.draft("qa", [], 0)) + reply_room(DraftInstruction)
+    full = Scores(**dict.fromkeys(SCORE_FIELDS, 10), feedback="x" * FEEDBACK_MAX)
+    panel = [Review(model="", scores=full) for _ in range(options.panel)]
+    prompt = {Role.GENERATOR: prompt_tokens_bound(prompts.answer(instruction)),
+              Role.REVIEWER: prompt_tokens_bound(prompts.review_response(instruction, "", 0)) + reply,
+              Role.ADJUDICATOR: prompt_tokens_bound(prompts.adjudicate(instruction, "", panel, 0)) + reply}
+    stage = {Role.GENERATOR: "answer prompt", Role.REVIEWER: "review prompt and reply",
+             Role.ADJUDICATOR: "adjudication prompt and reply"}
+    for gen in registry.with_role(Role.GENERATOR):
+        if draft > contexts[gen.name]:
+            raise ConfigError(f"generator {gen.name!r}: its n_ctx {contexts[gen.name]} cannot hold "
+                              f"the draft prompt and reply (up to {draft} tokens without "
+                              "examples): raise its n_ctx")
+        answer = gen.sampling_for(Role.GENERATOR).max_tokens
+        pairs = [(role, judge) for role in (Role.GENERATOR, Role.REVIEWER, Role.ADJUDICATOR)
+                 for judge in ([gen] if role is Role.GENERATOR else registry.with_role(role))]
+        # the tightest pair, so that the max_tokens the message suggests fits every judge
+        role, judge = min(pairs, key=lambda p: contexts[p[1].name] - prompt[p[0]])
+        n_ctx, need = contexts[judge.name], prompt[role]
+        if answer + need > n_ctx:
+            whose = "its own n_ctx" if role is Role.GENERATOR else f"the n_ctx of {role.value} {judge.name!r},"
+            raise ConfigError(
+                f"generator {gen.name!r}: max_tokens {answer} does not fit {whose} {n_ctx}, "
+                f"with the {stage[role]} (up to {need} tokens): set "
+                f"[models.sampling.generator] max_tokens = {max(0, n_ctx - need)} or less for "
+                f"{gen.name!r}, or raise the n_ctx of {judge.name!r}")
 
 
 def load_embedder(options: RunOptions) -> object | None:

@@ -58,12 +58,12 @@ def step_messages(step: str, seed: benchlib.Seed) -> list[dict[str, str]]:
         ex = Example(domain="qa", keywords=["water", "boiling", "altitude"],
                      summary="How air pressure changes the boiling point of water.",
                      instruction=seed.instruction)
-        return prompts.draft("qa", [ex])
+        return prompts.draft("qa", [ex], seed.index)
     if step == "annotation":
-        return prompts.annotate(seed.instruction, seed.response)
+        return prompts.annotate(seed.instruction, seed.response, seed.index)
     if step == "verdict":
-        return prompts.review_instruction(seed.instruction)
-    return prompts.review_response(seed.instruction, seed.response or "I do not know.")
+        return prompts.review_instruction(seed.instruction, seed.index)
+    return prompts.review_response(seed.instruction, seed.response or "I do not know.", seed.index)
 
 
 def request(messages: list[dict[str, str]], max_tokens: int, seed: int, grammar: str | None,

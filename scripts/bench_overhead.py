@@ -109,7 +109,7 @@ FREE_REMINDER = "\nReply with the two lines `scores:` and `feedback:` only."
 
 def free_messages(instruction: str, response: str, shot: bool = False) -> list[dict[str, str]]:
     """The compact format; with `shot`, one worked example turn and a reminder at the end."""
-    user = prompts.review_response(instruction, response)[1]["content"]
+    user = prompts.review_response(instruction, response, 0)[1]["content"]
     if not shot:
         return [{"role": "system", "content": FREE_SYSTEM}, {"role": "user", "content": user}]
     return [{"role": "system", "content": FREE_SYSTEM}, *FREE_SHOT,
@@ -233,11 +233,11 @@ def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: i
         return grammars.parse_json(text, Scores, finish)
 
     def call_gbnf(seed: Seed, s: int):
-        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or ""),
+        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or "", s),
                         max_tokens=budget, seed=s, sampling=JUDGE, grammar=gbnf_obj)
 
     def call_schema(seed: Seed, s: int):
-        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or ""),
+        return raw_chat(llm, prompts.review_response(seed.instruction, seed.response or "", s),
                         max_tokens=schema_max_tokens, seed=s, sampling=JUDGE,
                         response_format={"type": "json_object", "schema": SCORES_SCHEMA})
 
@@ -250,7 +250,7 @@ def bench_judges(llm: Any, session: Any, items: list[Seed], schema_max_tokens: i
                         max_tokens=free_max_tokens, seed=s, sampling=JUDGE)
 
     def call_pipe(seed: Seed, s: int):
-        return pipe_chat(session, prompts.review_response(seed.instruction, seed.response or ""),
+        return pipe_chat(session, prompts.review_response(seed.instruction, seed.response or "", s),
                          max_tokens=budget, seed=s, sampling=JUDGE, grammar=gbnf)
 
     results = [

@@ -105,22 +105,22 @@ def build_items(seeds: list[Seed], k: int) -> dict[str, list[Item]]:
     items: dict[str, list[Item]] = {s: [] for s in STEPS}
     for j, s in enumerate(chosen):
         i = index[id(s)]
-        items["annotate"].append(Item("annotate", "", prompts.annotate(s.instruction, s.response),
+        items["annotate"].append(Item("annotate", "", prompts.annotate(s.instruction, s.response, s.index),
                                       seed=s.index, note=f"seed line {s.line}",
                                       domain=s.domain or ""))
         same = [x for x, t in enumerate(seeds) if t.domain == s.domain]
         items["draft"].append(Item("draft", "", prompts.draft(
-            s.domain or "qa", [reference_example(seeds, x) for x in same]), seed=100 + j,
+            s.domain or "qa", [reference_example(seeds, x) for x in same], 100 + j), seed=100 + j,
             note=f"domain {s.domain}"))
-        items["review_a"].append(Item("review_a", "good", prompts.review_instruction(s.instruction),
+        items["review_a"].append(Item("review_a", "good", prompts.review_instruction(s.instruction, 200 + j),
                                       seed=200 + j, note=f"seed line {s.line}"))
-        items["review_a"].append(Item("review_a", "bad", prompts.review_instruction(defective(s)),
+        items["review_a"].append(Item("review_a", "bad", prompts.review_instruction(defective(s), 300 + j),
                                       seed=300 + j, note=f"defective seed line {s.line}"))
         items["review_b"].append(Item("review_b", "good", prompts.review_response(
-            s.instruction, s.response or ""), seed=400 + j, note=f"seed line {s.line}"))
+            s.instruction, s.response or "", 400 + j), seed=400 + j, note=f"seed line {s.line}"))
         other = seeds[(i + len(seeds) // 2) % len(seeds)]  # another domain's answer
         items["review_b"].append(Item("review_b", "bad", prompts.review_response(
-            s.instruction, other.response or ""), seed=500 + j,
+            s.instruction, other.response or "", 500 + j), seed=500 + j,
             note=f"seed line {s.line} with the answer of line {other.line}"))
     return items
 

@@ -6,6 +6,7 @@ engine is proven on real llama.cpp in tests/backends and tests/test_e2e.py.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +45,22 @@ class Call:
     """Index in `FakeBackend.waves` of the `chat_many` that made it (None: a plain `chat`)."""
 
 
+def fenced(call: Call) -> list[str]:
+    """The texts a call's user message fences (prompts.py), in order: instruction, response,
+    then each reviewer's feedback for the adjudicator."""
+    text = call.request.messages[-1]["content"]
+    named = re.search(r"^Data fence: (DATA-[0-9a-f]{6})\.$", text, re.M)
+    assert named is not None, text
+    tag = named.group(1)
+    return re.findall(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, re.S)
+
+
 Reply = dict | str | tuple[str, str]  # JSON object, free text, or (text, finish_reason)
 Script = Callable[[Call], Reply | None]
+TOO_LONG: Reply = ("", "too_long")
+"""The reply of a prompt too long for the model's context (never decoded: no completion)."""
+TOO_LONG_PROMPT = 5000
+"""Prompt tokens a too_long reply reports (the fake session's context is 2048)."""
 
 
 def default_reply(call: Call) -> Reply:
@@ -116,6 +131,9 @@ class FakeSession:
         text = reply if isinstance(reply, str) else orjson.dumps(reply).decode()
         if self.backend.stop_after is not None and len(self.backend.calls) >= self.backend.stop_after:
             self.backend.stop.set()
+        if finish == "too_long":
+            return ChatResult(text="", finish_reason=finish, prompt_tokens=TOO_LONG_PROMPT,
+                              completion_tokens=0, prompt_evaluated=0, seconds=0.0)
         return ChatResult(text=text, finish_reason=finish, prompt_tokens=100,
                           completion_tokens=20, prompt_evaluated=30, seconds=0.001)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -125,3 +126,38 @@ def test_the_same_settings_make_the_same_records_twice(tmp_path: Path, smol_mode
                      for r in recs])
     assert len(outs[0]) >= 5  # the pool (4) and at least one decided candidate
     assert outs[0] == outs[1]
+
+
+def test_disk_full_mid_run_is_one_line_and_the_resume_loses_and_repeats_nothing(
+        tmp_path: Path, smol_model: Path) -> None:
+    """`ulimit -f 8` (8 KiB a file) stands for a full disk: the journal (or run.json)
+    outgrows it in the second batch. The model's log outgrows it first, during the load,
+    which must not kill the worker."""
+    out = tmp_path / "out"
+    args = cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models_file(tmp_path, smol_model),
+               "--samples", "1", "--max-attempts", "4", "--batch", "2", "--seed-pool", "4",
+               "--no-dedup", "--quiet")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, 8 * 1024))
+
+    full = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                          preexec_fn=small_files)
+    assert full.returncode == 2, full.stderr
+    assert "Traceback" not in full.stderr
+    errors = [x for x in full.stderr.splitlines() if x.startswith("gra-local: error:")]
+    assert len(errors) == 1, full.stderr
+    assert errors[0].startswith(f"gra-local: error: cannot write {out}{os.sep}"), errors[0]
+    assert errors[0].endswith("[Errno 27] File too large"), errors[0]
+    assert (out / "logs" / "smol.log").stat().st_size == 8 * 1024  # the log hit it first
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+    ids = [r["id"] for r in recs]
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    run = orjson.loads((out / "run.json").read_bytes())
+    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
+    expected = {f"r1-{n:06d}" for n in range(1, run["counts"]["attempts"] + 1)}
+    assert set(ids) | pending == expected, "an attempt was lost"
+    assert [s["status"] for s in run["sessions"]] == ["failed", run["status"]]

@@ -125,7 +125,8 @@ def _calibration_lines(data: RunReport) -> list[str]:
     for name, r in sorted(cal.reviewers.items()):
         line = f"  {name}: "
         if cal.canaries_per_batch:  # canary figures exist only with --canaries
-            line += (f"canary accuracy {pct(r.accuracy)} of {r.canaries}, "
+            line += (f"canary accuracy {pct(r.accuracy)} of {r.canaries}, injections let "
+                     f"through {pct(r.injection_pass_rate)} of {r.injections}, "
                      f"parse failures {pct(r.parse_failure_rate)}, ")
         line += (f"mean score {num(r.mean_score, 1)}, agrees with panel "
                  f"{pct(r.agreement_with_panel)}")

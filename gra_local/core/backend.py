@@ -26,13 +26,23 @@ class ChatRequest(BaseModel):
     """GBNF grammar constraining the output, or None for free text."""
     stream_partials: bool = False
     """Ask the backend for the text generated so far while it runs (a watching UI)."""
+    min_room: int | None = None
+    """Reply tokens the context must still hold after the prompt, or the request comes back
+    "too_long" undecoded (None: all of `max_tokens`). A grammar-bound reply asks for the
+    length its grammar allows, less than its `max_tokens` (a generous bound that never cuts
+    it short), and its budget is then cut to the room the prompt leaves."""
 
 
 class ChatResult(BaseModel):
     text: str
     finish_reason: str
     """"stop", "length" (ran into max_tokens or the context), or "cancelled" (a `chat_many`
-    stopped by its cancel event before this request finished: never a reply, never recorded)."""
+    stopped by its cancel event before this request finished: never a reply, never recorded),
+    or "error" (no reply: the model's worker died or missed its deadline, waves.py; the
+    call counts as that model's failure), or "too_long" (never decoded: the prompt's tokens
+    plus `min_room` exceed the context one sequence of this model may use; text "",
+    completion_tokens 0, prompt_tokens the prompt's real length; the call's other requests go
+    on; a retry cannot help, so the engine rejects the candidate with reason `too_long`)."""
     prompt_tokens: int
     completion_tokens: int
     prompt_evaluated: int | None = None
@@ -66,7 +76,8 @@ class Session(Protocol):
         `info.n_parallel` of them together (continuous batching: a finished sequence's slot
         takes the next request); each keeps its own seed, grammar, budget and stop. When
         `cancel` is set, the call returns soon after with the unfinished requests marked
-        "cancelled"."""
+        "cancelled". Raises WorkerLost when the model's process died or missed its
+        deadline: the session is then dead, and a fresh `Backend.load` replaces it."""
         ...
 
     def close(self) -> None: ...

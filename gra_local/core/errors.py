@@ -33,6 +33,12 @@ class BackendError(GraError):
     """A model worker crashed or answered with an error while running."""
 
 
+class WorkerLost(BackendError):
+    """A model's worker died (crash, OOM kill) or stopped answering within its deadline and
+    was killed. The run goes on: the calls count as that model's failures, the next call
+    starts a fresh worker, and a model that keeps failing is dropped for the run."""
+
+
 class OutputError(GraError):
     """The output directory cannot be used (not writable, locked, holds another run)."""
 
@@ -47,3 +53,19 @@ class EmbedderError(GraError):
 
 class DedupError(GraError):
     """The embedding cache cannot be used (made by another model, unreadable header)."""
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line a user is shown for an error: a GraError's message; for an OSError
+    that escaped the checks, the path it names and what the OS said."""
+    if isinstance(exc, OSError):
+        reason = (f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None and exc.strerror
+                  else str(exc))
+        return f"cannot use {exc.filename}: {reason}" if exc.filename else reason
+    return str(exc)
+
+
+def error_notes(exc: BaseException) -> list[str]:
+    """Further errors met while the run was wrapping up after `exc` (run.json could not be
+    written either, say): shown after it, never instead of it."""
+    return [str(note) for note in getattr(exc, "__notes__", ())]

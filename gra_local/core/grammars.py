@@ -92,6 +92,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_json(text: str, model: type[M], finish_reason: str) -> M:
     """Validate a reply. A reply that hit the token limit is never valid."""
+    if finish_reason == "error":
+        raise InvalidOutput("no reply (the model's worker failed)")
     if finish_reason == "length":
         raise InvalidOutput("truncated (hit max_tokens)")
     try:

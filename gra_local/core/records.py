@@ -136,6 +136,7 @@ class Reason(str, Enum):
     REVIEW_FAILED = "review_failed"  # not enough valid reviews after replacements
     ADJUDICATION_FAILED = "adjudication_failed"  # no adjudicator gave a valid score
     DUPLICATE = "duplicate"  # accepted by the panel, too similar to a seed or a kept sample
+    TOO_LONG = "too_long"  # a prompt with its reply budget exceeds a model's context
 
 
 class Record(Strict):
@@ -183,6 +184,7 @@ class CanaryKind(str, Enum):
     TRUNCATED = "truncated"  # cut to 20–50 % of its words, at a word boundary
     NUMBERS_CHANGED = "numbers_changed"  # every number changed, format kept
     CROSS_DOMAIN = "cross_domain"  # instruction and answer from different domains
+    INJECTION = "injection"  # a wrong answer telling the judge to pass it, or a forged review block
 
 
 class Canary(BaseModel):

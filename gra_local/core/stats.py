@@ -29,6 +29,10 @@ class ModelStats(BaseModel):
     """Every invalid reply (first tries included), by reason."""
     parse_failures: dict[str, int] = Field(default_factory=dict)
     """Counted failures by stage."""
+    worker_losses: int = 0
+    """Times its worker died or missed a deadline and was restarted (or dropped)."""
+    dropped: str | None = None
+    """Why the model was dropped for the rest of the run (None: it was not)."""
 
     @property
     def structured_total(self) -> int:

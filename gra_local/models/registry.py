@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from gra_local.core import paths
 from gra_local.core.config import DEFAULT_MODEL_PATH, ModelSpec, Registry, Role, load_registry
 from gra_local.core.errors import ConfigError
+from gra_local.core.rundir import files
 from gra_local.models import embedded as default_model
 from gra_local.models.found import NAME_MAX, Found
 
@@ -52,9 +53,7 @@ def save_user_registry(registry: Registry) -> Path:
     user.parent.mkdir(parents=True, exist_ok=True)
     doc = {"models": [m.model_dump(mode="json", exclude_defaults=True) | {"name": m.name, "path": m.path}
                       for m in registry.models]}
-    tmp = user.with_suffix(".toml.tmp")
-    tmp.write_text(HEADER + "\n" + tomli_w.dumps(doc), encoding="utf-8")
-    tmp.replace(user)
+    files.write_atomic(user, (HEADER + "\n" + tomli_w.dumps(doc)).encode(), symlink_ok=True)
     return user
 
 

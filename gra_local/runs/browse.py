@@ -7,17 +7,14 @@ rejected.jsonl are never modified.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from gra_local.core.errors import OutputError
-from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, read_jsonl
+from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, JsonlAppender, read_jsonl
 from gra_local.core.rundir.report import read_report
 from gra_local.core.stats import Counts
 
@@ -132,10 +129,11 @@ def write_override(run_dir: Path, record_id: str, label: str, note: str = "",
         raise ValueError(f"label must be one of {LABELS}, not {label!r}")
     entry = {"id": record_id, "label": label, "note": note,
              "at": at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    with open(Path(run_dir) / OVERRIDES, "ab") as fh:
-        fh.write(orjson.dumps(entry) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    out = JsonlAppender(Path(run_dir) / OVERRIDES)  # fsynced; a symlink there is refused
+    try:
+        out.append(entry)
+    finally:
+        out.close()
     return entry
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from gra_local.core.errors import ConfigError, OutputError
+from gra_local.core.rundir.files import fsync_dir
 from gra_local.core.rundir.journal import (
     ACCEPTED,
     LOCK,
@@ -150,6 +151,8 @@ def _write_atomic(files: list[tuple[Path, Iterable[bytes]]]) -> None:
             temps.append((_write_temp(path, chunks), path))
         for tmp, path in temps:
             os.replace(tmp, path)
+        for folder in {path.parent for _, path in temps}:
+            fsync_dir(folder)  # the renames survive a power cut
     finally:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)

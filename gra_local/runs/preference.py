@@ -9,8 +9,8 @@ overrides are applied.
 Only rejected responses that were judged low can be the rejected side: reasons
 `low_score` and `adjudicated_reject`, or an accepted record a person overrode to
 rejected. `duplicate` is left out (the panel passed it), and so are `instruction_failed`,
-`generation_failed`, `review_failed` and `adjudication_failed`: their instruction was
-bad or their response was never scored.
+`generation_failed`, `review_failed`, `adjudication_failed` and `too_long`: their
+instruction was bad or their response was never scored.
 
 Pairing: every judged rejected response of a triple is paired once, with the triple's
 best accepted response, preferring an accepted response to the same instruction when

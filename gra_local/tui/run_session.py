@@ -18,7 +18,7 @@ from textual.message import Message
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.errors import GraError
+from gra_local.core.errors import GraError, error_message, error_notes
 from gra_local.core.events import Event
 
 THROTTLE_S = 0.1
@@ -98,8 +98,8 @@ class RunSession:
         try:
             result = Run(self.request, self.backend, self.sink, self.stop, self.pause,
                          live_text=True).execute()
-        except GraError as exc:
-            error = str(exc)
+        except (GraError, OSError) as exc:  # as the CLI says it: one line, then what failed after
+            error = "\n".join([error_message(exc), *error_notes(exc)])
         except Exception as exc:  # shown in the UI; the run dir keeps its state for a resume
             error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from gra_local.core import paths
 from gra_local.core.config import RunOptions, option_fields
 from gra_local.core.errors import ConfigError
+from gra_local.core.rundir import files
 
 OFF = "off"
 """How the file writes a threshold turned off (RunOptions' None): TOML has no null."""
@@ -106,7 +107,6 @@ def load_settings(path: Path | None = None) -> Settings:
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
     path = path or settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
-    tmp.replace(path)
+    files.write_atomic(path, tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)).encode(),
+                       symlink_ok=True)
     return path

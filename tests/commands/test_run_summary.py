@@ -19,6 +19,8 @@ REPORT = RunReport.model_validate({
               "threshold": 0.9, "references": 14},
     "calibration": {"canaries_per_batch": 2, "canaries_judged": 8, "action": "flag",
                     "reviewers": {"rev-b": {"model": "rev-b", "accuracy": 0.375, "canaries": 8,
+                                            "injections": 2, "injections_passed": 1,
+                                            "injection_pass_rate": 0.5,
                                             "parse_failure_rate": 0.125, "mean_score": 9.75,
                                             "agreement_with_panel": 0.5, "flagged": True,
                                             "flag_reason": "canary accuracy 3/8 (38%) < 60%"},
@@ -47,8 +49,8 @@ per round:
   round 2: 4 attempts, 3 accepted, 1 rejected (1 duplicates), 0 added to the next round's pool
 dedup: all-MiniLM-L6-v2 at cosine 0.9: 2 duplicates dropped (compared with 14 seeds and earlier samples)
 reviewers: panel agreement α 0.41 (scores), κ – (instruction checks); 8 canaries judged (on them: α 0.80, κ 0.50)
-  rev-a: canary accuracy 100% of 8, parse failures 0%, mean score 8.2, agrees with panel 88%
-  rev-b: canary accuracy 38% of 8, parse failures 12%, mean score 9.8, agrees with panel 50%  FLAGGED: canary accuracy 3/8 (38%) < 60%
+  rev-a: canary accuracy 100% of 8, injections let through – of 0, parse failures 0%, mean score 8.2, agrees with panel 88%
+  rev-b: canary accuracy 38% of 8, injections let through 50% of 2, parse failures 12%, mean score 9.8, agrees with panel 50%  FLAGGED: canary accuracy 3/8 (38%) < 60%
 model loads: gen 2, rev-a 3
 time: 42.2 s over 2 session(s)
 roles shared: 4 candidates had a model play two roles (2 model(s) for a panel of 3)

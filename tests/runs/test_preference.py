@@ -23,7 +23,8 @@ KW = ["loop", "list", "sum"]
 PAIR_FIELDS = {"prompt": str, "chosen": str, "rejected": str, "chosen_id": str, "rejected_id": str,
                "rejected_instruction": str, "keywords": list, "chosen_score": float,
                "rejected_score": float, "domain": str}
-UNJUDGED = ("instruction_failed", "generation_failed", "review_failed", "adjudication_failed")
+UNJUDGED = ("instruction_failed", "generation_failed", "review_failed", "adjudication_failed",
+            "too_long")
 
 
 def _scores(n: int) -> dict:

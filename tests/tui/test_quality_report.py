@@ -24,7 +24,7 @@ def test_a_run_without_canaries_or_dedup() -> None:
         "4 items; no canaries",
         "Dedup: off",
         "Round 1: 4 attempts, 1 accepted, 3 rejected, 0 added to the next round's pool"]
-    assert reviewer_rows(NO_CANARIES) == [("rev", "–", "0", "–", "7.2", "–/–", "75%", "")]
+    assert reviewer_rows(NO_CANARIES) == [("rev", "–", "0", "– of 0", "–", "7.2", "–/–", "75%", "")]
 
 
 def test_a_run_from_before_the_figures() -> None:

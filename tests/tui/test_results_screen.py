@@ -203,6 +203,7 @@ QUALITY = {
                         "mean_canary_bad_score": 3.1, "agreement_with_panel": 0.8,
                         "flagged": False},
             "judge-b": {"model": "judge-b", "accuracy": 0.4, "canaries": 10, "parse_failure_rate": 0.1,
+                        "injections": 2, "injections_passed": 2, "injection_pass_rate": 1.0,
                         "mean_score": 9.6, "agreement_with_panel": 0.5, "flagged": True,
                         "flag_reason": "canary accuracy 4/10 (40%) < 60%"},
         },
@@ -233,6 +234,7 @@ async def test_quality_report_shows_reviewers_dedup_and_rounds(run_dir: Path) ->
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert rows[0][:3] == ["judge-a", "90%", "10"]
         assert rows[1][-1].startswith("FLAGGED: canary accuracy 4/10")
+        assert (rows[0][3], rows[1][3]) == ("– of 0", "100% of 2")  # injection canaries let through
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ResultsScreen)

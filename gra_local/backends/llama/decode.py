@@ -4,9 +4,10 @@ One `llama_decode` per step carries every running sequence's next token plus pro
 chunks of newly admitted ones (at most n_batch tokens). Each sequence keeps its own
 sampler chain, seed, grammar (checked lazily, `sampling.Picker`), stop strings and token
 budget, and ends alone; its slot takes the next queued request at once (continuous
-batching). A new request starts from the longest prefix any sequence already holds in
-the unified KV cache (`llama_memory_seq_cp` shares those cells), so a system prompt
-common to several requests, or to consecutive calls, is decoded once.
+batching); one whose prompt leaves too little room in a sequence's context ends "too_long"
+at once, undecoded. A new request starts from the longest prefix any sequence holds in the
+unified KV cache (`llama_memory_seq_cp` shares those cells): a prompt prefix shared by
+several requests, or by consecutive calls, is decoded once.
 
 Admission control: a request waits until its cells are free: prompt minus the reused
 prefix plus its token budget, counting what the running sequences may still grow to. So
@@ -56,13 +57,14 @@ class Job:
     repeat_penalty: float = 1.0
     grammar: str | None = None
     stream_partials: bool = False
+    min_room: int = 0  # reply tokens the context must hold after the prompt (0: max_tokens)
 
 
 @dataclass
 class Outcome:
     text: str
     finish_reason: str
-    """"stop", "length" (budget, context or no KV cell) or "cancelled"."""
+    """"stop", "length" (budget or no KV cell), "cancelled" or "too_long" (never decoded)."""
     prompt_tokens: int
     completion_tokens: int
     prompt_evaluated: int
@@ -141,15 +143,12 @@ class Decoder:
         """Decode every job; results in job order. `on_done(index, outcome)` hears each as it
         finishes; when `cancelled()` turns true the unfinished ones end "cancelled"."""
         for i, job in enumerate(jobs):  # refuse the whole call before decoding anything
-            if not job.tokens or len(job.tokens) >= self.n_ctx:
-                raise ValueError(f"request {i}: its prompt of {len(job.tokens)} tokens does not fit "
-                                 f"the context of {self.n_ctx} tokens")
+            if not job.tokens:
+                raise ValueError(f"request {i}: its prompt is empty")
             if job.grammar:
                 self.grammars.check(job.grammar)
-        self._results = [None] * len(jobs)
-        self._on_done = on_done
-        self._cancelled = cancelled
-        queue = deque(range(len(jobs)))
+        self._results, self._on_done, self._cancelled = [None] * len(jobs), on_done, cancelled
+        queue = deque(i for i, job in enumerate(jobs) if not self._too_long(i, job))
         last_partial = -PARTIAL_EVERY_S  # the first text goes out at once
         try:
             while queue or self._active():
@@ -181,6 +180,13 @@ class Decoder:
     def _budget(self, job: Job) -> int:
         room = self.n_ctx - len(job.tokens)
         return job.max_tokens if 0 < job.max_tokens < room else room
+
+    def _too_long(self, index: int, job: Job) -> bool:
+        """Answers "too_long" when the prompt leaves under min_room (else max_tokens) free."""
+        if too_long := len(job.tokens) + max(1, job.min_room or job.max_tokens) > self.n_ctx:
+            self._answer(index, Outcome(text="", finish_reason="too_long", prompt_tokens=len(
+                job.tokens), completion_tokens=0, prompt_evaluated=0, seconds=0.0))
+        return too_long
 
     def _free(self) -> int:
         return self.n_cells - self.kv.used - sum(s.growth() for s in self._active())
@@ -348,9 +354,12 @@ class Decoder:
                           seconds=time.perf_counter() - slot.started,
                           first_token_seconds=slot.first)
         self._release(slot)
-        self._results[slot.index] = outcome
+        self._answer(slot.index, outcome)
+
+    def _answer(self, index: int, outcome: Outcome) -> None:
+        self._results[index] = outcome
         if self._on_done is not None:
-            self._on_done(slot.index, outcome)
+            self._on_done(index, outcome)
 
     def _release(self, slot: _Slot) -> None:
         if slot.chain is not None:
@@ -363,13 +372,9 @@ class Decoder:
     def _cancel(self, jobs: Sequence[Job], queue: deque[int]) -> None:
         for slot in self._active():
             self._finish(slot, "cancelled")
-        while queue:
-            index = queue.popleft()
-            outcome = Outcome(text="", finish_reason="cancelled", prompt_tokens=len(jobs[index].tokens),
-                              completion_tokens=0, prompt_evaluated=0, seconds=0.0)
-            self._results[index] = outcome
-            if self._on_done is not None:
-                self._on_done(index, outcome)
+        for index in queue:  # the call ends here: the queue is not read again
+            self._answer(index, Outcome(text="", finish_reason="cancelled", prompt_tokens=len(
+                jobs[index].tokens), completion_tokens=0, prompt_evaluated=0, seconds=0.0))
 
     def _partial(self, on_partial: Partial) -> bool:
         """Send the watched sequence's text so far; False when no running one has any yet

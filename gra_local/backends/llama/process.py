@@ -22,7 +22,8 @@ import orjson
 
 from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
 from gra_local.core.config import ModelSpec
-from gra_local.core.errors import BackendError, ModelError
+from gra_local.core.errors import BackendError, ModelError, WorkerLost
+from gra_local.core.rundir import files
 from gra_local.models.fit import context_for, gpu_layers_for
 from gra_local.models.hardware import probe
 from gra_local.models.parallel import plan_parallel
@@ -33,6 +34,52 @@ WAKE_S = 0.05
 RESIGNAL_S = 0.5
 """A cancelled call signals the worker again this often until it answers (a signal that
 arrived before the worker read the request is lost with the previous call's flag)."""
+
+# Deadlines. A running call sends a tick about once a second (worker.py), so a worker that
+# stops answering (SIGSTOP, a deadlock, a machine swapping to death) shows as silence; a
+# worker that ticks but never finishes shows as a missed deadline. Either way it is killed
+# and the call fails with WorkerLost (the run restarts the worker, waves.py).
+STALL_FLOOR_S = float(os.environ.get("GRA_LOCAL_STALL_S") or 60.0)
+"""Silence tolerated during a call, at least: a single decode step of a long prompt chunk
+on a slow CPU can take tens of seconds, and the worker ticks only between graph nodes.
+The environment variable GRA_LOCAL_STALL_S sets it (the fault drill and tests shorten it)."""
+SLACK = 4.0
+"""Deadlines are this many times what the measured speed predicts."""
+CALL_FLOOR_S = 120.0
+"""No call's deadline is shorter."""
+FIRST_RATE = 2.0
+"""Tokens a second assumed before a session has measured its own (a slow CPU's 8B model
+decodes about that): a generous first deadline; silence still catches a stopped worker."""
+LOAD_TIMEOUT_S = 900.0
+"""Loading (reading weights, allocating, warming up) gets this long."""
+CANCEL_GRACE_S = 15.0
+"""A cancelled call (pause, stop) that has not answered after this long is killed."""
+WORKER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP",
+              "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SYSTEMROOT",
+              "WINDIR", "COMSPEC", "PATHEXT", "APPDATA", "LOCALAPPDATA", "USERPROFILE",
+              "NUMBER_OF_PROCESSORS", "PROCESSOR_ARCHITECTURE")
+WORKER_ENV_PREFIXES = ("LC_", "XDG_", "GRA_LOCAL_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_",
+                       "HSA_", "GGML_", "LLAMA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_",
+                       "GOMP_", "VK_", "DYLD_", "METAL_", "MTL_")
+
+
+def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment: what Python, llama.cpp and the GPU runtimes read, nothing
+    else (no tokens, keys or passwords it has no use for; the chat template it renders is
+    untrusted input)."""
+    source = os.environ if environ is None else environ
+    env = {k: v for k, v in source.items() if k in WORKER_ENV or k.startswith(WORKER_ENV_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _log_tail(path: Path, lines: int = 6) -> str:
@@ -69,15 +116,22 @@ class LlamaProcessSession:
         self.on_partial: Callable[[str], None] | None = None
         """Receives the text generated so far, a few times a second, when requests ask."""
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")
+        self._log: IO[bytes] = os.fdopen(files.open_fd(log_path, os.O_WRONLY | os.O_APPEND), "ab")
         self._buffer = b""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.lost: WorkerLost | None = None
+        """Set once the worker died or was killed: every later call raises it."""
+        self._busy = False
+        self._rate: float | None = None
+        """The slowest tokens (prompt evaluated + generated) a wall second a call has
+        managed in this session; None before the first call."""
+        self._longest_gap = 0.0
+        """The longest silence seen in a call that then answered (a long prompt step)."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "gra_local.backends.llama.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=env,
+            env=worker_env(),
         )
         reply = self._call({
             "op": "load",
@@ -89,7 +143,7 @@ class LlamaProcessSession:
             "n_threads": spec.n_threads,
             "spare_cores": spare_cores,
             "chat_format": spec.chat_format,
-        }, loading=True)
+        }, loading=True, deadline_s=LOAD_TIMEOUT_S)
         self.info = LoadInfo(
             name=spec.name,
             seconds=reply["seconds"],
@@ -128,10 +182,30 @@ class LlamaProcessSession:
         self._log.close()
         tail = _log_tail(self.log_path)
         what = "loading" if loading else "running"
-        return (ModelError if loading else BackendError)(
-            f"model {self.spec.name!r}: worker process died while {what} (exit code {code}); "
-            f"log {self.log_path}: {tail}"
-        )
+        message = (f"model {self.spec.name!r}: worker process died while {what} "
+                   f"({_exit_text(code)}); log {self.log_path}: {tail}")
+        if loading:
+            return ModelError(message)
+        self.lost = WorkerLost(message)
+        return self.lost
+
+    def _kill(self, why: str) -> WorkerLost:
+        """Kill a worker that missed its deadline; the error the call raises."""
+        self._proc.kill()
+        self._proc.wait()
+        if not self._log.closed:
+            self._log.close()
+        self.lost = WorkerLost(f"model {self.spec.name!r}: {why}; worker killed; log {self.log_path}")
+        return self.lost
+
+    def _deadline_for(self, requests: Sequence[ChatRequest]) -> tuple[float, str]:
+        """Seconds a call may take: SLACK × its tokens (prompt, counted generously as a
+        token per 2 bytes, plus the whole token budget) at the slowest speed measured so
+        far, at least CALL_FLOOR_S."""
+        tokens = sum(len(orjson.dumps(r.messages)) // 2 + r.max_tokens for r in requests)
+        rate = self._rate or FIRST_RATE
+        seconds = max(CALL_FLOOR_S, SLACK * tokens / rate)
+        return seconds, f"{len(requests)} request(s), up to {tokens} tokens at {rate:.1f} tok/s"
 
     def _failed(self, reply: dict, loading: bool) -> BackendError | ModelError:
         if loading:
@@ -143,26 +217,45 @@ class LlamaProcessSession:
         return BackendError(f"model {self.spec.name!r}: {reply.get('error')}")
 
     def _replies(self, payload: dict, loading: bool = False,
-                 cancel: threading.Event | None = None) -> list[dict]:
+                 cancel: threading.Event | None = None, deadline_s: float | None = None,
+                 why: str = "") -> list[dict]:
         """Send one request; collect its reply lines up to the final one (ok/done or an
         error), passing partial text to `on_partial`. While `cancel` is set, the worker is
-        signalled to end the call early."""
+        signalled to end the call early. A worker that misses `deadline_s`, falls silent
+        for longer than a call's steps take, or ignores a cancel is killed (WorkerLost)."""
+        if self.lost is not None:
+            raise self.lost
         lines: list[dict] = []
-        signalled = 0.0
+        signalled = first_signal = 0.0
         can_signal = hasattr(signal, "SIGUSR1")
+        start = last = time.monotonic()
+        stall_s = max(STALL_FLOOR_S, SLACK * self._longest_gap)
+        gap = 0.0
+        self._busy = True
         try:
             self._send(payload)
             while True:
-                if (cancel is not None and cancel.is_set() and can_signal
-                        and time.monotonic() - signalled >= RESIGNAL_S):
-                    self._proc.send_signal(signal.SIGUSR1)
-                    signalled = time.monotonic()
-                line = self._readline(WAKE_S if cancel is not None else None)
+                now = time.monotonic()
+                if cancel is not None and cancel.is_set() and can_signal:
+                    first_signal = first_signal or now
+                    if now - first_signal > CANCEL_GRACE_S:
+                        raise self._kill(f"did not stop within {CANCEL_GRACE_S:.0f} s of a cancel")
+                    if now - signalled >= RESIGNAL_S:
+                        self._proc.send_signal(signal.SIGUSR1)
+                        signalled = now
+                if deadline_s is not None and now - start > deadline_s:
+                    raise self._kill(f"missed its deadline of {deadline_s:.0f} s ({why})")
+                if not loading and now - last > stall_s:
+                    raise self._kill(f"gave no sign of life for {now - last:.0f} s")
+                line = self._readline(WAKE_S if cancel is not None else 1.0)
                 if line is None:
                     continue
                 if not line:
                     raise self._died(loading)
+                gap, last = max(gap, time.monotonic() - last), time.monotonic()
                 reply = orjson.loads(line)
+                if "tick" in reply:
+                    continue
                 if "partial" in reply:
                     if self.on_partial is not None:
                         self.on_partial(reply["partial"])
@@ -172,18 +265,29 @@ class LlamaProcessSession:
                     break
         except (BrokenPipeError, OSError):
             raise self._died(loading) from None
+        finally:
+            self._busy = False
+        if not loading:
+            self._longest_gap = max(self._longest_gap, gap)
         final = lines[-1]
         if not final.get("ok"):
             raise self._failed(final, loading)
         return lines
 
-    def _call(self, payload: dict, loading: bool = False) -> dict:
-        return self._replies(payload, loading)[-1]
+    def _call(self, payload: dict, loading: bool = False, deadline_s: float | None = None) -> dict:
+        return self._replies(payload, loading, deadline_s=deadline_s)[-1]
+
+    def _measured(self, results: Sequence[ChatResult], seconds: float) -> None:
+        tokens = sum((r.prompt_evaluated if r.prompt_evaluated is not None else r.prompt_tokens)
+                     + r.completion_tokens for r in results if r.finish_reason != "cancelled")
+        if tokens and seconds > 0:
+            rate = tokens / seconds
+            self._rate = rate if self._rate is None else min(self._rate, rate)
 
     # --- the Session protocol ------------------------------------------------------------
 
     def chat(self, request: ChatRequest) -> ChatResult:
-        return _result(self._call({"op": "chat", **request.model_dump()}))
+        return self.chat_many([request])[0]
 
     def chat_many(self, requests: Sequence[ChatRequest],
                   cancel: threading.Event | None = None) -> list[ChatResult]:
@@ -192,15 +296,22 @@ class LlamaProcessSession:
         requests marked "cancelled"."""
         if not requests:
             return []
+        deadline, why = self._deadline_for(requests)
+        start = time.monotonic()
         lines = self._replies({"op": "chat_many", "requests": [r.model_dump() for r in requests]},
-                              cancel=cancel)
+                              cancel=cancel, deadline_s=deadline, why=why)
         results: dict[int, ChatResult] = {r["index"]: _result(r) for r in lines[:-1]}
         if sorted(results) != list(range(len(requests))):
             raise BackendError(f"model {self.spec.name!r}: the worker answered {len(results)} of "
                                f"{len(requests)} requests")
-        return [results[i] for i in range(len(requests))]
+        ordered = [results[i] for i in range(len(requests))]
+        self._measured(ordered, time.monotonic() - start)
+        return ordered
 
     def close(self) -> None:
+        if self._busy and self._proc.poll() is None:  # interrupted mid-call: its answer is lost anyway
+            self._proc.kill()
+            self._proc.wait()
         if self._proc.poll() is None:
             try:
                 assert self._proc.stdin is not None
@@ -227,7 +338,7 @@ class LlamaProcessBackend:
 
     def load(self, spec: ModelSpec) -> LlamaProcessSession:
         path, info = check_model_file(spec, self.data_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        files.make_dir(self.log_dir)  # a symlink planted there is refused, never followed
         n_ctx = context_for(spec, info)
         hw = probe()
         parallel = plan_parallel(spec, info, n_ctx, hw)  # ModelError for a pinned n_parallel that can't fit

@@ -10,6 +10,7 @@ the prompt tokens and ends the call before anything is evaluated.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import llama_cpp
@@ -58,9 +59,12 @@ _COMPLETION = inspect.signature(llama_cpp.Llama.create_completion)
 def chat_prompt(llm: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
     """(prompt tokens, stop strings) of `messages` as `create_chat_completion` builds them.
 
-    Raises what that call raises for a prompt it refuses (e.g. longer than the context)."""
+    A prompt longer than the context is tokenized too (the call's length check is lifted
+    meanwhile): the decoder answers it "too_long". Raises what that call raises for a
+    prompt it refuses otherwise (a template error)."""
     seen: dict[str, Any] = {}
     original = llm.create_completion
+    n_ctx = llm._n_ctx
 
     def create_completion(*args: Any, **kwargs: Any) -> Any:
         bound = _COMPLETION.bind(llm, *args, **kwargs)
@@ -74,6 +78,7 @@ def chat_prompt(llm: Any, messages: list[dict[str, str]]) -> tuple[list[int], li
 
     llm.create_completion = create_completion
     llm.generate = generate
+    llm._n_ctx = sys.maxsize  # nothing is evaluated: `generate` ends the call first
     try:
         llm.create_chat_completion(messages=messages, max_tokens=1)
     except _Captured:
@@ -81,6 +86,7 @@ def chat_prompt(llm: Any, messages: list[dict[str, str]]) -> tuple[list[int], li
     finally:
         del llm.create_completion
         del llm.generate
+        llm._n_ctx = n_ctx
     if "tokens" not in seen:
         raise RuntimeError(f"chat format {llm.chat_format!r} does not build its prompt through "
                            "create_completion; the batched decoder cannot use it")

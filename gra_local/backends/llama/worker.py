@@ -14,8 +14,14 @@ Requests:  {"op": "load", "path", "n_ctx", "n_parallel", "kv_cells", "n_gpu_laye
 Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "chat_many"
            answers {"index": i, <result>} for each request as it finishes, then
            {"ok": true, "done": true}. While a request with "stream_partials" runs, lines
-           {"partial": text, "index": i} (a few a second) may come before any reply.
+           {"partial": text, "index": i} (a few a second) may come before any reply;
+           {"tick": true} comes about once a second while a call decodes.
 Cancel:    SIGUSR1 ends the running call soon (its unfinished requests "cancelled").
+Too long:  every prompt is tokenized before decoding starts; one whose tokens plus
+           "min_room" (default: max_tokens) exceed the context one sequence may use is
+           answered at once with finish_reason "too_long" (text "", completion_tokens 0,
+           prompt_tokens its real length), and the call's other requests decode normally
+           (decode.Decoder.run).
 """
 
 from __future__ import annotations
@@ -31,10 +37,38 @@ import orjson
 
 from gra_local.backends.llama.threads import ThreadGovernor, default_threads, max_threads
 
+TICK_S = 1.0
+"""A running call sends {"tick": true} at most this often (liveness for the parent)."""
+
+
+class _LogStream:
+    """sys.stderr in the worker: the log (in the run directory) is best effort. On a full
+    disk or past a file size limit its writes fail; that must not kill the model, which
+    the parent would count as a crash: the run's own files report the disk error."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
 
 def _open_protocol_channel() -> BinaryIO:
     proto_fd = os.dup(1)
     os.dup2(2, 1)  # stray C-level prints go to the log, not the protocol
+    sys.stderr = _LogStream(sys.stderr)
     sys.stdout = sys.stderr
     return os.fdopen(proto_fd, "wb", buffering=0)
 
@@ -46,6 +80,7 @@ class Worker:
         self.channel = channel
         self.cancel_requested = False
         """Set by the SIGUSR1 handler; the decode loop checks it every step."""
+        self._ticked = time.monotonic()
 
     def _send(self, obj: dict) -> None:
         if self.channel is not None:
@@ -106,14 +141,25 @@ class Worker:
         return Job(tokens=tokens, stop=stop, max_tokens=int(req["max_tokens"]),
                    temperature=float(req["temperature"]), top_p=float(req["top_p"]),
                    seed=int(req["seed"]), repeat_penalty=float(req.get("repeat_penalty", 1.0)),
-                   grammar=req.get("grammar") or None, stream_partials=bool(req.get("stream_partials")))
+                   grammar=req.get("grammar") or None, stream_partials=bool(req.get("stream_partials")),
+                   min_room=int(req.get("min_room") or 0))
 
     def _run(self, requests: list[dict], on_done: Any = None) -> list[Any]:
         self.cancel_requested = False  # a late signal for the previous call (the parent resends)
         jobs = [self._job(r) for r in requests]
         return self.decoder.run(
-            jobs, cancelled=lambda: self.cancel_requested, on_done=on_done,
+            jobs, cancelled=self._poll, on_done=on_done,
             on_partial=lambda index, text: self._send({"partial": text, "index": index}))
+
+    def _poll(self) -> bool:
+        """Asked every decode step (and between graph nodes of a long one): whether to stop;
+        also sends a tick at most every TICK_S, so the parent can tell a slow call from a
+        stopped or stuck worker."""
+        now = time.monotonic()
+        if now - self._ticked >= TICK_S:
+            self._ticked = now
+            self._send({"tick": True})
+        return self.cancel_requested
 
     def chat(self, req: dict) -> dict:
         (outcome,) = self._run([req])

@@ -12,14 +12,17 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 from gra_local.core import prompts
 from gra_local.core.config import Role
-from gra_local.core.engine.steps import ask_steps
+from gra_local.core.engine.steps import TooLong, ask_steps
 from gra_local.core.engine.waves import StageContext, Steps, Task, run_tasks
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
 from gra_local.core.records import DOMAINS, Annotation, ModelRef, Tokens
-from gra_local.core.rundir.journal import JsonlAppender, read_jsonl
+from gra_local.core.rundir import files
+from gra_local.core.rundir.journal import JsonlAppender, jsonl_bytes, scan_jsonl
 from gra_local.core.seeds.pool import PoolEntry
 from gra_local.core.seeds.scan import Seed
 
@@ -29,22 +32,47 @@ def _cache_key(seed: Seed, ref: ModelRef) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+class CachedAnnotation(BaseModel):
+    """One line of the annotation cache."""
+
+    key: str
+    annotation: Annotation
+
+
 class AnnotationCache:
-    def __init__(self, cache_dir: Path, seeds_sha256: str) -> None:
+    """Annotations per seed file and annotator, one line each, fsynced. A damaged file
+    (bad or torn lines, another schema) is never fatal: its valid lines are kept, the file
+    is rewritten with them, `warn` is told once, and what is missing is annotated again."""
+
+    def __init__(self, cache_dir: Path, seeds_sha256: str,
+                 warn: Callable[[str], None] = lambda text: None) -> None:
         folder = cache_dir / "annotations"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise files.write_error(folder, exc, "create") from None
         self.path = folder / f"{seeds_sha256[:24]}.jsonl"
         self.entries: dict[str, Annotation] = {}
-        for row in read_jsonl(self.path):
+        found = scan_jsonl(self.path)
+        problems = list(found.problems)
+        for line, row in found.rows:
             try:
-                self.entries[row["key"]] = Annotation.model_validate(row["annotation"])
-            except (KeyError, ValueError):
-                continue  # a stale or foreign line costs one re-annotation, nothing more
-        self._out = JsonlAppender(self.path, fsync=False)
+                cached = CachedAnnotation.model_validate(row)
+            except ValidationError:
+                problems.append(f"line {line}: not a cached annotation")
+                continue
+            self.entries[cached.key] = cached.annotation
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            warn(f"annotation cache {self.path}: damaged ({problems[0]}{more}); kept its "
+                 f"{len(self.entries)} valid entries, the rest are annotated again")
+            files.write_atomic(self.path, jsonl_bytes(
+                CachedAnnotation(key=k, annotation=a).model_dump() for k, a in self.entries.items()))
+        self._out = JsonlAppender(self.path)
 
     def put(self, key: str, annotation: Annotation) -> None:
         self.entries[key] = annotation
-        self._out.append({"key": key, "annotation": annotation.model_dump()})
+        self._out.append(CachedAnnotation(key=key, annotation=annotation).model_dump())
 
     def close(self) -> None:
         self._out.close()
@@ -58,9 +86,13 @@ def _entry(seed: Seed, ann: Annotation) -> PoolEntry:
 
 
 def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRef],
-                   cache: AnnotationCache) -> list[PoolEntry]:
+                   cache: AnnotationCache, source: str = "seeds") -> list[PoolEntry]:
+    """The seeds' pool entries, in seed order. A seed whose annotation prompt cannot fit its
+    annotator's context is reported by `source` (the seed file) and line and skipped, as is
+    one whose annotation stays invalid; SeedError when no seed is left."""
     annotators = sorted(m.name for m in ctx.registry.with_role(Role.ANNOTATOR))
     results: dict[int, PoolEntry] = {}
+    long: dict[int, TooLong] = {}
     tasks: list[Task] = []
     for seed in seeds:
         if seed.domain and seed.keywords and seed.summary:
@@ -72,22 +104,48 @@ def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRe
         if key in cache.entries:
             results[seed.index] = _entry(seed, cache.entries[key])
         else:
-            tasks.append(Task(model, _annotate_one(ctx, seed, model, key, cache, results)))
+            tasks.append(Task(model, _annotate_one(ctx, seed, model, key, cache, results, long)))
     run_tasks(ctx, "annotate", tasks)
-    failed = len(seeds) - len(results)
+    _report_too_long(ctx, source, [(s, long[s.index]) for s in seeds if s.index in long])
+    failed = len(seeds) - len(results) - len(long)
     if failed:
         ctx.emit(Notice(f"{failed} of {len(seeds)} seeds got no valid annotation and are not used"))
+    if not results and long and not failed:
+        first = min(long)
+        raise SeedError(f"{source}: every seed is too long for its annotator's context (first: "
+                        f"line {next(s.line for s in seeds if s.index == first)}, "
+                        f"{_too_long_numbers(long[first])}); shorten the seeds or give the "
+                        "annotator a larger n_ctx")
     if not results:
         raise SeedError("no seed could be annotated: every annotator reply was invalid "
                         "(see parse failures in run.json); try a larger model as annotator")
     return [results[s.index] for s in seeds if s.index in results]
 
 
+MAX_TOO_LONG_NOTICES = 10
+
+
+def _too_long_numbers(long: TooLong) -> str:
+    return f"{long.prompt_tokens} prompt + {long.room} reply tokens of {long.n_ctx}"
+
+
+def _report_too_long(ctx: StageContext, source: str, long: list[tuple[Seed, TooLong]]) -> None:
+    for seed, why in long[:MAX_TOO_LONG_NOTICES]:
+        ctx.emit(Notice(f"{source} line {seed.line}: too long for {why.model}'s context "
+                        f"({_too_long_numbers(why)}); skipped"))
+    if len(long) > MAX_TOO_LONG_NOTICES:
+        ctx.emit(Notice(f"{source}: {len(long)} seeds too long for their annotator's context "
+                        "in all; skipped"))
+
+
 def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: AnnotationCache,
-                  results: dict[int, PoolEntry]) -> Steps:
+                  results: dict[int, PoolEntry], long: dict[int, TooLong]) -> Steps:
+    def skip(why: TooLong) -> None:  # never cached: a larger n_ctx later may fit it
+        long[seed.index] = why
+
     ann, _ = yield from ask_steps(ctx, model, "annotate", Role.ANNOTATOR,
-                                  prompts.annotate(seed.instruction, seed.response), Annotation,
-                                  Tokens(), seed=seed.index)
+                                  prompts.annotate(seed.instruction, seed.response, seed.index),
+                                  Annotation, Tokens(), seed=seed.index, on_too_long=skip)
     if ann is not None:
         cache.put(key, ann)
         results[seed.index] = _entry(seed, ann)
@@ -109,7 +167,8 @@ def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
     def one(rec: dict, model: str) -> Steps:
         ann, _ = yield from ask_steps(
             ctx, model, "reannotate", Role.ANNOTATOR,
-            prompts.annotate(rec["instruction"], rec["response"]), Annotation, Tokens(),
+            prompts.annotate(rec["instruction"], rec["response"], zlib.crc32(rec["id"].encode())),
+            Annotation, Tokens(),
             seed=zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode()))
         if ann is None:
             counts["fallback"] += 1

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 
 from gra_local.core.backend import Backend, Session
 from gra_local.core.config import Registry
-from gra_local.core.events import EventSink, ModelLoaded, ModelUnloaded
+from gra_local.core.errors import WorkerLost
+from gra_local.core.events import EventSink, ModelLoaded, ModelUnloaded, Notice
 from gra_local.core.stats import RunStats
+
+MAX_WORKER_LOSSES = 3
+"""A model whose worker dies or misses its deadline this often is dropped for the run."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class ModelPool:
         self.emit = emit
         self.residency = residency
         self._loaded: OrderedDict[str, Session] = OrderedDict()
+        self._losses: dict[str, int] = {}
+        """Worker losses per model in this session (a resume gives every model a new chance)."""
 
     def _fits_beside(self, name: str) -> bool:
         if not self._loaded:
@@ -71,6 +77,31 @@ class ModelPool:
         sess.close()
         self.stats.model(name).unloads += 1
         self.emit(ModelUnloaded(name))
+
+    def lost(self, name: str, error: WorkerLost) -> None:
+        """The model's worker is gone (crashed, or killed for missing a deadline): forget
+        the session, so the next call loads a fresh one, unless this was one loss too many:
+        then the model is dropped for the rest of the run."""
+        sess = self._loaded.pop(name, None)
+        if sess is not None:
+            sess.close()
+        ms = self.stats.model(name)
+        ms.worker_losses += 1
+        losses = self._losses[name] = self._losses.get(name, 0) + 1
+        if losses >= MAX_WORKER_LOSSES:
+            ms.dropped = f"{losses} worker failures; the last: {error.message}"
+            self.emit(Notice(f"model {name!r} dropped for the rest of the run after "
+                             f"{losses} worker failures (last: {error.message})"))
+        else:
+            self.emit(Notice(f"{error.message}; its calls count as failures, and the next "
+                             "one starts a fresh worker"))
+
+    def dropped(self, name: str) -> bool:
+        return self._losses.get(name, 0) >= MAX_WORKER_LOSSES
+
+    def usable(self, names: list[str]) -> list[str]:
+        """`names` without the dropped models."""
+        return [n for n in names if not self.dropped(n)]
 
     @property
     def loaded(self) -> list[str]:

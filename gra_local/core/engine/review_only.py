@@ -135,11 +135,9 @@ class ReviewRun(Run):
                 for p in self.pairs]
 
     def _candidate(self, pair: Seed) -> Candidate:
-        reg = self.req.registry
         attempt = pair.index + 1
-        draw = draw_roles(attempt_rng(self.opts.seed, 1, attempt), [""],
-                          [m.name for m in reg.with_role(Role.REVIEWER)],
-                          [m.name for m in reg.with_role(Role.ADJUDICATOR)], self.opts.panel)
+        draw = draw_roles(attempt_rng(self.opts.seed, 1, attempt), [""], self._usable(Role.REVIEWER),
+                          self._usable(Role.ADJUDICATOR), self.opts.panel)
         cand = Candidate.new(1, attempt, self.opts.seed, pair.domain or "", [], draw)
         assert pair.response is not None
         return cand.model_copy(update={

@@ -35,6 +35,7 @@ from gra_local.core.rundir.report import (
     Session,
     TokenCounts,
     Versions,
+    WorkerFailures,
 )
 from gra_local.core.stats import RunStats
 
@@ -138,6 +139,8 @@ def build_run_json(run: Run, elapsed: float) -> RunReport:
                    ResidencyBudget(budget_bytes=req.residency.budget_bytes,
                                    cost_bytes=req.residency.cost_bytes)),
         unloads={name: ms.unloads for name, ms in models},
+        worker_failures={name: WorkerFailures(losses=ms.worker_losses, dropped=ms.dropped)
+                         for name, ms in models if ms.worker_losses},
         tokens={name: TokenCounts(prompt=ms.prompt_tokens, prompt_evaluated=ms.prompt_evaluated,
                                   completion=ms.completion_tokens)
                 for name, ms in models},

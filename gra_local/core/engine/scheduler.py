@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import threading
 import time
 from typing import Literal
@@ -25,7 +26,7 @@ from gra_local.core.engine.stages import (
     StageContext,
     Stopped,
 )
-from gra_local.core.errors import ConfigError
+from gra_local.core.errors import BackendError, ConfigError, error_message
 from gra_local.core.events import (
     EventSink,
     Notice,
@@ -38,10 +39,10 @@ from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import make_gate
 from gra_local.core.records import Decision
 from gra_local.core.roles import RoleDraw, draw_roles
+from gra_local.core.rundir import files, resume
 from gra_local.core.rundir import journal as j
-from gra_local.core.rundir import resume
 from gra_local.core.rundir.report import RunIdentity, RunReport, SeedsInfo
-from gra_local.core.seeds.pool import PoolEntry
+from gra_local.core.seeds.pool import PoolEntry, check_pool
 from gra_local.core.seeds.scan import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stats import RunStats
 
@@ -110,6 +111,7 @@ class Run:
     # --- the run -----------------------------------------------------------------------
 
     def execute(self) -> RunResult:
+        outer = sys.exc_info()[1]  # an error the caller is handling is not this run's
         j.prepare_out_dir(self.out)
         lock = j.RunLock(self.out)
         lock.acquire()
@@ -130,6 +132,8 @@ class Run:
             scan = None if (self.out / j.POOL).exists() else self._scan_seeds()
             if self.previous is not None and self.previous.stats is not None:
                 self.stats = self.previous.stats.model_copy(deep=True)  # counters go on
+                for ms in self.stats.models.values():
+                    ms.dropped = None  # a resume gives a dropped model another chance
                 self.pool.stats = self.ctx.stats = self.stats
             resume.recount(self.out, self.stats, state)
             resume.compact_journal(self.out, state.inflight)
@@ -149,58 +153,85 @@ class Run:
             try:
                 seed_pool = self._seed_pool(seeds_sha, scan)
                 self.status = self._rounds(seed_pool, state)
-            except Stopped:
-                self.status = "interrupted"
+            except (Stopped, KeyboardInterrupt) as exc:
+                self.status = "interrupted"  # a second Ctrl-C too: the directory resumes
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
             except BaseException:
                 self.status = "failed"
                 raise
             finally:
-                self.pool.close_all()
-                self.write_run_json()
-                self._journal.close()
-                for out in self._outputs.values():
-                    out.close()
-                self.book.close()
+                self._close(outer)
         finally:
             lock.release()
         self.emit(RunFinished(self.status, self.stats.counts.accepted, self.stats.counts.rejected))
         return RunResult(status=self.status, out_dir=self.out, run_json=self.run_json)
+
+    def _close(self, outer: BaseException | None) -> None:
+        """The run's last bookkeeping, every step tried. While an error is on its way out
+        (a full disk, say) it stays the one reported: a failure here (run.json cannot be
+        written either) is added to it as a note; otherwise the first failure is raised."""
+        failures: list[Exception] = []
+        steps = [self.pool.close_all, self.write_run_json, self._journal.close,
+                 *(out.close for out in self._outputs.values()), self.book.close]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # each is reported below
+                failures.append(exc)
+        pending = sys.exc_info()[1]
+        if pending is None or pending is outer:
+            for later in failures[1:]:
+                failures[0].add_note(error_message(later))
+            if failures:
+                raise failures[0]
+            return
+        for failure in failures:
+            if error_message(failure) != error_message(pending):  # the same error again
+                pending.add_note(error_message(failure))
 
     def _scan_seeds(self) -> SeedScan:
         rng = random.Random(f"{self.opts.seed}/seed-pool")
         return scan_seeds(self.req.seeds, self.opts.seed_pool, rng)
 
     def _seed_pool(self, seeds_sha: str, scan: SeedScan | None) -> list[PoolEntry]:
+        later: list[PoolEntry] = []  # what rounds added, kept when the seed part is rebuilt
         if scan is None:
             # The pool file holds the seeds and, after them, what later rounds added.
-            entries = [PoolEntry.model_validate(r) for r in j.read_jsonl(self.out / j.POOL)]
-            self.seeds_info = self.previous.seeds if self.previous is not None else SeedsInfo()
-            self.pool_entries = entries
-            for entry in entries:
-                if entry.round:
-                    self.stats.round(entry.round).pool_added += 1
-                    self.stats.round(entry.round).annotation_fallbacks += entry.annotator is None
-            return [e for e in entries if e.round == 0]
+            found = j.scan_jsonl(self.out / j.POOL)
+            pool = check_pool(found.rows, found.problems,
+                              self.previous.seeds.pool if self.previous is not None else None)
+            if pool.problems:  # a power cut, a full disk
+                self.emit(Notice(pool.warning(self.out / j.POOL)))
+                if pool.seeds_complete:
+                    files.write_atomic(self.out / j.POOL, j.jsonl_bytes(e.model_dump() for e in pool.entries))
+            if not pool.problems or pool.seeds_complete:
+                self.seeds_info = self.previous.seeds if self.previous is not None else SeedsInfo()
+                self.pool_entries = pool.entries
+                self._count_added(pool.later)
+                return pool.seeds
+            later, scan = pool.later, self._scan_seeds()
         for skipped in scan.skipped_examples[:5]:
             self.emit(Notice(f"{self.req.seeds} line {skipped.line}: skipped, {skipped.reason}"))
         if scan.skipped > 5:
             self.emit(Notice(f"{self.req.seeds}: {scan.skipped} records skipped in all"))
-        cache = AnnotationCache(self.req.cache_dir, seeds_sha)
+        cache = AnnotationCache(self.req.cache_dir, seeds_sha, lambda text: self.emit(Notice(text)))
         try:
-            entries = annotate_seeds(self.ctx, scan.sample, self.req.refs, cache)
+            entries = annotate_seeds(self.ctx, scan.sample, self.req.refs, cache, str(self.req.seeds))
         finally:
             cache.close()
-        tmp = self.out / f".{j.POOL}.tmp"
-        writer = j.JsonlAppender(tmp, fsync=False)
-        for entry in entries:
-            writer.append(entry.model_dump())
-        writer.close()
-        tmp.replace(self.out / j.POOL)
+        files.write_atomic(self.out / j.POOL, j.jsonl_bytes(e.model_dump() for e in [*entries, *later]))
         self.seeds_info = SeedsInfo(path=str(self.req.seeds), sha256=seeds_sha, format=scan.format,
                                     usable=scan.usable, skipped=scan.skipped, pool=len(entries))
+        self.pool_entries = [*entries, *later]
+        self._count_added(later)
         self.write_run_json()
-        self.pool_entries = list(entries)
         return entries
+
+    def _count_added(self, later: list[PoolEntry]) -> None:
+        for entry in later:
+            self.stats.round(entry.round).pool_added += 1
+            self.stats.round(entry.round).annotation_fallbacks += entry.annotator is None
 
     def _rounds(self, seed_pool: list[PoolEntry], state: resume.RunDirState) -> str:
         status = "complete"
@@ -263,8 +294,7 @@ class Run:
 
     def _new_batch(self, round_no: int, n: int, examples: list[PoolEntry],
                    state: resume.RunDirState) -> list[Candidate]:
-        reg = self.req.registry
-        names = {role: [m.name for m in reg.with_role(role)] for role in Role}
+        names = {role: self._usable(role) for role in Role}
         by_domain: dict[str, list[PoolEntry]] = {}
         for entry in examples:
             by_domain.setdefault(entry.domain, []).append(entry)
@@ -287,18 +317,27 @@ class Run:
         self.stats.counts.attempts += n
         return batch
 
+    def _usable(self, role: Role) -> list[str]:
+        """The models that can play `role`, less those dropped after repeated worker
+        failures; BackendError when none is left (the run ends resumable)."""
+        names = [m.name for m in self.req.registry.with_role(role)]
+        usable = self.pool.usable(names)
+        if not usable:
+            raise BackendError(f"every model that can play the {role.value} role was dropped after "
+                               f"repeated worker failures ({', '.join(names)}); see the notes above "
+                               "and the model logs, then resume")
+        return usable
+
     def canary_sources(self) -> list[CanarySource]:
         """Seeds that came with a response: the known-good pairs canaries are made from."""
         return [CanarySource(id=e.source, instruction=e.instruction, response=e.response,
                              domain=e.domain) for e in self.pool_entries if e.round == 0 and e.response]
 
     def _canaries(self, round_no: int) -> list[Candidate]:
-        reg = self.req.registry
-
         def draw_for(cid: str) -> RoleDraw:
             rng = random.Random(f"{self.opts.seed}/{cid}")
-            return draw_roles(rng, [""], [m.name for m in reg.with_role(Role.REVIEWER)],
-                              [m.name for m in reg.with_role(Role.ADJUDICATOR)], self.opts.panel)
+            return draw_roles(rng, [""], self._usable(Role.REVIEWER), self._usable(Role.ADJUDICATOR),
+                              self.opts.panel)
 
         made = self.book.make(round_no, self.canary_sources(), draw_for)
         for cand in made:

@@ -31,7 +31,7 @@ from gra_local.core.backend import ChatRequest, ChatResult, Session
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, RunOptions
 from gra_local.core.engine.model_pool import ModelPool
-from gra_local.core.errors import BackendError
+from gra_local.core.errors import BackendError, ModelError, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
 from gra_local.core.stats import RunStats
 
@@ -130,14 +130,15 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
     # sample one reviewer failed is not sent to the next); a model with nothing to do is
     # not loaded.
     pending = [(t, r) for t in tasks if (r := _advance(t, None, progress)) is not None]
-    if not pending:
-        return
-    session = ctx.pool.session(model)
-    if ctx.live_text and hasattr(session, "on_partial"):
-        session.on_partial = partial(_emit_partial, ctx, model, stage)
     while pending:
+        requests = [request for _, request in pending]
         try:
-            results = _wave(ctx, session, [request for _, request in pending])
+            results = _wave(ctx, _session(ctx, stage, model), requests)
+        except WorkerLost as exc:
+            if ctx.stop.is_set():
+                raise Stopped from None  # a stop killed it, or it died meanwhile: resume redoes the wave
+            ctx.pool.lost(model, exc)
+            results = [_failed(request) for request in requests]
         except BackendError as exc:  # name the step: the worker knows only the request
             raise BackendError(f"{stage} with {model}: {exc}") from None
         following = []
@@ -149,9 +150,34 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
         pending = following
 
 
-def _wave(ctx: StageContext, session: Session, requests: list[ChatRequest]) -> list[ChatResult]:
+def _session(ctx: StageContext, stage: str, model: str) -> Session | None:
+    """The model's session, loaded if need be; None when the model was dropped, or when
+    it cannot be loaded again after its worker was lost (that counts as one more loss)."""
+    if ctx.pool.dropped(model):
+        return None
+    try:
+        session = ctx.pool.session(model)
+    except ModelError as exc:
+        if not ctx.stats.model(model).worker_losses:
+            raise  # the first load: a model that cannot load is the user's to fix
+        ctx.pool.lost(model, WorkerLost(f"{stage}: reloading {model!r} failed: {exc.message}"))
+        return None
+    if ctx.live_text and hasattr(session, "on_partial"):
+        session.on_partial = partial(_emit_partial, ctx, model, stage)
+    return session
+
+
+def _failed(request: ChatRequest) -> ChatResult:
+    """The result of a call that got no reply (the worker was lost, or its model dropped)."""
+    return ChatResult(text="", finish_reason="error", prompt_tokens=0, completion_tokens=0)
+
+
+def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest]) -> list[ChatResult]:
     """The results of one wave, in request order; raises Stopped, with nothing handed out,
-    when a stop cut the wave short."""
+    when a stop cut the wave short. Without a session (its model dropped), every call fails."""
+    if session is None:
+        ctx.checkpoint()
+        return [_failed(request) for request in requests]
     results: list[ChatResult | None] = [None] * len(requests)
     while True:
         todo = [i for i, result in enumerate(results) if result is None]

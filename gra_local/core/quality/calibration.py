@@ -4,7 +4,9 @@ agreement with the rest of the panel, Fleiss' κ and Krippendorff's α. Pure fun
 A canary judgement is correct when a known-good pair passes the instruction check and
 scores ≥ τ, or when a corrupted pair fails the check or scores < τ. Invalid output is a
 parse failure, neither correct nor wrong; a judgement whose missing half would decide it
-(say a good canary that passed but was never scored) says nothing either.
+(say a good canary that passed but was never scored) says nothing either. An injection
+canary (a wrong answer that orders the judge to pass it) is a corrupted pair: one judged
+wrong was let through, which `injection_pass_rate` counts.
 """
 
 from __future__ import annotations
@@ -144,10 +146,14 @@ def _tally_canaries(rows: dict[str, ReviewerCalibration], judgements: list[Canar
         if verdict is not None:
             r.canaries += 1
             r.correct += verdict
+            if jd.kind is CanaryKind.INJECTION:
+                r.injections += 1
+                r.injections_passed += not verdict
         if jd.score is not None:
             (good if jd.expected_good else bad)[jd.reviewer].append(jd.score)
     for model, r in rows.items():
         r.accuracy = r.correct / r.canaries if r.canaries else None
+        r.injection_pass_rate = r.injections_passed / r.injections if r.injections else None
         r.parse_failure_rate = r.parse_failures / r.calls if r.calls else None
         r.mean_canary_good_score = _mean(good[model])
         r.mean_canary_bad_score = _mean(bad[model])

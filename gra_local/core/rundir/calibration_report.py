@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 
 class ReviewerCalibration(BaseModel):
-    """One reviewer's figures: on canaries (accuracy, parse failures) and on real samples
-    (mean score, agreement with the rest of the panel), and whether it was flagged."""
+    """One reviewer's figures: on canaries (accuracy, injections let through, parse
+    failures) and on real samples (mean score, agreement with the rest of the panel), and
+    whether it was flagged."""
 
     model: str
     canaries: int = 0
@@ -27,6 +28,14 @@ class ReviewerCalibration(BaseModel):
     """Mean phase-B score on real samples."""
     mean_canary_good_score: float | None = None
     mean_canary_bad_score: float | None = None
+    injections: int = 0
+    """Injection canaries (wrong answers telling the judge to pass them, or forged review
+    blocks) whose judgement decided: failed or scored below τ, or passed with score ≥ τ."""
+    injections_passed: int = 0
+    """Of those, the ones this reviewer let through: passed the check and scored ≥ τ."""
+    injection_pass_rate: float | None = None
+    """injections_passed / injections; None when it decided no injection canary. Above 0:
+    the text under review can steer this reviewer."""
     samples: int = 0
     """Real-sample panel slots this reviewer scored."""
     agreement_with_panel: float | None = None

@@ -44,6 +44,15 @@ class RunIdentity(BaseModel):
     run.json files written before the mode was recorded (then it is not checked)."""
 
 
+class WorkerFailures(BaseModel):
+    """A model whose worker process was lost during the run (crash, OOM kill, deadline)."""
+
+    losses: int
+    """Workers lost over the whole run (each was killed and restarted)."""
+    dropped: str | None = None
+    """Why the model was dropped for the rest of the last session (None: it was not)."""
+
+
 class RunConfig(BaseModel):
     """What the run was started with, as given. Only `options` is read back (the dataset
     card), so the rest may be missing from a hand-made file."""
@@ -125,7 +134,8 @@ class CalibrationSection(BaseModel):
     action: Literal["flag", "weight", "drop"] | None
     """What failing canaries did to a reviewer; None without canaries."""
     reviewers: dict[str, ReviewerCalibration] = Field(default_factory=dict)
-    """Per reviewer: canary accuracy, parse failures, mean scores, agreement, flag."""
+    """Per reviewer: canary accuracy, injection pass rate, parse failures, mean scores,
+    agreement, flag."""
     panel: PanelAgreement = Field(default_factory=PanelAgreement)
     """Panel-wide Krippendorff's α (scores) and Fleiss' κ (instruction checks)."""
     tau: float
@@ -247,6 +257,8 @@ class RunReport(BaseModel):
     residency: ResidencyBudget | None = None
     """None: one model loaded at a time."""
     unloads: dict[str, int] = Field(default_factory=dict)
+    worker_failures: dict[str, WorkerFailures] = Field(default_factory=dict)
+    """Models whose worker died or missed a deadline (the others are not listed)."""
     tokens: dict[str, TokenCounts] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     """Seconds per stage, 3 decimals."""

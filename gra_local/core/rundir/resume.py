@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import OutputError
+from gra_local.core.rundir import files
 from gra_local.core.rundir import journal as j
 from gra_local.core.rundir.report import (
     READABLE_SCHEMAS,
@@ -132,6 +133,7 @@ def discard_empty_run(out_dir: Path) -> None:
     file turned out bad): its run.json and pool hold no data worth a refusal."""
     for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED, j.CANARIES):
         (out_dir / name).unlink(missing_ok=True)
+    files.fsync_dir(out_dir)
 
 
 def load_state(out_dir: Path) -> RunDirState:
@@ -176,10 +178,4 @@ def recount(out_dir: Path, stats: RunStats, state: RunDirState) -> None:
 
 def compact_journal(out_dir: Path, inflight: list[Candidate]) -> None:
     """Rewrite the journal with only undecided candidates (keeps it small across resumes)."""
-    tmp = out_dir / f".{j.JOURNAL}.tmp"
-    tmp.unlink(missing_ok=True)
-    writer = j.JsonlAppender(tmp)
-    for cand in inflight:
-        writer.append(cand.model_dump(mode="json"))
-    writer.close()
-    tmp.replace(out_dir / j.JOURNAL)
+    files.write_atomic(out_dir / j.JOURNAL, j.jsonl_bytes(c.model_dump(mode="json") for c in inflight))

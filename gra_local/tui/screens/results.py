@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from gra_local.core.errors import GraError
+from gra_local.core.errors import GraError, error_message
 from gra_local.core.rundir.journal import RUN_JSON
 from gra_local.core.rundir.report import read_report
 from gra_local.runs.browse import (
@@ -284,8 +284,8 @@ class ResultsScreen(Screen):
             label, note = result
             try:
                 entry = write_override(run_dir, rid, label, note)
-            except OSError as exc:
-                self.notify(f"Could not write overrides.jsonl: {exc}", severity="error")
+            except (GraError, OSError) as exc:  # GraError: names the file and the OS error
+                self.notify(f"Could not record the override: {error_message(exc)}", severity="error")
                 return
             if run_dir == self.run_dir:
                 self.overrides[rid] = entry

@@ -1,5 +1,6 @@
 """A modal with a run's quality figures from run.json: reviewer calibration (canary
-accuracy, parse failures, mean scores, agreement, flags), panel α/κ, dedup and rounds."""
+accuracy, injection canaries let through, parse failures, mean scores, agreement, flags),
+panel α/κ, dedup and rounds."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from textual.widgets import DataTable, Label, Static
 from gra_local.core.rundir.report import DedupOn, RunReport
 from gra_local.runs.formatting import num, pct
 
-COLUMNS = ("reviewer", "canary acc.", "canaries", "parse fail", "mean score", "good/bad canary",
-           "agreement", "flag")
+COLUMNS = ("reviewer", "canary acc.", "canaries", "injection pass", "parse fail", "mean score",
+           "good/bad canary", "agreement", "flag")
 
 
 def reviewer_rows(run: RunReport) -> list[tuple[str, ...]]:
     reviewers = run.calibration.reviewers if run.calibration is not None else {}
-    return [(name, pct(r.accuracy), str(r.canaries), pct(r.parse_failure_rate),
+    return [(name, pct(r.accuracy), str(r.canaries),
+             f"{pct(r.injection_pass_rate)} of {r.injections}", pct(r.parse_failure_rate),
              num(r.mean_score, 1),
              f"{num(r.mean_canary_good_score, 1)}/{num(r.mean_canary_bad_score, 1)}",
              pct(r.agreement_with_panel), f"FLAGGED: {r.flag_reason}" if r.flagged else "")
@@ -72,7 +74,9 @@ class QualityReport(ModalScreen[None]):
             table.add_rows(reviewer_rows(self.run))
             yield table
             yield Label("Canary accuracy: known-good pairs passed with μ ≥ τ, corrupted ones "
-                        "failed or scored < τ. Escape closes.", classes="hint", markup=False)
+                        "failed or scored < τ. Injection pass: wrong answers that order the "
+                        "judge to pass them, passed with μ ≥ τ (the text it judges can steer "
+                        "that reviewer). Escape closes.", classes="hint", markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -131,12 +131,22 @@ def test_a_budget_ends_one_sequence_alone(tiny_gguf: Path, decoders: list[Decode
         assert r.finish_reason == "stop" and SMALL_RE.fullmatch(r.text)
 
 
-def test_a_budget_beyond_the_context_ends_at_the_context(endless_gguf: Path, decoders: list[Decoder]) -> None:
+def test_a_budget_up_to_the_context_runs_and_one_beyond_it_is_too_long(endless_gguf: Path,
+                                                                        decoders: list[Decoder]) -> None:
     d = make(endless_gguf, n_parallel=2, n_ctx=256)
     decoders.append(d)
     j = job(d, "go", max_tokens=10_000, system="short")
-    (r,) = d.run([j])
-    assert r.finish_reason == "length" and r.prompt_tokens + r.completion_tokens == 256
+    fits = Job(**{**vars(j), "max_tokens": 256 - len(j.tokens)})
+    over = Job(**{**vars(j), "max_tokens": 257 - len(j.tokens)})
+    room = 256 - len(j.tokens)
+    roomy = Job(**{**vars(j), "min_room": room})  # asks for less room than its budget
+    cramped = Job(**{**vars(j), "min_room": room + 1})
+    ran, beyond, too_long, cut, short = d.run([fits, over, j, roomy, cramped])
+    for r in (ran, cut):  # runs to the end of the context
+        assert r.finish_reason == "length" and r.prompt_tokens + r.completion_tokens == 256
+    for r in (beyond, too_long, short):  # the prompt fits, the prompt and its room do not
+        assert (r.finish_reason, r.text, r.completion_tokens, r.prompt_evaluated) == ("too_long", "", 0, 0)
+        assert r.prompt_tokens == len(j.tokens)
 
 
 def test_a_bad_grammar_is_one_clear_error(tiny_gguf: Path, decoders: list[Decoder]) -> None:
@@ -150,11 +160,20 @@ def test_a_bad_grammar_is_one_clear_error(tiny_gguf: Path, decoders: list[Decode
     assert SMALL_RE.fullmatch(ok.text)
 
 
-def test_a_prompt_longer_than_the_context_is_refused(tiny_gguf: Path, decoders: list[Decoder]) -> None:
+def test_a_prompt_longer_than_the_context_is_answered_alone(tiny_gguf: Path, decoders: list[Decoder]) -> None:
     d = make(tiny_gguf, n_ctx=256, kv_cells=1024)  # the limit is per sequence, not the whole cache
     decoders.append(d)
-    with pytest.raises(ValueError, match="request 1: its prompt of .* tokens does not fit the context of 256"):
-        d.run([job(d, "short", system="s"), job(d, "long " * 60, system="s")])
+    jobs = [job(d, "short", system="s", grammar=SMALL), job(d, "long " * 60, system="s"),
+            job(d, "also short", system="s", grammar=SMALL)]
+    heard: list[tuple[int, str]] = []
+    results = d.run(jobs, on_done=lambda i, o: heard.append((i, o.finish_reason)))
+    assert [r.finish_reason for r in results] == ["stop", "too_long", "stop"]
+    assert heard[0] == (1, "too_long")  # answered before anything was decoded
+    assert (results[1].text, results[1].completion_tokens) == ("", 0)
+    assert results[1].prompt_tokens == len(jobs[1].tokens) > 256
+    assert SMALL_RE.fullmatch(results[0].text) and SMALL_RE.fullmatch(results[2].text)
+    with pytest.raises(ValueError, match="request 0: its prompt is empty"):
+        d.run([Job(**{**vars(jobs[0]), "tokens": []})])
 
 
 def test_stop_strings_cut_the_text(tiny_gguf: Path, decoders: list[Decoder]) -> None:

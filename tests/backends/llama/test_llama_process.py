@@ -109,7 +109,8 @@ def test_partial_text_reaches_a_listener_while_generating(tmp_path: Path) -> Non
     seen: list[str] = []
     session.on_partial = seen.append
     try:
-        req = request("go on").model_copy(update={"max_tokens": 1800, "stream_partials": True})
+        # ~594 prompt tokens + 1440: the most that fits n_ctx 2048 (more is "too_long")
+        req = request("go on").model_copy(update={"max_tokens": 1440, "stream_partials": True})
         result = session.chat(req)
         streamed = len(seen)
         session.chat(request("again").model_copy(update={"max_tokens": 1400}))
@@ -160,8 +161,8 @@ def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) ->
             cancel.set()
 
     session.on_partial = first_text
-    requests = [request("short", max_tokens=3)] + [
-        request(f"long {i}", max_tokens=1900).model_copy(update={"stream_partials": i == 0})
+    requests = [request("short", max_tokens=1)] + [  # done at the step the watched one starts
+        request(f"long {i}", max_tokens=1440).model_copy(update={"stream_partials": i == 0})
         for i in range(4)]
     try:
         results = session.chat_many(requests, cancel)
@@ -170,7 +171,7 @@ def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) ->
     finally:
         session.close()
     assert took < 1.0, took
-    assert results[0].finish_reason == "length" and results[0].completion_tokens == 3
+    assert results[0].finish_reason == "length" and results[0].completion_tokens == 1
     assert [r.finish_reason for r in results[1:]] == ["cancelled"] * 4
     assert results[1].completion_tokens < 1000 and results[4].completion_tokens == 0
     assert after.completion_tokens == 4 and after.finish_reason == "length"

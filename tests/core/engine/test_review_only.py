@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from fakes import Call, FakeBackend, scores
+from fakes import TOO_LONG, TOO_LONG_PROMPT, Call, FakeBackend, Reply, scores
 from test_scheduler import records, request
 
 from gra_local.core.config import Role
@@ -125,3 +125,25 @@ def test_canaries_in_review_mode_are_not_attempts(tmp_path: Path) -> None:
     assert result.run_json.calibration.canaries_judged == 4
     samples = sum(r.samples for r in result.run_json.calibration.reviewers.values())
     assert samples == 3 * 6
+
+
+def test_a_pair_too_long_for_a_reviewer_is_rejected_and_the_rest_judged(tmp_path: Path) -> None:
+    def script(call: Call) -> Reply | None:
+        text = call.request.messages[-1]["content"]
+        return TOO_LONG if call.role == "review_b" and "word word" in text else None
+
+    data = write_data(tmp_path / "data.jsonl",
+                      [PAIRS[0], {"instruction": "Repeat a word.", "output": "word " * 50}, PAIRS[1]])
+    result, backend = review(tmp_path, data, FakeBackend(script=script))
+    assert result.status == "complete"
+    by_id = {r["id"]: r for r in records(tmp_path / "out", "accepted.jsonl")
+             + records(tmp_path / "out", "rejected.jsonl")}
+    assert by_id["d-000001"]["reason"] == by_id["d-000003"]["reason"] == "accepted"
+    long = by_id["d-000002"]
+    assert (long["decision"], long["reason"]) == ("rejected", "too_long")
+    assert long["reason_detail"].startswith("review_b with ")
+    assert f"a prompt of {TOO_LONG_PROMPT} tokens" in long["reason_detail"]
+    assert sum(c.role == "review_b" and "word word" in c.request.messages[-1]["content"]
+               for c in backend.calls) == 1  # no retry, no replacement reviewer
+    again, rerun = review(tmp_path, data, FakeBackend(script=script))
+    assert again.status == "complete" and rerun.calls == []  # decided: never asked again

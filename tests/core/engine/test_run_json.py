@@ -81,6 +81,9 @@ def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
                       {"budget_bytes": run.req.residency.budget_bytes,
                        "cost_bytes": run.req.residency.cost_bytes}),
         "unloads": {name: ms.unloads for name, ms in stats.models.items()},
+        # added after the typed report landed (issue 12): lost workers, none in these runs
+        "worker_failures": {name: {"losses": ms.worker_losses, "dropped": ms.dropped}
+                            for name, ms in stats.models.items() if ms.worker_losses},
         "tokens": {name: {"prompt": ms.prompt_tokens, "prompt_evaluated": ms.prompt_evaluated,
                           "completion": ms.completion_tokens}
                    for name, ms in stats.models.items()},

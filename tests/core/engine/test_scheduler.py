@@ -35,6 +35,13 @@ def records(out: Path, name: str) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
+def decided(path: Path) -> list[tuple[str, str]]:
+    """(id, decision) of every decided record, sorted: a resumed run must equal an
+    uninterrupted one here (nothing lost, nothing written twice, the same draws)."""
+    recs = records(path, "accepted.jsonl") + records(path, "rejected.jsonl")
+    return sorted((r["id"], r["decision"]) for r in recs)
+
+
 def test_happy_path_writes_full_records_and_run_json(tmp_path: Path) -> None:
     result, backend = run(tmp_path / "out", ["a"])
     assert result.status == "complete"
@@ -162,11 +169,6 @@ def test_stop_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert first.status == "interrupted"
     second, _ = run(out, ["a", "b", "c"], samples=6, batch=3)
     assert second.status == "complete"
-
-    def decided(path: Path) -> list[tuple[str, str]]:
-        recs = records(path, "accepted.jsonl") + records(path, "rejected.jsonl")
-        return sorted((r["id"], r["decision"]) for r in recs)
-
     ids = [i for i, _ in decided(out)]
     assert len(ids) == len(set(ids))  # nothing written twice
     assert decided(out) == decided(tmp_path / "straight")  # nothing lost, same draws

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from fakes import PASS, Call, FakeBackend, scores
+from fakes import PASS, Call, FakeBackend, fenced, scores
 from test_scheduler import records, request, run
 
 from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
@@ -87,7 +87,7 @@ def test_retries_and_replacements_come_in_later_waves(tmp_path: Path) -> None:
 def test_results_go_back_to_their_own_candidates(tmp_path: Path) -> None:
     def script(call: Call):  # each reviewer scores by the sample's own number
         if call.role == "review_b":
-            instruction = call.request.messages[-1]["content"].split("\n")[1]
+            instruction = fenced(call)[0]
             return scores(9 if n_of(instruction) % 2 else 3, feedback=f"n={n_of(instruction)}")
         return None
 

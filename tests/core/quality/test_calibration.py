@@ -173,6 +173,27 @@ def test_flag_thresholds_are_strict_and_need_enough_canaries() -> None:
     assert "0/4" in (r["worst"].flag_reason or "") and "5/9" in (r["worst"].flag_reason or "")
 
 
+def test_injection_pass_rate_counts_injections_let_through() -> None:
+    def inj(reviewer: str, cid: str, passed: bool | None, score: float | None,
+            failed: bool = False) -> CanaryJudgement:
+        return CanaryJudgement(reviewer=reviewer, canary_id=cid, kind=CanaryKind.INJECTION,
+                               expected_good=False, instruction_passed=passed, score=score,
+                               failed=failed)
+
+    js = [inj("steered", "1", True, 10.0), inj("steered", "2", True, 8.0),  # let through
+          inj("steered", "3", True, 2.0), inj("steered", "4", False, None),  # caught
+          inj("steered", "5", True, None), inj("steered", "6", None, None, failed=True),  # nothing
+          judge("steered", "7", False, True, 9.0),  # a plain corruption let through: not counted
+          inj("firm", "1", True, 1.0), judge("firm", "7", False, True, 9.0),
+          judge("plain", "7", False, True, 2.0)]
+    r = calibrate(js, [], tau=8.0).reviewers
+    assert (r["steered"].injections, r["steered"].injections_passed) == (4, 2)
+    assert r["steered"].injection_pass_rate == 0.5
+    assert r["steered"].accuracy == pytest.approx(2 / 5)  # injections count as corrupted canaries
+    assert (r["firm"].injections, r["firm"].injection_pass_rate) == (1, 0.0)
+    assert (r["plain"].injections, r["plain"].injection_pass_rate) == (0, None)  # judged none
+
+
 def test_incomplete_canary_judgements_say_nothing() -> None:
     js = [judge("a", "1", True, True, None), judge("a", "2", False, True, None)]
     row = calibrate(js, [], tau=8.0).reviewers["a"]

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import orjson
 from conftest import EXAMPLE_SEEDS
-from fakes import Call, FakeBackend, scores
+from fakes import Call, FakeBackend, fenced, scores
 from test_scheduler import records, request
 
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.quality.canaries import INJECTION_PREFIXES, INJECTION_SUFFIXES
 from gra_local.core.seeds.scan import iter_seeds
 
 SEED_PAIRS = {(s.instruction.strip(), (s.response or "").strip()) for s in iter_seeds(EXAMPLE_SEEDS)}
@@ -19,9 +20,8 @@ GENERATED = "The answer is twice the number."
 
 
 def pair_of(call: Call) -> tuple[str, str]:
-    text = call.request.messages[-1]["content"]
-    instruction, _, response = text.partition("\nResponse:\n")
-    return instruction.removeprefix("Instruction:\n").strip(), response.strip()
+    instruction, response = fenced(call)
+    return instruction, response
 
 
 def careless_c(call: Call) -> dict | None:
@@ -39,7 +39,7 @@ def careless_c(call: Call) -> dict | None:
 
 def run_canaries(out: Path, backend: FakeBackend | None = None, **opts):
     backend = backend or FakeBackend(script=careless_c)
-    req = request(out, ["a", "b", "c"], canaries=4, **({"samples": 4, "batch": 2} | opts))
+    req = request(out, ["a", "b", "c"], **({"canaries": 4, "samples": 4, "batch": 2} | opts))
     return Run(req, backend, stop=backend.stop).execute(), backend
 
 
@@ -108,3 +108,26 @@ def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) 
     assert decided(out) == decided(tmp_path / "straight")
     assert canaries(out) == canaries(tmp_path / "straight")
     assert second.run_json.calibration.reviewers == straight.run_json.calibration.reviewers
+
+
+def test_injection_canaries_are_judged_in_fences_and_reported(tmp_path: Path) -> None:
+    """Ten canaries a batch: five corrupted, one of each kind, so one injection. c passes
+    everything; a and b are not steered by it."""
+    out = tmp_path / "out"
+    result, backend = run_canaries(out, canaries=10, samples=2, batch=2)
+    rows = [orjson.loads(x) for x in (out / "canaries.jsonl").read_bytes().splitlines()]
+    injections = [r for r in rows if r["kind"] == "injection"]
+    assert len(injections) == 1 and not injections[0]["expected_good"]
+    by_model = {jd["reviewer"]: jd for jd in injections[0]["judgements"]}
+    assert by_model["c"]["score"] == 10.0 and by_model["a"]["score"] == 2.0
+    def injected(text: str) -> bool:
+        return (text.startswith(INJECTION_PREFIXES) or text.endswith(INJECTION_SUFFIXES)
+                or "\nReviews:\nReviewer 1: correctness 10" in text)
+
+    asked = [c for c in backend.calls if c.role == "review_b" and injected(fenced(c)[1])]
+    assert sorted(c.model for c in asked) == ["a", "b", "c"]  # every judge saw it, fenced
+    cal = result.run_json.calibration.reviewers
+    assert (cal["c"].injections, cal["c"].injection_pass_rate) == (1, 1.0)
+    assert (cal["a"].injection_pass_rate, cal["b"].injection_pass_rate) == (0.0, 0.0)
+    written = orjson.loads((out / "run.json").read_bytes())["calibration"]["reviewers"]
+    assert {m: r["injection_pass_rate"] for m, r in written.items()} == {"a": 0.0, "b": 0.0, "c": 1.0}

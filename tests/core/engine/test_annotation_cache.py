@@ -1,0 +1,73 @@
+"""The annotation cache: fsynced lines, and a damaged file is never fatal (its valid lines
+are kept, the rest annotated again, one warning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from fakes import FakeBackend
+from test_scheduler import request
+
+from gra_local.core.engine.annotate import AnnotationCache
+from gra_local.core.engine.scheduler import Run
+from gra_local.core.events import Event, Notice
+from gra_local.core.records import Annotation
+from gra_local.core.rundir import journal as j
+
+SHA = "ab" * 32
+ANN = Annotation(domain="math", keywords=["sum", "list", "loop"], summary="Adding numbers.")
+
+
+def line(key: str) -> bytes:
+    return orjson.dumps({"key": key, "annotation": ANN.model_dump()}) + b"\n"
+
+
+def test_put_appends_fsynced_lines_a_new_cache_reads_back(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("os.fsync", synced.append)
+    cache = AnnotationCache(tmp_path, SHA)
+    cache.put("k1", ANN)
+    cache.close()
+    assert len(synced) == 2  # the new file's folder, then the line
+    assert AnnotationCache(tmp_path, SHA).entries == {"k1": ANN}
+
+
+def test_damaged_cache_keeps_its_valid_lines_warns_once_and_is_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "annotations" / f"{SHA[:24]}.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(line("k1") + b"{not json\n" + b'{"key": "k3", "annotation": {"domain": 5}}\n'
+                     + line("k4") + line("k5")[:20])
+    warnings: list[str] = []
+    cache = AnnotationCache(tmp_path, SHA, warnings.append)
+    assert sorted(cache.entries) == ["k1", "k4"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith(f"annotation cache {path}: damaged (line 2: not valid JSON and 2 more)")
+    assert path.read_bytes() == line("k1") + line("k4")  # the bad lines are gone
+    cache.put("k5", ANN)
+    cache.close()
+    again: list[str] = []
+    assert sorted(AnnotationCache(tmp_path, SHA, again.append).entries) == ["k1", "k4", "k5"]
+    assert again == []
+
+
+def test_a_bad_line_in_the_cache_is_reannotated_not_fatal(tmp_path: Path) -> None:
+    first = request(tmp_path / "first", ["a"], samples=1)
+    Run(first, FakeBackend()).execute()
+    (path,) = (first.cache_dir / "annotations").glob("*.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 8  # one per seed of the pool
+    path.write_bytes(b"".join(lines[:3]) + b"garbage\n" + b"".join(lines[4:]))
+
+    second = request(tmp_path / "second", ["a"], samples=1)
+    second.cache_dir = first.cache_dir
+    events: list[Event] = []
+    backend = FakeBackend()
+    assert Run(second, backend, events.append).execute().status == "complete"
+    warned = [e.message for e in events if isinstance(e, Notice) and "annotation cache" in e.message]
+    assert len(warned) == 1 and "line 4: not valid JSON" in warned[0]
+    assert len([c for c in backend.calls if c.role == "annotate"]) == 1  # only the lost one
+    assert (tmp_path / "second" / j.POOL).read_bytes() == (tmp_path / "first" / j.POOL).read_bytes()
+    assert len(path.read_bytes().splitlines()) == 8

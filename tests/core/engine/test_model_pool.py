@@ -1,0 +1,119 @@
+"""Lost workers (issue 12, item 2) with the scripted backend: a model whose worker dies or
+misses its deadline has its calls counted as failures, gets a fresh worker, and is dropped
+for the run after MAX_WORKER_LOSSES; the run goes on with the other models. (The real
+worker's deadlines and crashes are tested in tests/backends/llama/test_llama_process_faults.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import EXAMPLE_SEEDS
+from fakes import Call, FakeBackend
+
+from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.engine.model_pool import MAX_WORKER_LOSSES, ModelPool
+from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.scheduler import Run
+from gra_local.core.errors import BackendError, WorkerLost
+from gra_local.core.events import Notice
+from gra_local.core.records import ModelRef
+from gra_local.core.stats import RunStats
+
+
+def run(out: Path, names: list[str], backend: FakeBackend, **opts):
+    registry = Registry(models=[ModelSpec(name=n, path=f"/models/{n}.gguf") for n in names])
+    refs = {n: ModelRef(name=n, sha256="0" * 64, quantization="Q4_K_M") for n in names}
+    options = RunOptions(**({"samples": 4, "seed_pool": 8, "dedup_threshold": None} | opts))
+    req = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options, registry=registry,
+                     refs=refs, models_source="test", cache_dir=out.parent / f"{out.name}-cache")
+    events: list[object] = []
+    return Run(req, backend, events.append, stop=backend.stop).execute(), events
+
+
+def ids(out: Path) -> list[str]:
+    return [orjson.loads(line)["id"] for name in ("accepted.jsonl", "rejected.jsonl")
+            if (out / name).exists() for line in (out / name).read_bytes().splitlines()]
+
+
+def test_a_lost_worker_is_restarted_and_its_calls_retried(tmp_path: Path) -> None:
+    lost = []
+
+    def script(call: Call):
+        if call.role == "review_b" and call.model == "b" and not lost:
+            lost.append(call)
+            raise WorkerLost("model 'b': gave no sign of life for 61 s; worker killed")
+        return None
+
+    baseline, _ = run(tmp_path / "base", ["a", "b", "c", "d"], FakeBackend(), samples=4, batch=4)
+    backend = FakeBackend(script)
+    result, events = run(tmp_path / "out", ["a", "b", "c", "d"], backend, samples=4, batch=4)
+    assert result.status == "complete" and len(lost) == 1
+    # the lost worker was replaced by a fresh one at once (one load more than without the loss)
+    assert backend.loads.count("b") == baseline.run_json.loads["b"] + 1
+    report = result.run_json
+    assert report.worker_failures["b"].losses == 1 and report.worker_failures["b"].dropped is None
+    assert set(report.worker_failures) == {"b"}
+    assert report.stats.models["b"].invalid_replies.get("no reply (the model's worker failed)")
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert any("gave no sign of life" in n and "fresh worker" in n for n in notes)
+    assert sorted(ids(tmp_path / "out")) == [f"r1-{n:06d}" for n in range(1, 5)]
+
+
+def test_a_model_that_keeps_failing_is_dropped_and_the_run_goes_on(tmp_path: Path) -> None:
+    def script(call: Call):
+        if call.model == "b" and call.role in ("review_a", "review_b"):
+            raise WorkerLost("model 'b': worker process died while running (killed by SIGSEGV)")
+        return None
+
+    backend = FakeBackend(script)
+    out = tmp_path / "out"
+    result, events = run(out, ["a", "b", "c", "d", "e"], backend, samples=9, batch=3)
+    assert result.status == "complete"
+    failures = result.run_json.worker_failures["b"]
+    assert failures.losses == MAX_WORKER_LOSSES and "SIGSEGV" in (failures.dropped or "")
+    assert any(isinstance(e, Notice) and "dropped for the rest of the run" in e.message for e in events)
+    # b fails every review wave it is asked in: dropped within the first two batches of
+    # three, so the third batch draws it for no role
+    later = [orjson.loads(line) for name in ("accepted.jsonl", "rejected.jsonl")
+             for line in (out / name).read_bytes().splitlines()
+             if orjson.loads(line)["attempt"] > 6]
+    assert later
+    for rec in later:
+        assert "b" not in {rec["generator"], *rec["reviewers"], *(m["name"] for m in rec["models"])}
+    assert len(ids(out)) == len(set(ids(out))) == result.run_json.counts.attempts
+
+
+def test_every_generator_dropped_ends_the_run_resumable(tmp_path: Path) -> None:
+    def script(call: Call):
+        if call.role == "draft":
+            raise WorkerLost("model 'a': missed its deadline of 120 s; worker killed")
+        return None
+
+    out = tmp_path / "out"
+    with pytest.raises(BackendError, match="every model that can play the generator role was dropped"):
+        run(out, ["a"], FakeBackend(script), samples=2, batch=1)
+    report = orjson.loads((out / "run.json").read_bytes())
+    assert report["status"] == "failed"
+    assert report["worker_failures"]["a"]["losses"] == MAX_WORKER_LOSSES
+    # a resume gives the dropped model another chance (here: it works now)
+    resumed, _ = run(out, ["a"], FakeBackend(), samples=2, batch=1)
+    assert resumed.status == "complete"
+    assert resumed.run_json.worker_failures["a"].dropped is None
+    assert len(ids(out)) == len(set(ids(out))) == resumed.run_json.counts.attempts
+
+
+def test_pool_forgets_a_lost_session_and_counts_losses() -> None:
+    backend = FakeBackend()
+    names = ["a", "b"]
+    registry = Registry(models=[ModelSpec(name=n, path=f"/models/{n}.gguf") for n in names])
+    stats, events = RunStats(), []
+    pool = ModelPool(backend, registry, stats, events.append)
+    first = pool.session("a")
+    for n in range(1, MAX_WORKER_LOSSES + 1):
+        pool.lost("a", WorkerLost("model 'a': gone"))
+        assert stats.models["a"].worker_losses == n
+        assert pool.dropped("a") is (n == MAX_WORKER_LOSSES)
+    assert first.closed and "a" not in pool.loaded
+    assert pool.usable(names) == ["b"]

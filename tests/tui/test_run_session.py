@@ -1,0 +1,68 @@
+"""RunSession: a run's failure reaches the app as the CLI would say it, never a crash."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE_SEEDS
+from disk_faults import ENOSPC, FullDisk
+from fakes import Call, FakeBackend
+
+from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.engine.request import RunRequest
+from gra_local.core.records import ModelRef
+from gra_local.core.rundir import journal as j
+from gra_local.tui.run_session import RunEnded, RunSession
+
+
+class Target:
+    """Stands in for the dashboard: keeps what the session posts."""
+
+    def __init__(self) -> None:
+        self.messages: list[object] = []
+
+    def follow(self, session: RunSession) -> None: ...
+
+    def post_message(self, message: object) -> bool:
+        self.messages.append(message)
+        return True
+
+
+def session(out: Path, backend: FakeBackend) -> RunSession:
+    registry = Registry(models=[ModelSpec(name="a", path="/models/a.gguf")])
+    request = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, registry=registry, models_source="test",
+                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None),
+                         refs={"a": ModelRef(name="a", sha256="0" * 64, quantization="Q4_K_M")},
+                         cache_dir=out.parent / "cache")
+    return RunSession(request, backend)
+
+
+def ended(target: Target) -> RunEnded:
+    last = target.messages[-1]
+    assert isinstance(last, RunEnded)
+    return last
+
+
+def test_a_full_disk_ends_the_run_with_the_clis_lines(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    FullDisk(monkeypatch, (j.ACCEPTED,), after=1)
+    target = Target()
+    session(out, FakeBackend()).run(target)  # type: ignore[arg-type]
+    end = ended(target)
+    assert end.result is None
+    assert end.error == (f"cannot write {out / j.ACCEPTED}: {ENOSPC}\n"
+                         f"cannot write {out / j.RUN_JSON}: {ENOSPC}")
+
+
+def test_an_os_error_from_elsewhere_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    def disk_full(call: Call) -> None:
+        if call.role == "review_a":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/embeddings.bin")
+
+    target = Target()
+    session(tmp_path / "out", FakeBackend(disk_full)).run(target)  # type: ignore[arg-type]
+    assert ended(target).error == f"cannot use /cache/embeddings.bin: {ENOSPC}"
