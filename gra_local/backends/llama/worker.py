@@ -84,7 +84,10 @@ class Worker:
 
     def _send(self, obj: dict) -> None:
         if self.channel is not None:
-            self.channel.write(orjson.dumps(obj) + b"\n")
+            try:
+                self.channel.write(orjson.dumps(obj) + b"\n")
+            except OSError:  # the parent is gone (killed): nobody will read another line
+                _orphaned()
 
     def load(self, req: dict) -> dict:
         import llama_cpp
@@ -171,6 +174,12 @@ class Worker:
         return {"ok": True, "done": True}
 
 
+def _orphaned() -> None:
+    """Exit at once, from anywhere (even llama.cpp's abort callback): a worker whose parent
+    died must not go on decoding, nor spin retrying a step it cannot report."""
+    os._exit(3)
+
+
 def _fail(kind: str, exc: BaseException) -> dict:
     traceback.print_exc(file=sys.stderr)
     return {"ok": False, "kind": kind, "error": f"{type(exc).__name__}: {exc}"}
@@ -206,7 +215,7 @@ def main() -> None:
                 reply = {"ok": False, "kind": "protocol", "error": f"unknown op {op!r}"}
         except Exception as exc:  # reported to the parent, which raises a typed error
             reply = _fail(op or "unknown", exc)
-        channel.write(orjson.dumps(reply) + b"\n")
+        worker._send(reply)
         sys.stderr.flush()
     # Exit without running llama.cpp destructors: freeing can crash on some builds, and
     # the OS reclaims everything (the reason a model lives in its own process).

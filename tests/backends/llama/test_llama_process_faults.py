@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -117,3 +118,44 @@ def test_the_worker_gets_a_minimal_environment(tmp_path: Path, tiny_gguf: Path,
         session.close()
     assert not any(item.startswith(b"GRA_TEST_SECRET_TOKEN=") for item in seen)
     assert any(item.startswith(b"PATH=") for item in seen)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_whose_parent_was_killed_exits(tmp_path: Path) -> None:
+    """kill -9 of gra-local mid-call: its worker notices at its next tick (the pipe is
+    broken) and exits, instead of decoding on or spinning on a step it cannot report."""
+    from ggufs import write_tiny_gguf
+    from procs import workers
+
+    endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20.0)
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from pathlib import Path
+from gra_local.backends.llama.process import LlamaProcessBackend
+from gra_local.core.backend import ChatRequest
+from gra_local.core.config import ModelSpec
+s = LlamaProcessBackend(log_dir=Path({str(tmp_path)!r})).load(
+    ModelSpec(name="e", path={str(endless)!r}, n_ctx=2048))
+print("loaded", flush=True)
+s.chat(ChatRequest(messages=[{{"role": "user", "content": "go"}}], temperature=0.8, top_p=0.95,
+                   max_tokens=2000, seed=1))
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "loaded"
+        (worker,) = workers(parent.pid)
+        time.sleep(0.5)  # mid-call
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(100):
+        if not Path(f"/proc/{worker}").exists() or "zombie" in _state(worker):
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists() or "zombie" in _state(worker)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
