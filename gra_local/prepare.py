@@ -1,5 +1,7 @@
 """Everything checked before a run starts, shared by the CLI and the TUI: options, seeds
-file, every model file (header, chat template, context, hash), residency and the ETA."""
+file, every model file (header, chat template, context, hash), residency and the ETA. An
+endpoint model has no file: its servers are contacted once here (the models file names
+them, and the run would contact them anyway) for its provenance and context."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from gra_local.backends.routing import endpoint_ref
 from gra_local.core import paths, prompts
-from gra_local.core.config import Registry, Role, RunOptions, option_field
+from gra_local.core.config import ModelSpec, Registry, Role, RunOptions, option_field
 from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.steps import reply_room
 from gra_local.core.errors import ConfigError, SeedError
 from gra_local.core.grammars import FEEDBACK_MAX, INSTRUCTION_MAX
-from gra_local.core.records import SCORE_FIELDS, DraftInstruction, Review, Scores
+from gra_local.core.records import SCORE_FIELDS, DraftInstruction, ModelRef, Review, Scores
 from gra_local.models.bench import BenchStore
 from gra_local.models.fit import context_for, residency_for
+from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.resolve import check_model_file, model_ref
 
 SetBy = Literal["cli", "app"]
@@ -47,19 +51,28 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
                 models_source: str, restart: bool = False, review: bool = False) -> RunRequest:
     if not seeds.is_file():
         raise SeedError(f"{seeds}: {'data' if review else 'seed'} file not found")
-    refs, checked = {}, []
-    for spec in registry.models:  # fail on a bad model file now, not after an hour
+    refs: dict[str, ModelRef] = {}
+    checked: list[tuple[ModelSpec, GGUFInfo]] = []
+    contexts: dict[str, int] = {}
+    for spec in registry.models:  # fail on a bad model file or server now, not after an hour
+        if spec.is_endpoint:
+            refs[spec.name], n_ctx = endpoint_ref(spec)
+            if n_ctx > 0:  # a server that reports no context is not checked
+                contexts[spec.name] = n_ctx
+            continue
         _, info = check_model_file(spec)
         checked.append((spec, info))
         refs[spec.name] = model_ref(spec, info=info)
+        contexts[spec.name] = context_for(spec, info)
     if not review:  # review-only data has no budget: a pair too long is rejected `too_long`
-        check_contexts(registry, options, {spec.name: context_for(spec, info) for spec, info in checked})
+        check_contexts(registry, options, contexts)
+    endpoints = [spec.name for spec in registry.models if spec.is_endpoint]
     request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
                          refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
-                         restart=restart, residency=residency_for(checked),
+                         restart=restart, residency=residency_for(checked, endpoints=endpoints),
                          embedder=load_embedder(options))
     if not review:  # the ETA model covers generation runs
-        request.predicted_seconds, request.eta_note = _predict(options, checked)
+        request.predicted_seconds, request.eta_note = _predict(options, checked, endpoints)
     return request
 
 
@@ -79,7 +92,8 @@ def check_contexts(registry: Registry, options: RunOptions, contexts: dict[str, 
     prompt (an instruction of the longest length its grammar allows) and the room the
     judge's reply needs, or its own context with the answer prompt, or whose context cannot
     hold a draft call even without examples. Every call of such a pair would come back
-    "too_long"; a ConfigError names both models and the numbers."""
+    "too_long"; a ConfigError names both models and the numbers. A model missing from
+    `contexts` (an endpoint whose server reports no context) is not checked."""
     instruction = "x" * INSTRUCTION_MAX
     reply = reply_room(Scores)
     draft = prompt_tokens_bound(prompts.draft("qa", [], 0)) + reply_room(DraftInstruction)
@@ -91,13 +105,16 @@ def check_contexts(registry: Registry, options: RunOptions, contexts: dict[str, 
     stage = {Role.GENERATOR: "answer prompt", Role.REVIEWER: "review prompt and reply",
              Role.ADJUDICATOR: "adjudication prompt and reply"}
     for gen in registry.with_role(Role.GENERATOR):
-        if draft > contexts[gen.name]:
+        if gen.name in contexts and draft > contexts[gen.name]:
             raise ConfigError(f"generator {gen.name!r}: its n_ctx {contexts[gen.name]} cannot hold "
                               f"the draft prompt and reply (up to {draft} tokens without "
                               "examples): raise its n_ctx")
         answer = gen.sampling_for(Role.GENERATOR).max_tokens
         pairs = [(role, judge) for role in (Role.GENERATOR, Role.REVIEWER, Role.ADJUDICATOR)
-                 for judge in ([gen] if role is Role.GENERATOR else registry.with_role(role))]
+                 for judge in ([gen] if role is Role.GENERATOR else registry.with_role(role))
+                 if judge.name in contexts]
+        if not pairs:
+            continue
         # the tightest pair, so that the max_tokens the message suggests fits every judge
         role, judge = min(pairs, key=lambda p: contexts[p[1].name] - prompt[p[0]])
         n_ctx, need = contexts[judge.name], prompt[role]
@@ -126,8 +143,11 @@ def load_embedder(options: RunOptions) -> object | None:
     return MiniLMEmbedder(embedder_path(data))
 
 
-def _predict(opts: RunOptions, checked: list) -> tuple[float | None, str]:
+def _predict(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
+             endpoints: list[str]) -> tuple[float | None, str]:
     """Predicted duration from stored `models bench` figures, and the line that says so."""
+    if endpoints:
+        return None, f"no ETA: {', '.join(endpoints)} run(s) on a server, which `models bench` does not time"
     store = BenchStore(paths.cache_dir())
     speeds, missing = {}, []
     for spec, info in checked:

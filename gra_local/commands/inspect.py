@@ -7,9 +7,12 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gra_local.backends.endpoint.reach import EndpointReach, run_hosts
+from gra_local.commands.models import endpoint_line, endpoint_reaches
 from gra_local.core import paths
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ConfigError, GraError, ModelError
@@ -209,6 +212,34 @@ def _model_report(spec: ModelSpec, source: str, hw: Hardware) -> tuple[dict[str,
     return entry, problems
 
 
+def _endpoint_report(spec: ModelSpec, reach: EndpointReach,
+                     source: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """An endpoint model's entry: each server's reach (kind, version, model ids, round trip)."""
+    entry: dict[str, Any] = {
+        "name": spec.name, "endpoint": [s.endpoint for s in reach.servers], "model": spec.model,
+        "api_key_env": spec.api_key_env, "server": spec.server,
+        "max_in_flight": spec.max_in_flight, "usable": reach.usable, "summary": reach.summary(),
+        "line": endpoint_line(spec, reach),
+        "servers": [asdict(s) | {"host": s.host, "summary": s.summary()} for s in reach.servers]}
+    problems = []
+    for s in reach.servers:
+        if s.state == "down":
+            fix = (f"start that server, or correct its endpoint in {source} (a run takes a "
+                   "server that does not answer out, and tries it again later)")
+        elif s.state == "problem":
+            fix = f"as the message says, in {source} or on the server"
+        elif s.state == "unchecked" and s.detail != "offline":
+            fix = f"export {spec.api_key_env}=<its key> before the run"
+        else:
+            continue  # up, or not contacted (--offline)
+        problems.append({"problem": f"endpoint model {spec.name!r}: {s.endpoint} {s.summary()}",
+                         "fix": fix})
+    if len(reach.up) > 1 and not reach.usable:
+        problems.append({"problem": f"endpoint model {spec.name!r}: {reach.summary()}",
+                         "fix": f"name the model id with `model` in {source}"})
+    return entry, problems
+
+
 def doctor_command(args: argparse.Namespace) -> int:
     hw = probe()
     dirs = {"data": paths.data_dir(), "config": paths.config_dir(), "cache": paths.cache_dir()}
@@ -232,12 +263,18 @@ def doctor_command(args: argparse.Namespace) -> int:
                                     "`gra-local models discover --add` to find them"})
         else:
             problems.append({"problem": str(exc), "fix": "edit the models file as the message says"})
+    report["hosts"] = None
     if registry is not None and source is not None:
         report["models_file"] = source
+        reaches = endpoint_reaches(registry.models, bool(_opt(args, "offline", False)))
         for spec in registry.models:
-            entry, found = _model_report(spec, source, hw)
+            if spec.is_endpoint:
+                entry, found = _endpoint_report(spec, reaches[spec.name], source)
+            else:
+                entry, found = _model_report(spec, source, hw)
             report["models"].append(entry)
             problems += found
+        report["hosts"] = run_hosts(registry.models)
     report["problems"] = problems
     if _opt(args, "json"):
         print(json.dumps(report, indent=2))
@@ -281,8 +318,15 @@ def _print_doctor(hw: Hardware, report: dict[str, Any]) -> None:
                   f"{par['n_parallel']} sequence(s) in {par['kv_cells']} KV cells; {plan['reason']}")
             if m.get("note"):
                 print(f"  {'':24} note: {m['note']}")
+        elif "servers" in m:
+            print(f"  {m['name']:24} {m['line']}")
+            for server in m["servers"]:
+                print(f"    {server['endpoint']}  {server['summary']}")
         else:
             print(f"  {m['name']:24} unusable: {m['error']}")
+    if report["hosts"] is not None:
+        hosts = ", ".join(report["hosts"]) or "none: every model is a local GGUF file"
+        print(f"hosts a run would contact: {hosts}")
     problems = report["problems"]
     if not problems:
         print("no problems found")

@@ -59,8 +59,7 @@ class ProgressView:
         elif isinstance(event, Notice):
             self._line(f"note: {event.message}")
         elif isinstance(event, ModelLoaded):
-            where = "GPU" if event.n_gpu_layers else "CPU"
-            self._line(f"loaded {event.name} in {event.seconds:.2f} s ({where})")
+            self._line(loaded_line(event))
         elif isinstance(event, StageStarted):
             if self.progress is not None:
                 self.progress.reset(self.stage_task, total=event.total,
@@ -82,3 +81,16 @@ class ProgressView:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def loaded_line(event: ModelLoaded) -> str:
+    """`loaded smol in 0.41 s (CPU)`; for an endpoint model, the server it reached:
+    `remote: llama.cpp server at http://127.0.0.1:8080/v1 (connected in 0.10 s)`."""
+    if event.endpoint is None:
+        return f"loaded {event.name} in {event.seconds:.2f} s ({'GPU' if event.n_gpu_layers else 'CPU'})"
+    # an endpoint session is connected: the endpoint package (httpx) is imported already
+    from gra_local.backends.endpoint.capabilities import CAPABILITIES
+
+    labels: dict[str, str] = {kind: cap.label for kind, cap in CAPABILITIES.items()}
+    kind = labels.get(event.server or "", f"{event.server or 'OpenAI-compatible'} server")
+    return f"{event.name}: {kind} at {event.endpoint} (connected in {event.seconds:.2f} s)"

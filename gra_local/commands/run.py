@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from gra_local.backends.llama.process import LlamaProcessBackend
+from gra_local.backends.routing import RoutingBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.config import MAX_SAMPLES, RunOptions
 from gra_local.core.engine.scheduler import Run
@@ -39,7 +40,7 @@ def _execute(kind: type[Run], args: argparse.Namespace, options: RunOptions,
     request = prepare_run(args.seeds, args.out, options, registry, source, args.restart,
                           review=review)
     view = ProgressView(quiet=args.quiet)
-    backend = LlamaProcessBackend(log_dir=args.out / "logs")
+    backend = RoutingBackend(LlamaProcessBackend(log_dir=args.out / "logs"))
     try:
         result = kind(request, backend, view.emit, stop).execute()
     finally:

@@ -5,13 +5,12 @@ Errors name the file, the model and the key, never a pydantic dump.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal, cast, get_args, get_origin
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-import annotated_types
 import tomllib
 from pydantic import (
     BaseModel,
@@ -22,10 +21,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gra_local.core.errors import ConfigError
+from gra_local.core.surface import OptionField as OptionField
+from gra_local.core.surface import Surface as Surface
+from gra_local.core.surface import option_field_of
 
 DEFAULT_MODEL_PATH = "default"  # models.toml `path` value meaning "the embedded default model"
 MAX_PARALLEL = 64
@@ -63,6 +64,12 @@ DEFAULT_SAMPLING: dict[Role, Sampling] = {
 }
 
 
+LOCAL_ONLY_KEYS = ("sha256", "chat_format", "n_ctx", "n_gpu_layers", "n_parallel", "n_threads")
+"""models.toml keys that only a GGUF model takes."""
+ENDPOINT_ONLY_KEYS = ("model", "api_key_env", "server", "max_in_flight")
+"""models.toml keys that only an endpoint model takes."""
+
+
 class ModelSpec(BaseModel):
     """One `[[models]]` entry of models.toml."""
 
@@ -70,9 +77,25 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
     """Unique name used in records and summaries."""
-    path: str = Field(min_length=1)
+    path: str | None = Field(None, min_length=1)
     """GGUF file path (relative paths resolve against the models.toml folder), or
-    "default" for the embedded SmolLM2-135M fetched by `gra-local models pull-default`."""
+    "default" for the embedded SmolLM2-135M fetched by `gra-local models pull-default`.
+    Exactly one of `path` and `endpoint`."""
+    endpoint: str | list[str] | None = None
+    """OpenAI-compatible base URL(s) of a server that runs the model (llama-server, vLLM,
+    Ollama, LM Studio, …), e.g. "http://gpu-box:8080/v1"; several spread the calls. Only
+    contacted when a run or `doctor` uses this model. Exactly one of `path` and `endpoint`."""
+    model: str | None = Field(None, min_length=1)
+    """Endpoint models: the server's model id; default: the only one the server lists."""
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Endpoint models: the name of the environment variable holding the API key (read at
+    run time, never written anywhere)."""
+    server: Literal["llama.cpp", "vllm", "ollama", "lmstudio", "openai"] | None = None
+    """Endpoint models: the server kind, which decides how structured output is asked for;
+    default: detected at start."""
+    max_in_flight: StrictInt = Field(4, ge=1, le=256)
+    """Endpoint models: requests in flight at once to each server (its own batching does
+    the work)."""
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     """Expected sha256 of the file; checked before the first load when given."""
     chat_format: str | None = None
@@ -121,12 +144,65 @@ class ModelSpec(BaseModel):
             "n_parallel", f'expected "auto" or a whole number from 1 to {MAX_PARALLEL}, got {{value}}',
             {"value": repr(value)})
 
+    @field_validator("endpoint")
+    @classmethod
+    def _plain_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        """http(s) URLs with a host and no credentials, query or fragment: the URLs are
+        written into run.json as given, so a key must come from `api_key_env`."""
+        urls = [value] if isinstance(value, str) else value or []
+        for n, url in enumerate(urls, 1):
+            which = f"URL {n} of {len(urls)}: " if len(urls) > 1 else ""
+            try:
+                parts = urlsplit(url.strip())
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                raise ValueError(f"{which}not a URL") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{which}expected an http:// or https:// URL with a host, "
+                                 'e.g. "http://gpu-box:8080/v1"')
+            if "@" in parts.netloc or parts.query or parts.fragment:
+                raise ValueError(f"{which}a URL here takes no credentials, query or fragment "
+                                 "(name the environment variable holding a key in api_key_env)")
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one URL")
+        return value
+
+    @model_validator(mode="after")
+    def _file_or_server(self) -> ModelSpec:
+        """A model is a GGUF file or a server, and each kind takes only its own keys (a key
+        left at its default is no key: a dump read back validates)."""
+        if (self.path is None) == (self.endpoint is None):
+            raise ValueError("give exactly one of 'path' (a GGUF file) and 'endpoint' (a server URL)")
+        fields = type(self).model_fields
+
+        def given(keys: tuple[str, ...]) -> str:
+            return ", ".join(repr(k) for k in keys if getattr(self, k) != fields[k].get_default())
+
+        if self.endpoint is not None and given(LOCAL_ONLY_KEYS):
+            raise ValueError(f"{given(LOCAL_ONLY_KEYS)} apply to GGUF models only, not to an "
+                             "endpoint model (its server decides)")
+        if self.endpoint is None and given(ENDPOINT_ONLY_KEYS):
+            raise ValueError(f"{given(ENDPOINT_ONLY_KEYS)} apply to endpoint models only")
+        return self
+
     def sampling_for(self, role: Role) -> Sampling:
         return self.sampling.get(role, DEFAULT_SAMPLING[role])
 
     @property
     def is_default(self) -> bool:
         return self.path == DEFAULT_MODEL_PATH
+
+    @property
+    def is_endpoint(self) -> bool:
+        """Served by OpenAI-compatible server(s), not loaded from a GGUF file here."""
+        return self.endpoint is not None
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoint URLs as given ([] for a GGUF model)."""
+        if self.endpoint is None:
+            return []
+        return [self.endpoint] if isinstance(self.endpoint, str) else list(self.endpoint)
 
 
 class Registry(BaseModel):
@@ -167,7 +243,7 @@ def _describe(err: ErrorDetails, data: dict) -> str:
         where = f"model {name!r} (models[{idx}])" if name else f"models[{idx}]"
         loc = loc[2:]
     key = ".".join(str(p) for p in loc)
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     parts = [p for p in (where, f"key {key!r}" if key else "") if p]
@@ -199,103 +275,14 @@ def load_registry(path: Path) -> Registry:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     registry = parse_registry(data, str(path))
     for spec in registry.models:
-        if not spec.is_default and not Path(spec.path).expanduser().is_absolute():
-            spec.path = str((path.parent / spec.path).resolve())
-        elif not spec.is_default:
-            spec.path = str(Path(spec.path).expanduser())
+        if spec.path is None or spec.is_default:
+            continue  # an endpoint model has no file
+        given = Path(spec.path).expanduser()
+        spec.path = str(given if given.is_absolute() else (path.parent / given).resolve())
     return registry
 
 
 MAX_SAMPLES = 10_000_000
-
-
-@dataclass(frozen=True)
-class Surface:
-    """How the surfaces show one RunOptions field: its `run`/`review` flag, its row on the New
-    run form, its key in the settings file. Plain data, so core needs neither argparse nor
-    Textual; cli.py and the New run screen build their flags and inputs from it, which is
-    what keeps a default or a help text from being written twice."""
-
-    label: str
-    """Its name on the New run form, and in the app's error messages."""
-    metavar: str | None = None
-    """The CLI's placeholder for its value; None: argparse's own (the flag in capitals)."""
-    review: bool = False
-    """`gra-local review` takes it too (review-only runs generate nothing, so the options of
-    generation and rounds do not apply there)."""
-    quality: bool = False
-    """A dedup or calibration option: the CLI lists these after --restart and --quiet."""
-    off: str | None = None
-    """The CLI flag that turns the feature off: sets a threshold to None or a switch to False."""
-    off_help: str = ""
-    """Help of the `off` flag."""
-    offer: int | None = None
-    """The value the surfaces offer for a field RunOptions requires (the CLI's default, the
-    form's first value): `samples` is required because review-only runs and scripts pass
-    their own, while a person asking for a run is offered 10."""
-    review_help: str | None = None
-    """Help for `review` where the run's help does not fit."""
-    hint: str = ""
-    """Placeholder of the form's input while it is empty."""
-
-
-@dataclass(frozen=True)
-class OptionField:
-    """One RunOptions field as the surfaces need it: type, default, limits, help and Surface."""
-
-    name: str
-    kind: type
-    """int, float, bool or str (a choice)."""
-    doc: str
-    """The field's docstring on one line."""
-    surface: Surface
-    default: object
-    """The value a surface starts from: the field's default, or `Surface.offer` for a required one."""
-    required: bool
-    nullable: bool
-    """None is a valid value (off, or "use the adaptive default")."""
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def show(self, value: object) -> str:
-        """How the New run form shows a value: None is "off" where None turns a feature
-        off, blank where None is the default itself (max attempts, batch)."""
-        if value is None:
-            return "off" if self.none_is_off else ""
-        return str(value)
-
-    @property
-    def none_is_off(self) -> bool:
-        """None turns this field's feature off: typed as off/none/no on the form, written
-        "off" in the settings file (TOML has no null)."""
-        return self.nullable and self.surface.off is not None
-
-
-def _option_field(name: str, info: FieldInfo) -> OptionField:
-    surface = next((m for m in info.metadata if isinstance(m, Surface)), None)
-    if surface is None:
-        raise TypeError(f"RunOptions.{name} has no Surface")
-    annotation = info.annotation
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    nullable = type(None) in get_args(annotation)
-    choices: tuple[str, ...] = ()
-    if get_origin(annotation) is Literal:
-        kind: object = str
-        choices = tuple(str(a) for a in get_args(annotation))
-    else:
-        kind = args[0] if nullable else annotation
-    if kind not in (int, float, bool, str):
-        raise TypeError(f"RunOptions.{name}: no surface shows a {annotation}")
-    minimum = next((float(m.ge) for m in info.metadata  # type: ignore[arg-type]
-                    if isinstance(m, annotated_types.Ge)), None)
-    required = info.is_required()
-    return OptionField(name=name, kind=cast(type, kind), doc=" ".join((info.description or "").split()),
-                       surface=surface, default=surface.offer if required else info.default,
-                       required=required, nullable=nullable, choices=choices, minimum=minimum)
 
 
 class RunOptions(BaseModel):
@@ -379,7 +366,7 @@ class RunOptions(BaseModel):
 def option_fields() -> tuple[OptionField, ...]:
     """Every RunOptions field, in declaration order, as the surfaces build their flags and
     inputs from it."""
-    return tuple(_option_field(name, info) for name, info in RunOptions.model_fields.items())
+    return tuple(option_field_of(name, info) for name, info in RunOptions.model_fields.items())
 
 
 def option_field(name: str) -> OptionField:

@@ -39,6 +39,13 @@ class WorkerLost(BackendError):
     starts a fresh worker, and a model that keeps failing is dropped for the run."""
 
 
+class EndpointDown(GraError):
+    """An endpoint model's servers stayed unreachable until the model was dropped (or were
+    unreachable when it was first needed): the run stops as `interrupted`, since it cannot
+    go on as configured, and rerunning the same command resumes it. The message names the
+    endpoint, credential-free."""
+
+
 class OutputError(GraError):
     """The output directory cannot be used (not writable, locked, holds another run)."""
 

@@ -64,6 +64,11 @@ class ModelLoaded(Event):
     name: str
     seconds: float
     n_gpu_layers: int
+    endpoint: str | None = None
+    """An endpoint model's servers, scheme://host:port/path, comma-separated (no
+    credentials); None for a GGUF model loaded on this machine. `seconds`: connecting."""
+    server: str | None = None
+    """An endpoint model's server kind (llama.cpp, vllm, ollama, lmstudio, openai)."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ users rely on its field names.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 SCORE_FIELDS = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
 VERDICT_FIELDS = ("reasonable", "complete", "clear")
@@ -87,12 +87,36 @@ class Scores(Strict):
 
 
 class ModelRef(Strict):
-    """Which model played a role: name, GGUF sha256 and quantization."""
+    """Which model played a role: name, GGUF sha256 and quantization; for a model behind
+    a server, which server served it (credential-free) and under which model id."""
 
     name: str
     sha256: str | None = None
+    """None for an endpoint model (no file here)."""
     quantization: str | None = None
+    """None for an endpoint model."""
     n_gpu_layers: int | None = None
+    endpoint: str | None = None
+    """Endpoint models: scheme://host:port/path of each server, comma-separated; never a
+    credential."""
+    server: str | None = None
+    """Endpoint models: the server kind (llama.cpp, vllm, ollama, lmstudio, openai)."""
+    server_version: str | None = None
+    """Endpoint models: the version the server reports (None: it reports none)."""
+    served_model: str | None = None
+    """Endpoint models: the model id the server serves."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unserved(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A GGUF model's ref has no endpoint fields: its records stay as they were."""
+        out: dict[str, Any] = handler(self)
+        if self.endpoint is None:
+            for key in ENDPOINT_REF_FIELDS:
+                out.pop(key, None)
+        return out
+
+
+ENDPOINT_REF_FIELDS = ("endpoint", "server", "server_version", "served_model")
 
 
 class Tokens(Strict):

@@ -9,6 +9,8 @@ KV cache the model will really have: ``kv_cells`` of its parallel plan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gra_local.core.config import ModelSpec
 from gra_local.core.engine.model_pool import Residency
 from gra_local.core.errors import ModelError
@@ -65,13 +67,15 @@ def gpu_layers_for(spec: ModelSpec, info: GGUFInfo, n_ctx: int | None = None,
     return plan.n_gpu_layers, plan.reason
 
 
-def residency_for(models: list[tuple[ModelSpec, GGUFInfo]], hw: Hardware | None = None) -> Residency:
+def residency_for(models: list[tuple[ModelSpec, GGUFInfo]], hw: Hardware | None = None,
+                  endpoints: Sequence[str] = ()) -> Residency:
     """How many models may stay loaded together: each model's planned footprint against
-    free VRAM (GPU builds with known VRAM) or available RAM (CPU, unified memory)."""
+    free VRAM (GPU builds with known VRAM) or available RAM (CPU, unified memory). An
+    endpoint model (`endpoints`: their names) costs nothing here: its server holds it."""
     hw = hw if hw is not None else probe()
     mem = hw.memory_facts()
     on_gpu = bool(mem.gpu_backend) and mem.vram_free_bytes is not None and not mem.unified
-    costs: dict[str, int] = {}
+    costs: dict[str, int] = dict.fromkeys(endpoints, 0)
     for spec, info in models:
         plan = plan_for(spec, info, hw=hw)
         costs[spec.name] = plan.gpu_bytes if on_gpu and plan.gpu_bytes else plan.estimate.total_bytes

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import tomli_w
 from pydantic import ValidationError
@@ -51,8 +53,8 @@ def save_user_registry(registry: Registry) -> Path:
     Registry.model_validate(registry.model_dump())
     user = paths.user_registry_path()
     user.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"models": [m.model_dump(mode="json", exclude_defaults=True) | {"name": m.name, "path": m.path}
-                      for m in registry.models]}
+    doc = {"models": [m.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+                      | {"name": m.name} for m in registry.models]}
     files.write_atomic(user, (HEADER + "\n" + tomli_w.dumps(doc)).encode(), symlink_ok=True)
     return user
 
@@ -79,7 +81,7 @@ def add_model(path: Path, name: str | None = None, roles: list[Role] | None = No
                           "llama-3, mistral-instruct) so the model knows how to read a chat")
     registry = read_user_registry()
     for spec in registry.models:
-        if not spec.is_default and Path(spec.path).resolve() == resolved:
+        if spec.path is not None and not spec.is_default and Path(spec.path).resolve() == resolved:
             raise ConfigError(f"{resolved} is already registered as {spec.name!r}")
     taken = {m.name for m in registry.models}
     if name is not None and name in taken:
@@ -89,6 +91,50 @@ def add_model(path: Path, name: str | None = None, roles: list[Role] | None = No
                          roles=roles or list(Role), chat_format=chat_format)
     except ValidationError as exc:
         raise ConfigError(f"--name: {exc.errors()[0]['msg']}") from None
+    registry.models.append(spec)
+    return spec, save_user_registry(registry)
+
+
+def add_endpoint_model(urls: list[str], *, model: str | None = None, api_key_env: str | None = None,
+                       server: str | None = None, max_in_flight: int | None = None,
+                       name: str | None = None, roles: list[Role] | None = None,
+                       learn_model: Callable[[], str] | None = None) -> tuple[ModelSpec, Path]:
+    """Register a model served by OpenAI-compatible server(s) at `urls` (base URLs, already
+    refused when unusable: see backends/endpoint/reach.py). Every value is checked first,
+    then `learn_model` (the check that contacts the servers, returning the id they serve)
+    is called, its id kept as `model` when none is given. The name defaults to the model
+    id's last part, else the first URL's host. Errors name the command's flags."""
+    registry = read_user_registry()
+    taken = {m.name for m in registry.models}
+    if name is not None and name in taken:
+        raise ConfigError(f"a model named {name!r} is already registered; pick another --name")
+
+    def build(model: str | None) -> ModelSpec:
+        for spec in registry.models:
+            if spec.is_endpoint and set(spec.endpoints) == set(urls) and spec.model == model:
+                raise ConfigError(f"{', '.join(urls)} (model {model or 'the only one served'}) "
+                                  f"is already registered as {spec.name!r}")
+        stem = model.rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf") if model else ""
+        fields: dict[str, object] = {
+            "name": name or suggest_name(stem or urlsplit(urls[0]).hostname or "endpoint", taken),
+            "endpoint": urls[0] if len(urls) == 1 else list(urls), "model": model,
+            "api_key_env": api_key_env, "server": server, "roles": roles or list(Role)}
+        if max_in_flight is not None:
+            fields["max_in_flight"] = max_in_flight
+        try:
+            return ModelSpec.model_validate(fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = str(first["loc"][0]) if first["loc"] else "endpoint"
+            shown = "" if key == "endpoint" else f" {first['input']!r}"  # its caller shows a URL
+            raise ConfigError(f"--{key.replace('_', '-')}{shown}: "
+                              f"{str(first['msg']).removeprefix('Value error, ')}") from None
+
+    spec = build(model)
+    if learn_model is not None:
+        learnt = learn_model()
+        if model is None:
+            spec = build(learnt)
     registry.models.append(spec)
     return spec, save_user_registry(registry)
 
@@ -135,7 +181,8 @@ def register_found(found: list[Found]) -> tuple[Path, list[tuple[str, Found]], l
     registry, all roles, names kept unique. Returns (registry path, added, skipped)."""
     registry = read_user_registry()
     registered = {Path(os.path.realpath(default_model.default_model_path(paths.data_dir())
-                                        if m.is_default else m.path)) for m in registry.models}
+                                        if m.is_default else m.path))
+                  for m in registry.models if m.path is not None}  # an endpoint model has no file
     taken = {m.name for m in registry.models}
     added: list[tuple[str, Found]] = []
     skipped: list[tuple[Found, str]] = []

@@ -14,6 +14,11 @@ from gra_local.models.gguf_info import GGUFInfo, read_gguf_info, sha256_file
 
 
 def model_path(spec: ModelSpec, data_dir: Path | None = None) -> Path:
+    """The GGUF file of a model; ModelError for an endpoint model, which has none (the
+    callers that reach GGUF code leave endpoint models out first)."""
+    if spec.path is None:
+        raise ModelError(f"model {spec.name!r} is served by {', '.join(spec.endpoints)}: it has "
+                         "no GGUF file here (`gra-local doctor` shows its server)")
     if spec.is_default:
         path = default_model.default_model_path(data_dir or paths.data_dir())
         if not path.is_file():

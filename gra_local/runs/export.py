@@ -210,6 +210,11 @@ def render_card(run_dir: Path, run: RunReport, result: ExportResult, records: li
              f"- run status: {run.status}", "", "## Models", "",
              "| name | sha256 | quantization |", "|---|---|---|"]
     for name, ref in run.models.items():
+        if ref.endpoint is not None:  # no file: the server that served it, and its model id
+            server = " ".join(x for x in (ref.server, ref.server_version) if x) or "server"
+            lines.append(f"| {name} | served by `{ref.endpoint}` ({server}), model "
+                         f"`{ref.served_model or 'unknown'}` | n/a |")
+            continue
         lines.append(f"| {name} | `{ref.sha256 or 'unknown'}` | {ref.quantization or 'unknown'} |")
     lines += ["", "## Settings", ""]
     options = run.config.options if run.config is not None else {}

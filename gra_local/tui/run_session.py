@@ -18,8 +18,8 @@ from textual.message import Message
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.errors import GraError, error_message, error_notes
-from gra_local.core.events import Event
+from gra_local.core.errors import EndpointDown, GraError, error_message, error_notes
+from gra_local.core.events import Event, Notice
 
 THROTTLE_S = 0.1
 
@@ -94,12 +94,20 @@ class RunSession:
         """The worker thread's body; `target` receives the messages."""
         self._target = target
         self.running = True
-        result, error = None, None
+        result, error, engine = None, None, None
         try:
-            result = Run(self.request, self.backend, self.sink, self.stop, self.pause,
-                         live_text=True).execute()
+            engine = Run(self.request, self.backend, self.sink, self.stop, self.pause,
+                         live_text=True)
+            result = engine.execute()
         except (GraError, OSError) as exc:  # as the CLI says it: one line, then what failed after
-            error = "\n".join([error_message(exc), *error_notes(exc)])
+            if isinstance(exc, EndpointDown) and engine is not None and not error_notes(exc):
+                # a server gone for good stops the run resumable, and run.json says so:
+                # shown as a stop with its one line, not as a failure
+                self.sink(Notice(error_message(exc)))
+                result = RunResult(status=engine.status, out_dir=engine.out,
+                                   run_json=engine.run_json)
+            else:
+                error = "\n".join([error_message(exc), *error_notes(exc)])
         except Exception as exc:  # shown in the UI; the run dir keeps its state for a resume
             error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -14,9 +14,11 @@ from gra_local.tui.settings import Settings, load_settings, save_settings
 
 
 def llama_backend(log_dir: Path, spare_cores: int = 0) -> Backend:
+    """llama.cpp worker processes for GGUF models, and endpoint models through their servers."""
     from gra_local.backends.llama.process import LlamaProcessBackend
+    from gra_local.backends.routing import RoutingBackend
 
-    return LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores)
+    return RoutingBackend(LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores))
 
 
 @dataclass

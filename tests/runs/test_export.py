@@ -306,3 +306,14 @@ def test_command_prints_what_was_written(run: Path, tmp_path: Path, capsys) -> N
     assert "wrote 3 records (messages)" in text and str(out) in text
     assert str(tmp_path / "train.card.md") in text
     assert os.path.exists(tmp_path / "train.card.md")
+
+
+def test_card_names_an_endpoint_models_server_and_model_id(run: Path, tmp_path: Path) -> None:
+    doc = json.loads((run / "run.json").read_text())
+    doc["models"]["rev"] = {"name": "rev", "endpoint": "http://gpu-box:8080/v1", "server": "vllm",
+                            "server_version": "0.9.2", "served_model": "qwen2.5-7b-instruct"}
+    (run / "run.json").write_text(json.dumps(doc))
+    card = export_run(run, "alpaca", tmp_path / "data.jsonl").card.read_text()
+    assert ("| rev | served by `http://gpu-box:8080/v1` (vllm 0.9.2), model "
+            "`qwen2.5-7b-instruct` | n/a |") in card
+    assert f"| gen | `{SHA_GEN}` | Q4_K_M |" in card

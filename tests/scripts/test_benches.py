@@ -27,12 +27,13 @@ BENCHES = sorted(p.stem for p in SCRIPTS.glob("bench_*.py"))
 FIGURES = {  # the name of each bench's last line, `name=value`
     "bench_decode": "structured_ratio",
     "bench_dedup": "dedup_50k_seconds",
+    "bench_endpoints": "scale_2_endpoints",
     "bench_overhead": "overhead_ratio",
     "bench_residency": "loads_ratio",
     "bench_tui": "max_stall_ms",
     "bench_vs_distilabel": "accepted_per_hour_ratio",
 }
-NEEDS_EMBEDDED_MODEL = {"bench_decode", "bench_overhead", "bench_vs_distilabel"}
+NEEDS_EMBEDDED_MODEL = {"bench_decode", "bench_endpoints", "bench_overhead", "bench_vs_distilabel"}
 """The others run the tiny test GGUF in quick mode (bench_dedup's MiniLM part is optional)."""
 QUICK_TARGET_S = 120
 TIMEOUT_S = 600

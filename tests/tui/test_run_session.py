@@ -6,16 +6,19 @@ import errno
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 from conftest import EXAMPLE_SEEDS
 from disk_faults import ENOSPC, FullDisk
-from fakes import Call, FakeBackend
+from fakes import Call, FakeBackend, FakeSession
 
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.errors import ModelError
+from gra_local.core.events import Notice
 from gra_local.core.records import ModelRef
 from gra_local.core.rundir import journal as j
-from gra_local.tui.run_session import RunEnded, RunSession
+from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
 
 
 class Target:
@@ -66,3 +69,37 @@ def test_an_os_error_from_elsewhere_is_one_line_naming_the_path(tmp_path: Path) 
     target = Target()
     session(tmp_path / "out", FakeBackend(disk_full)).run(target)  # type: ignore[arg-type]
     assert ended(target).error == f"cannot use /cache/embeddings.bin: {ENOSPC}"
+
+
+def test_an_endpoint_down_for_good_ends_interrupted_with_its_line(tmp_path: Path) -> None:
+    """run.json says `interrupted` and the directory resumes: the app says so too, with the
+    one line naming the endpoint, never "failed"."""
+    url = "http://judge-box:8080/v1"
+
+    class Unreachable(FakeBackend):
+        def load(self, spec: ModelSpec) -> FakeSession:
+            if spec.name == "e":
+                raise ModelError(f"endpoint model 'e': {url}: cannot connect")
+            return super().load(spec)
+
+    out = tmp_path / "out"
+    registry = Registry(models=[ModelSpec(name="a", path="/models/a.gguf"),
+                                ModelSpec(name="e", endpoint=url, roles=[Role.REVIEWER])])
+    refs = {"a": ModelRef(name="a", sha256="0" * 64, quantization="Q4_K_M"),
+            "e": ModelRef(name="e", endpoint=url, server="llama.cpp", served_model="judge")}
+    request = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, registry=registry, models_source="test",
+                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None),
+                         refs=refs, cache_dir=tmp_path / "cache")
+    target = Target()
+    RunSession(request, Unreachable()).run(target)  # type: ignore[arg-type]
+    end = ended(target)
+    assert end.error is None
+    assert end.result is not None and end.result.status == "interrupted"
+    assert end.result.out_dir == out and end.result.run_json.status == "interrupted"
+    assert orjson.loads((out / j.RUN_JSON).read_bytes())["status"] == "interrupted"
+    notes = [m.event.message for m in target.messages
+             if isinstance(m, EngineEvent) and isinstance(m.event, Notice)]
+    assert notes[-1] == (f"endpoint model 'e' at {url} is unreachable (endpoint model 'e': {url}: "
+                         "cannot connect); the run stopped: rerun the same command to resume "
+                         "once its server is back")
+    assert target.messages.index(end) == len(target.messages) - 1  # the note came before

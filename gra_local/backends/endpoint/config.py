@@ -1,8 +1,8 @@
 """What an endpoint model is (its typed, frozen config), how its URLs are shown without
 credentials, how its key is read, and the knobs of retries, benching and deadlines.
 
-models.toml does not name endpoint models yet: a later step maps its keys onto
-`EndpointConfig` and hands it to `connect()`.
+A models.toml entry with `endpoint` (core.config.ModelSpec) becomes one through
+`EndpointConfig.from_spec`, which backends/routing.py hands to `connect()`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gra_local.core.config import ModelSpec
 from gra_local.core.errors import ConfigError
 
 ServerKind = Literal["llama.cpp", "vllm", "ollama", "lmstudio", "openai"]
@@ -70,6 +71,19 @@ class EndpointConfig(BaseModel):
             key = ".".join(str(part) for part in first["loc"]) or "?"
             message = str(first["msg"]).removeprefix("Value error, ")
             raise ConfigError(f"endpoint model {fields.get('name')!r}: key {key!r}: {message}") from None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> EndpointConfig:
+        """The endpoint model of a models.toml entry; ConfigError (naming the model and the
+        key, never a credential) when a value is refused, or when the entry is a GGUF model."""
+        if not spec.is_endpoint:
+            raise ConfigError(f"model {spec.name!r}: not an endpoint model (it has a path)")
+        try:
+            return cls.checked(name=spec.name, urls=tuple(spec.endpoints), model=spec.model,
+                               api_key_env=spec.api_key_env, server=spec.server,
+                               max_in_flight=spec.max_in_flight)
+        except ConfigError as exc:  # in the models file's words: `urls` is its `endpoint`
+            raise ConfigError(exc.message.replace("key 'urls", "key 'endpoint", 1)) from None
 
 
 def base_url(url: str) -> str:

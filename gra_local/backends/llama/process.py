@@ -232,6 +232,7 @@ class LlamaProcessSession:
         stall_s = max(STALL_FLOOR_S, SLACK * self._longest_gap)
         gap = 0.0
         self._busy = True
+        finished = False
         try:
             self._send(payload)
             while True:
@@ -263,10 +264,15 @@ class LlamaProcessSession:
                 lines.append(reply)
                 if "index" not in reply:
                     break
+            finished = True
         except (BrokenPipeError, OSError):
             raise self._died(loading) from None
         finally:
             self._busy = False
+            if not finished and self.lost is None and self._proc.poll() is None:
+                # left mid-call (a second Ctrl-C): its answer would reach nobody, and the
+                # worker may not even be listening (stopped, stuck): it goes now
+                self._kill("left mid-call")
         if not loading:
             self._longest_gap = max(self._longest_gap, gap)
         final = lines[-1]

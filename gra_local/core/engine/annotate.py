@@ -28,7 +28,10 @@ from gra_local.core.seeds.scan import Seed
 
 
 def _cache_key(seed: Seed, ref: ModelRef) -> str:
-    text = f"{prompts.PROMPT_VERSION}|{ref.name}|{ref.sha256}|{seed.instruction}|{seed.response}"
+    """A GGUF model is named by its sha256; an endpoint model, which has none, by the model
+    id its server serves and where."""
+    model = ref.sha256 if ref.endpoint is None else f"{ref.served_model}@{ref.endpoint}"
+    text = f"{prompts.PROMPT_VERSION}|{ref.name}|{model}|{seed.instruction}|{seed.response}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -5,6 +5,11 @@ least recently used.
 without one, a single model is resident at a time. Stages ask `order()` which model to
 run first so that models still loaded go first: with one model, or with all models
 resident, every model is loaded once for the whole run.
+
+An endpoint model (served by OpenAI-compatible servers) costs no local memory: it stays
+"loaded" (its session open) beside any local models and never counts against the budget or
+`max_models`. When its servers stay down until the model is dropped, the run stops with
+`EndpointDown` instead of going on without it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 
 from gra_local.core.backend import Backend, Session
 from gra_local.core.config import Registry
-from gra_local.core.errors import WorkerLost
+from gra_local.core.errors import EndpointDown, ModelError, WorkerLost
 from gra_local.core.events import EventSink, ModelLoaded, ModelUnloaded, Notice
 from gra_local.core.stats import RunStats
 
@@ -46,13 +51,18 @@ class ModelPool:
         self._losses: dict[str, int] = {}
         """Worker losses per model in this session (a resume gives every model a new chance)."""
 
+    def _local(self, name: str) -> bool:
+        """Loaded here (a GGUF model), not served by an endpoint."""
+        return not self.registry.get(name).is_endpoint
+
     def _fits_beside(self, name: str) -> bool:
-        if not self._loaded:
+        local = [n for n in self._loaded if self._local(n)]
+        if not local or not self._local(name):
             return True
         res = self.residency
-        if res is None or len(self._loaded) >= res.max_models:
+        if res is None or len(local) >= res.max_models:
             return False
-        used = sum(res.cost(n) for n in self._loaded)
+        used = sum(res.cost(n) for n in local)
         return used + res.cost(name) <= res.budget_bytes
 
     def session(self, name: str) -> Session:
@@ -60,16 +70,27 @@ class ModelPool:
             self._loaded.move_to_end(name)
             return self._loaded[name]
         while not self._fits_beside(name):
-            self._unload(next(iter(self._loaded)))
-        sess = self.backend.load(self.registry.get(name))
+            self._unload(next(n for n in self._loaded if self._local(n)))
+        spec = self.registry.get(name)
+        try:
+            sess = self.backend.load(spec)
+        except ModelError as exc:
+            if spec.is_endpoint and not self.stats.model(name).worker_losses:
+                # its servers answered when the run started: they went down since
+                raise self._down(name, exc.message) from None
+            raise
         ms = self.stats.model(name)
         ms.loads += 1
         ms.load_seconds += sess.info.seconds
-        ms.n_gpu_layers = sess.info.n_gpu_layers
+        ms.n_gpu_layers = None if spec.is_endpoint else sess.info.n_gpu_layers
         plan = sess.info.details.get("gpu_plan")
         ms.gpu_plan = str(plan) if plan is not None else None
         self._loaded[name] = sess
-        self.emit(ModelLoaded(name, sess.info.seconds, sess.info.n_gpu_layers))
+        facts = sess.info.details if spec.is_endpoint else {}  # where a server runs it
+        endpoint, kind = facts.get("endpoint"), facts.get("server_kind")
+        self.emit(ModelLoaded(name, sess.info.seconds, sess.info.n_gpu_layers,
+                              None if endpoint is None else str(endpoint),
+                              None if kind is None else str(kind)))
         return sess
 
     def _unload(self, name: str) -> None:
@@ -90,11 +111,21 @@ class ModelPool:
         losses = self._losses[name] = self._losses.get(name, 0) + 1
         if losses >= MAX_WORKER_LOSSES:
             ms.dropped = f"{losses} worker failures; the last: {error.message}"
+            if not self._local(name):
+                raise self._down(name, error.message)
             self.emit(Notice(f"model {name!r} dropped for the rest of the run after "
                              f"{losses} worker failures (last: {error.message})"))
         else:
             self.emit(Notice(f"{error.message}; its calls count as failures, and the next "
                              "one starts a fresh worker"))
+
+    def _down(self, name: str, reason: str) -> EndpointDown:
+        """The run cannot go on without an endpoint model: stop it, resumable. Its URLs were
+        checked credential-free when the models file was read (ModelSpec)."""
+        where = ", ".join(self.registry.get(name).endpoints)
+        return EndpointDown(f"endpoint model {name!r} at {where} is unreachable ({reason}); "
+                            "the run stopped: rerun the same command to resume once its server "
+                            "is back")
 
     def dropped(self, name: str) -> bool:
         return self._losses.get(name, 0) >= MAX_WORKER_LOSSES

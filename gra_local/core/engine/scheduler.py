@@ -26,7 +26,7 @@ from gra_local.core.engine.stages import (
     StageContext,
     Stopped,
 )
-from gra_local.core.errors import BackendError, ConfigError, error_message
+from gra_local.core.errors import BackendError, ConfigError, EndpointDown, error_message
 from gra_local.core.events import (
     EventSink,
     Notice,
@@ -41,7 +41,7 @@ from gra_local.core.records import Decision
 from gra_local.core.roles import RoleDraw, draw_roles
 from gra_local.core.rundir import files, resume
 from gra_local.core.rundir import journal as j
-from gra_local.core.rundir.report import RunIdentity, RunReport, SeedsInfo
+from gra_local.core.rundir.report import RunIdentity, RunReport, SeedsInfo, model_identity
 from gra_local.core.seeds.pool import PoolEntry, check_pool
 from gra_local.core.seeds.scan import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stats import RunStats
@@ -94,9 +94,7 @@ class Run:
     # --- files -------------------------------------------------------------------------
 
     def identity(self, seeds_sha: str) -> RunIdentity:
-        models = {m.name: {"sha256": self.req.refs[m.name].sha256,
-                           **m.model_dump(mode="json", exclude={"name", "path", "sha256"})}
-                  for m in self.req.registry.models}
+        models = {m.name: model_identity(m, self.req.refs[m.name]) for m in self.req.registry.models}
         return RunIdentity(seeds_sha256=seeds_sha, options=self.opts.identity(), models=models,
                            mode=self.MODE)
 
@@ -153,9 +151,10 @@ class Run:
             try:
                 seed_pool = self._seed_pool(seeds_sha, scan)
                 self.status = self._rounds(seed_pool, state)
-            except (Stopped, KeyboardInterrupt) as exc:
-                self.status = "interrupted"  # a second Ctrl-C too: the directory resumes
-                if isinstance(exc, KeyboardInterrupt):
+            except (Stopped, KeyboardInterrupt, EndpointDown) as exc:
+                # a second Ctrl-C too, or a server gone for good: the directory resumes
+                self.status = "interrupted"
+                if not isinstance(exc, Stopped):
                     raise
             except BaseException:
                 self.status = "failed"

@@ -16,6 +16,15 @@ result of it reaches a task, so nothing of it is recorded or journaled) and `Sto
 raised; a resume redoes those calls with the same seeds. A pause also cancels the wave in
 flight, holds, then sends again only the requests that did not finish; the wave's results
 are handed out only once all of them are in, so a paused run gives what an unpaused one does.
+
+Endpoint models (`ModelSpec.is_endpoint`: a server does the work) run at the same time as
+the rest: each endpoint model's group in a thread of its own, beside the local models'
+groups, which still run one after another on the calling thread (concurrent.py: one stage
+lock serializes everything but the model calls, and a stop or an error in any group
+cancels every wave in flight). A stage whose models are all local runs exactly as above.
+With endpoint models, the order in which results of different models are applied depends
+on which server answers first (servers are not deterministic anyway), and an endpoint
+model's tasks look at their candidates when the stage starts, not after the local models.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from functools import partial
 from gra_local.core.backend import ChatRequest, ChatResult, Session
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, RunOptions
+from gra_local.core.engine.concurrent import SERIAL, Aborted, Gate, run_groups
 from gra_local.core.engine.model_pool import ModelPool
 from gra_local.core.errors import BackendError, ModelError, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
@@ -61,12 +71,16 @@ class StageContext:
     live_text: bool = False
     """Ask backends for partial text and emit it as Generating events (the TUI's live view)."""
 
-    def checkpoint(self) -> None:
-        """Between two waves: wait while paused, stop when asked."""
-        while self.pause is not None and self.pause.is_set() and not self.stop.is_set():
+    def checkpoint(self, abort: threading.Event | None = None) -> None:
+        """Between two waves: wait while paused, stop when asked; `Aborted` once `abort`
+        (another group of the stage failed) is set."""
+        while self.pause is not None and self.pause.is_set() and not self.stop.is_set() \
+                and not (abort is not None and abort.is_set()):
             time.sleep(0.05)
         if self.stop.is_set():
             raise Stopped
+        if abort is not None and abort.is_set():
+            raise Aborted
 
 
 @dataclass
@@ -98,7 +112,7 @@ class _Progress:
 
 def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
     """Run tasks grouped by model, the already-loaded model first, each model's calls in
-    waves, requests in task order."""
+    waves, requests in task order; endpoint models' groups beside the local ones."""
     if not tasks:
         return
     groups: dict[str, list[Task]] = {}
@@ -107,9 +121,23 @@ def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
     progress = _Progress(ctx, stage, tasks)
     ctx.emit(StageStarted(ctx.round, stage, progress.total))
     start = time.perf_counter()
+    order = ctx.pool.order(list(groups))
+    remote = [m for m in order if ctx.registry.get(m).is_endpoint]
     try:
-        for model in ctx.pool.order(list(groups)):
-            _run_model(ctx, stage, model, groups[model], progress)
+        if not remote or len(order) == 1:
+            for model in order:
+                _run_model(ctx, stage, model, groups[model], progress, SERIAL)
+        else:
+            gate = Gate(concurrent=True)
+            local = [m for m in order if m not in remote]
+
+            def run_local() -> None:
+                for model in local:
+                    _run_model(ctx, stage, model, groups[model], progress, gate)
+
+            run_groups(gate, run_local,
+                       [(m, partial(_run_model, ctx, stage, m, groups[m], progress, gate))
+                        for m in remote], quiet=Stopped)
     finally:
         ctx.stats.stage(stage).seconds += time.perf_counter() - start
 
@@ -124,33 +152,39 @@ def _advance(task: Task, result: ChatResult | None, progress: _Progress) -> Chat
 
 
 def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
-               progress: _Progress) -> None:
-    ctx.checkpoint()
+               progress: _Progress, gate: Gate) -> None:
+    """The model's tasks in waves; everything but the model calls under the gate's lock."""
+    ctx.checkpoint(gate.abort)
     # Each task looks at its candidate only now, after the models before it have run (a
     # sample one reviewer failed is not sent to the next); a model with nothing to do is
     # not loaded.
-    pending = [(t, r) for t in tasks if (r := _advance(t, None, progress)) is not None]
+    with gate.held():
+        pending = [(t, r) for t in tasks if (r := _advance(t, None, progress)) is not None]
     while pending:
         requests = [request for _, request in pending]
         try:
-            results = _wave(ctx, _session(ctx, stage, model), requests)
+            with gate.held():
+                session = _session(ctx, stage, model, gate)
+            results = _wave(ctx, session, requests, gate)
         except WorkerLost as exc:
             if ctx.stop.is_set():
                 raise Stopped from None  # a stop killed it, or it died meanwhile: resume redoes the wave
-            ctx.pool.lost(model, exc)
+            with gate.held():
+                ctx.pool.lost(model, exc)
             results = [_failed(request) for request in requests]
         except BackendError as exc:  # name the step: the worker knows only the request
             raise BackendError(f"{stage} with {model}: {exc}") from None
-        following = []
-        for (task, _), result in zip(pending, results, strict=True):
-            progress.called(task)
-            request = _advance(task, result, progress)
-            if request is not None:
-                following.append((task, request))
+        with gate.held():  # the whole wave at once: no other group sees half of it
+            following = []
+            for (task, _), result in zip(pending, results, strict=True):
+                progress.called(task)
+                request = _advance(task, result, progress)
+                if request is not None:
+                    following.append((task, request))
         pending = following
 
 
-def _session(ctx: StageContext, stage: str, model: str) -> Session | None:
+def _session(ctx: StageContext, stage: str, model: str, gate: Gate) -> Session | None:
     """The model's session, loaded if need be; None when the model was dropped, or when
     it cannot be loaded again after its worker was lost (that counts as one more loss)."""
     if ctx.pool.dropped(model):
@@ -163,7 +197,7 @@ def _session(ctx: StageContext, stage: str, model: str) -> Session | None:
         ctx.pool.lost(model, WorkerLost(f"{stage}: reloading {model!r} failed: {exc.message}"))
         return None
     if ctx.live_text and hasattr(session, "on_partial"):
-        session.on_partial = partial(_emit_partial, ctx, model, stage)
+        session.on_partial = partial(_emit_partial, ctx, gate, model, stage)
     return session
 
 
@@ -172,19 +206,21 @@ def _failed(request: ChatRequest) -> ChatResult:
     return ChatResult(text="", finish_reason="error", prompt_tokens=0, completion_tokens=0)
 
 
-def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest]) -> list[ChatResult]:
-    """The results of one wave, in request order; raises Stopped, with nothing handed out,
-    when a stop cut the wave short. Without a session (its model dropped), every call fails."""
+def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest],
+          gate: Gate) -> list[ChatResult]:
+    """The results of one wave, in request order; raises Stopped (Aborted: another group
+    failed), with nothing handed out, when that cut the wave short. Without a session (its
+    model dropped), every call fails."""
     if session is None:
-        ctx.checkpoint()
+        ctx.checkpoint(gate.abort)
         return [_failed(request) for request in requests]
     results: list[ChatResult | None] = [None] * len(requests)
     while True:
         todo = [i for i, result in enumerate(results) if result is None]
         if not todo:
             return [result for result in results if result is not None]
-        ctx.checkpoint()
-        with _interrupt(ctx) as cancel:
+        ctx.checkpoint(gate.abort)
+        with _interrupt(ctx, gate.abort) as cancel:
             got = session.chat_many([requests[i] for i in todo], cancel=cancel)
         if len(got) != len(todo):
             raise RuntimeError(f"{session.info.name}: chat_many answered {len(got)} of "
@@ -197,24 +233,27 @@ def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest
                 results[i] = result
         if cut and ctx.stop.is_set():
             raise Stopped  # the wave is abandoned: a resume redoes all of it
+        if cut and gate.abort is not None and gate.abort.is_set():
+            raise Aborted
         if cut and not cancel.is_set():
             raise RuntimeError(f"{session.info.name}: chat_many cancelled requests "
                                "without being asked to")
 
 
 @contextmanager
-def _interrupt(ctx: StageContext) -> Iterator[threading.Event]:
+def _interrupt(ctx: StageContext, abort: threading.Event | None) -> Iterator[threading.Event]:
     """The event a wave's `chat_many` watches: the stop itself, or, where the run can be
-    paused, an event a watcher thread sets on stop or pause."""
+    paused or another group can fail (`abort`), an event a watcher thread sets on any."""
     pause = ctx.pause
-    if pause is None:
+    if pause is None and abort is None:
         yield ctx.stop
         return
     cancel, over = threading.Event(), threading.Event()
+    events = [e for e in (ctx.stop, pause, abort) if e is not None]
 
     def watch() -> None:
         while not over.wait(INTERRUPT_POLL_SECONDS):
-            if ctx.stop.is_set() or pause.is_set():
+            if any(e.is_set() for e in events):
                 cancel.set()
                 return
 
@@ -227,5 +266,7 @@ def _interrupt(ctx: StageContext) -> Iterator[threading.Event]:
         watcher.join()
 
 
-def _emit_partial(ctx: StageContext, model: str, stage: str, text: str) -> None:
-    ctx.emit(Generating(model, stage, text))
+def _emit_partial(ctx: StageContext, gate: Gate, model: str, stage: str, text: str) -> None:
+    with gate.held_if_free() as free:
+        if free:  # else skipped: another group is emitting, and the next partial comes soon
+            ctx.emit(Generating(model, stage, text))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
+from gra_local.core.config import ModelSpec
 from gra_local.core.errors import OutputError
 from gra_local.core.records import ModelRef, Reason
 from gra_local.core.rundir.calibration_report import PanelAgreement, ReviewerCalibration
@@ -38,10 +39,29 @@ class RunIdentity(BaseModel):
     options: dict[str, Any]
     """RunOptions.identity(): the options that change decisions."""
     models: dict[str, dict[str, Any]]
-    """Per model: GGUF sha256 and the models-file settings that change its output."""
+    """Per model (`model_identity`): GGUF sha256 and the models-file settings that change its
+    output; for an endpoint model also what its servers said at start (`served`)."""
     mode: Literal["run", "review"] | None = None
     """`gra-local run` or `gra-local review`: one directory never mixes the two. None in
     run.json files written before the mode was recorded (then it is not checked)."""
+
+
+NOT_IN_IDENTITY = frozenset({"name", "path", "sha256", "api_key_env", "max_in_flight"})
+"""ModelSpec keys left out of a model's identity: the name is its key, the file is named by
+its sha256, and where a key comes from or how many requests are in flight change no output."""
+
+
+def model_identity(spec: ModelSpec, ref: ModelRef) -> dict[str, Any]:
+    """One model's part of RunIdentity.models: its GGUF sha256 and the models-file settings
+    that change its output; for an endpoint model also what its servers said when the run
+    started (`served`: credential-free URLs, kind, version, the model id), so a directory
+    pointed at another server or model is refused like any other change of settings."""
+    out: dict[str, Any] = {"sha256": ref.sha256,
+                           **spec.model_dump(mode="json", exclude=set(NOT_IN_IDENTITY))}
+    if spec.is_endpoint:
+        out["served"] = {"endpoint": ref.endpoint, "server": ref.server,
+                         "server_version": ref.server_version, "model": ref.served_model}
+    return out
 
 
 class WorkerFailures(BaseModel):
@@ -242,7 +262,8 @@ class RunReport(BaseModel):
     config: RunConfig | None = None
     versions: Versions | None = None
     models: dict[str, ModelRef] = Field(default_factory=dict)
-    """Provenance (GGUF sha256, quantization) of every registered model, by name."""
+    """Provenance of every registered model, by name: GGUF sha256 and quantization, or for an
+    endpoint model its servers (credential-free), server kind and version, and model id."""
     seeds: SeedsInfo = Field(default_factory=SeedsInfo)
     counts: Counts = Field(default_factory=Counts)
     """Attempts and decisions over the whole run."""

@@ -1,5 +1,7 @@
 """Models screen: the registry as a table with fit badges, a detail pane, and the model
-actions (add, discover, remove, bench, pull the default). Slow work runs in thread workers."""
+actions (add a GGUF or an endpoint, discover, remove, bench, pull the default). Slow work
+runs in thread workers; endpoint models' network work in EndpointWorker's, which report
+back by message."""
 
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ from textual.widgets import DataTable, Footer, Header, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
 from gra_local.core.config import ModelSpec, Role
-from gra_local.models.describe import human_params, human_size
+from gra_local.models.describe import human_size
 from gra_local.models.hardware import Hardware
-from gra_local.models.planner import badge
-from gra_local.runs.formatting import MISSING
 from gra_local.tui.services import services_of
 from gra_local.tui.widgets.confirm import ConfirmScreen
-from gra_local.tui.widgets.model_detail import Row, describe_row
+from gra_local.tui.widgets.endpoint_form import EndpointEntry, EndpointForm
+from gra_local.tui.widgets.endpoint_worker import EndpointAdded, EndpointsChecked, EndpointWorker, Reach
+from gra_local.tui.widgets.model_detail import Row, bench_text, describe_row, table_cells
 from gra_local.tui.widgets.path_prompt import PathPrompt
 from gra_local.tui.widgets.pick_list import PickList
 
@@ -43,6 +45,7 @@ class ModelsScreen(Screen):
     """
     BINDINGS = [
         Binding("a", "add", "Add", id="models.add"),
+        Binding("e", "add_endpoint", "Add endpoint", id="models.add_endpoint"),
         Binding("d", "discover", "Discover", id="models.discover"),
         Binding("delete,x", "remove", "Remove", id="models.remove"),
         Binding("o", "roles", "Roles", id="models.roles"),
@@ -52,9 +55,12 @@ class ModelsScreen(Screen):
     ]
 
     def __init__(self, hardware: Callable[[], Hardware] | None = None,
-                 discover_dirs: list[Path] | None = None, discover_defaults: bool = True) -> None:
+                 discover_dirs: list[Path] | None = None, discover_defaults: bool = True,
+                 reach: Reach | None = None) -> None:
         super().__init__()
         self._probe = hardware or _probe
+        self._endpoints = EndpointWorker(reach)
+        self._generation = 0
         self.discover_dirs = list(discover_dirs or [])
         """Folders searched besides the tools' default stores (Hugging Face, Ollama, LM Studio)."""
         self.discover_defaults = discover_defaults
@@ -71,10 +77,11 @@ class ModelsScreen(Screen):
             with VerticalScroll(id="detail-box"):
                 yield Static("Loading the registry…", id="detail", markup=False)
         yield Footer()
+        yield self._endpoints
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("name", "quant", "size", "params", "ctx", "roles", "fit")
+        self._columns = table.add_columns("name", "quant", "size", "params", "ctx", "roles", "fit")
         self.action_refresh()
 
     # ---- helpers (UI thread) ----
@@ -100,17 +107,25 @@ class ModelsScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for row in rows:
-            info, plan = row.info, row.plan
-            fit = badge(plan) if plan else ("problem" if row.problem else "?")
-            table.add_row(
-                row.spec.name, info.file_type if info else MISSING,
-                human_size(info.size_bytes) if info else MISSING,
-                human_params(info.parameter_count) if info else MISSING,
-                str(row.n_ctx or MISSING), ",".join(r.value[:3] for r in row.spec.roles), fit,
-                key=row.spec.name)
+            table.add_row(*table_cells(row), key=row.spec.name)
         names = [r.spec.name for r in rows]
         if keep in names:
             table.move_cursor(row=names.index(keep))
+        self._update_detail()
+        self._generation += 1  # a check started for earlier rows is dropped when it lands
+        endpoints = [row.spec for row in rows if row.spec.is_endpoint]
+        if endpoints:
+            self._endpoints.check(endpoints, self._generation)
+
+    def on_endpoints_checked(self, message: EndpointsChecked) -> None:
+        if message.generation != self._generation:
+            return
+        table = self.query_one(DataTable)
+        for row in self.rows:
+            if row.spec.is_endpoint:
+                row.reach, row.problem = message.reaches.get(row.spec.name), message.error
+                for column, value in zip(self._columns, table_cells(row), strict=True):
+                    table.update_cell(row.spec.name, column, value, update_width=True)
         self._update_detail()
 
     def _update_detail(self) -> None:
@@ -160,6 +175,9 @@ class ModelsScreen(Screen):
         rows = []
         for spec in registry.models:
             row = Row(spec)
+            if spec.is_endpoint:  # its servers are checked once the table is shown
+                rows.append(row)
+                continue
             try:
                 row.info = inspect_spec(spec)
                 row.n_ctx = context_for(spec, row.info)
@@ -167,24 +185,9 @@ class ModelsScreen(Screen):
                     row.plan = plan_for(spec, row.info, hw=self._hw)
             except Exception as exc:  # noqa: BLE001
                 row.problem = str(exc)
-            row.bench = self._bench_text(spec)
+            row.bench = bench_text(spec)
             rows.append(row)
         self.app.call_from_thread(self._show, rows, source, select)
-
-    @staticmethod
-    def _bench_text(spec: ModelSpec) -> str | None:
-        from gra_local.core import paths
-        from gra_local.models.bench import BenchStore
-        from gra_local.models.resolve import model_path
-
-        try:
-            result = BenchStore(paths.cache_dir()).latest(model_path(spec))
-        except Exception:  # noqa: BLE001 - no file yet, not fetched, …
-            return None
-        if result is None:
-            return None
-        return (f"load {result.load_seconds:.1f} s, prompt {result.prompt_tokens_per_s:.0f} tok/s, "
-                f"decode {result.decode_tokens_per_s:.0f} tok/s, {result.n_gpu_layers} GPU layers")
 
     # ---- add ----
 
@@ -216,6 +219,19 @@ class ModelsScreen(Screen):
         if reload and severity != "error":
             self.action_refresh(select)
 
+    # ---- add endpoint ----
+
+    def action_add_endpoint(self) -> None:
+        self.app.push_screen(EndpointForm(), self._add_endpoint_entry)
+
+    def _add_endpoint_entry(self, entry: EndpointEntry | None) -> None:
+        if entry is not None:
+            self._set_busy(1)
+            self._endpoints.add(entry)
+
+    def on_endpoint_added(self, message: EndpointAdded) -> None:
+        self._done(message.text, "information" if message.name else "error", message.name)
+
     # ---- remove ----
 
     def action_remove(self) -> None:
@@ -229,8 +245,9 @@ class ModelsScreen(Screen):
             if yes:
                 self._remove(name)
 
-        self.app.push_screen(ConfirmScreen(f"Remove {name!r} from the registry? "
-                                           "The GGUF file itself is kept.", yes="Remove"), answered)
+        kept = "Its server is not touched." if row.spec.is_endpoint else "The GGUF file itself is kept."
+        self.app.push_screen(ConfirmScreen(f"Remove {name!r} from the registry? {kept}",
+                                           yes="Remove"), answered)
 
     def _remove(self, name: str) -> None:
         from gra_local.models.registry import remove_model
@@ -329,6 +346,8 @@ class ModelsScreen(Screen):
         if row is None:
             self.notify("No model selected", severity="warning")
             return
+        if row.spec.is_endpoint:
+            return self.notify("Bench measures GGUF models run here, not a server", severity="warning")
         self.notify(f"Benchmarking {row.spec.name}… (loads the model)")
         self._set_busy(1)
         self._bench(row.spec)

@@ -63,3 +63,16 @@ def test_the_key_is_read_at_connect_time_and_never_shown(monkeypatch: pytest.Mon
     assert key is not None and key.reveal() == "sk-abc-123"
     assert "sk-abc" not in repr(key) + str(key) + repr(config)
     assert redact("bad key sk-abc-123 given", [key.reveal()]) == "bad key *** given"
+
+
+def test_from_spec_maps_a_models_toml_entry() -> None:
+    from gra_local.core.config import ModelSpec
+
+    spec = ModelSpec(name="judge", endpoint=["http://a:8080", "http://b:8080/v1"], model="qwen",
+                     api_key_env="JUDGE_KEY", server="vllm", max_in_flight=8)
+    config = EndpointConfig.from_spec(spec)
+    assert config == EndpointConfig(name="judge", urls=("http://a:8080/v1", "http://b:8080/v1"),
+                                    model="qwen", api_key_env="JUDGE_KEY", server="vllm",
+                                    max_in_flight=8)
+    with pytest.raises(ConfigError, match="model 'smol': not an endpoint model"):
+        EndpointConfig.from_spec(ModelSpec(name="smol", path="/m/smol.gguf"))

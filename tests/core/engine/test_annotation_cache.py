@@ -71,3 +71,24 @@ def test_a_bad_line_in_the_cache_is_reannotated_not_fatal(tmp_path: Path) -> Non
     assert len([c for c in backend.calls if c.role == "annotate"]) == 1  # only the lost one
     assert (tmp_path / "second" / j.POOL).read_bytes() == (tmp_path / "first" / j.POOL).read_bytes()
     assert len(path.read_bytes().splitlines()) == 8
+
+
+def test_an_endpoint_models_annotations_are_keyed_by_the_model_it_served() -> None:
+    """A GGUF model is keyed by its sha256 (keys unchanged); an endpoint model, which has
+    none, by the model id and server: another model behind the same name annotates anew."""
+    import hashlib
+
+    from gra_local.core import prompts
+    from gra_local.core.engine.annotate import _cache_key
+    from gra_local.core.records import ModelRef
+    from gra_local.core.seeds.scan import Seed
+
+    seed = Seed(line=1, instruction="Add two numbers.", response="Sum them.")
+    local = ModelRef(name="smol", sha256=SHA, quantization="Q4_1")
+    before = f"{prompts.PROMPT_VERSION}|smol|{SHA}|Add two numbers.|Sum them."
+    assert _cache_key(seed, local) == hashlib.sha256(before.encode()).hexdigest()[:32]
+    served = ModelRef(name="judge", endpoint="http://gpu-box:8080/v1", served_model="qwen2.5-7b")
+    other = served.model_copy(update={"served_model": "llama-3.1-8b"})
+    elsewhere = served.model_copy(update={"endpoint": "http://other-box:8080/v1"})
+    keys = {_cache_key(seed, ref) for ref in (served, other, elsewhere)}
+    assert len(keys) == 3 and _cache_key(seed, served) == _cache_key(seed, served.model_copy())

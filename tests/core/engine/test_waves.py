@@ -219,3 +219,30 @@ def test_a_backend_error_names_the_stage_and_the_model(tmp_path: Path) -> None:
         run(tmp_path / "out", ["a"], FakeBackend(script=script), samples=1, batch=1, max_attempts=1)
     assert str(err.value) == ("review_b with a: llama.cpp could not parse the GBNF grammar "
                               "starting 'root ::='")
+
+
+ALL_LOCAL_SENT = ("26aa5ed8d6a5785b50acdb466efc0c5fba599cbce511b0f2084c922ae2ed5465", 72)
+"""sha256 and length of `sent` below, recorded before endpoint models' groups ran
+concurrently: a run of local models only must send exactly what it sent then."""
+
+
+def test_local_models_only_send_the_same_requests_in_the_same_order(tmp_path: Path) -> None:
+    import hashlib
+
+    def script(call: Call):  # retries, replacement reviewers and adjudications
+        if call.role == "review_b" and call.model == "b":
+            return "{broken" if call.request.temperature < 0.3 else None
+        if call.role == "review_b" and call.model == "c":
+            return "{broken"
+        if call.role == "review_b":
+            return scores(10) if call.request.seed % 3 == 0 else scores(7)
+        return None
+
+    result, backend = run(tmp_path / "out", NAMES, FakeBackend(script), samples=6, batch=6,
+                          max_attempts=8, tau=7.5, delta=0.5)
+    assert result.status == "complete"
+    sent = [(c.model, c.role, c.request.seed, round(c.request.temperature, 3),
+             c.request.max_tokens, c.request.grammar is not None, c.wave) for c in backend.calls]
+    assert {c[1] for c in sent} == {"annotate", "draft", "answer", "review_a", "review_b",
+                                    "adjudicate"}
+    assert (hashlib.sha256(repr(sent).encode()).hexdigest(), len(sent)) == ALL_LOCAL_SENT

@@ -88,3 +88,33 @@ def test_a_models_file_key_added_later_takes_its_default(tmp_path: Path) -> None
     pinned = IDENTITY.model_copy(update={"models": {"gen": {"sha256": "b" * 64, "n_parallel": 4}}})
     with pytest.raises(OutputError, match=r"models\.gen\.n_parallel: 'auto' → 4"):
         resume.check_identity(tmp_path, state, pinned)
+
+
+def test_an_endpoint_model_pointed_elsewhere_is_refused_naming_the_difference(tmp_path: Path) -> None:
+    """The identity holds what the servers said at start: another model id, server or URL
+    refuses the resume in one line; where the key comes from or max_in_flight do not."""
+    from gra_local.core.config import ModelSpec
+    from gra_local.core.records import ModelRef
+    from gra_local.core.rundir.report import model_identity
+
+    spec = ModelSpec(name="judge", endpoint="http://gpu-box:8080/v1", api_key_env="KEY")
+    ref = ModelRef(name="judge", endpoint="http://gpu-box:8080/v1", server="llama.cpp",
+                   server_version="b5000", served_model="qwen2.5-7b")
+
+    def identity(spec: ModelSpec, ref: ModelRef) -> RunIdentity:
+        return IDENTITY.model_copy(update={"models": {"judge": model_identity(spec, ref)}})
+
+    write_run_json(tmp_path, {"schema_version": 2, "identity": identity(spec, ref).model_dump(mode="json")})
+    state = resume.load_state(tmp_path)
+    same = spec.model_copy(update={"api_key_env": "OTHER_KEY", "max_in_flight": 16})
+    resume.check_identity(tmp_path, state, identity(same, ref))  # no refusal
+    other = ref.model_copy(update={"served_model": "llama-3.1-8b"})
+    with pytest.raises(OutputError) as err:
+        resume.check_identity(tmp_path, state, identity(spec, other))
+    assert "\n" not in str(err.value)
+    assert "(models.judge.served.model: 'qwen2.5-7b' → 'llama-3.1-8b')" in str(err.value)
+    moved = spec.model_copy(update={"endpoint": "http://other-box:8080/v1"})
+    with pytest.raises(OutputError, match=r"models\.judge\.endpoint: 'http://gpu-box:8080/v1' → "
+                                          r"'http://other-box:8080/v1'"):
+        resume.check_identity(tmp_path, state, identity(moved, ref.model_copy(
+            update={"endpoint": "http://other-box:8080/v1"})))

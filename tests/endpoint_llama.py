@@ -22,10 +22,13 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    def __init__(self, model: Path, log: Path, port: int | None = None) -> None:
+    def __init__(self, model: Path, log: Path, port: int | None = None,
+                 api_key: str | None = None) -> None:
         self.model = model
         self.log = log
         self.port = port or free_port()
+        self.api_key = api_key
+        """When set, the server refuses every request without `Authorization: Bearer <it>`."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,13 +40,15 @@ class LlamaServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
                  "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "1",
-                 "--n_ctx", "2048"], stdout=log, stderr=subprocess.STDOUT)
+                 "--n_ctx", "2048", *(["--api_key", self.api_key] if self.api_key else [])],
+                stdout=log, stderr=subprocess.STDOUT)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/models", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/models", headers=headers, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
