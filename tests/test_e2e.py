@@ -44,6 +44,21 @@ def read(path: Path) -> list[dict]:
     return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
+def resume_loses_nothing(args: list[str], out: Path) -> tuple[list[dict], dict]:
+    """Run `args` again (a resume) and check every attempt is decided once or still in
+    flight in the journal; the records and run.json."""
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+    ids = [r["id"] for r in recs]
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    run = orjson.loads((out / "run.json").read_bytes())
+    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
+    expected = {f"r1-{n:06d}" for n in range(1, run["counts"]["attempts"] + 1)}
+    assert set(ids) | pending == expected, "an attempt was lost"
+    return recs, run
+
+
 def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models",
@@ -88,16 +103,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, smol_m
     killed_with = len(read(out / "accepted.jsonl") + read(out / "rejected.jsonl"))
     assert killed_with >= 1
 
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr
-    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
-    ids = [r["id"] for r in recs]
-    assert len(ids) == len(set(ids)), "a record was written twice"
-    run = orjson.loads((out / "run.json").read_bytes())
-    attempts = run["counts"]["attempts"]
-    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
-    expected = {f"r1-{n:06d}" for n in range(1, attempts + 1)}
-    assert set(ids) | pending == expected, "an attempt was lost"
+    recs, run = resume_loses_nothing(args, out)
     assert len(recs) >= killed_with
     assert [s["status"] for s in run["sessions"]][-1] in ("complete", "exhausted")
 
@@ -151,13 +157,5 @@ def test_disk_full_mid_run_is_one_line_and_the_resume_loses_and_repeats_nothing(
     assert errors[0].endswith("[Errno 27] File too large"), errors[0]
     assert (out / "logs" / "smol.log").stat().st_size == 8 * 1024  # the log hit it first
 
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr
-    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
-    ids = [r["id"] for r in recs]
-    assert len(ids) == len(set(ids)), "a record was written twice"
-    run = orjson.loads((out / "run.json").read_bytes())
-    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
-    expected = {f"r1-{n:06d}" for n in range(1, run["counts"]["attempts"] + 1)}
-    assert set(ids) | pending == expected, "an attempt was lost"
+    _, run = resume_loses_nothing(args, out)
     assert [s["status"] for s in run["sessions"]] == ["failed", run["status"]]

@@ -6,22 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_config import config_error, write
 
 from gra_local.core.config import ModelSpec, Registry, Role, load_registry
-from gra_local.core.errors import ConfigError
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def config_error(path: Path) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_registry(path)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message
-    return message
 
 
 def test_endpoint_keys_are_parsed(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from disk_faults import FillsUp
 
 from gra_local.core.errors import OutputError
 from gra_local.core.rundir import files
@@ -128,23 +129,6 @@ def test_a_symlinked_folder_in_the_run_directory_is_refused(tmp_path: Path) -> N
 
 
 # --- disk errors ----------------------------------------------------------------------
-
-
-class FillsUp:
-    """An unbuffered file on a disk that fills up: `room` more bytes fit, then ENOSPC."""
-
-    def __init__(self, fh: object, room: int) -> None:
-        self.fh, self.room = fh, room
-
-    def write(self, data: memoryview) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written = self.fh.write(data[:self.room])  # type: ignore[attr-defined]
-        self.room -= written
-        return int(written)
-
-    def fileno(self) -> int:
-        return int(self.fh.fileno())  # type: ignore[attr-defined]
 
 
 def test_a_full_disk_is_one_error_naming_the_file_and_leaves_a_torn_line_resume_cuts(
