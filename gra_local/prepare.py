@@ -128,12 +128,16 @@ def check_contexts(registry: Registry, options: RunOptions, contexts: dict[str, 
 
 
 def load_embedder(options: RunOptions) -> object | None:
-    """The sentence embedder dedup needs, or None when dedup is off."""
-    if options.dedup_threshold is None:
+    """The sentence embedder dedup and the relevance check share: required with dedup on;
+    with dedup off, loaded for the relevance check when it is installed (else None, and the
+    run turns the check off with a note); None when neither needs it."""
+    if options.dedup_threshold is None and not options.relevance:
         return None
     from gra_local.embed.minilm_files import embedder_path, is_present
 
     data = paths.data_dir()
+    if not is_present(data) and options.dedup_threshold is None:
+        return None
     if not is_present(data):
         raise ConfigError(f"semantic dedup needs the all-MiniLM-L6-v2 embedding model, which "
                           f"is not in {embedder_path(data)}: run `gra-local models "

@@ -332,6 +332,12 @@ class RunOptions(BaseModel):
         "minhash", review=True, quality=True, off="--no-minhash",
         off_help="skip the MinHash pass that catches near-verbatim copies before embedding")] = True
     """Catch near-verbatim copies with MinHash before embedding (cheap first pass)."""
+    relevance: Annotated[bool, Surface(
+        "relevance", review=True, quality=True, off="--no-relevance",
+        off_help="no relevance check: every answer goes to the LLM reviewers")] = True
+    """Veto, before any review call, an answer whose embedding cosine to its instruction is
+    below a threshold calibrated on this run's seed pairs (good vs swapped); reason
+    off_topic. Needs the embedding model; off when it or enough seed pairs are missing."""
     canaries: Annotated[int, Surface("canaries", metavar="N", review=True, quality=True,
                                   hint="per review batch; 0: off")] = Field(0, ge=0, le=256)
     """Known-good and code-corrupted seed pairs mixed into each review batch to measure
@@ -352,7 +358,7 @@ class RunOptions(BaseModel):
         """Fields that must match to resume; samples, max_attempts, rounds and batch may change."""
         out = self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
                                         "examples_per_prompt", "dedup_threshold", "minhash",
-                                        "canaries", "calibration", "min_canary_accuracy"})
+                                        "relevance", "canaries", "calibration", "min_canary_accuracy"})
         # Settings of a feature that is off cannot change a decision: leave them out, so
         # that toggling them on an off feature does not refuse a resume.
         if self.dedup_threshold is None:

@@ -161,6 +161,14 @@ class Reason(str, Enum):
     ADJUDICATION_FAILED = "adjudication_failed"  # no adjudicator gave a valid score
     DUPLICATE = "duplicate"  # accepted by the panel, too similar to a seed or a kept sample
     TOO_LONG = "too_long"  # a prompt with its reply budget exceeds a model's context
+    OFF_TOPIC = "off_topic"  # cosine(instruction, response) below the relevance threshold
+
+
+class RelevanceScore(Strict):
+    """The relevance check's figures for one record (core.quality.relevance)."""
+
+    cosine: float
+    threshold: float
 
 
 class Record(Strict):
@@ -197,6 +205,8 @@ class Record(Strict):
     """For reason `duplicate`: cosine similarity (or MinHash Jaccard) to `duplicate_of`."""
     source: str | None = None
     """Review-only mode: where the pair came from ("data.jsonl line 12")."""
+    relevance: RelevanceScore | None = None
+    """The relevance check's cosine and threshold; left out of the file when it did not run."""
 
 
 # --- calibration canaries (made by core.quality.canaries, never written as data) -----

@@ -28,13 +28,17 @@ FIGURES = {  # the name of each bench's last line, `name=value`
     "bench_decode": "structured_ratio",
     "bench_dedup": "dedup_50k_seconds",
     "bench_endpoints": "scale_2_endpoints",
+    "bench_judging": "panel_gain",
     "bench_overhead": "overhead_ratio",
     "bench_residency": "loads_ratio",
     "bench_tui": "max_stall_ms",
     "bench_vs_distilabel": "accepted_per_hour_ratio",
 }
-NEEDS_EMBEDDED_MODEL = {"bench_decode", "bench_endpoints", "bench_overhead", "bench_vs_distilabel"}
+NEEDS_EMBEDDED_MODEL = {"bench_decode", "bench_endpoints", "bench_judging", "bench_overhead",
+                        "bench_vs_distilabel"}
 """The others run the tiny test GGUF in quick mode (bench_dedup's MiniLM part is optional)."""
+NEEDS_EMBEDDER = {"bench_judging"}
+"""gra-local review with default options: dedup (and the relevance reviewer) embed with MiniLM."""
 QUICK_TARGET_S = 120
 TIMEOUT_S = 600
 FIGURE = re.compile(r"^([a-z][a-z0-9_]*)=(\S+)(?:\s.*)?$")
@@ -98,6 +102,8 @@ def test_quick_bench_ends_with_its_figure(name: str, user_home: tuple[dict[str, 
                                           request: pytest.FixtureRequest) -> None:
     if name in NEEDS_EMBEDDED_MODEL:
         request.getfixturevalue("smol_model")  # skips (fails in CI) when it is not fetched
+    if name in NEEDS_EMBEDDER:
+        request.getfixturevalue("minilm")
     env, home = user_home
     before = snapshot(home)
     proc, wall = run_bench(name, env, "--quick")

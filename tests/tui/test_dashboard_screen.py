@@ -25,7 +25,7 @@ def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Gra
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
     settings = Settings(last_seeds="seeds.jsonl", last_out_dir="out",
-                        last_run=RunOptions(samples=3, max_attempts=6))
+                        last_run=RunOptions(samples=3, max_attempts=6, relevance=False))  # scripted answers
     return GraApp(Services(models_file=Path("models.toml"), backend_factory=lambda d: FakeBackend(),
                            settings=settings), start="new_run")
 

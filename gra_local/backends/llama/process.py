@@ -52,6 +52,8 @@ FIRST_RATE = 2.0
 decodes about that): a generous first deadline; silence still catches a stopped worker."""
 LOAD_TIMEOUT_S = 900.0
 """Loading (reading weights, allocating, warming up) gets this long."""
+CLOSE_WAIT_S = 5.0
+"""An idle worker exits at once when asked; one that has not after this long is killed."""
 CANCEL_GRACE_S = 15.0
 """A cancelled call (pause, stop) that has not answered after this long is killed."""
 WORKER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP",
@@ -315,21 +317,26 @@ class LlamaProcessSession:
         return ordered
 
     def close(self) -> None:
-        if self._busy and self._proc.poll() is None:  # interrupted mid-call: its answer is lost anyway
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.write(b'{"op": "close"}\n')
-                self._proc.stdin.flush()
-                self._proc.stdin.close()
-                self._proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
+        """Ask the worker to exit; one that does not within CLOSE_WAIT_S (stopped, stuck) or
+        that is mid-call is killed, and so is it when a Ctrl-C cuts the wait short."""
+        try:
+            if self._busy and self._proc.poll() is None:  # interrupted mid-call: its answer is lost
                 self._proc.kill()
-                self._proc.wait()
-        if not self._log.closed:
-            self._log.close()
+            if self._proc.poll() is None:
+                try:
+                    assert self._proc.stdin is not None
+                    self._proc.stdin.write(b'{"op": "close"}\n')
+                    self._proc.stdin.flush()
+                    self._proc.stdin.close()
+                    self._proc.wait(timeout=CLOSE_WAIT_S)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._proc.kill()
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            if not self._log.closed:
+                self._log.close()
 
 
 class LlamaProcessBackend:

@@ -21,7 +21,8 @@ from gra_local.core.engine.stages import (
 from gra_local.core.events import RecordDecided
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate
-from gra_local.core.records import Decision, ModelRef, Reason
+from gra_local.core.quality.relevance import Relevance, vetoes
+from gra_local.core.records import Decision, ModelRef, Reason, RelevanceScore
 from gra_local.core.rundir import resume
 from gra_local.core.rundir.journal import JsonlAppender
 
@@ -40,16 +41,23 @@ class BatchDecider:
         self.dedup = dedup
         self.checkpoint = checkpoint
         """Called after each stage (the run rewrites run.json)."""
+        self.relevance: Relevance | None = None
+        """The relevance check, once the run has its threshold; None: off."""
+        self.cosines: dict[str, RelevanceScore] = {}
+        """Relevance figures of the batch's candidates, for their records."""
 
     def process(self, batch: list[Candidate], state: resume.RunDirState) -> None:
         canaries = [c for c in batch if c.canary is not None and c.id not in state.decided]
         batch = [c for c in batch if c.canary is None]
         for stage in (generate, review_instructions, review_responses):
             stage(self.ctx, batch + canaries)
+            if stage is generate:
+                self._check_relevance(batch + canaries, state)
             self._finalize_failed(batch, state)
             self.checkpoint()
         for cand in canaries:  # their panels are done: judgements out, never data
-            self.book.judged(cand)
+            rel = self.cosines.pop(cand.id, None)
+            self.book.judged(cand, None if rel is None else (rel.cosine, rel.threshold))
             state.decided.add(cand.id)
         if not batch:
             return
@@ -87,6 +95,23 @@ class BatchDecider:
                 self._finalize(cand, state, Reason.ADJUDICATED_REJECT, detail, outcome.mean,
                                outcome.std)
         self._keep_distinct(passed, state)
+
+    def _check_relevance(self, cands: list[Candidate], state: resume.RunDirState) -> None:
+        """After generation, before any review call: score every answer's relevance and
+        veto (reason off_topic) a real candidate below the threshold. Canaries are scored
+        for the check's own calibration line, never vetoed: their panel still judges them."""
+        rel = self.relevance
+        if rel is None or rel.threshold is None:
+            return
+        todo = [c for c in cands if not c.failed and c.response is not None
+                and c.draft is not None and c.id not in state.decided]
+        scores = rel.cosines([(c.draft.instruction, c.response or "") for c in todo
+                              if c.draft is not None])
+        for cand, cosine in zip(todo, scores, strict=True):
+            self.cosines[cand.id] = RelevanceScore(cosine=cosine, threshold=rel.threshold)
+            if cand.canary is None and vetoes(cosine, rel.threshold):
+                cand.fail(Reason.OFF_TOPIC, f"cosine(instruction, response) {cosine:.4f} < "
+                          f"relevance threshold {rel.threshold:.4f}")
 
     def _keep_distinct(self, passed: list[tuple[Candidate, Reason, str, Outcome]],
                        state: resume.RunDirState) -> None:
@@ -142,7 +167,11 @@ class BatchDecider:
         refs = {name: ref.model_copy(update={"n_gpu_layers": self.ctx.stats.model(name).n_gpu_layers})
                 for name, ref in self.refs.items()}
         record = cand.to_record(decision, reason, detail, mean, std, refs, self._sampling(cand))
-        data = record.model_copy(update=extra).model_dump(mode="json")
+        rel = self.cosines.pop(cand.id, None)
+        if rel is not None:
+            extra["relevance"] = rel
+        data = record.model_copy(update=extra).model_dump(
+            mode="json", exclude=None if rel is not None else {"relevance"})
         self.outputs[decision].append(data)
         state.decided.add(cand.id)
         self.book.decided_record(data)

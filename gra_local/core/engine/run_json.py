@@ -16,6 +16,7 @@ from gra_local.core.config import RunOptions
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate
+from gra_local.core.records import Reason
 from gra_local.core.rundir.report import (
     SCHEMA_VERSION,
     CalibrationSection,
@@ -26,6 +27,7 @@ from gra_local.core.rundir.report import (
     PeakRss,
     Placement,
     PrefixCache,
+    RelevanceSection,
     ResidencyBudget,
     RolesShared,
     RunConfig,
@@ -55,6 +57,7 @@ class Run(Protocol):
     stats: RunStats
     book: CanaryBook
     dedup: Gate
+    relevance_info: RelevanceSection | None
 
 
 def peak_rss_mb() -> PeakRss:
@@ -88,7 +91,8 @@ def calibration_section(run: Run) -> CalibrationSection:
         canaries_per_batch=opts.canaries, canaries_judged=len(book.decided),
         action=opts.calibration if opts.canaries else None,
         reviewers=report.reviewers, panel=report.panel, tau=report.tau,
-        min_accuracy=report.min_accuracy, min_canaries=report.min_canaries)
+        min_accuracy=report.min_accuracy, min_canaries=report.min_canaries,
+        relevance=report.relevance)
 
 
 def _judge_validity(stats: RunStats) -> dict[str, JudgeValidity]:
@@ -132,6 +136,7 @@ def build_run_json(run: Run, elapsed: float) -> RunReport:
         rounds=stats.rounds,
         dedup=_dedup(run.dedup),
         calibration=calibration_section(run),
+        relevance=_relevance(run.relevance_info, stats, opts.panel),
         loads={name: ms.loads for name, ms in models},
         placement={name: Placement(n_gpu_layers=ms.n_gpu_layers, plan=ms.gpu_plan)
                    for name, ms in models},
@@ -165,3 +170,12 @@ types); `enabled` picks which of the two shapes it is."""
 
 def _dedup(gate: Gate) -> DedupOn | DedupOff:
     return _DEDUP.validate_python(gate.describe())
+
+
+def _relevance(info: RelevanceSection | None, stats: RunStats,
+               panel: int) -> RelevanceSection | None:
+    """The vetoes come from the decision counters, which a resume recounts from the files."""
+    if info is None:
+        return None
+    vetoed = stats.counts.by_reason.get(Reason.OFF_TOPIC.value, 0)
+    return info.model_copy(update={"vetoed": vetoed, "calls_saved": vetoed * panel * 2})

@@ -36,12 +36,19 @@ from gra_local.core.events import (
 )
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.quality.canary_flow import CanaryBook
-from gra_local.core.quality.dedup_gate import make_gate
+from gra_local.core.quality.dedup_gate import DedupGate, make_gate
+from gra_local.core.quality.relevance import MIN_GOOD, Relevance
 from gra_local.core.records import Decision
 from gra_local.core.roles import RoleDraw, draw_roles
 from gra_local.core.rundir import files, resume
 from gra_local.core.rundir import journal as j
-from gra_local.core.rundir.report import RunIdentity, RunReport, SeedsInfo, model_identity
+from gra_local.core.rundir.report import (
+    RelevanceSection,
+    RunIdentity,
+    RunReport,
+    SeedsInfo,
+    model_identity,
+)
 from gra_local.core.seeds.pool import PoolEntry, check_pool
 from gra_local.core.seeds.scan import SeedScan, file_fingerprint, scan_seeds
 from gra_local.core.stats import RunStats
@@ -89,6 +96,8 @@ class Run:
         self.book = CanaryBook(self.out, self.opts)
         self.dedup = make_gate(req.embedder, req.cache_dir, self.opts.dedup_threshold,
                                self.opts.minhash)
+        self.relevance_info: RelevanceSection | None = None
+        """run.json's relevance section; None until the threshold is settled at start."""
         self._t0 = time.perf_counter()
 
     # --- files -------------------------------------------------------------------------
@@ -150,6 +159,7 @@ class Run:
                 self.emit(Notice(self.req.eta_note))
             try:
                 seed_pool = self._seed_pool(seeds_sha, scan)
+                self._start_relevance()
                 self.status = self._rounds(seed_pool, state)
             except (Stopped, KeyboardInterrupt, EndpointDown) as exc:
                 # a second Ctrl-C too, or a server gone for good: the directory resumes
@@ -171,11 +181,16 @@ class Run:
         (a full disk, say) it stays the one reported: a failure here (run.json cannot be
         written either) is added to it as a note; otherwise the first failure is raised."""
         failures: list[Exception] = []
+        ctrl_c: KeyboardInterrupt | None = None
         steps = [self.pool.close_all, self.write_run_json, self._journal.close,
                  *(out.close for out in self._outputs.values()), self.book.close]
         for step in steps:
             try:
                 step()
+            except KeyboardInterrupt as exc:  # a Ctrl-C meanwhile: run.json is written all the same
+                ctrl_c = ctrl_c or exc
+                if self.status == "running":
+                    self.status = "interrupted"
             except Exception as exc:  # each is reported below
                 failures.append(exc)
         pending = sys.exc_info()[1]
@@ -184,10 +199,50 @@ class Run:
                 failures[0].add_note(error_message(later))
             if failures:
                 raise failures[0]
+            if ctrl_c is not None:
+                raise ctrl_c
             return
         for failure in failures:
             if error_message(failure) != error_message(pending):  # the same error again
                 pending.add_note(error_message(failure))
+
+    def _start_relevance(self) -> None:
+        """Settle the relevance threshold once: read back from run.json on resume, else
+        calibrated on the canary sources (good pairs vs swapped ones) and written there."""
+        if not self.opts.relevance:
+            self.relevance_info = RelevanceSection(enabled=False, note="off (--no-relevance)")
+            return
+        embedder = self.req.embedder
+        if embedder is None:
+            note = ("off: the embedding model all-MiniLM-L6-v2 is not installed (`gra-local "
+                    "models pull-embedder`)")
+            self.relevance_info = RelevanceSection(enabled=False, note=note)
+            self.emit(Notice(f"relevance check {note}"))
+            return
+        cache = self.dedup.cache if isinstance(self.dedup, DedupGate) else None
+        check = Relevance(embedder, cache, self.req.cache_dir)
+        before = self.previous.relevance if self.previous is not None else None
+        if before is not None and before.threshold is not None:
+            self.relevance_info = before
+            check.threshold = before.threshold
+        else:
+            sources = self.canary_sources()
+            found = check.calibrate(sources)
+            if found is None:
+                usable = len([s for s in sources if s.instruction.strip() and s.response.strip()])
+                note = (f"off: {usable} pair(s) with a response to calibrate on, fewer than "
+                        f"{MIN_GOOD} (or no swap possible)")
+                self.relevance_info = RelevanceSection(enabled=False, embedder=embedder.name,
+                                                       note=note)
+                self.emit(Notice(f"relevance check {note}"))
+                return
+            check.threshold = found.value
+            self.relevance_info = RelevanceSection(
+                enabled=True, threshold=found.value, embedder=embedder.name,
+                balanced_accuracy=round(found.balanced_accuracy, 4),
+                source=f"{found.good} good pairs vs {found.bad} swapped ({self.MODE} canary sources)")
+        self.decider.relevance = check
+        self.write_run_json()
 
     def _scan_seeds(self) -> SeedScan:
         rng = random.Random(f"{self.opts.seed}/seed-pool")

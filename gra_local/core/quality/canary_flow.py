@@ -22,6 +22,7 @@ from gra_local.core.quality.calibration import (
     calibrate,
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
+from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
 from gra_local.core.rundir import journal as j
@@ -67,6 +68,8 @@ class CanaryBook:
         self.judgements: list[CanaryJudgement] = []
         self.panels: list[list[PanelReview]] = []
         self.decided: set[str] = set()
+        self.relevance: list[CanaryScore] = []
+        """The relevance check's scores of canaries (it never vetoes one)."""
         self.made = 0  # canaries created so far (their ids are sequential)
         self._out: j.JsonlAppender | None = None
         self._trust: CalibrationReport | None = None  # canary-based: what weights use
@@ -80,6 +83,9 @@ class CanaryBook:
         for row in j.read_jsonl(self.path):
             self.decided.add(row["id"])
             self.judgements += [CanaryJudgement.model_validate(x) for x in row["judgements"]]
+            if (rel := row.get("relevance")) is not None:
+                self.relevance.append((bool(row["expected_good"]), float(rel["cosine"]),
+                                       float(rel["threshold"])))
         self.made = len(self.decided | {c.id for c in journal if c.canary is not None})
         self.panels = [p for p in map(panel_of, decided_records) if p]
         self._out = j.JsonlAppender(self.path)
@@ -108,13 +114,18 @@ class CanaryBook:
                 "response": canary.response, "canary": canary}))
         return out
 
-    def judged(self, cand: Candidate) -> None:
-        """Store a canary whose panel is done; it never reaches the data files."""
+    def judged(self, cand: Candidate, relevance: tuple[float, float] | None = None) -> None:
+        """Store a canary whose panel is done; it never reaches the data files.
+        `relevance`: the relevance check's (cosine, threshold) for it, when it ran."""
         assert cand.canary is not None and self._out is not None
         found = judgements_of(cand)
-        self._out.append({"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
-                          "expected_good": cand.canary.expected_good,
-                          "judgements": [x.model_dump(mode="json") for x in found]})
+        row = {"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
+               "expected_good": cand.canary.expected_good,
+               "judgements": [x.model_dump(mode="json") for x in found]}
+        if relevance is not None:
+            row["relevance"] = {"cosine": relevance[0], "threshold": relevance[1]}
+            self.relevance.append((cand.canary.expected_good, *relevance))
+        self._out.append(row)
         self.decided.add(cand.id)
         self.judgements += found
         self.refresh()
@@ -136,8 +147,9 @@ class CanaryBook:
         """Everything, agreement on real samples included; built when asked (run.json),
         not per decision."""
         if self._full is None:
-            self._full = calibrate(self.judgements, self.panels, self.opts.tau,
-                                   min_accuracy=self.opts.min_canary_accuracy)
+            full = calibrate(self.judgements, self.panels, self.opts.tau,
+                             min_accuracy=self.opts.min_canary_accuracy)
+            self._full = full.model_copy(update={"relevance": calibration_line(self.relevance)})
         return self._full
 
     def weights(self, models: list[str]) -> list[float] | None:

@@ -76,6 +76,9 @@ class CalibrationReport(BaseModel):
     tau: float
     min_accuracy: float
     min_canaries: int
+    relevance: ReviewerCalibration | None = None
+    """The relevance check's canary judgements, as a reviewer's (never weighted or
+    flagged: it only vetoes, before the panel)."""
 
     def flagged(self) -> set[str]:
         return {m for m, r in self.reviewers.items() if r.flagged}

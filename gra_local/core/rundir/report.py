@@ -144,6 +144,26 @@ class DedupOn(BaseModel):
     """Seeds and kept samples the index compared new samples with."""
 
 
+class RelevanceSection(BaseModel):
+    """The relevance check (core.quality.relevance): its threshold, calibrated once at the
+    run's start and read back on resume, and what it vetoed."""
+
+    enabled: bool
+    """False: off for the run (`note` says why)."""
+    threshold: float | None = None
+    """Cosine(instruction, response) below which an answer is vetoed `off_topic`."""
+    source: str | None = None
+    """What the threshold was calibrated on (good vs swapped pairs, with counts)."""
+    balanced_accuracy: float | None = None
+    """Of the threshold on its calibration pairs."""
+    embedder: str | None = None
+    vetoed: int = 0
+    """Candidates rejected off_topic (canaries are never vetoed)."""
+    calls_saved: int = 0
+    """Review calls the vetoed candidates would have made at least: panel × 2 each."""
+    note: str | None = None
+
+
 class CalibrationSection(BaseModel):
     """Reviewer calibration: the canary settings, then core.quality's CalibrationReport
     (whose fields follow, flattened, in its order). Agreement figures need no canaries."""
@@ -163,6 +183,9 @@ class CalibrationSection(BaseModel):
     """Canary accuracy below which a reviewer is flagged."""
     min_canaries: int
     """Canaries a reviewer must have judged before its accuracy counts."""
+    relevance: ReviewerCalibration | None = None
+    """The relevance check judged like a reviewer: a good canary above its threshold, a
+    corrupted one below, is right (`accuracy`); None when the check is off or no canary ran."""
 
 
 class Placement(BaseModel):
@@ -273,6 +296,8 @@ class RunReport(BaseModel):
     """None: a schema-1 run, made before dedup existed."""
     calibration: CalibrationSection | None = None
     """None: a run made before calibration existed."""
+    relevance: RelevanceSection | None = None
+    """None: a run made before the relevance check existed."""
     loads: dict[str, int] = Field(default_factory=dict)
     placement: dict[str, Placement] = Field(default_factory=dict)
     residency: ResidencyBudget | None = None

@@ -87,6 +87,7 @@ def check_identity(out_dir: Path, state: RunDirState, identity: RunIdentity) -> 
     if old.get("mode") is None:  # written before the mode was recorded: not compared
         old["mode"] = new["mode"]
     _fill_new_model_keys(old, new)
+    _fill_new_options(old, new)
     diffs = _diff(old, new)
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
@@ -112,6 +113,14 @@ def _fill_new_model_keys(old: dict, new: dict) -> None:
         for key in new.get("models", {}).get(name, {}):
             if key not in entry and key in defaults:
                 entry[key] = defaults[key]
+
+
+def _fill_new_options(old: dict, new: dict) -> None:
+    """Run options added since `old` was written (e.g. relevance) are not compared: a run
+    made before them resumes, and goes on with what this run asks for."""
+    if isinstance(old.get("options"), dict):
+        for key, value in new.get("options", {}).items():
+            old["options"].setdefault(key, value)
 
 
 def read_previous(out_dir: Path) -> tuple[RunReport | None, OtherSchema | None]:

@@ -74,6 +74,11 @@ def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "rounds": {k: v.model_dump() for k, v in stats.rounds.items()},
         "dedup": run.dedup.describe(),
         "calibration": calibration,
+        # added with the relevance check (issue 14): its threshold and vetoes
+        "relevance": None if run.relevance_info is None else {
+            **run.relevance_info.model_dump(mode="json"),
+            "vetoed": stats.counts.by_reason.get("off_topic", 0),
+            "calls_saved": stats.counts.by_reason.get("off_topic", 0) * run.opts.panel * 2},
         "loads": {name: ms.loads for name, ms in stats.models.items()},
         "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
                       for name, ms in stats.models.items()},
@@ -142,7 +147,7 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
 
     def generation(samples: int) -> Run:
         req = request(out, names, samples=samples, rounds=2, batch=2, canaries=2,
-                      dedup_threshold=0.9)
+                      dedup_threshold=0.9, relevance=False)
         req.embedder = HashEmbedder()
         req.residency = Residency(budget_bytes=10, cost_bytes=dict.fromkeys(names, 3))
         req.predicted_seconds = 42.5

@@ -267,5 +267,8 @@ def test_report_round_trips_as_json() -> None:
     js = [judge("a", "1", True, True, 9.0), judge("a", "2", False, None, None, failed=True)]
     report = calibrate(js, [[("a", True, 9.0), ("b", False, None)]], tau=8.0)
     dumped = report.model_dump(mode="json")
-    assert list(dumped) == ["reviewers", "panel", "tau", "min_accuracy", "min_canaries"]
+    # issue 14: the relevance check's line follows (None: no canary scored by it)
+    assert list(dumped) == ["reviewers", "panel", "tau", "min_accuracy", "min_canaries",
+                            "relevance"]
+    assert dumped["relevance"] is None
     assert type(report).model_validate(dumped) == report

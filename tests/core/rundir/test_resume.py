@@ -118,3 +118,16 @@ def test_an_endpoint_model_pointed_elsewhere_is_refused_naming_the_difference(tm
                                           r"'http://other-box:8080/v1'"):
         resume.check_identity(tmp_path, state, identity(moved, ref.model_copy(
             update={"endpoint": "http://other-box:8080/v1"})))
+
+
+def test_a_run_option_added_later_is_not_compared(tmp_path: Path) -> None:
+    """A run made before `relevance` existed resumes, whatever this run sets it to; an
+    option both know is still compared."""
+    write_run_json(tmp_path, {"schema_version": 2, "identity": IDENTITY.model_dump(mode="json")})
+    state = resume.load_state(tmp_path)
+    for value in (True, False):
+        now = IDENTITY.model_copy(update={"options": {**IDENTITY.options, "relevance": value}})
+        resume.check_identity(tmp_path, state, now)  # no refusal
+    changed = IDENTITY.model_copy(update={"options": {**IDENTITY.options, "relevance": True, "panel": 5}})
+    with pytest.raises(OutputError, match=r"options\.panel: 3 → 5"):
+        resume.check_identity(tmp_path, state, changed)

@@ -1,0 +1,117 @@
+"""scripts/bench_judging.py's arithmetic on records made by hand: what counts as the panel,
+a reviewer and the relevance reviewer saying good, balanced accuracy, per-kind shares and
+panel_gain. (Its --quick run on the embedded model is in test_benches.py.)"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bench_judging as bj  # noqa: E402
+from make_judging_set import Item  # noqa: E402
+
+PASS = {"reasonable": "pass", "complete": "pass", "clear": "pass"}
+FAIL = {**PASS, "clear": "fail"}
+
+
+def item(n: int, kind: str) -> Item:
+    return Item(id=f"j-{n}", instruction=f"q{n}", output=f"a{n}", domain="qa",
+                label="good" if kind == "good" else "bad", kind=kind, source="test")
+
+
+def record(line: int, decision: str, reason: str, reviews: list[dict], **extra: object) -> bj.RecordView:
+    return bj.RecordView.model_validate({
+        "id": f"d-{line}", "source": f"pairs.jsonl line {line}", "decision": decision,
+        "reason": reason, "reviews": reviews, "mean": None, "ignored_field": 1, **extra})
+
+
+def rev(model: str, verdict: dict | None, score: float | None) -> dict:
+    return {"model": model, "verdict": verdict, "score": score, "scores": None, "failures": 0}
+
+
+ITEMS = [item(1, "good"), item(2, "good"), item(3, "swapped"), item(4, "wrong_on_topic")]
+
+
+def test_reviewer_says_good_only_with_a_passed_verdict_and_a_score_at_tau() -> None:
+    says = [bj.reviewer_says(bj.ReviewView.model_validate(rev("m", v, s)), 8.0)
+            for v, s in ((PASS, 8.0), (PASS, 7.9), (FAIL, 9.0), (PASS, None), (None, None))]
+    assert says == [True, False, False, None, None]
+
+
+def test_a_model_in_several_slots_counts_per_slot() -> None:
+    reviews = [bj.ReviewView(model=m) for m in ("a", "b", "a", "a")]
+    assert bj.slot_names(reviews) == ["a", "b", "a#2", "a#3"]
+
+
+def test_figures_of_a_small_run() -> None:
+    records = [
+        record(1, "accepted", "accepted", [rev("a", PASS, 9.0), rev("b", PASS, 6.0)]),
+        # the panel passed it, dedup kept its twin: the panel said good
+        record(2, "rejected", "duplicate", [rev("a", PASS, 8.5), rev("b", FAIL, None)]),
+        # a vetoed it, so b was never scored: b has no say on this pair
+        record(3, "rejected", "instruction_failed", [rev("a", FAIL, None), rev("b", PASS, None)]),
+        # the adjudicator overruled a's pass
+        record(4, "rejected", "adjudicated_reject", [rev("a", PASS, 8.0), rev("b", PASS, 5.0)]),
+    ]
+    f = bj.figures(ITEMS, records, tau=8.0)
+    assert (f.panel.good_right, f.panel.good_n, f.panel.bad_right, f.panel.bad_n) == (2, 2, 2, 2)
+    assert f.panel.balanced_accuracy == 100.0
+    a, b = f.reviewers
+    assert (a.judge, a.judged, a.good_right, a.bad_right) == ("a", 4, 2, 1)
+    assert a.balanced_accuracy == 75.0
+    assert (b.judge, b.judged, b.good_right, b.good_n, b.bad_right, b.bad_n) == ("b", 3, 0, 2, 1, 1)
+    assert b.balanced_accuracy == 50.0
+    assert f.relevance is None and math.isnan(f.relevance_auc)
+    assert f.best_single is a and f.panel_gain == 25.0
+    assert f.kinds == {"good": (2, 2), "swapped": (1, 1), "wrong_on_topic": (1, 1)}
+    assert f.reasons["duplicate"] == 1
+
+
+def test_relevance_from_cosine_and_threshold_counts_as_a_single_reviewer() -> None:
+    rel = [(0.7, 0.3), (0.35, 0.3), (0.1, 0.3), (0.4, 0.3)]
+    records = [record(n, "rejected" if n > 2 else "accepted", "off_topic" if c < t else "low_score",
+                      [], relevance={"cosine": c, "threshold": t})
+               for n, (c, t) in enumerate(rel, 1)]
+    f = bj.figures(ITEMS, records, tau=8.0)
+    assert f.panel.balanced_accuracy == 100.0
+    assert f.relevance is not None and f.relevance.judged == 4
+    assert (f.relevance.good_right, f.relevance.bad_right) == (2, 1)
+    assert f.relevance.balanced_accuracy == 75.0
+    assert f.relevance_auc == 0.75  # good 0.7, 0.35 vs bad 0.1, 0.4: 3 of 4 orderings
+    assert f.best_single is f.relevance and f.panel_gain == 25.0
+
+
+def test_a_bare_cosine_without_threshold_follows_the_veto() -> None:
+    recs = [record(1, "rejected", "off_topic", [], relevance=0.2),
+            record(2, "rejected", "low_score", [], relevance=0.25)]
+    assert [r.relevance_says_good for r in recs] == [False, True]
+    assert record(3, "rejected", "low_score", []).relevance_says_good is None
+
+
+def test_balanced_accuracy_needs_both_labels() -> None:
+    assert math.isnan(bj.score("x", [(True, True), (True, False)]).balanced_accuracy)
+    assert bj.auc([(True, 1.0), (False, 1.0)]) == 0.5
+
+
+def test_a_bad_set_line_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    path.write_text(ITEMS[0].model_dump_json() + "\n" + '{"instruction": "x"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"set.jsonl line 2: not a labeled pair"):
+        bj.load_set(path)
+
+
+def test_an_unreadable_record_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "accepted.jsonl").write_text('{"id": "d-1"}\n', encoding="utf-8")
+    with pytest.raises(RuntimeError, match=r"accepted.jsonl line 1: not a record this bench reads"):
+        bj.read_records(tmp_path)
+
+
+def test_quick_pick_takes_two_of_each_label_in_file_order() -> None:
+    picked = bj.quick_pick(bj.load_set(bj.SET_FILE))
+    assert [i.label for i in picked].count("good") == 2 and len(picked) == 4
