@@ -142,7 +142,7 @@ def test_disk_full_mid_run_is_one_line_and_the_resume_loses_and_repeats_nothing(
     out = tmp_path / "out"
     args = cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models_file(tmp_path, smol_model),
                "--samples", "1", "--max-attempts", "4", "--batch", "2", "--seed-pool", "4",
-               "--no-dedup", "--quiet")
+               "--no-dedup", "--no-relevance", "--quiet")  # no embedding cache: the run dir fills
 
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, 8 * 1024))
