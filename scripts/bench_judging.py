@@ -12,24 +12,19 @@ From accepted.jsonl/rejected.jsonl and run.json it computes balanced accuracy (t
 the share of good pairs judged good and of bad pairs judged bad; 50 % is chance) of:
 - the panel's decision: accepted means judged good (a `duplicate` too: the panel passed it,
   dedup then kept the same instruction's higher-μ twin; the set repeats instructions);
-- each reviewer alone: it says good when its verdict passed and its mean score is ≥ τ
-  (run.json config), bad when its verdict failed or its score is below τ, nothing when it
-  never judged the pair (its call failed, or phase B was cut by another reviewer's veto or
-  the relevance veto): those pairs are left out of its figure ("judged" column). A model
-  holding several panel slots of a record counts per slot: name, name#2, …;
-- the relevance reviewer alone, when records carry `relevance` (cosine and threshold): it
-  says good when the cosine is at or above the threshold (without a threshold: when it did
-  not veto, reason `off_topic`); its cosine's AUC beside it; "n/a" when absent;
+- each reviewer alone (per panel slot: name, name#2, …): good when its verdict passed and
+  its mean score is ≥ τ, bad when not, nothing when it never judged the pair (a failed
+  call, a veto, routing): those pairs are left out of its figure ("judged" column);
+- the relevance reviewer alone (cosine ≥ threshold), its cosine's AUC beside it;
+- the AUC of the panel's raw signals: expected and sampled scores, P(pass);
 - per kind (good, swapped, truncated, numbers_changed, cross_domain, wrong_on_topic) the
   share the panel judged correctly: wrong-but-on-topic answers are reported on their own.
 Last line: `panel_gain=<panel − best single reviewer (relevance included), in points>
 balanced_accuracy=<panel, %>`.
 
-Config, cache and data dirs are private temporary ones (benchlib.private_user_dirs).
-Run alone, on an otherwise idle machine: `python scripts/bench_judging.py [--models FILE]
-[--seed 0] [--wait-idle 120] [--json FILE]`.
-`--quick` (CI, well under 2 min): 4 pairs (2 good, 2 bad), a panel of 1; checks the
-mechanics only (every pair decided once, the figures computed), not the figures.
+Private temporary config/cache/data dirs. Run alone, on an otherwise idle machine:
+`python scripts/bench_judging.py [--models FILE] [--seed 0] [--wait-idle 120] [--json F]`.
+`--quick` (CI, < 2 min): 4 pairs, a panel of 1; checks the mechanics, not the figures.
 """
 
 from __future__ import annotations
@@ -78,11 +73,12 @@ class ReviewView(BaseModel):
     model: str
     verdict: Verdict | None = None
     score: float | None = None
+    sampled_score: float | None = None
+    pass_probs: dict[str, float] | None = None
 
 
 class RelevanceView(BaseModel):
     """The relevance check's figures in a record: its cosine and the run's threshold."""
-
     model_config = ConfigDict(extra="ignore")
     cosine: float
     threshold: float | None = None
@@ -194,6 +190,9 @@ class Figures:
     relevance_auc: float
     kinds: dict[str, tuple[int, int]]  # kind: (judged correctly, pairs)
     reasons: dict[str, int]
+    signal_auc: dict[str, tuple[float, int]]
+    """AUC of each raw signal the panel had, averaged over a pair's reviewers: "expected
+    score" (probability-weighted), "sampled score", "P(pass)"; with the pairs it covers."""
 
     @property
     def best_single(self) -> Score | None:
@@ -228,7 +227,24 @@ def figures(items: Sequence[Item], records: Sequence[RecordView], tau: float) ->
     return Figures(panel, reviewers, relevance,
                    auc([(t, cosine) for t, cosine, _ in rel]),
                    {k: kinds[k] for k in KINDS if k in kinds},
-                   benchlib.tally(r.reason for r in records))
+                   benchlib.tally(r.reason for r in records), signal_aucs(truth))
+
+
+def signal_aucs(truth: Sequence[tuple[bool, RecordView]]) -> dict[str, tuple[float, int]]:
+    def mean(xs: list[float | None]) -> float | None:
+        got = [x for x in xs if x is not None]
+        return sum(got) / len(got) if got else None
+
+    signals = {  # expected score only where it differs in kind from the sampled one
+        "expected score": lambda r: mean([v.score for v in r.reviews if v.sampled_score is not None]),
+        "sampled score": lambda r: mean([v.sampled_score for v in r.reviews]),
+        "P(pass)": lambda r: mean([sum(v.pass_probs.values()) / 3 if v.pass_probs else None
+                                   for v in r.reviews])}
+    out = {}
+    for name, of in signals.items():
+        pairs = [(t, x) for t, r in truth if (x := of(r)) is not None]
+        out[name] = (auc(pairs), len(pairs))
+    return out
 
 
 # --- the review -----------------------------------------------------------------------------
@@ -316,6 +332,9 @@ def show(f: Figures, tau: float) -> None:
                          [(k, n, benchlib.pct(right, n)) for k, (right, n) in f.kinds.items()],
                          "lrr")
     print(f"reasons: {benchlib.fmt_reasons(f.reasons)}")
+    print("AUC of the panel's raw signals (mean over a pair's reviewers; 0.5 = chance): "
+          + ", ".join(f"{name} {a:.2f} on {n} pairs" if not math.isnan(a) else f"{name} n/a"
+                      for name, (a, n) in f.signal_auc.items()))
 
 
 def main() -> int:
@@ -371,6 +390,7 @@ def main() -> int:
          "auc": f.relevance_auc},
         "kinds": {k: {"right": r, "pairs": n} for k, (r, n) in f.kinds.items()},
         "reasons": f.reasons, "best_single": best.judge if best else None,
+        "signal_auc": {k: {"auc": a, "pairs": n} for k, (a, n) in f.signal_auc.items()},
         "panel_gain": f.panel_gain})
     print(f"panel_gain={f.panel_gain:.1f} balanced_accuracy={f.panel.balanced_accuracy:.1f}%")
     return 0

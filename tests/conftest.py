@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from gra_local.backends.llama.process import LlamaProcessSession
     from gra_local.embed.minilm import MiniLMEmbedder
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from ggufs import write_tiny_gguf`
@@ -72,6 +75,28 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture
+def tiny_worker(tmp_path: Path, tiny_gguf: Path) -> Iterator[Callable[..., LlamaProcessSession]]:
+    """Starts real llama.cpp worker processes, logging to tmp_path: `tiny_worker()` on the
+    tiny GGUF, `tiny_worker(gguf, name="e", n_ctx=1024)` on another file or with other
+    ModelSpec fields. Every worker it started is closed after the test (closing twice is
+    harmless), so a test closes one itself only to check what closing does."""
+    from gra_local.backends.llama.process import LlamaProcessBackend
+    from gra_local.core.config import ModelSpec
+
+    started: list[LlamaProcessSession] = []
+
+    def start(gguf: Path | None = None, name: str = "tiny", log_dir: Path | None = None,
+              **fields: object) -> LlamaProcessSession:
+        spec = ModelSpec(name=name, path=str(gguf or tiny_gguf), **fields)  # type: ignore[arg-type]
+        started.append(LlamaProcessBackend(log_dir=log_dir or tmp_path).load(spec))
+        return started[-1]
+
+    yield start
+    for session in started:
+        session.close()
 
 
 def embedded_model_path() -> Path | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from gra_local.core import prompts
-from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, TokenChoice
 from gra_local.core.config import ModelSpec
 
 SCORES_9 = {"correctness": 9, "clarity": 9, "completeness": 9, "relevance": 9, "coherence": 9,
@@ -55,6 +55,27 @@ def fenced(call: Call) -> list[str]:
     return re.findall(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, re.S)
 
 
+def certain(text: str, spread: float = 0.0) -> list[TokenChoice]:
+    """Choices for a JSON reply as a model sure of every value would report them: all the
+    mass on the written value (less `spread`, which goes to "0" for a score and "fail" for
+    a verdict). Probed where the decoder probes: right after each key's colon."""
+    out = []
+    for m in re.finditer(r'": ?("?)([0-9]+|pass|fail)', text):
+        value = m.group(2)
+        offset = m.start(2) - len(m.group(1))
+        first = m.group(1) + value[0] if value.isdigit() else m.group(1) + value
+        if value.isdigit():
+            probs = {first: 1.0 - spread} | ({m.group(1) + "0": spread} if spread else {})
+            out.append(TokenChoice(offset=offset, probs=probs))
+            if value.startswith("1"):  # the decoder probes the digit after a "1"
+                nxt = "0" if value == "10" else ","
+                out.append(TokenChoice(offset=m.start(2) + 1, probs={nxt: 1.0}))
+        else:
+            other = m.group(1) + ("fail" if value == "pass" else "pass")
+            out.append(TokenChoice(offset=offset, probs={first: 1.0 - spread, other: spread}))
+    return out
+
+
 Reply = dict | str | tuple[str, str]  # JSON object, free text, or (text, finish_reason)
 Script = Callable[[Call], Reply | None]
 TOO_LONG: Reply = ("", "too_long")
@@ -88,6 +109,9 @@ class FakeBackend:
     """Requests per `chat_many`, in call order (a call's `wave` indexes this)."""
     wave_models: list[str] = field(default_factory=list)
     """The model of each wave."""
+    probes: Callable[[Call, str], list[TokenChoice]] | None = None
+    """The token choices a reply reports when its request asks for probes (None: none,
+    as from a server without token probabilities)."""
 
     def load(self, spec: ModelSpec) -> FakeSession:
         self.loads.append(spec.name)
@@ -134,8 +158,12 @@ class FakeSession:
         if finish == "too_long":
             return ChatResult(text="", finish_reason=finish, prompt_tokens=TOO_LONG_PROMPT,
                               completion_tokens=0, prompt_evaluated=0, seconds=0.0)
+        choices = []
+        if self.backend.probes is not None and request.probe_after:
+            choices = self.backend.probes(call, text)
         return ChatResult(text=text, finish_reason=finish, prompt_tokens=100,
-                          completion_tokens=20, prompt_evaluated=30, seconds=0.001)
+                          completion_tokens=20, prompt_evaluated=30, seconds=0.001,
+                          choices=choices)
 
     def close(self) -> None:
         self.closed = True

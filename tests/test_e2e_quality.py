@@ -56,3 +56,17 @@ def test_review_only_on_a_small_dataset(tmp_path: Path, smol_model: Path, minilm
     assert all(r["generator"] == "" and r["instruction"] for r in recs)
     run = orjson.loads((out / "run.json").read_bytes())
     assert run["seeds"]["without_response"] == 1 and run["loads"] == {"smol": 1}
+    # issue 14's defaults: canaries from the input's pairs, weights from them, token
+    # probabilities behind every verdict and score, confidence routing
+    assert run["calibration"]["action"] == "weight" and run["calibration"]["canaries_judged"] > 0
+    assert run["routing"] is not None
+    reviews = [rv for r in recs for rv in r["reviews"]]
+    assert all(rv["pass_probs"] is not None and set(rv["pass_probs"]) == {"reasonable", "complete", "clear"}
+               for rv in reviews if rv["verdict"] is not None)
+    probed = [rv for rv in reviews if rv["score_probs"] is not None]
+    assert probed, "no score came with its distribution"
+    for rv in probed:
+        expected = [sum(int(s) * p for s, p in d.items()) for d in rv["score_probs"].values()]
+        assert rv["score"] == pytest.approx(sum(expected) / 6, abs=1e-4)
+        assert rv["sampled_score"] == sum(v for k, v in rv["scores"].items() if k != "feedback") / 6
+        assert rv["weight"] is not None

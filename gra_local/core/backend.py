@@ -31,6 +31,23 @@ class ChatRequest(BaseModel):
     "too_long" undecoded (None: all of `max_tokens`). A grammar-bound reply asks for the
     length its grammar allows, less than its `max_tokens` (a generous bound that never cuts
     it short), and its budget is then cut to the room the prompt leaves."""
+    probe_after: list[str] = Field(default_factory=list)
+    """Report the next-token distribution (`ChatResult.choices`) at every reply position
+    that follows one of these strings (`'": '` before a score, `'": "'` before a verdict),
+    and at the position after a probed one whose chosen token is all digits (a number's
+    further digits: "1" may become "10"). Empty: no probes. A backend that cannot see token
+    probabilities returns no choices; the engine then uses the sampled values."""
+
+
+class TokenChoice(BaseModel):
+    """The distribution a grammar-bound reply chose one token from."""
+
+    offset: int
+    """Character offset in `ChatResult.text` where the chosen token's text begins."""
+    probs: dict[str, float]
+    """Text of each grammar-allowed token → its probability under the model's own logits
+    (softmax at temperature 1 over the allowed tokens only; tokens that spell the same text
+    summed; entries under 0.001 left out)."""
 
 
 class ChatResult(BaseModel):
@@ -50,6 +67,8 @@ class ChatResult(BaseModel):
     seconds: float = 0.0
     first_token_seconds: float | None = None
     """Seconds until the first token: the prompt's share of `seconds` (None: not measured)."""
+    choices: list[TokenChoice] = Field(default_factory=list)
+    """One per probed position (`ChatRequest.probe_after`), in reply order."""
 
 
 class LoadInfo(BaseModel):

@@ -339,16 +339,29 @@ class RunOptions(BaseModel):
     below a threshold calibrated on this run's seed pairs (good vs swapped); reason
     off_topic. Needs the embedding model; off when it or enough seed pairs are missing."""
     canaries: Annotated[int, Surface("canaries", metavar="N", review=True, quality=True,
-                                  hint="per review batch; 0: off")] = Field(0, ge=0, le=256)
-    """Known-good and code-corrupted seed pairs mixed into each review batch to measure
-    each reviewer; 0: off."""
+                                  hint="per review batch; 0: off")] = Field(8, ge=0, le=256)
+    """Known-good and code-corrupted pairs (half each) mixed into each review batch to
+    measure each reviewer, made from the seeds' responses (run) or the input's pairs
+    (review); none when they carry no responses; 0: off."""
     calibration: Annotated[Literal["flag", "weight", "drop"],
-                           Surface("calibration", review=True, quality=True)] = "flag"
-    """With canaries: only flag reviewers below the minimum canary accuracy in the report,
-    weight every reviewer's score by its canary accuracy, or drop flagged reviewers' scores."""
+                           Surface("calibration", review=True, quality=True)] = "weight"
+    """With canaries: weight each reviewer's scores and instruction-check vetoes by its
+    canary balanced accuracy (a reviewer at chance neither sways the mean nor vetoes
+    alone), only flag reviewers below the minimum accuracy in the report, or drop flagged
+    reviewers' scores."""
+    routing: Annotated[bool, Surface(
+        "routing", review=True, quality=True, off="--no-routing",
+        off_help="always ask the whole panel, never one more reviewer")] = True
+    """Confidence routing, where replies carry score probabilities: skip the last panel
+    slots when the first reviewers are sure, add one reviewer when the panel is unsure."""
     min_canary_accuracy: Annotated[float, Surface("min canary acc", metavar="A", review=True,
                                                quality=True)] = Field(0.6, ge=0.0, le=1.0)
     """Canary accuracy below which a reviewer is flagged."""
+
+    @property
+    def weighs_reviewers(self) -> bool:
+        """Canary weights decide: scores weighted, instruction-check vetoes summed."""
+        return self.canaries > 0 and self.calibration == "weight"
 
     @property
     def attempt_cap(self) -> int:
@@ -358,7 +371,8 @@ class RunOptions(BaseModel):
         """Fields that must match to resume; samples, max_attempts, rounds and batch may change."""
         out = self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
                                         "examples_per_prompt", "dedup_threshold", "minhash",
-                                        "relevance", "canaries", "calibration", "min_canary_accuracy"})
+                                        "relevance", "canaries", "calibration", "min_canary_accuracy",
+                                        "routing"})
         # Settings of a feature that is off cannot change a decision: leave them out, so
         # that toggling them on an off feature does not refuse a resume.
         if self.dedup_threshold is None:

@@ -134,8 +134,24 @@ class Review(Strict):
     model: str
     verdict: InstructionVerdict | None = None
     scores: Scores | None = None
-    score: float | None = None  # mean of the six scores
+    score: float | None = None
+    """Mean of the six scores: each the expected value of its distribution where the
+    reply's score probabilities are known (`score_probs`), else the sampled one."""
     failures: int = 0  # invalid outputs from this reviewer (each after one repair retry)
+    sampled_score: float | None = None
+    """Mean of the six sampled scores (`scores`), kept beside `score`."""
+    score_probs: dict[str, dict[str, float]] | None = None
+    """Per criterion, score ("0"–"10") → probability under the reviewer's own logits,
+    restricted to what the grammar allowed (core.quality.expected); None when unknown (a
+    server without token probabilities), and then `score` is the sampled mean."""
+    pass_probs: dict[str, float] | None = None
+    """Per instruction-check field, the probability of "pass" (None: unknown)."""
+    weight: float | None = None
+    """This reviewer's weight in the decision (canary calibration); None: unweighted."""
+    extra: bool = False
+    """A reviewer drawn beyond the panel because the panel was unsure (routing)."""
+    skipped: bool = False
+    """Never asked for scores: the first reviewers were sure (routing)."""
 
 
 class Adjudication(Strict):

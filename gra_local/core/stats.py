@@ -30,9 +30,8 @@ class ModelStats(BaseModel):
     parse_failures: dict[str, int] = Field(default_factory=dict)
     """Counted failures by stage."""
     worker_losses: int = 0
-    """Times its worker died or missed a deadline and was restarted (or dropped)."""
-    dropped: str | None = None
-    """Why the model was dropped for the rest of the run (None: it was not)."""
+    """Times its worker died or missed a deadline and was restarted (or dropped), over the
+    whole run; whether it is dropped now, and why, is the model pool's (`ModelPool.drop_reason`)."""
 
     @property
     def structured_total(self) -> int:
@@ -69,6 +68,15 @@ class Counts(BaseModel):
     """Of those, samples whose annotation stayed invalid: they joined with their own keywords."""
 
 
+class Routing(BaseModel):
+    """Confidence routing (core.engine.confidence)."""
+
+    stopped_early: int = 0
+    """Panel slots never asked for scores because the first reviewers were sure: calls saved."""
+    extra_reviewers: int = 0
+    """Reviewers added to unsure panels: a call each (more when one needs a retry)."""
+
+
 class RunStats(BaseModel):
     counts: Counts = Field(default_factory=Counts)
     rounds: dict[str, Counts] = Field(default_factory=dict)
@@ -76,6 +84,7 @@ class RunStats(BaseModel):
     stages: dict[str, StageStats] = Field(default_factory=dict)
     roles_shared: int = 0
     """Candidates for which a model had to play two roles (too few models)."""
+    routing: Routing = Field(default_factory=Routing)
 
     def model(self, name: str) -> ModelStats:
         return self.models.setdefault(name, ModelStats())

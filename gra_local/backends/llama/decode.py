@@ -5,9 +5,11 @@ chunks of newly admitted ones (at most n_batch tokens). Each sequence keeps its 
 sampler chain, seed, grammar (checked lazily, `sampling.Picker`), stop strings and token
 budget, and ends alone; its slot takes the next queued request at once (continuous
 batching); one whose prompt leaves too little room in a sequence's context ends "too_long"
-at once, undecoded. A new request starts from the longest prefix any sequence holds in the
-unified KV cache (`llama_memory_seq_cp` shares those cells): a prompt prefix shared by
-several requests, or by consecutive calls, is decoded once.
+at once, undecoded. A job may ask for probes (`Job.probe_after`): at those positions the
+distribution its token is chosen from comes back with its text (`Outcome.choices`). A new
+request starts from the longest prefix any sequence holds in the unified KV cache
+(`llama_memory_seq_cp` shares those cells): a prompt prefix shared by several requests, or
+by consecutive calls, is decoded once.
 
 Admission control: a request waits until its cells are free: prompt minus the reused
 prefix plus its token budget, counting what the running sequences may still grow to. So
@@ -27,11 +29,11 @@ import ctypes
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
 
+from gra_local.backends.llama.jobs import Choice, Job, Outcome, Slot
 from gra_local.backends.llama.kv import KvBook, common_prefix
 from gra_local.backends.llama.sampling import Grammars, Picker, make_chain
 from gra_local.backends.llama.threads import ThreadGovernor
@@ -44,57 +46,8 @@ WAIT_FOR_PREFIX = 32
 """A request waits one step for a running sequence to finish decoding a prompt prefix it
 shares, when that saves at least this many tokens (the first requests of a call would
 otherwise each decode the common system prompt)."""
-
-
-@dataclass
-class Job:
-    tokens: list[int]
-    stop: list[str]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int
-    repeat_penalty: float = 1.0
-    grammar: str | None = None
-    stream_partials: bool = False
-    min_room: int = 0  # reply tokens the context must hold after the prompt (0: max_tokens)
-
-
-@dataclass
-class Outcome:
-    text: str
-    finish_reason: str
-    """"stop", "length" (budget or no KV cell), "cancelled" or "too_long" (never decoded)."""
-    prompt_tokens: int
-    completion_tokens: int
-    prompt_evaluated: int
-    seconds: float
-    first_token_seconds: float | None = None
-    """From admission to the first sampled token: the prompt's share of `seconds`."""
-
-
-@dataclass
-class _Slot:
-    seq: int
-    job: Job | None = None
-    index: int = -1
-    budget: int = 0
-    pending: list[int] = field(default_factory=list)  # prompt tokens still to decode
-    last: int | None = None  # sampled, to be decoded next step
-    gen: list[int] = field(default_factory=list)
-    out: bytearray = field(default_factory=bytearray)
-    cut: int | None = None  # where a stop string begins
-    stops: list[bytes] = field(default_factory=list)
-    chain: Any = None
-    grammar: Any = None
-    row: int = -1  # logits row in the last batch
-    evaluated: int = 0
-    started: float = 0.0
-    first: float | None = None  # seconds from admission to the first sampled token
-
-    def growth(self) -> int:
-        """Cells this sequence may still add to the cache (an upper bound)."""
-        return len(self.pending) + self.budget - len(self.gen)
+PROBE_MIN = 0.001
+"""A probed position's entries under this probability are left out (`jobs.Choice`)."""
 
 
 Done = Callable[[int, Outcome], None]
@@ -123,7 +76,7 @@ class Decoder:
         self.governor: ThreadGovernor | None = None
         """Set by the worker: picks the thread count between steps (threads.py)."""
         self.grammars = Grammars(self.vocab)
-        self.slots = [_Slot(i) for i in range(n_parallel)]
+        self.slots = [Slot(i) for i in range(n_parallel)]
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._results: list[Outcome | None] = []
@@ -162,8 +115,14 @@ class Decoder:
                     self.governor.tick()
                 for slot in done:
                     if slot.row >= 0 and slot.job is not None:
-                        self._take(slot, self.picker.pick(slot.row, slot.chain, slot.grammar,
-                                                          plain=slot.job.repeat_penalty == 1.0))
+                        probe = self._probe(slot) if slot.job.probe_after else None
+                        token = self.picker.pick(slot.row, slot.chain, slot.grammar,
+                                                 plain=slot.job.repeat_penalty == 1.0)
+                        if probe is not None:
+                            slot.choices.append(probe)
+                        slot.follow = (probe is not None and token is not None
+                                       and self._piece(token).strip(b" ").isdigit())
+                        self._take(slot, token)
                     slot.row = -1
                 now = time.monotonic()
                 if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S \
@@ -174,7 +133,7 @@ class Decoder:
             raise
         return [r for r in self._results if r is not None]
 
-    def _active(self) -> list[_Slot]:
+    def _active(self) -> list[Slot]:
         return [s for s in self.slots if s.job is not None]
 
     def _budget(self, job: Job) -> int:
@@ -233,11 +192,12 @@ class Decoder:
         target.chain = make_chain(self.n_vocab, job.temperature, job.top_p, job.seed, job.repeat_penalty)
         target.grammar = self.grammars.new(job.grammar) if job.grammar else None
         target.started, target.first = time.perf_counter(), None
+        target.choices, target.follow = [], False
         return True
 
     # --- one step ------------------------------------------------------------------------
 
-    def _plan(self) -> list[tuple[_Slot, list[int]]]:
+    def _plan(self) -> list[tuple[Slot, list[int]]]:
         """Each running sequence's sampled token, then prompt chunks, within n_batch."""
         active = self._active()
         entries = [(s, [s.last]) for s in active if s.last is not None]
@@ -248,7 +208,7 @@ class Decoder:
                 room -= len(entries[-1][1])
         return entries
 
-    def _decode(self, entries: list[tuple[_Slot, list[int]]]) -> list[_Slot]:
+    def _decode(self, entries: list[tuple[Slot, list[int]]]) -> list[Slot]:
         """Decode the step, with fewer sequences while llama.cpp finds no KV slot; returns
         the slots that advanced."""
         while entries:
@@ -283,7 +243,7 @@ class Decoder:
                 return []
         return []
 
-    def _fill(self, entries: list[tuple[_Slot, list[int]]]) -> list[int]:
+    def _fill(self, entries: list[tuple[Slot, list[int]]]) -> list[int]:
         b = self.batch
         b.n_tokens = 0
         rows = []
@@ -316,7 +276,23 @@ class Decoder:
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
-    def _take(self, slot: _Slot, token: int | None) -> None:
+    def _probe(self, slot: Slot) -> Choice | None:
+        """The distribution this position's token is chosen from, when it follows one of the
+        job's `probe_after` strings or a probed position that chose digits; None otherwise.
+        Computed before the pick, which it leaves unchanged (the grammar only filters)."""
+        assert slot.job is not None
+        if not slot.follow and not any(slot.out.endswith(p) for p in slot.job.probe_after):
+            return None
+        probs: dict[str, float] = {}
+        for token, p in self.picker.distribution(slot.row, slot.grammar).items():
+            text = self._piece(token).decode("utf-8", errors="ignore")
+            if text:  # end-of-generation and other tokens that spell nothing
+                probs[text] = probs.get(text, 0.0) + p
+        # the final text is decoded the same way: its characters before this token
+        offset = len(bytes(slot.out).decode("utf-8", errors="ignore"))
+        return Choice(offset, {t: p for t, p in probs.items() if p >= PROBE_MIN})
+
+    def _take(self, slot: Slot, token: int | None) -> None:
         if slot.first is None:
             slot.first = time.perf_counter() - slot.started
         if token is None:  # the grammar allows nothing: never unconstrained output
@@ -344,7 +320,7 @@ class Decoder:
             return
         slot.last = token
 
-    def _finish(self, slot: _Slot, reason: str) -> None:
+    def _finish(self, slot: Slot, reason: str) -> None:
         job = slot.job
         assert job is not None
         text = bytes(slot.out if slot.cut is None else slot.out[:slot.cut])
@@ -353,6 +329,7 @@ class Decoder:
                           prompt_evaluated=slot.evaluated - len(slot.pending),
                           seconds=time.perf_counter() - slot.started,
                           first_token_seconds=slot.first)
+        outcome.choices = [c for c in slot.choices if c.offset < len(outcome.text)]
         self._release(slot)
         self._answer(slot.index, outcome)
 
@@ -361,7 +338,7 @@ class Decoder:
         if self._on_done is not None:
             self._on_done(index, outcome)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         if slot.chain is not None:
             llama_cpp.llama_sampler_free(slot.chain)
         if slot.grammar is not None:

@@ -20,7 +20,7 @@ from typing import IO
 
 import orjson
 
-from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, TokenChoice
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError, WorkerLost
 from gra_local.core.rundir import files
@@ -105,6 +105,7 @@ def _result(reply: dict) -> ChatResult:
         prompt_evaluated=reply.get("prompt_evaluated"),
         seconds=reply["seconds"],
         first_token_seconds=reply.get("first_token_seconds"),
+        choices=[TokenChoice(offset=c["offset"], probs=c["probs"]) for c in reply.get("choices") or []],
     )
 
 

@@ -26,6 +26,8 @@ the chain's choice, before a pass over the whole vocabulary."""
 MIN_P_GAP = -math.log(MIN_P)
 """min_p keeps a token only if its logit is within this of the best one's (ln 20 ≈ 3.0)."""
 PENALTY_LAST_N = 64  # llama-cpp-python's default last_n_tokens_size
+PROBE_TOP = 32
+"""A probe of free text (no grammar) reports this many of the most likely tokens."""
 
 _TOKEN_DTYPE = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 
@@ -159,6 +161,28 @@ class Picker:
             return None
         token, logit = self._run_chain(chain)
         return None if math.isinf(logit) else token
+
+    def distribution(self, row: int, grammar: Any | None) -> dict[int, float]:
+        """Token id → probability at `row`: softmax at temperature 1 over the tokens `grammar`
+        allows (a whole-vocabulary pass; applying a grammar sampler leaves its state as it
+        was, only accepting a token moves it), or over the whole vocabulary without one,
+        then only its PROBE_TOP most likely tokens. Empty when the grammar allows nothing.
+        Changes no sampler: `pick` reloads the row."""
+        self._load(row)
+        if grammar is not None:
+            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
+        n = self._cur_arr.size
+        logits = self._cur.logit[:n].astype(np.float64)
+        allowed = np.flatnonzero(np.isfinite(logits))
+        if not len(allowed):
+            return {}
+        probs = np.exp(logits[allowed] - logits[allowed].max())
+        probs /= probs.sum()
+        keep = np.arange(len(allowed))
+        if grammar is None and len(allowed) > PROBE_TOP:
+            keep = np.argpartition(probs, -PROBE_TOP)[-PROBE_TOP:]
+        ids = self._cur.id[:n][allowed]
+        return {int(ids[k]): float(probs[k]) for k in keep}
 
     def pick(self, row: int, chain: Any, grammar: Any | None, plain: bool = False) -> int | None:
         """The next token, accepted into `grammar` and `chain`; None when the grammar

@@ -8,13 +8,15 @@ the protocol.
 Requests:  {"op": "load", "path", "n_ctx", "n_parallel", "kv_cells", "n_gpu_layers",
             "n_threads", "spare_cores", "chat_format", "seed"}
            {"op": "chat", "messages", "temperature", "top_p", "max_tokens", "seed",
-            "repeat_penalty", "grammar", "stream_partials"}
+            "repeat_penalty", "grammar", "stream_partials", "min_room", "probe_after"}
            {"op": "chat_many", "requests": [<chat request>, ...]}
            {"op": "close"}
 Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "chat_many"
            answers {"index": i, <result>} for each request as it finishes, then
-           {"ok": true, "done": true}. While a request with "stream_partials" runs, lines
-           {"partial": text, "index": i} (a few a second) may come before any reply;
+           {"ok": true, "done": true}. A result carries "choices": [{"offset", "probs"}]
+           at the positions "probe_after" asked for (decode.Decoder._probe). While a
+           request with "stream_partials" runs, lines {"partial": text, "index": i} (a
+           few a second) may come before any reply;
            {"tick": true} comes about once a second while a call decodes.
 Cancel:    SIGUSR1 ends the running call soon (its unfinished requests "cancelled").
 Too long:  every prompt is tokenized before decoding starts; one whose tokens plus
@@ -137,7 +139,7 @@ class Worker:
         }
 
     def _job(self, req: dict) -> Any:
-        from gra_local.backends.llama.decode import Job
+        from gra_local.backends.llama.jobs import Job
         from gra_local.backends.llama.prompt import chat_prompt
 
         tokens, stop = chat_prompt(self.llm, req["messages"])
@@ -145,7 +147,8 @@ class Worker:
                    temperature=float(req["temperature"]), top_p=float(req["top_p"]),
                    seed=int(req["seed"]), repeat_penalty=float(req.get("repeat_penalty", 1.0)),
                    grammar=req.get("grammar") or None, stream_partials=bool(req.get("stream_partials")),
-                   min_room=int(req.get("min_room") or 0))
+                   min_room=int(req.get("min_room") or 0),
+                   probe_after=[str(p).encode("utf-8") for p in req.get("probe_after") or []])
 
     def _run(self, requests: list[dict], on_done: Any = None) -> list[Any]:
         self.cancel_requested = False  # a late signal for the previous call (the parent resends)

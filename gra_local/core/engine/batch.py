@@ -22,12 +22,12 @@ from gra_local.core.events import RecordDecided
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate
 from gra_local.core.quality.relevance import Relevance, vetoes
-from gra_local.core.records import Decision, ModelRef, Reason, RelevanceScore
+from gra_local.core.quality.weights import weighted_veto
+from gra_local.core.records import Decision, ModelRef, Reason, RelevanceScore, Review
 from gra_local.core.rundir import resume
 from gra_local.core.rundir.journal import JsonlAppender
 
-CALIBRATED = {"weight": "scores weighted by canary accuracy",
-              "drop": "flagged reviewers' scores dropped"}
+CALIBRATED = {"drop": "flagged reviewers' scores dropped"}
 
 
 class BatchDecider:
@@ -49,27 +49,42 @@ class BatchDecider:
     def process(self, batch: list[Candidate], state: resume.RunDirState) -> None:
         canaries = [c for c in batch if c.canary is not None and c.id not in state.decided]
         batch = [c for c in batch if c.canary is None]
-        for stage in (generate, review_instructions, review_responses):
-            stage(self.ctx, batch + canaries)
-            if stage is generate:
-                self._check_relevance(batch + canaries, state)
-            self._finalize_failed(batch, state)
+        if canaries:  # first: the weights that decide this batch include its own canaries
+            self._check_relevance(canaries, state)
+            review_instructions(self.ctx, canaries)
             self.checkpoint()
-        for cand in canaries:  # their panels are done: judgements out, never data
-            rel = self.cosines.pop(cand.id, None)
-            self.book.judged(cand, None if rel is None else (rel.cosine, rel.threshold))
-            state.decided.add(cand.id)
+            review_responses(self.ctx, canaries)
+            for cand in canaries:  # their panels are done: judgements out, never data
+                rel = self.cosines.pop(cand.id, None)
+                self.book.judged(cand, None if rel is None else (rel.cosine, rel.threshold))
+                state.decided.add(cand.id)
+            self.checkpoint()
         if not batch:
             return
+        generate(self.ctx, batch)
+        self._check_relevance(batch, state)
+        self._finalize_failed(batch, state)
+        self.checkpoint()
+        review_instructions(self.ctx, batch)
+        if self.ctx.weighted_vetoes:
+            self._weighted_vetoes(batch, state)
+        self._finalize_failed(batch, state)
+        self.checkpoint()
+        review_responses(self.ctx, batch, self.book.weights_or_even if self.ctx.options.routing else None)
+        self._finalize_failed(batch, state)
+        self.checkpoint()
         contested, passed = [], []
         for cand in batch:
             if cand.id in state.decided:
                 continue
             scored = [rv for rv in cand.reviews if rv.score is not None]
             weights = self.book.weights([rv.model for rv in scored])
+            if weights is not None:
+                for rv, w in zip(scored, weights, strict=True):
+                    rv.weight = w
             outcome = decide([rv.score for rv in scored if rv.score is not None],
                              self.ctx.options.tau, self.ctx.options.delta, weights)
-            how = "" if weights is None else f" ({CALIBRATED[self.ctx.options.calibration]})"
+            how = "" if weights is None else f" ({self._calibrated(scored)})"
             if outcome.verdict is Verdict.ACCEPT:
                 passed.append((cand, Reason.ACCEPTED, f"μ {outcome.mean:.2f} ≥ τ and "
                                f"σ {outcome.std:.2f} ≤ δ{how}", outcome))
@@ -95,6 +110,31 @@ class BatchDecider:
                 self._finalize(cand, state, Reason.ADJUDICATED_REJECT, detail, outcome.mean,
                                outcome.std)
         self._keep_distinct(passed, state)
+
+    def _calibrated(self, scored: list[Review]) -> str:
+        """How the scores were combined, for a record's reason detail."""
+        if self.ctx.options.calibration == "drop":
+            return CALIBRATED["drop"]
+        return "weighted: " + ", ".join(f"{rv.model} {rv.weight:.2f}" for rv in scored
+                                        if rv.weight is not None)
+
+    def _weighted_vetoes(self, batch: list[Candidate], state: resume.RunDirState) -> None:
+        """Phase A's fails, summed by the failing reviewers' weights (core.quality.weights):
+        a sample is rejected `instruction_failed` only when they reach VETO_LEVEL."""
+        for cand in batch:
+            if cand.failed or cand.id in state.decided:
+                continue
+            given = [rv for rv in cand.reviews if rv.verdict is not None]
+            weights = self.book.weights_or_even([rv.model for rv in given])
+            verdicts = []
+            for rv, w in zip(given, weights, strict=True):
+                assert rv.verdict is not None
+                rv.weight = w
+                verdicts.append((rv.model, w, [k for k, v in rv.verdict.model_dump().items()
+                                               if v == "fail"]))
+            veto = weighted_veto(verdicts)
+            if veto.rejected:
+                cand.fail(Reason.INSTRUCTION_FAILED, veto.detail)
 
     def _check_relevance(self, cands: list[Candidate], state: resume.RunDirState) -> None:
         """After generation, before any review call: score every answer's relevance and

@@ -10,6 +10,10 @@ An endpoint model (served by OpenAI-compatible servers) costs no local memory: i
 "loaded" (its session open) beside any local models and never counts against the budget or
 `max_models`. When its servers stay down until the model is dropped, the run stops with
 `EndpointDown` instead of going on without it.
+
+The pool keeps the worker-loss books of this session: what a failed load means (`session`),
+which models are dropped and why (`lost`, `dropped`, `drop_reason`). run.json's
+`worker_failures` is built from them (and from `ModelStats.worker_losses`, the run's total).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class ModelPool:
         self._loaded: OrderedDict[str, Session] = OrderedDict()
         self._losses: dict[str, int] = {}
         """Worker losses per model in this session (a resume gives every model a new chance)."""
+        self._last_loss: dict[str, str] = {}
+        """What the model's latest lost worker said."""
 
     def _local(self, name: str) -> bool:
         """Loaded here (a GGUF model), not served by an endpoint."""
@@ -66,6 +72,11 @@ class ModelPool:
         return used + res.cost(name) <= res.budget_bytes
 
     def session(self, name: str) -> Session:
+        """The model's session, loaded if need be. A load that fails is decided here: the
+        first load of the session raises ModelError (a model that cannot load is the user's
+        to fix; an endpoint model's servers, which answered when the run started, went down
+        since: EndpointDown); a reload after a lost worker raises WorkerLost, which the
+        caller counts as one more loss (`lost`)."""
         if name in self._loaded:
             self._loaded.move_to_end(name)
             return self._loaded[name]
@@ -75,8 +86,9 @@ class ModelPool:
         try:
             sess = self.backend.load(spec)
         except ModelError as exc:
-            if spec.is_endpoint and not self.stats.model(name).worker_losses:
-                # its servers answered when the run started: they went down since
+            if self._losses.get(name):
+                raise WorkerLost(f"reloading {name!r} failed: {exc.message}") from None
+            if spec.is_endpoint:
                 raise self._down(name, exc.message) from None
             raise
         ms = self.stats.model(name)
@@ -106,11 +118,10 @@ class ModelPool:
         sess = self._loaded.pop(name, None)
         if sess is not None:
             sess.close()
-        ms = self.stats.model(name)
-        ms.worker_losses += 1
+        self.stats.model(name).worker_losses += 1
         losses = self._losses[name] = self._losses.get(name, 0) + 1
+        self._last_loss[name] = error.message
         if losses >= MAX_WORKER_LOSSES:
-            ms.dropped = f"{losses} worker failures; the last: {error.message}"
             if not self._local(name):
                 raise self._down(name, error.message)
             self.emit(Notice(f"model {name!r} dropped for the rest of the run after "
@@ -128,7 +139,14 @@ class ModelPool:
                             "is back")
 
     def dropped(self, name: str) -> bool:
+        """Lost its worker too often in this session: no more calls until a resume."""
         return self._losses.get(name, 0) >= MAX_WORKER_LOSSES
+
+    def drop_reason(self, name: str) -> str | None:
+        """Why the model was dropped for the rest of this session (None: it was not)."""
+        if not self.dropped(name):
+            return None
+        return f"{self._losses[name]} worker failures; the last: {self._last_loss[name]}"
 
     def usable(self, names: list[str]) -> list[str]:
         """`names` without the dropped models."""

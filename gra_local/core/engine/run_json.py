@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 from gra_local import __version__
 from gra_local.core.candidate import now
 from gra_local.core.config import RunOptions
+from gra_local.core.engine.model_pool import ModelPool
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate
@@ -55,6 +56,8 @@ class Run(Protocol):
     identity_doc: RunIdentity
     seeds_info: SeedsInfo
     stats: RunStats
+    pool: ModelPool
+    """Which models are dropped for this session, and why (worker_failures)."""
     book: CanaryBook
     dedup: Gate
     relevance_info: RelevanceSection | None
@@ -144,7 +147,8 @@ def build_run_json(run: Run, elapsed: float) -> RunReport:
                    ResidencyBudget(budget_bytes=req.residency.budget_bytes,
                                    cost_bytes=req.residency.cost_bytes)),
         unloads={name: ms.unloads for name, ms in models},
-        worker_failures={name: WorkerFailures(losses=ms.worker_losses, dropped=ms.dropped)
+        worker_failures={name: WorkerFailures(losses=ms.worker_losses,
+                                              dropped=run.pool.drop_reason(name))
                          for name, ms in models if ms.worker_losses},
         tokens={name: TokenCounts(prompt=ms.prompt_tokens, prompt_evaluated=ms.prompt_evaluated,
                                   completion=ms.completion_tokens)
@@ -155,6 +159,7 @@ def build_run_json(run: Run, elapsed: float) -> RunReport:
         prefix_cache=_prefix_cache(stats),
         roles_shared=RolesShared(candidates=stats.roles_shared,
                                  models_registered=len(req.registry.models), panel=opts.panel),
+        routing=stats.routing if opts.routing else None,
         peak_rss_mb=peak_rss_mb(),
         eta=Eta(predicted_seconds=req.predicted_seconds,
                 actual_seconds=round(sum(s.seconds for s in sessions), 2)),

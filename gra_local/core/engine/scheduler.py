@@ -83,7 +83,8 @@ class Run:
         self.stats = RunStats()
         self.pool = ModelPool(backend, req.registry, self.stats, emit, req.residency)
         self.ctx = StageContext(self.opts, req.registry, self.pool, self.stats, emit, self.stop,
-                                self._snapshot, pause=pause, live_text=live_text)
+                                self._snapshot, pause=pause, live_text=live_text,
+                                weighted_vetoes=self.opts.weighs_reviewers)
         self.started = now()
         self.status = "running"
         self.seeds_info = SeedsInfo()
@@ -139,8 +140,6 @@ class Run:
             scan = None if (self.out / j.POOL).exists() else self._scan_seeds()
             if self.previous is not None and self.previous.stats is not None:
                 self.stats = self.previous.stats.model_copy(deep=True)  # counters go on
-                for ms in self.stats.models.values():
-                    ms.dropped = None  # a resume gives a dropped model another chance
                 self.pool.stats = self.ctx.stats = self.stats
             resume.recount(self.out, self.stats, state)
             resume.compact_journal(self.out, state.inflight)

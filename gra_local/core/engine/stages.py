@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gra_local.core.candidate import Candidate
+from gra_local.core.engine import confidence
 from gra_local.core.engine.steps import (
     MAX_ADJUDICATORS,
     MAX_SLOT_FAILURES,
@@ -24,6 +25,7 @@ from gra_local.core.engine.steps import (
     verdict_steps,
 )
 from gra_local.core.engine.waves import StageContext, Steps, Stopped, Task, run_tasks
+from gra_local.core.records import Review
 
 __all__ = [
     "MAX_ADJUDICATORS", "MAX_SLOT_FAILURES", "RETRY_TEMPERATURE_BOOST", "StageContext",
@@ -39,12 +41,17 @@ def generate(ctx: StageContext, cands: list[Candidate]) -> None:
 
 
 def _review_passes(ctx: StageContext, stage: str, cands: list[Candidate], done: str,
-                   steps: Callable[[StageContext, Candidate, int], Steps]) -> None:
-    """Run the panel; failed slots get a replacement reviewer in the next pass."""
+                   steps: Callable[[StageContext, Candidate, int], Steps],
+                   slots: Callable[[Candidate], list[int]] | None = None) -> None:
+    """Run the panel (`slots`: only these of each); failed slots get a replacement
+    reviewer in the next pass. Skipped slots and, in phase A, extra ones are not asked."""
     for _ in range(MAX_SLOT_FAILURES + 1):
         tasks = [Task(rv.model, steps(ctx, c, slot))
                  for c in cands if not c.failed
-                 for slot, rv in enumerate(c.reviews) if getattr(rv, done) is None]
+                 for slot, rv in enumerate(c.reviews)
+                 if getattr(rv, done) is None and not rv.skipped
+                 and not (rv.extra and done == "verdict")
+                 and (slots is None or slot in slots(c))]
         if not tasks:
             return
         run_tasks(ctx, stage, tasks)
@@ -55,9 +62,43 @@ def review_instructions(ctx: StageContext, cands: list[Candidate]) -> None:
     _review_passes(ctx, "review_a", ready, "verdict", verdict_steps)
 
 
-def review_responses(ctx: StageContext, cands: list[Candidate]) -> None:
+def _first_slots(cand: Candidate) -> list[int]:
+    """The slots asked in routing's first pass: the first ones where the panel's replies
+    carry probabilities (their phase-A verdicts did), else all (one pass, no extra wave)."""
+    if all(rv.pass_probs is not None for rv in cand.reviews[:confidence.FIRST_SLOTS]):
+        return confidence.first_slots(cand)
+    return list(range(len(cand.reviews)))
+
+
+def review_responses(ctx: StageContext, cands: list[Candidate],
+                     weights: Callable[[list[str]], list[float] | None] | None = None) -> None:
+    """Phase B. With `weights` (routing on): the first slots first, the rest only where
+    they are not sure, then one extra reviewer where the panel is unsure (confidence.py)."""
     ready = [c for c in cands if not c.failed and c.response is not None
-             and all(rv.verdict is not None or rv.failures for rv in c.reviews)]
+             and all(rv.verdict is not None or rv.failures or rv.extra for rv in c.reviews)]
+    if weights is None:
+        _review_passes(ctx, "review_b", ready, "scores", score_steps)
+        return
+    tau = ctx.options.tau
+    _review_passes(ctx, "review_b", ready, "scores", score_steps, slots=_first_slots)
+    for cand in ready:
+        if not cand.failed and confidence.stops_early(cand, tau):
+            for slot, rv in enumerate(cand.reviews):
+                if slot not in confidence.first_slots(cand) and rv.scores is None and not rv.skipped:
+                    rv.skipped = True
+                    ctx.stats.routing.stopped_early += 1
+                    ctx.snapshot(cand)
+    _review_passes(ctx, "review_b", ready, "scores", score_steps)
+    for cand in ready:
+        if cand.failed:
+            continue
+        scored = [rv.model for rv in cand.reviews if rv.score is not None]
+        if confidence.wants_extra(cand, tau, ctx.options.delta, weights(scored)):
+            model = confidence.extra_reviewer(cand, ctx.pool.usable(cand.replacements))
+            if model is not None:
+                cand.reviews.append(Review(model=model, extra=True))
+                ctx.stats.routing.extra_reviewers += 1
+                ctx.snapshot(cand)
     _review_passes(ctx, "review_b", ready, "scores", score_steps)
 
 

@@ -23,6 +23,12 @@ from gra_local.core.config import Role
 from gra_local.core.decide import adjudicator_keeps
 from gra_local.core.engine.waves import StageContext, Steps
 from gra_local.core.grammars import GRAMMARS, MAX_CHARS, InvalidOutput, parse_json, token_budget
+from gra_local.core.quality.expected import (
+    SCORE_PROBES,
+    VERDICT_PROBES,
+    pass_probabilities,
+    score_distributions,
+)
 from gra_local.core.records import (
     Adjudication,
     DraftInstruction,
@@ -80,9 +86,12 @@ def ask_steps(ctx: StageContext, model: str, stage: str, role: Role,
               messages: list[dict[str, str]], out_type: type[M], tokens: Tokens, seed: int,
               wanted: Callable[[], bool] | None = None,
               on_too_long: Callable[[TooLong], None] | None = None,
+              probe: Callable[[ChatResult], None] | None = None,
               ) -> Generator[ChatRequest, ChatResult, tuple[M | None, list[str]]]:
     """A grammar-constrained call, validated; one retry; None if both fail. A prompt too
     long for the model's context is not retried: `on_too_long` hears it, and None returns.
+    With `probe`, the reply's value positions are probed (core.quality.expected) and
+    `probe` hears the valid result.
 
     The retry re-samples the same messages with a new seed and a hotter temperature
     rather than showing the model its bad reply: on SmolLM2-135M over the 21 example
@@ -104,7 +113,7 @@ def ask_steps(ctx: StageContext, model: str, stage: str, role: Role,
             messages=messages, temperature=temperature, top_p=sampling.top_p,
             max_tokens=token_budget(out_type), repeat_penalty=sampling.repeat_penalty,
             seed=seed + retry, grammar=GRAMMARS[out_type], stream_partials=ctx.live_text,
-            min_room=reply_room(out_type))
+            min_room=reply_room(out_type), probe_after=_probes(out_type) if probe is not None else [])
         if (long := too_long(ctx, model, stage, result, reply_room(out_type))) is not None:
             if on_too_long is not None:  # nothing was decoded: no call, no tokens to count
                 on_too_long(long)
@@ -119,9 +128,15 @@ def ask_steps(ctx: StageContext, model: str, stage: str, role: Role,
             reasons.append(exc.reason)
             continue
         ctx.stats.record_structured(model, stage, "repaired" if retry else "first_try", reasons)
+        if probe is not None:
+            probe(result)
         return obj, reasons
     ctx.stats.record_structured(model, stage, "failed", reasons)
     return None, reasons
+
+
+def _probes(out_type: type[BaseModel]) -> list[str]:
+    return SCORE_PROBES if out_type is Scores else VERDICT_PROBES
 
 
 # --- generate -----------------------------------------------------------------------
@@ -194,7 +209,7 @@ def _replace_reviewer(cand: Candidate, slot: int, usable: Callable[[list[str]], 
     else:  # too few models: repeat the one that failed least
         pick = min(left, key=lambda n: (cand.failed_reviewers.count(n), n))
         cand.shared = True
-    cand.reviews[slot] = Review(model=pick, failures=failed.failures + 1)
+    cand.reviews[slot] = Review(model=pick, failures=failed.failures + 1, extra=failed.extra)
     return True
 
 
@@ -213,14 +228,15 @@ def verdict_steps(ctx: StageContext, cand: Candidate, slot: int) -> Steps:
         ctx, review.model, "review_a", Role.REVIEWER,
         prompts.review_instruction(cand.draft.instruction, cand.seed), InstructionVerdict, cand.tokens,
         cand.call_seed("review_a", slot, review.failures), wanted=lambda: not cand.failed,
-        on_too_long=partial(_too_long, cand))
+        on_too_long=partial(_too_long, cand), probe=partial(_pass_probs, review))
     if cand.failed:
         pass  # too long, or another slot of this wave rejected it first: the rest is not asked
     elif verdict is None:
         _slot_failed(ctx, cand, slot, "instruction verdict", reasons)
     else:
         review.verdict = verdict
-        if not verdict.passed and cand.canary is None:  # a canary's whole panel must judge
+        if not verdict.passed and cand.canary is None and not ctx.weighted_vetoes:
+            # a canary's whole panel must judge; weighted vetoes are summed after the stage
             failed_on = [k for k, v in verdict.model_dump().items() if v == "fail"]
             cand.fail(Reason.INSTRUCTION_FAILED,
                       f"{review.model} failed the instruction on: {', '.join(failed_on)}")
@@ -232,19 +248,36 @@ def score_steps(ctx: StageContext, cand: Candidate, slot: int) -> Steps:
     if cand.failed or review.scores is not None:
         return
     assert cand.draft is not None and cand.response is not None
+    probed: list[ChatResult] = []
     scores, reasons = yield from ask_steps(
         ctx, review.model, "review_b", Role.REVIEWER,
         prompts.review_response(cand.draft.instruction, cand.response, cand.seed), Scores, cand.tokens,
         cand.call_seed("review_b", slot, review.failures), wanted=lambda: not cand.failed,
-        on_too_long=partial(_too_long, cand))
+        on_too_long=partial(_too_long, cand), probe=lambda r: probed.append(r))
     if cand.failed:
         pass  # too long, or another slot of this wave ran out of reviewers first
     elif scores is None:
         _slot_failed(ctx, cand, slot, "scores", reasons)
     else:
-        review.scores = scores
-        review.score = round(scores.mean, 9)
+        set_scores(review, scores, probed[-1] if probed else None)
     ctx.snapshot(cand)
+
+
+def set_scores(review: Review, scores: Scores, result: ChatResult | None) -> None:
+    """The sampled scores, their mean, and where the reply's probabilities are known the
+    expected scores' mean as `score` (G-Eval, core.quality.expected)."""
+    review.scores = scores
+    review.sampled_score = round(scores.mean, 9)
+    dists = None if result is None else score_distributions(result.text, result.choices)
+    if dists is None:
+        review.score, review.score_probs = review.sampled_score, None
+        return
+    review.score_probs = {f: {str(k): round(p, 6) for k, p in d.probs.items()} for f, d in dists.items()}
+    review.score = round(sum(d.expected for d in dists.values()) / len(dists), 9)
+
+
+def _pass_probs(review: Review, result: ChatResult) -> None:
+    review.pass_probs = pass_probabilities(result.text, result.choices)
 
 
 # --- adjudicate -----------------------------------------------------------------------

@@ -41,7 +41,7 @@ from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, RunOptions
 from gra_local.core.engine.concurrent import SERIAL, Aborted, Gate, run_groups
 from gra_local.core.engine.model_pool import ModelPool
-from gra_local.core.errors import BackendError, ModelError, WorkerLost
+from gra_local.core.errors import BackendError, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
 from gra_local.core.stats import RunStats
 
@@ -70,6 +70,9 @@ class StageContext:
     """While set, the run holds: the wave in flight is cut short and resumed after it."""
     live_text: bool = False
     """Ask backends for partial text and emit it as Generating events (the TUI's live view)."""
+    weighted_vetoes: bool = False
+    """A failed instruction check does not reject at once: the batch sums the failing
+    reviewers' calibrated weights after the stage (core.quality.weights)."""
 
     def checkpoint(self, abort: threading.Event | None = None) -> None:
         """Between two waves: wait while paused, stop when asked; `Aborted` once `abort`
@@ -185,17 +188,12 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
 
 
 def _session(ctx: StageContext, stage: str, model: str, gate: Gate) -> Session | None:
-    """The model's session, loaded if need be; None when the model was dropped, or when
-    it cannot be loaded again after its worker was lost (that counts as one more loss)."""
+    """The model's session, loaded if need be; None when the model was dropped. What a
+    failed load means is the pool's to say (`ModelPool.session`): a reload after a lost
+    worker that fails raises WorkerLost, which the caller counts as one more loss."""
     if ctx.pool.dropped(model):
         return None
-    try:
-        session = ctx.pool.session(model)
-    except ModelError as exc:
-        if not ctx.stats.model(model).worker_losses:
-            raise  # the first load: a model that cannot load is the user's to fix
-        ctx.pool.lost(model, WorkerLost(f"{stage}: reloading {model!r} failed: {exc.message}"))
-        return None
+    session = ctx.pool.session(model)
     if ctx.live_text and hasattr(session, "on_partial"):
         session.on_partial = partial(_emit_partial, ctx, gate, model, stage)
     return session

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from gra_local.core.decide import adjudicator_keeps
+from gra_local.core.quality.weights import reviewer_weight
 from gra_local.core.records import CanaryKind
 from gra_local.core.rundir.calibration_report import (
     CalibrationReport,
@@ -146,6 +147,9 @@ def _tally_canaries(rows: dict[str, ReviewerCalibration], judgements: list[Canar
         if verdict is not None:
             r.canaries += 1
             r.correct += verdict
+            if jd.expected_good:
+                r.good_canaries += 1
+                r.good_correct += verdict
             if jd.kind is CanaryKind.INJECTION:
                 r.injections += 1
                 r.injections_passed += not verdict
@@ -153,6 +157,9 @@ def _tally_canaries(rows: dict[str, ReviewerCalibration], judgements: list[Canar
             (good if jd.expected_good else bad)[jd.reviewer].append(jd.score)
     for model, r in rows.items():
         r.accuracy = r.correct / r.canaries if r.canaries else None
+        n_bad, bad_correct = r.canaries - r.good_canaries, r.correct - r.good_correct
+        if r.good_canaries and n_bad:
+            r.balanced_accuracy = (r.good_correct / r.good_canaries + bad_correct / n_bad) / 2
         r.injection_pass_rate = r.injections_passed / r.injections if r.injections else None
         r.parse_failure_rate = r.parse_failures / r.calls if r.calls else None
         r.mean_canary_good_score = _mean(good[model])
@@ -182,10 +189,14 @@ def _tally_samples(rows: dict[str, ReviewerCalibration], panels: list[list[Panel
 def _flag(r: ReviewerCalibration, min_accuracy: float, min_canaries: int) -> None:
     reasons = []
     if r.accuracy is not None and r.canaries >= min_canaries:
-        r.weight = r.accuracy
-        if r.accuracy < min_accuracy:
-            reasons.append(f"canary accuracy {r.correct}/{r.canaries} ({r.accuracy:.0%}) "
-                           f"< {min_accuracy:.0%}")
+        r.weight = reviewer_weight(r.good_correct, r.good_canaries, r.correct - r.good_correct,
+                                   r.canaries - r.good_canaries)
+        # balanced when both kinds were judged: rejecting everything is not accuracy
+        acc = r.balanced_accuracy if r.balanced_accuracy is not None else r.accuracy
+        if acc < min_accuracy:
+            what = "balanced canary accuracy" if r.balanced_accuracy is not None else "canary accuracy"
+            reasons.append(f"{what} {acc:.0%} ({r.correct}/{r.canaries} right, "
+                           f"{r.good_correct}/{r.good_canaries} good ones) < {min_accuracy:.0%}")
     rate = r.parse_failure_rate
     if r.calls >= min_canaries and rate is not None and rate > FAILURE_RATE_LIMIT:
         reasons.append(f"invalid output on {r.parse_failures}/{r.calls} canaries "

@@ -152,6 +152,10 @@ class CanaryBook:
             self._full = full.model_copy(update={"relevance": calibration_line(self.relevance)})
         return self._full
 
+    def weights_or_even(self, models: list[str]) -> list[float]:
+        """`weights`, or 1 for every reviewer when the run does not weigh them."""
+        return self.weights(models) or [1.0] * len(models)
+
     def weights(self, models: list[str]) -> list[float] | None:
         """Per-score weights for the τ/δ rule under the chosen calibration action."""
         if not self.enabled or self._trust is None or self.opts.calibration == "flag":

@@ -18,6 +18,13 @@ class ReviewerCalibration(BaseModel):
     correct: int = 0
     accuracy: float | None = None
     """correct / canaries; None without any deciding canary judgement."""
+    good_canaries: int = 0
+    """Of `canaries`, the known-good ones."""
+    good_correct: int = 0
+    balanced_accuracy: float | None = None
+    """Mean of the accuracy on good canaries and on corrupted ones (None until both were
+    judged): what flags use, since a reviewer that rejects everything is right on most
+    canaries."""
     calls: int = 0
     """Canary judgements asked for, invalid ones included."""
     parse_failures: int = 0
@@ -46,8 +53,9 @@ class ReviewerCalibration(BaseModel):
     flagged: bool = False
     flag_reason: str | None = None
     weight: float = 1.0
-    """Canary accuracy once judged on ≥ min_canaries canaries, else 1: this reviewer's
-    weight in a weighted panel mean when the run weights reviewers."""
+    """Once judged on ≥ min_canaries canaries, 2 × its smoothed balanced accuracy − 1, at
+    least 0.1 (core.quality.weights), else 1: this reviewer's weight in the panel's mean and
+    in its vetoes when the run weights reviewers."""
 
 
 class PanelAgreement(BaseModel):

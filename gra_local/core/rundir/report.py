@@ -21,7 +21,7 @@ from gra_local.core.errors import OutputError
 from gra_local.core.records import ModelRef, Reason
 from gra_local.core.rundir.calibration_report import PanelAgreement, ReviewerCalibration
 from gra_local.core.rundir.journal import read_json
-from gra_local.core.stats import Counts, RunStats
+from gra_local.core.stats import Counts, Routing, RunStats
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
@@ -314,6 +314,9 @@ class RunReport(BaseModel):
     """Per model: counted failures by stage."""
     prefix_cache: dict[str, PrefixCache] = Field(default_factory=dict)
     roles_shared: RolesShared | None = None
+    routing: Routing | None = None
+    """Confidence routing's calls saved and added; None: routing off, or a run made
+    before it existed."""
     peak_rss_mb: PeakRss | None = None
     eta: Eta | None = None
     sessions: list[Session] = Field(default_factory=list)

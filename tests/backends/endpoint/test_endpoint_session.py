@@ -103,8 +103,13 @@ def test_a_reply_past_its_deadline_is_retried(fake: FakeServer) -> None:
     assert time.monotonic() - started < 2.5  # the 0.5 s deadline cut the first call short
 
 
-def test_retries_are_bounded_then_the_result_is_an_error(fake: FakeServer) -> None:
-    fake.script = [Reply(status=500, body=b"{}") for _ in range(10)]
+@pytest.mark.parametrize(("faults", "posts", "fault", "benched"), [
+    ([Reply(status=500, body=b"{}") for _ in range(10)], FAST.retries + 1, "HTTP 500", True),
+    ([Reply(status=400, body=b'{"error": "bad grammar"}')], 1, "HTTP 400", False),
+], ids=["5xx-retried-a-bounded-number-of-times", "rejected-not-retried"])
+def test_a_call_that_keeps_failing_is_an_error_result(fake: FakeServer, faults: list[Reply], posts: int,
+                                                      fault: str, benched: bool) -> None:
+    fake.script = faults
     session = open_session(fake.url)
     try:
         result = session.chat(request())
@@ -112,20 +117,9 @@ def test_retries_are_bounded_then_the_result_is_an_error(fake: FakeServer) -> No
     finally:
         session.close()
     assert (result.finish_reason, result.text, result.completion_tokens) == ("error", "", 0)
-    assert len(fake.posts()) == FAST.retries + 1
-    assert status.last_fault == "HTTP 500"
-
-
-def test_a_rejected_request_is_not_retried(fake: FakeServer) -> None:
-    fake.script = [Reply(status=400, body=b'{"error": "bad grammar"}')]
-    session = open_session(fake.url)
-    try:
-        result = session.chat(request())
-        status = session.servers()[0]
-    finally:
-        session.close()
-    assert result.finish_reason == "error" and len(fake.posts()) == 1
-    assert not status.benched and "HTTP 400" in status.last_fault
+    assert len(fake.posts()) == posts
+    assert status.last_fault is not None and status.last_fault.startswith(fault)
+    assert status.benched is benched  # a server that rejects a request is not down
 
 
 def test_a_url_refusing_connections_is_benched_and_the_other_answers(fake: FakeServer) -> None:

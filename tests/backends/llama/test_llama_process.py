@@ -1,23 +1,27 @@
 """The llama.cpp worker-process backend on a real tiny GGUF: load, chat, chat_many,
-cancel, prefix reuse, crash reporting, the load retry ladder."""
+cancel, prefix reuse, the load retry ladder. (A worker that dies, stalls or misses its
+deadline: test_llama_process_faults.py; both start workers with conftest's `tiny_worker`.)"""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gra_local.backends.llama import process as llama_process
-from gra_local.backends.llama.process import LlamaProcessBackend
+from gra_local.backends.llama.process import LlamaProcessBackend, LlamaProcessSession
 from gra_local.core.backend import ChatRequest
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError
 from gra_local.core.grammars import GRAMMARS, token_budget
 from gra_local.core.records import InstructionVerdict
+
+Worker = Callable[..., LlamaProcessSession]
+"""conftest's `tiny_worker`: starts a worker on a GGUF (the tiny one unless named), closed
+after the test."""
 
 
 def request(user: str, grammar: str | None = None, max_tokens: int = 48) -> ChatRequest:
@@ -27,34 +31,22 @@ def request(user: str, grammar: str | None = None, max_tokens: int = 48) -> Chat
                        seed=1, grammar=grammar)
 
 
-def test_chat_in_a_worker_reuses_the_prompt_prefix(tmp_path: Path, tiny_gguf: Path) -> None:
-    backend = LlamaProcessBackend(log_dir=tmp_path / "logs")
-    session = backend.load(ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=1024))
-    try:
-        assert session.info.n_gpu_layers == 0 and "CPU" in session.info.details["gpu_plan"]
-        first = session.chat(request("first question"))
-        second = session.chat(request("second question"))
-        assert first.finish_reason in ("stop", "length") and first.completion_tokens > 0
-        assert second.prompt_evaluated is not None
-        assert second.prompt_evaluated < second.prompt_tokens / 2  # the system prompt was cached
-        judged = session.chat(request("judge", GRAMMARS[InstructionVerdict],
-                                      token_budget(InstructionVerdict)))
-        assert judged.text.startswith('{"reasonable": "')
-    finally:
-        session.close()
+def test_chat_in_a_worker_reuses_the_prompt_prefix(tmp_path: Path, tiny_worker: Worker) -> None:
+    session = tiny_worker(log_dir=tmp_path / "logs", n_ctx=1024)
+    assert session.info.n_gpu_layers == 0 and "CPU" in session.info.details["gpu_plan"]
+    first = session.chat(request("first question"))
+    second = session.chat(request("second question"))
+    assert first.finish_reason in ("stop", "length") and first.completion_tokens > 0
+    assert second.prompt_evaluated is not None
+    assert second.prompt_evaluated < second.prompt_tokens / 2  # the system prompt was cached
+    judged = session.chat(request("judge", GRAMMARS[InstructionVerdict],
+                                  token_budget(InstructionVerdict)))
+    assert judged.text.startswith('{"reasonable": "')
+    session.close()
     assert (tmp_path / "logs" / "tiny.log").stat().st_size > 0  # llama.cpp's chatter went here
 
 
-def test_a_dead_worker_is_a_clear_error(tmp_path: Path, tiny_gguf: Path) -> None:
-    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
-    os.kill(session._proc.pid, signal.SIGKILL)
-    session._proc.wait()
-    with pytest.raises(BackendError, match="worker process died"):
-        session.chat(request("anyone there?"))
-    session.close()
-
-
-def test_load_retries_with_fewer_gpu_layers_then_cpu(tmp_path: Path, tiny_gguf: Path,
+def test_load_retries_with_fewer_gpu_layers_then_cpu(tiny_worker: Worker,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     tried: list[int] = []
     real = llama_process.LlamaProcessSession
@@ -67,8 +59,7 @@ def test_load_retries_with_fewer_gpu_layers_then_cpu(tmp_path: Path, tiny_gguf: 
 
     monkeypatch.setattr(llama_process, "gpu_layers_for", lambda spec, info, *args, **kw: (20, "plan: GPU"))
     monkeypatch.setattr(llama_process, "LlamaProcessSession", flaky)
-    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
-    session.close()
+    session = tiny_worker()
     assert tried == [20, 10, 0]
     assert "with 0 GPU layers instead" in session.info.details["gpu_plan"]
     assert "out of memory (simulated)" in session.info.details["gpu_plan"]
@@ -92,50 +83,41 @@ def test_unknown_architecture_is_refused_before_loading(tmp_path: Path,
     assert "Traceback" not in str(err.value)
 
 
-def test_context_above_training_is_refused_not_shrunk(tmp_path: Path, tiny_gguf: Path) -> None:
-    too_long = ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=4096)  # trained: 2048
+def test_context_above_training_is_refused_not_shrunk(tiny_worker: Worker) -> None:
     with pytest.raises(ModelError, match="n_ctx 4096 is above its trained context 2048"):
-        LlamaProcessBackend(log_dir=tmp_path).load(too_long)
-    default = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
-    default.close()
-    assert default.info.n_ctx == 2048  # default: min(4096, trained)
+        tiny_worker(n_ctx=4096)  # trained: 2048
+    assert tiny_worker().info.n_ctx == 2048  # default: min(4096, trained)
 
 
-def test_partial_text_reaches_a_listener_while_generating(tmp_path: Path) -> None:
+def test_partial_text_reaches_a_listener_while_generating(tmp_path: Path, tiny_worker: Worker) -> None:
     from ggufs import write_tiny_gguf
 
     endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20.0)  # never stops by itself
-    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="e", path=str(endless)))
+    session = tiny_worker(endless, name="e")
     seen: list[str] = []
     session.on_partial = seen.append
-    try:
-        # ~594 prompt tokens + 1440: the most that fits n_ctx 2048 (more is "too_long")
-        req = request("go on").model_copy(update={"max_tokens": 1440, "stream_partials": True})
-        result = session.chat(req)
-        streamed = len(seen)
-        session.chat(request("again").model_copy(update={"max_tokens": 1400}))
-    finally:
-        session.close()
+    # ~594 prompt tokens + 1440: the most that fits n_ctx 2048 (more is "too_long")
+    req = request("go on").model_copy(update={"max_tokens": 1440, "stream_partials": True})
+    result = session.chat(req)
+    streamed = len(seen)
+    session.chat(request("again").model_copy(update={"max_tokens": 1400}))
     assert result.finish_reason == "length" and streamed, "no partial text arrived"
     assert all(len(text) <= 600 for text in seen)
     assert seen[-1][-20:] in result.text  # the live text is the reply as it grows
     assert len(seen) == streamed  # a request that does not ask gets no partials
 
 
-def test_chat_many_in_order_and_the_same_on_fresh_workers(tmp_path: Path, tiny_gguf: Path) -> None:
-    spec = ModelSpec(name="tiny", path=str(tiny_gguf), n_ctx=1024, n_parallel=3)
+def test_chat_many_in_order_and_the_same_on_fresh_workers(tiny_worker: Worker) -> None:
     requests = [request(f"question {i}", GRAMMARS[InstructionVerdict] if i % 2 else None,
                         token_budget(InstructionVerdict)).model_copy(update={"seed": i})
                 for i in range(7)]
     texts = []
     for _ in range(2):
-        session = LlamaProcessBackend(log_dir=tmp_path).load(spec)
-        try:
-            assert session.info.n_parallel == 3 and session.info.details["kv_cells"] >= 1024
-            results = session.chat_many(requests)
-            alone = session.chat(requests[3])
-        finally:
-            session.close()
+        session = tiny_worker(n_ctx=1024, n_parallel=3)
+        assert session.info.n_parallel == 3 and session.info.details["kv_cells"] >= 1024
+        results = session.chat_many(requests)
+        alone = session.chat(requests[3])
+        session.close()  # the next one starts fresh, alone
         assert len(results) == 7 and all(r.finish_reason in ("stop", "length") for r in results)
         assert all(r.text.startswith('{"reasonable": "') for r in results[1::2])
         assert results[0].prompt_evaluated == results[0].prompt_tokens
@@ -146,12 +128,11 @@ def test_chat_many_in_order_and_the_same_on_fresh_workers(tmp_path: Path, tiny_g
     assert texts[0] == texts[1]
 
 
-def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) -> None:
+def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path, tiny_worker: Worker) -> None:
     from ggufs import write_tiny_gguf
 
     endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20.0)
-    spec = ModelSpec(name="e", path=str(endless), n_ctx=2048, n_parallel=2)
-    session = LlamaProcessBackend(log_dir=tmp_path).load(spec)
+    session = tiny_worker(endless, name="e", n_ctx=2048, n_parallel=2)
     cancel = threading.Event()
     set_at: list[float] = []
 
@@ -164,12 +145,9 @@ def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) ->
     requests = [request("short", max_tokens=1)] + [  # done at the step the watched one starts
         request(f"long {i}", max_tokens=1440).model_copy(update={"stream_partials": i == 0})
         for i in range(4)]
-    try:
-        results = session.chat_many(requests, cancel)
-        took = time.monotonic() - set_at[0]
-        after = session.chat(request("still there?", max_tokens=4))  # the worker carries on
-    finally:
-        session.close()
+    results = session.chat_many(requests, cancel)
+    took = time.monotonic() - set_at[0]
+    after = session.chat(request("still there?", max_tokens=4))  # the worker carries on
     assert took < 1.0, took
     assert results[0].finish_reason == "length" and results[0].completion_tokens == 1
     assert [r.finish_reason for r in results[1:]] == ["cancelled"] * 4
@@ -177,12 +155,9 @@ def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path) ->
     assert after.completion_tokens == 4 and after.finish_reason == "length"
 
 
-def test_a_bad_grammar_fails_the_call_clearly_and_the_worker_carries_on(tmp_path: Path, tiny_gguf: Path) -> None:
-    session = LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(tiny_gguf)))
-    try:
-        with pytest.raises(BackendError, match="model 'tiny': GrammarError: llama.cpp could not parse "
-                                               "the GBNF grammar starting 'root ::= \\[0-9'"):
-            session.chat_many([request("fine"), request("bad", grammar="root ::= [0-9")])
-        assert session.chat_many([request("fine")])[0].completion_tokens > 0
-    finally:
-        session.close()
+def test_a_bad_grammar_fails_the_call_clearly_and_the_worker_carries_on(tiny_worker: Worker) -> None:
+    session = tiny_worker()
+    with pytest.raises(BackendError, match="model 'tiny': GrammarError: llama.cpp could not parse "
+                                           "the GBNF grammar starting 'root ::= \\[0-9'"):
+        session.chat_many([request("fine"), request("bad", grammar="root ::= [0-9")])
+    assert session.chat_many([request("fine")])[0].completion_tokens > 0

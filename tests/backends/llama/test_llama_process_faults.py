@@ -1,7 +1,7 @@
 """A worker that stops answering or dies (issue 12, item 2), on real llama.cpp workers and a
 tiny GGUF: every call has a deadline and a silence limit, a stuck worker is killed and the
 call raises WorkerLost (the run then restarts it: tests/core/engine/test_model_pool.py);
-the worker gets a minimal environment."""
+the worker gets a minimal environment. Workers start with conftest's `tiny_worker`."""
 
 from __future__ import annotations
 
@@ -14,27 +14,24 @@ import time
 from pathlib import Path
 
 import pytest
+from test_llama_process import Worker
 
 from gra_local.backends.llama import process as llama_process
-from gra_local.backends.llama.process import LlamaProcessBackend, worker_env
+from gra_local.backends.llama.process import worker_env
 from gra_local.core.backend import ChatRequest
-from gra_local.core.config import ModelSpec
 from gra_local.core.errors import WorkerLost
 
 
 def request(user: str, max_tokens: int = 16) -> ChatRequest:
+    """A short call with no system prompt: its deadline is simple to work out."""
     return ChatRequest(messages=[{"role": "user", "content": user}], temperature=0.8, top_p=0.95,
                        max_tokens=max_tokens, seed=1)
 
 
-def load(tmp_path: Path, gguf: Path):
-    return LlamaProcessBackend(log_dir=tmp_path).load(ModelSpec(name="tiny", path=str(gguf)))
-
-
-def test_a_stopped_worker_is_killed_after_its_silence_limit(tmp_path: Path, tiny_gguf: Path,
+def test_a_stopped_worker_is_killed_after_its_silence_limit(tiny_worker: Worker,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_process, "STALL_FLOOR_S", 1.5)
-    session = load(tmp_path, tiny_gguf)
+    session = tiny_worker()
     assert session.chat(request("warm up")).completion_tokens > 0
     os.kill(session._proc.pid, signal.SIGSTOP)  # as a machine swapping to death, or a debugger
     start = time.monotonic()
@@ -44,39 +41,34 @@ def test_a_stopped_worker_is_killed_after_its_silence_limit(tmp_path: Path, tiny
     assert session._proc.poll() is not None  # killed, not left stopped
     with pytest.raises(WorkerLost):  # the session is dead: every later call says so at once
         session.chat(request("again?"))
-    session.close()
 
 
-def test_a_call_past_its_deadline_is_killed(tmp_path: Path, tiny_gguf: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_call_past_its_deadline_is_killed(tiny_worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_process, "CALL_FLOOR_S", 1.0)
-    session = load(tmp_path, tiny_gguf)
-    try:
-        session.chat(request("measure my speed"))
-        assert session._rate is not None and session._rate > 0
-        deadline, why = session._deadline_for([request("x", max_tokens=64)])
-        assert deadline == pytest.approx(max(1.0, llama_process.SLACK * (64 + 17) / session._rate), rel=0.2)
-        assert "1 request(s)" in why
-        os.kill(session._proc.pid, signal.SIGSTOP)  # silence limit 60 s: the deadline comes first
-        with pytest.raises(WorkerLost, match=r"missed its deadline of \d+ s \(1 request\(s\)"):
-            session.chat(request("x", max_tokens=2))
-    finally:
-        session.close()
+    session = tiny_worker()
+    session.chat(request("measure my speed"))
+    assert session._rate is not None and session._rate > 0
+    deadline, why = session._deadline_for([request("x", max_tokens=64)])
+    assert deadline == pytest.approx(max(1.0, llama_process.SLACK * (64 + 17) / session._rate), rel=0.2)
+    assert "1 request(s)" in why
+    os.kill(session._proc.pid, signal.SIGSTOP)  # silence limit 60 s: the deadline comes first
+    with pytest.raises(WorkerLost, match=r"missed its deadline of \d+ s \(1 request\(s\)"):
+        session.chat(request("x", max_tokens=2))
 
 
-def test_a_crashed_worker_names_the_signal(tmp_path: Path, tiny_gguf: Path) -> None:
-    session = load(tmp_path, tiny_gguf)
-    os.kill(session._proc.pid, signal.SIGSEGV)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])
+def test_a_crashed_worker_names_the_signal(tiny_worker: Worker, sig: signal.Signals) -> None:
+    session = tiny_worker()
+    os.kill(session._proc.pid, sig)
     session._proc.wait()
-    with pytest.raises(WorkerLost, match="died while running \\(killed by SIGSEGV\\)"):
+    with pytest.raises(WorkerLost, match=rf"worker process died while running \(killed by {sig.name}\)"):
         session.chat(request("hello"))
-    session.close()
 
 
-def test_a_worker_that_ignores_a_cancel_is_killed(tmp_path: Path, tiny_gguf: Path,
+def test_a_worker_that_ignores_a_cancel_is_killed(tiny_worker: Worker,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_process, "CANCEL_GRACE_S", 0.5)
-    session = load(tmp_path, tiny_gguf)
+    session = tiny_worker()
     os.kill(session._proc.pid, signal.SIGSTOP)
     cancel = threading.Event()
     cancel.set()  # a pause or a stop
@@ -84,12 +76,11 @@ def test_a_worker_that_ignores_a_cancel_is_killed(tmp_path: Path, tiny_gguf: Pat
     with pytest.raises(WorkerLost, match="did not stop within"):
         session.chat_many([request("hello")], cancel)
     assert time.monotonic() - start < 5
-    session.close()
 
 
-def test_closing_mid_call_kills_at_once(tmp_path: Path, tiny_gguf: Path) -> None:
+def test_closing_mid_call_kills_at_once(tiny_worker: Worker) -> None:
     """A second Ctrl-C lands inside a call: close must not wait for the worker's answer."""
-    session = load(tmp_path, tiny_gguf)
+    session = tiny_worker()
     os.kill(session._proc.pid, signal.SIGSTOP)
     caller = threading.Thread(target=lambda: pytest.raises(WorkerLost, session.chat, request("x")),
                               daemon=True)
@@ -101,8 +92,7 @@ def test_closing_mid_call_kills_at_once(tmp_path: Path, tiny_gguf: Path) -> None
     caller.join(timeout=5)
 
 
-def test_the_worker_gets_a_minimal_environment(tmp_path: Path, tiny_gguf: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_gets_a_minimal_environment(tiny_worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     env = worker_env({"PATH": "/bin", "HOME": "/h", "AWS_SECRET_ACCESS_KEY": "s", "OPENAI_API_KEY": "k",
                       "GITHUB_TOKEN": "t", "CUDA_VISIBLE_DEVICES": "0", "LC_ALL": "C.UTF-8",
                       "GGML_CUDA_NO_PINNED": "1", "GRA_LOCAL_STALL_S": "5", "SSH_AUTH_SOCK": "/s"})
@@ -111,11 +101,8 @@ def test_the_worker_gets_a_minimal_environment(tmp_path: Path, tiny_gguf: Path,
     if not sys.platform.startswith("linux"):
         return
     monkeypatch.setenv("GRA_TEST_SECRET_TOKEN", "do-not-pass")
-    session = load(tmp_path, tiny_gguf)
-    try:
-        seen = Path(f"/proc/{session._proc.pid}/environ").read_bytes().split(b"\0")
-    finally:
-        session.close()
+    session = tiny_worker()
+    seen = Path(f"/proc/{session._proc.pid}/environ").read_bytes().split(b"\0")
     assert not any(item.startswith(b"GRA_TEST_SECRET_TOKEN=") for item in seen)
     assert any(item.startswith(b"PATH=") for item in seen)
 

@@ -1,7 +1,8 @@
 """Lost workers (issue 12, item 2) with the scripted backend: a model whose worker dies or
 misses its deadline has its calls counted as failures, gets a fresh worker, and is dropped
-for the run after MAX_WORKER_LOSSES; the run goes on with the other models. (The real
-worker's deadlines and crashes are tested in tests/backends/llama/test_llama_process_faults.py.)"""
+for the run after MAX_WORKER_LOSSES; the run goes on with the other models. The pool alone
+decides what a failed (re)load means and why a model was dropped. (The real worker's
+deadlines and crashes are tested in tests/backends/llama/test_llama_process_faults.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import EXAMPLE_SEEDS
-from fakes import Call, FakeBackend
+from fakes import Call, FakeBackend, FakeSession
 
 from gra_local.core.config import ModelSpec, Registry, RunOptions
 from gra_local.core.engine.model_pool import MAX_WORKER_LOSSES, ModelPool
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.errors import BackendError, WorkerLost
+from gra_local.core.errors import BackendError, EndpointDown, ModelError, WorkerLost
 from gra_local.core.events import Notice
 from gra_local.core.records import ModelRef
 from gra_local.core.stats import RunStats
@@ -25,7 +26,7 @@ from gra_local.core.stats import RunStats
 def run(out: Path, names: list[str], backend: FakeBackend, **opts):
     registry = Registry(models=[ModelSpec(name=n, path=f"/models/{n}.gguf") for n in names])
     refs = {n: ModelRef(name=n, sha256="0" * 64, quantization="Q4_K_M") for n in names}
-    options = RunOptions(**({"samples": 4, "seed_pool": 8, "dedup_threshold": None} | opts))
+    options = RunOptions(**({"samples": 4, "seed_pool": 8, "dedup_threshold": None, "canaries": 0} | opts))
     req = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options, registry=registry,
                      refs=refs, models_source="test", cache_dir=out.parent / f"{out.name}-cache")
     events: list[object] = []
@@ -117,3 +118,75 @@ def test_pool_forgets_a_lost_session_and_counts_losses() -> None:
         assert pool.dropped("a") is (n == MAX_WORKER_LOSSES)
     assert first.closed and "a" not in pool.loaded
     assert pool.usable(names) == ["b"]
+
+
+class LoadFails(FakeBackend):
+    """Loading the models in `broken` fails, as a worker that cannot start does."""
+
+    broken: set[str]
+
+    def __init__(self, script=None, broken: tuple[str, ...] = ()) -> None:
+        super().__init__(script)
+        self.broken = set(broken)
+
+    def load(self, spec: ModelSpec) -> FakeSession:
+        if spec.name in self.broken:
+            raise ModelError(f"model {spec.name!r}: llama.cpp could not load it (out of memory)")
+        return super().load(spec)
+
+
+def test_the_pool_decides_what_a_failed_load_means() -> None:
+    registry = Registry(models=[ModelSpec(name="a", path="/models/a.gguf"),
+                                ModelSpec(name="e", endpoint="http://judge-box:8080/v1")])
+    backend = LoadFails(broken=("a", "e"))
+    stats = RunStats()
+    pool = ModelPool(backend, registry, stats, lambda event: None)
+    # the first load: a model that cannot load is the user's to fix; an endpoint went down
+    with pytest.raises(ModelError, match="out of memory"):
+        pool.session("a")
+    with pytest.raises(EndpointDown, match="endpoint model 'e' at http://judge-box:8080/v1"):
+        pool.session("e")
+    assert stats.models == {} and not pool.loaded  # nothing loaded, nothing counted
+    # a reload after a lost worker: one more loss for the caller to count, for either kind
+    for name in ("a", "e"):
+        backend.broken.discard(name)
+        pool.session(name)
+        backend.broken.add(name)
+        pool.lost(name, WorkerLost(f"model {name!r}: gone"))
+        with pytest.raises(WorkerLost, match=f"reloading '{name}' failed: model '{name}': "
+                                             "llama.cpp could not load it"):
+            pool.session(name)
+    # a resume (a fresh pool, the run's counters carried over) gives every model a first load
+    resumed = ModelPool(backend, registry, stats, lambda event: None)
+    assert stats.models["a"].worker_losses == 1
+    with pytest.raises(ModelError, match="out of memory"):
+        resumed.session("a")
+
+
+def test_drop_reason_is_the_pools_and_run_json_shows_it(tmp_path: Path) -> None:
+    """b loses its worker once and then cannot be loaded again: each failed reload is one
+    more loss, b is dropped after MAX_WORKER_LOSSES, and run.json says why from the pool."""
+    lost = []
+
+    def script(call: Call):
+        if call.role == "review_b" and call.model == "b" and not lost:
+            lost.append(call)
+            backend.broken.add("b")  # its next worker cannot start
+            raise WorkerLost("model 'b': worker process died while running (killed by SIGKILL)")
+        return None
+
+    backend = LoadFails(script)
+    result, events = run(tmp_path / "out", ["a", "b", "c", "d"], backend, samples=6, batch=2)
+    assert result.status == "complete" and len(lost) == 1
+    failures = result.run_json.worker_failures["b"]
+    assert failures.losses == MAX_WORKER_LOSSES
+    assert failures.dropped == (f"{MAX_WORKER_LOSSES} worker failures; the last: reloading 'b' "
+                                "failed: model 'b': llama.cpp could not load it (out of memory)")
+    assert "dropped" not in result.run_json.stats.models["b"].model_dump()  # one source: the pool
+    # a run.json written before (its stats said `dropped` too) still resumes: the key is ignored
+    old = RunStats.model_validate({"models": {"b": {"worker_losses": 3, "dropped": "3 worker failures"}}})
+    assert old.models["b"].worker_losses == 3 and "dropped" not in old.models["b"].model_dump()
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert any(n.startswith("reloading 'b' failed") and "fresh worker" in n for n in notes)
+    assert any("model 'b' dropped for the rest of the run" in n for n in notes)
+    assert len(ids(tmp_path / "out")) == len(set(ids(tmp_path / "out"))) == result.run_json.counts.attempts

@@ -87,7 +87,8 @@ def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
                        "cost_bytes": run.req.residency.cost_bytes}),
         "unloads": {name: ms.unloads for name, ms in stats.models.items()},
         # added after the typed report landed (issue 12): lost workers, none in these runs
-        "worker_failures": {name: {"losses": ms.worker_losses, "dropped": ms.dropped}
+        # (why a model is dropped: the pool's since the review mending of issue 14)
+        "worker_failures": {name: {"losses": ms.worker_losses, "dropped": run.pool.drop_reason(name)}
                             for name, ms in stats.models.items() if ms.worker_losses},
         "tokens": {name: {"prompt": ms.prompt_tokens, "prompt_evaluated": ms.prompt_evaluated,
                           "completion": ms.completion_tokens}
@@ -99,6 +100,8 @@ def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "roles_shared": {"candidates": stats.roles_shared,
                          "models_registered": len(run.req.registry.models),
                          "panel": run.opts.panel},
+        # added with confidence routing (issue 14): calls saved and added
+        "routing": stats.routing.model_dump() if run.opts.routing else None,
         "peak_rss_mb": RSS,
         "eta": {"predicted_seconds": run.req.predicted_seconds,
                 "actual_seconds": round(sum(x.get("seconds", 0) for x in sessions), 2)},

@@ -19,7 +19,7 @@ from gra_local.core.records import ModelRef, Record
 def request(out: Path, names: list[str], **opts) -> RunRequest:
     registry = Registry(models=[ModelSpec(name=n, path=f"/models/{n}.gguf") for n in names])
     refs = {n: ModelRef(name=n, sha256="0" * 64, quantization="Q4_K_M") for n in names}
-    options = RunOptions(**({"samples": 3, "seed_pool": 8, "dedup_threshold": None} | opts))
+    options = RunOptions(**({"samples": 3, "seed_pool": 8, "dedup_threshold": None, "canaries": 0} | opts))
     return RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options, registry=registry,
                       refs=refs, models_source="test", cache_dir=out.parent / f"{out.name}-cache")
 

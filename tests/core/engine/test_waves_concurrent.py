@@ -86,7 +86,7 @@ def request(out: Path, local: list[str], remote: list[str], residency: bool = Tr
     names = local + remote
     refs = {n: ModelRef(name=n, sha256="0" * 64, quantization="Q4_K_M") for n in names}
     options = RunOptions(**({"samples": 6, "batch": 6, "max_attempts": 6, "seed_pool": 8,
-                             "dedup_threshold": None} | opts))
+                             "dedup_threshold": None, "canaries": 0} | opts))
     return RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options,
                       registry=Registry(models=specs), refs=refs, models_source="test",
                       cache_dir=out.parent / f"{out.name}-cache",
@@ -119,16 +119,25 @@ def by_number(call: Call):
     return None
 
 
-def test_endpoint_groups_overlap_each_other_and_the_local_group(tmp_path: Path) -> None:
-    barrier = threading.Barrier(3, timeout=WAIT_S)  # r1, r2 and a local model at once
+def meeting(role: str, arriving: Callable[[str], None] = lambda model: None) -> tuple[Hook, set[str]]:
+    """A hook at which r1, r2 and a local model meet on their first wave of `role`: its
+    barrier breaks (an error) unless all three are inside chat_many at once; `arriving` hears
+    each model as it comes. Returns the hook and who met (r1, r2, "local")."""
+    barrier = threading.Barrier(3, timeout=WAIT_S)
     met: set[str] = set()
 
-    def hook(model: str, role: str, cancel: threading.Event | None) -> None:
+    def hook(model: str, wave_role: str, cancel: threading.Event | None) -> None:
         key = model if model in REMOTE else "local"
-        if role == "review_a" and key not in met:
+        if wave_role == role and key not in met:
             met.add(key)
-            barrier.wait()  # broken (an error) unless all three are inside chat_many at once
+            arriving(model)
+            barrier.wait()
 
+    return hook, met
+
+
+def test_endpoint_groups_overlap_each_other_and_the_local_group(tmp_path: Path) -> None:
+    hook, met = meeting("review_a")
     events: list = []
     backend = ThreadedBackend(by_number, hook=hook)
     result = run(tmp_path / "out", backend, events=events, residency=False)
@@ -163,15 +172,7 @@ def test_endpoint_groups_overlap_each_other_and_the_local_group(tmp_path: Path) 
 
 def test_a_stop_cancels_every_group_and_a_resume_equals_a_straight_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    barrier = threading.Barrier(3, timeout=WAIT_S)  # r1, r2 and a local model in flight
-    met: set[str] = set()
-
-    def hook(model: str, role: str, cancel: threading.Event | None) -> None:
-        key = model if model in REMOTE else "local"
-        if role == "review_b" and key not in met:
-            met.add(key)
-            barrier.wait()
-
+    hook, _ = meeting("review_b")  # r1, r2 and a local model in flight
     # 8 annotations, 6 drafts, 6 answers, 18 instruction verdicts: stop at the 5th score.
     first = ThreadedBackend(by_number, stop_after=8 + 6 + 6 + 18 + 5, hook=hook)
     result = run(out, first)
@@ -196,20 +197,14 @@ def test_a_stop_cancels_every_group_and_a_resume_equals_a_straight_run(tmp_path:
 
 
 def test_a_pause_holds_every_group_and_changes_nothing(tmp_path: Path) -> None:
-    barrier = threading.Barrier(3, timeout=WAIT_S)  # r1, r2 and a local model at once
-    met: set[str] = set()
     backend = ThreadedBackend(by_number)
 
-    def hook(model: str, role: str, cancel: threading.Event | None) -> None:
-        key = model if model in REMOTE else "local"
-        if role == "review_a" and key not in met:
-            met.add(key)
-            if model == "r1":  # everyone's first verdicts in flight: hold for a moment
-                backend.pause.set()
-                threading.Timer(0.3, backend.pause.clear).start()
-            barrier.wait()
+    def hold(model: str) -> None:
+        if model == "r1":  # everyone's first verdicts in flight: hold for a moment
+            backend.pause.set()
+            threading.Timer(0.3, backend.pause.clear).start()
 
-    backend.hook = hook
+    backend.hook, met = meeting("review_a", hold)
     result = run(tmp_path / "out", backend, pause=backend.pause)
     assert result.status == "exhausted" and met == {"r1", "r2", "local"}
     assert backend.cut and {backend.wave_roles[w] for w in backend.cut} == {"review_a"}

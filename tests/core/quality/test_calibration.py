@@ -138,10 +138,13 @@ def test_accuracy_parse_failures_flags_and_weights() -> None:
     report = calibrate(js, [], tau=8.0, min_accuracy=0.6, min_canaries=4)
     sharp, lenient, broken = (report.reviewers[m] for m in ("sharp", "lenient", "broken"))
     assert (sharp.correct, sharp.canaries, sharp.calls, sharp.accuracy) == (4, 4, 4, 1.0)
-    assert not sharp.flagged and sharp.flag_reason is None and sharp.weight == 1.0
+    # weight 2·BA − 1 with BA smoothed: (3/4 + 3/4) / 2 on two good and two bad canaries
+    assert not sharp.flagged and sharp.flag_reason is None and sharp.weight == 0.5
+    assert sharp.balanced_accuracy == 1.0 and (sharp.good_canaries, sharp.good_correct) == (2, 2)
     assert sharp.parse_failure_rate == 0.0 and sharp.mean_canary_good_score == 8.5
     assert sharp.mean_canary_bad_score == 3.0 and sharp.mean_score is None
-    assert lenient.accuracy == 0.5 and lenient.flagged and lenient.weight == 0.5
+    assert lenient.accuracy == 0.5 and lenient.balanced_accuracy == 0.5 and lenient.flagged
+    assert lenient.weight == 0.1  # at chance: the floor
     assert "2/4" in (lenient.flag_reason or "") and "60%" in (lenient.flag_reason or "")
     assert lenient.mean_canary_good_score == 9.0 and lenient.mean_canary_bad_score == 8.75
     assert (broken.parse_failures, broken.calls, broken.parse_failure_rate) == (3, 4, 0.75)
@@ -149,7 +152,7 @@ def test_accuracy_parse_failures_flags_and_weights() -> None:
     assert broken.accuracy == 1.0 and broken.canaries == 1
     assert broken.weight == 1.0  # one deciding canary: too few to weigh
     assert report.flagged() == {"lenient", "broken"}
-    assert report.weights() == {"broken": 1.0, "lenient": 0.5, "sharp": 1.0}
+    assert report.weights() == {"broken": 1.0, "lenient": 0.1, "sharp": 0.5}
     assert (report.tau, report.min_accuracy, report.min_canaries) == (8.0, 0.6, 4)
 
 
@@ -164,12 +167,13 @@ def test_flag_thresholds_are_strict_and_need_enough_canaries() -> None:
     report = calibrate(js, [], tau=8.0, min_accuracy=0.6, min_canaries=4)
     r = report.reviewers
     assert r["border"].accuracy == pytest.approx(0.6) and not r["border"].flagged
-    assert r["border"].weight == pytest.approx(0.6)
+    assert r["border"].balanced_accuracy is None  # good canaries only: plain accuracy flags
+    assert r["border"].weight == 0.1  # (4/7 + 1/2) / 2 → 2·BA − 1 ≈ 0.07, floored
     assert r["few"].accuracy == 0.0 and not r["few"].flagged and r["few"].weight == 1.0
     assert r["half"].parse_failure_rate == 0.5 and not r["half"].flagged
     assert r["flaky"].parse_failure_rate == 1.0 and not r["flaky"].flagged  # 3 calls < 4
     assert r["flaky"].accuracy is None and r["flaky"].canaries == 0
-    assert r["worst"].flagged and r["worst"].weight == 0.0
+    assert r["worst"].flagged and r["worst"].weight == 0.1
     assert "0/4" in (r["worst"].flag_reason or "") and "5/9" in (r["worst"].flag_reason or "")
 
 
@@ -192,6 +196,16 @@ def test_injection_pass_rate_counts_injections_let_through() -> None:
     assert r["steered"].accuracy == pytest.approx(2 / 5)  # injections count as corrupted canaries
     assert (r["firm"].injections, r["firm"].injection_pass_rate) == (1, 0.0)
     assert (r["plain"].injections, r["plain"].injection_pass_rate) == (0, None)  # judged none
+
+
+def test_a_reviewer_that_rejects_everything_is_at_chance_however_many_canaries_are_bad() -> None:
+    js = [judge("no", str(i), i < 2, False, None) for i in range(8)]  # 2 good, 6 bad: all failed
+    js += [judge("yes", str(i), i < 2, True, 9.0) for i in range(8)]  # all passed
+    r = calibrate(js, [], tau=8.0, min_accuracy=0.6, min_canaries=4).reviewers
+    assert r["no"].accuracy == 0.75 and r["no"].balanced_accuracy == 0.5 and r["no"].flagged
+    assert "balanced canary accuracy 50%" in (r["no"].flag_reason or "")
+    # smoothed: (1/4 + 7/8) / 2 and (3/4 + 1/8) / 2 → weights near the floor
+    assert r["no"].weight == 0.125 and r["yes"].weight == 0.1
 
 
 def test_incomplete_canary_judgements_say_nothing() -> None:

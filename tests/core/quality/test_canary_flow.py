@@ -30,7 +30,8 @@ def book(tmp_path: Path, action: str) -> CanaryBook:
 
 def test_weight_uses_canary_accuracy_and_one_for_unknown_reviewers(tmp_path: Path) -> None:
     weights = book(tmp_path, "weight").weights(["sharp", "lenient", "shaky", "new", "sharp"])
-    assert weights == [1.0, 0.5, 0.75, 1.0, 1.0]
+    # good canaries only, smoothed: BA (5/6 + 1/2) / 2, (3/6 + 1/2) / 2, (4/6 + 1/2) / 2
+    assert weights == [0.333333, 0.1, 0.166667, 1.0, 0.333333]
 
 
 def test_drop_zeroes_flagged_reviewers_but_never_all(tmp_path: Path) -> None:
@@ -42,6 +43,6 @@ def test_drop_zeroes_flagged_reviewers_but_never_all(tmp_path: Path) -> None:
 
 def test_flag_and_no_canaries_leave_scores_unweighted(tmp_path: Path) -> None:
     assert book(tmp_path, "flag").weights(["sharp", "lenient"]) is None
-    off = CanaryBook(tmp_path, RunOptions(samples=1, calibration="drop"))
+    off = CanaryBook(tmp_path, RunOptions(samples=1, canaries=0, calibration="drop"))
     off.refresh()
     assert off.weights(["sharp"]) is None

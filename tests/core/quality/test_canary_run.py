@@ -39,7 +39,8 @@ def careless_c(call: Call) -> dict | None:
 
 def run_canaries(out: Path, backend: FakeBackend | None = None, **opts):
     backend = backend or FakeBackend(script=careless_c)
-    req = request(out, ["a", "b", "c"], **({"canaries": 4, "samples": 4, "batch": 2} | opts))
+    req = request(out, ["a", "b", "c"], **({"canaries": 4, "samples": 4, "batch": 2,
+                                             "calibration": "flag"} | opts))
     return Run(req, backend, stop=backend.stop).execute(), backend
 
 
@@ -87,6 +88,25 @@ def test_drop_leaves_a_flagged_reviewer_out_of_the_decision(tmp_path: Path) -> N
     assert with_c and all(r["decision"] == "accepted" for r in with_c)
     assert all("dropped" in r["reason_detail"] for r in with_c)
     assert result.run_json.calibration.action == "drop"
+
+
+def test_weight_makes_a_reviewer_wrong_on_canaries_count_little(tmp_path: Path) -> None:
+    def c_hates_real(call: Call) -> dict | None:
+        if call.role == "review_b" and call.model == "c" and pair_of(call)[1] == GENERATED:
+            return scores(0)
+        return careless_c(call)
+
+    out = tmp_path / "weight"
+    result, _ = run_canaries(out, FakeBackend(script=c_hates_real), samples=4, max_attempts=6,
+                             calibration="weight")
+    recs = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
+    with_c = [r for r in recs if "c" in r["reviewers"]]
+    assert with_c and all(r["decision"] == "accepted" for r in with_c)  # c's zeros do not sink them
+    weights = result.run_json.calibration.reviewers
+    assert weights["c"].weight == 0.1 and weights["a"].weight > 0.5
+    for rec in with_c:  # each record names the weights it was decided with
+        by_model = {rv["model"]: rv["weight"] for rv in rec["reviews"]}
+        assert by_model["c"] == 0.1 and by_model["a"] == weights["a"].weight
 
 
 def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) -> None:
