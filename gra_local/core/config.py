@@ -339,7 +339,7 @@ class RunOptions(BaseModel):
     below a threshold calibrated on this run's seed pairs (good vs swapped); reason
     off_topic. Needs the embedding model; off when it or enough seed pairs are missing."""
     canaries: Annotated[int, Surface("canaries", metavar="N", review=True, quality=True,
-                                  hint="per review batch; 0: off")] = Field(8, ge=0, le=256)
+                                  hint="per review batch; 0: off")] = Field(4, ge=0, le=256)
     """Known-good and code-corrupted pairs (half each) mixed into each review batch to
     measure each reviewer, made from the seeds' responses (run) or the input's pairs
     (review); none when they carry no responses; 0: off."""

@@ -25,6 +25,9 @@ SHORTLIST = 256
 the chain's choice, before a pass over the whole vocabulary."""
 MIN_P_GAP = -math.log(MIN_P)
 """min_p keeps a token only if its logit is within this of the best one's (ln 20 ≈ 3.0)."""
+PROBE_FLOOR = 1e-4
+"""Probabilities below this are left out of a probe (the decoder drops < 0.001 after
+summing tokens that spell the same text)."""
 PENALTY_LAST_N = 64  # llama-cpp-python's default last_n_tokens_size
 PROBE_TOP = 32
 """A probe of free text (no grammar) reports this many of the most likely tokens."""
@@ -164,11 +167,23 @@ class Picker:
 
     def distribution(self, row: int, grammar: Any | None) -> dict[int, float]:
         """Token id → probability at `row`: softmax at temperature 1 over the tokens `grammar`
-        allows (a whole-vocabulary pass; applying a grammar sampler leaves its state as it
-        was, only accepting a token moves it), or over the whole vocabulary without one,
-        then only its PROBE_TOP most likely tokens. Empty when the grammar allows nothing.
-        Changes no sampler: `pick` reloads the row."""
+        allows, or over the whole vocabulary without one; only entries of at least
+        PROBE_FLOOR (at most PROBE_TOP without a grammar). Empty when the grammar allows
+        nothing. With a grammar the SHORTLIST most likely tokens are tried first: when the
+        grammar allows some of them, the distribution is over those (every token left out
+        has at most the shortlist's lowest logit, so at a score or verdict position, where
+        a handful of tokens is allowed, what is left out is negligible); else a whole-
+        vocabulary pass. Applying a grammar sampler leaves its state as it was (only
+        accepting a token moves it), and `pick` reloads the row: no sampler changes."""
+        if grammar is not None and self.n_vocab > SHORTLIST:
+            self._shortlist(row)
+            got = self._allowed_probs(grammar, top=None)
+            if got:
+                return got
         self._load(row)
+        return self._allowed_probs(grammar, top=PROBE_TOP if grammar is None else None)
+
+    def _allowed_probs(self, grammar: Any | None, top: int | None) -> dict[int, float]:
         if grammar is not None:
             llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._cur_arr))
         n = self._cur_arr.size
@@ -178,9 +193,9 @@ class Picker:
             return {}
         probs = np.exp(logits[allowed] - logits[allowed].max())
         probs /= probs.sum()
-        keep = np.arange(len(allowed))
-        if grammar is None and len(allowed) > PROBE_TOP:
-            keep = np.argpartition(probs, -PROBE_TOP)[-PROBE_TOP:]
+        keep = np.flatnonzero(probs >= PROBE_FLOOR)
+        if top is not None and len(keep) > top:
+            keep = keep[np.argpartition(probs[keep], -top)[-top:]]
         ids = self._cur.id[:n][allowed]
         return {int(ids[k]): float(probs[k]) for k in keep}
 
