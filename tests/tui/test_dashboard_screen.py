@@ -10,7 +10,9 @@ from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
 from gra_local.core.config import RunOptions
+from gra_local.core.events import ModelLoaded
 from gra_local.tui.app import GraApp
+from gra_local.tui.run_session import EngineEvent
 from gra_local.tui.screens import dashboard
 from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings
@@ -48,6 +50,18 @@ async def test_dashboard_shows_the_finished_run(app: GraApp) -> None:
         assert "100%" in str(screen.query_one("#n-rate").render())
         log = "\n".join(str(line) for line in screen.query_one("#log").lines)
         assert "r1-000001: accepted" in log and "run complete" in log
+
+
+async def test_a_model_behind_a_server_is_logged_as_connected(app: GraApp) -> None:
+    async with app.run_test(size=(100, 32)) as pilot:
+        await finish_run(pilot)
+        app.screen.on_engine_event(EngineEvent(ModelLoaded(
+            name="judge-8b", seconds=0.05, n_gpu_layers=0, endpoint="http://gpu-box:8080/v1",
+            server="vllm")))
+        await pilot.pause(0.1)
+        log = "\n".join(str(line) for line in app.screen.query_one("#log").lines)
+        assert "connected to judge-8b in 0.05 s (vllm at http://gpu-box:8080/v1)" in log
+        assert "GPU layers" not in log.split("connected to judge-8b")[1]
 
 
 def test_snapshot(snap_compare, app: GraApp) -> None:

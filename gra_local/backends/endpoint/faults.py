@@ -4,6 +4,7 @@ full-jitter backoff, `Retry-After` (seconds or an HTTP date), the per-call deadl
 from __future__ import annotations
 
 import random
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Literal
@@ -12,7 +13,14 @@ import httpx
 
 from gra_local.backends.endpoint.config import Tuning
 
-FaultKind = Literal["refused", "connection", "timeout", "server", "busy", "malformed", "rejected"]
+FaultKind = Literal["refused", "connection", "timeout", "server", "busy", "malformed", "rejected",
+                    "too_long"]
+_TOO_LONG = re.compile(r"context[ _](length|window|size)|maximum context|exceeds? (the )?"
+                       r"(available )?context|too many tokens|prompt is too long", re.I)
+"""How servers word a prompt too long for the context: llama-cpp-python ("Requested tokens
+(N) exceed context window of M"), llama-server ("the request exceeds the available context
+size"), vLLM ("This model's maximum context length is N tokens"), OpenAI
+("context_length_exceeded")."""
 
 
 class Fault(Exception):
@@ -30,12 +38,12 @@ class Fault(Exception):
     @property
     def retryable(self) -> bool:
         """A 4xx other than 429 is the request's own problem: sending it again cannot help."""
-        return self.kind != "rejected"
+        return self.kind not in ("rejected", "too_long")
 
     @property
     def server_fault(self) -> bool:
         """Counts toward benching the server (a 429 benches it only for its Retry-After)."""
-        return self.kind not in ("busy", "rejected")
+        return self.kind not in ("busy", "rejected", "too_long")
 
 
 def transport_fault(exc: Exception) -> Fault:
@@ -61,6 +69,8 @@ def status_fault(status: int, headers: httpx.Headers, body: bytes, now: float | 
     if status >= 500 or status == 408:
         return Fault("server", f"HTTP {status}")
     snippet = body[:160].decode("utf-8", "replace").replace("\n", " ").strip()
+    if 400 <= status < 500 and _TOO_LONG.search(body[:2000].decode("utf-8", "replace")):
+        return Fault("too_long", f"HTTP {status}: {snippet}")
     return Fault("rejected", f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}")
 
 

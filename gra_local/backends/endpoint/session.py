@@ -294,6 +294,8 @@ class EndpointSession:
             except Fault as fault:
                 now = time.monotonic()
                 server.failed(fault, now, self._tuning)
+                if fault.kind == "too_long":  # never decoded: the engine rejects it too_long
+                    return _result("too_long", now - started)
                 if not fault.retryable:
                     break
                 last = server

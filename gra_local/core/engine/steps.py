@@ -60,6 +60,9 @@ class TooLong:
 
     @property
     def detail(self) -> str:
+        if not self.prompt_tokens:  # a server said so without counting (endpoint models)
+            return (f"{self.stage} with {self.model}: its server refused the prompt with "
+                    f"{self.room} tokens for the reply as longer than its context")
         return (f"{self.stage} with {self.model}: a prompt of {self.prompt_tokens} tokens and "
                 f"{self.room} for the reply exceed its context of {self.n_ctx} tokens")
 

@@ -125,7 +125,11 @@ class DashboardScreen(Screen):
         elif isinstance(event, ModelLoaded):
             self.loads += 1
             self._set("loads", str(self.loads))
-            self._log(f"loaded {event.name} in {event.seconds:.2f} s ({event.n_gpu_layers} GPU layers)")
+            if event.endpoint is not None:
+                self._log(f"connected to {event.name} in {event.seconds:.2f} s "
+                          f"({event.server or 'server'} at {event.endpoint})")
+            else:
+                self._log(f"loaded {event.name} in {event.seconds:.2f} s ({event.n_gpu_layers} GPU layers)")
         elif isinstance(event, RecordDecided):
             self._record(event)
         elif isinstance(event, Notice):

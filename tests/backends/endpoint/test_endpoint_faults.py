@@ -39,6 +39,18 @@ def test_statuses_are_classified() -> None:
     assert rejected.detail == 'HTTP 400: {"error": "grammar bad"}'
 
 
+@pytest.mark.parametrize("body", [
+    b'{"error": {"message": "Requested tokens (20144) exceed context window of 2048"}}',  # llama-cpp-python
+    b'{"error": {"message": "the request exceeds the available context size"}}',  # llama-server
+    b'{"message": "This model\'s maximum context length is 4096 tokens. However, you requested 5000"}',  # vLLM
+    b'{"error": {"code": "context_length_exceeded"}}',  # OpenAI
+])
+def test_a_prompt_too_long_for_the_context_is_its_own_fault(body: bytes) -> None:
+    fault = status_fault(400, httpx.Headers(), body)
+    assert (fault.kind, fault.retryable, fault.server_fault) == ("too_long", False, False)
+    assert status_fault(500, httpx.Headers(), body).kind == "server"  # only a 4xx says so
+
+
 def test_transport_errors_are_classified() -> None:
     assert transport_fault(httpx.ConnectError("[Errno 111] Connection refused")).detail == \
         "cannot connect ([Errno 111] Connection refused)"

@@ -50,6 +50,19 @@ def test_llama_cpp_python_is_detected(llama_server: LlamaServer, tiny_gguf: Path
     assert provenance == llama_server.url and info.name == "remote-tiny"
 
 
+def test_a_prompt_longer_than_the_servers_context_comes_back_too_long(llama_server: LlamaServer) -> None:
+    long = ChatRequest(messages=[{"role": "user", "content": "word " * 20000}], temperature=0.2,
+                       top_p=0.9, max_tokens=16, seed=1)
+    session = connect(EndpointConfig(name="remote-tiny", urls=(llama_server.url,)), QUICK_RETRIES)
+    try:
+        results = session.chat_many([long, judge(1, InstructionVerdict)])
+        status = session.servers()[0]
+    finally:
+        session.close()
+    assert [r.finish_reason for r in results] == ["too_long", "stop"]  # the other goes on
+    assert not status.benched  # the request's fault, not the server's
+
+
 def test_grammar_bound_replies_are_valid_and_in_request_order(llama_server: LlamaServer) -> None:
     types: list[type[InstructionVerdict] | type[Scores]] = [InstructionVerdict, Scores] * 4
     session = connect(EndpointConfig(name="remote-tiny", urls=(llama_server.url,), max_in_flight=4))

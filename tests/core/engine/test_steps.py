@@ -99,3 +99,9 @@ def test_a_later_session_never_asks_a_too_long_candidate_again(tmp_path: Path) -
     assert not about_long(again, "review_a") and not about_long(again, "review_b")
     assert [r["reason"] for r in records(out, "rejected.jsonl")] == ["too_long"]
     assert len(records(out, "accepted.jsonl")) == 4
+
+
+def test_a_server_that_refuses_without_counting_is_named_plainly() -> None:
+    long = TooLong("judge-8b", "review_b", 0, 130, 4096)  # an endpoint model's too_long
+    assert long.detail == ("review_b with judge-8b: its server refused the prompt with 130 tokens "
+                           "for the reply as longer than its context")
