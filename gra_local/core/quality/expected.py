@@ -18,7 +18,10 @@ The same probes give each instruction-check field its probability of "pass".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from gra_local.core.backend import TokenChoice
 from gra_local.core.records import SCORE_FIELDS, VERDICT_FIELDS
@@ -32,6 +35,7 @@ after the feedback's quote almost any token is allowed, a costly probe for nothi
 MIN_COVERED = 0.5
 """Least probability mass a distribution must keep after ambiguous mass is left out."""
 MAX_SCORE = 10
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,18 +111,21 @@ def score_distribution(text: str, choices: list[TokenChoice], field: str) -> Sco
     return ScoreDistribution({s: p / total for s, p in sorted(mass.items()) if p > 0})
 
 
-def score_distributions(text: str, choices: list[TokenChoice]) -> dict[str, ScoreDistribution] | None:
-    """Every criterion's distribution, or None unless all six have one (then the sampled
-    scores stand, all of them: one reply's figures are never mixed)."""
-    if not choices:
-        return None
+def _every(fields: tuple[str, ...], of: Callable[[str], T | None]) -> dict[str, T] | None:
+    """`of(field)` for every field, or None unless each has one (one reply's figures are
+    never mixed: then the sampled values stand, all of them)."""
     out = {}
-    for field in SCORE_FIELDS:
-        dist = score_distribution(text, choices, field)
-        if dist is None:
+    for field in fields:
+        value = of(field)
+        if value is None:
             return None
-        out[field] = dist
+        out[field] = value
     return out
+
+
+def score_distributions(text: str, choices: list[TokenChoice]) -> dict[str, ScoreDistribution] | None:
+    """Every criterion's distribution, or None unless all six have one."""
+    return _every(SCORE_FIELDS, partial(score_distribution, text, choices)) if choices else None
 
 
 def pass_probability(text: str, choices: list[TokenChoice], field: str) -> float | None:
@@ -133,15 +140,8 @@ def pass_probability(text: str, choices: list[TokenChoice], field: str) -> float
 
 
 def pass_probabilities(text: str, choices: list[TokenChoice]) -> dict[str, float] | None:
-    if not choices:
-        return None
-    out = {}
-    for field in VERDICT_FIELDS:
-        p = pass_probability(text, choices, field)
-        if p is None:
-            return None
-        out[field] = p
-    return out
+    """Every check's P(pass), or None unless all three have one."""
+    return _every(VERDICT_FIELDS, partial(pass_probability, text, choices)) if choices else None
 
 
 def accept_probability(dists: dict[str, ScoreDistribution], tau: float) -> float:
