@@ -53,9 +53,13 @@ def resume_loses_nothing(args: list[str], out: Path) -> tuple[list[dict], dict]:
     ids = [r["id"] for r in recs]
     assert len(ids) == len(set(ids)), "a record was written twice"
     run = orjson.loads((out / "run.json").read_bytes())
-    pending = {r["id"] for r in read(out / "journal.jsonl")} - set(ids)
+    journal = {r["id"] for r in read(out / "journal.jsonl")}
+    pending = {i for i in journal if not i.startswith("k")} - set(ids)
     expected = {f"r1-{n:06d}" for n in range(1, run["counts"]["attempts"] + 1)}
     assert set(ids) | pending == expected, "an attempt was lost"
+    judged = [r["id"] for r in read(out / "canaries.jsonl")]  # canaries (on by default)
+    assert len(judged) == len(set(judged)), "a canary was judged twice"
+    assert {i for i in journal if i.startswith("k")} <= set(judged), "a canary was lost"
     return recs, run
 
 

@@ -126,7 +126,8 @@ def _calibration_lines(data: RunReport) -> list[str]:
     for name, r in sorted(cal.reviewers.items()):
         line = f"  {name}: "
         if cal.canaries_per_batch:  # canary figures exist only with --canaries
-            line += (f"canary accuracy {pct(r.accuracy)} of {r.canaries}, injections let "
+            line += (f"canary accuracy {pct(r.accuracy)} of {r.canaries} (balanced "
+                     f"{pct(r.balanced_accuracy)}, weight {r.weight:.2f}), injections let "
                      f"through {pct(r.injection_pass_rate)} of {r.injections}, "
                      f"parse failures {pct(r.parse_failure_rate)}, ")
         line += (f"mean score {num(r.mean_score, 1)}, agrees with panel "
@@ -134,4 +135,7 @@ def _calibration_lines(data: RunReport) -> list[str]:
         if r.flagged:
             line += f"  FLAGGED: {r.flag_reason}"
         out.append(line)
+    if (routing := data.routing) is not None and (routing.stopped_early or routing.extra_reviewers):
+        out.append(f"routing: {routing.stopped_early} panel slots skipped (first reviewers sure), "
+                   f"{routing.extra_reviewers} reviewers added (panel unsure)")
     return out

@@ -25,6 +25,7 @@ REPORT = RunReport.model_validate({
                                             "agreement_with_panel": 0.5, "flagged": True,
                                             "flag_reason": "canary accuracy 3/8 (38%) < 60%"},
                                   "rev-a": {"model": "rev-a", "accuracy": 1.0, "canaries": 8,
+                                            "balanced_accuracy": 1.0, "weight": 0.666667,
                                             "parse_failure_rate": 0.0, "mean_score": 8.25,
                                             "agreement_with_panel": 0.875}},
                     "panel": {"krippendorff_alpha_scores": 0.4123, "fleiss_kappa_instruction": None,
@@ -35,6 +36,7 @@ REPORT = RunReport.model_validate({
                                  "counted_failures": 1, "invalid_replies": {"not valid JSON": 3}}},
     "loads": {"gen": 2, "rev-a": 3},
     "roles_shared": {"candidates": 4, "models_registered": 2, "panel": 3},
+    "routing": {"stopped_early": 5, "extra_reviewers": 1},
     "sessions": [{"started": "t0", "ended": "t1", "status": "interrupted", "seconds": 12.25},
                  {"started": "t2", "ended": "t3", "status": "exhausted", "seconds": 30.0}],
 })
@@ -49,8 +51,9 @@ per round:
   round 2: 4 attempts, 3 accepted, 1 rejected (1 duplicates), 0 added to the next round's pool
 dedup: all-MiniLM-L6-v2 at cosine 0.9: 2 duplicates dropped (compared with 14 seeds and earlier samples)
 reviewers: panel agreement α 0.41 (scores), κ – (instruction checks); 8 canaries judged (on them: α 0.80, κ 0.50)
-  rev-a: canary accuracy 100% of 8, injections let through – of 0, parse failures 0%, mean score 8.2, agrees with panel 88%
-  rev-b: canary accuracy 38% of 8, injections let through 50% of 2, parse failures 12%, mean score 9.8, agrees with panel 50%  FLAGGED: canary accuracy 3/8 (38%) < 60%
+  rev-a: canary accuracy 100% of 8 (balanced 100%, weight 0.67), injections let through – of 0, parse failures 0%, mean score 8.2, agrees with panel 88%
+  rev-b: canary accuracy 38% of 8 (balanced –, weight 1.00), injections let through 50% of 2, parse failures 12%, mean score 9.8, agrees with panel 50%  FLAGGED: canary accuracy 3/8 (38%) < 60%
+routing: 5 panel slots skipped (first reviewers sure), 1 reviewers added (panel unsure)
 model loads: gen 2, rev-a 3
 time: 42.2 s over 2 session(s)
 roles shared: 4 candidates had a model play two roles (2 model(s) for a panel of 3)

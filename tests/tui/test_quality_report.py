@@ -24,10 +24,25 @@ def test_a_run_without_canaries_or_dedup() -> None:
         "4 items; no canaries",
         "Dedup: off",
         "Round 1: 4 attempts, 1 accepted, 3 rejected, 0 added to the next round's pool"]
-    assert reviewer_rows(NO_CANARIES) == [("rev", "–", "0", "– of 0", "–", "7.2", "–/–", "75%", "")]
+    assert reviewer_rows(NO_CANARIES) == [("rev", "–", "0", "– of 0", "–", "7.2", "–/–", "75%", "–", "–", "")]
 
 
 def test_a_run_from_before_the_figures() -> None:
     old = RunReport.model_validate({"schema_version": 1, "status": "complete"})
     assert summary_lines(old) == ["This run.json holds no quality figures (made before they existed)."]
     assert reviewer_rows(old) == []
+
+
+def test_weights_and_routing_are_shown_when_the_run_used_them() -> None:
+    weighted = RunReport.model_validate({
+        "schema_version": 2,
+        "calibration": {"canaries_per_batch": 4, "canaries_judged": 8, "action": "weight",
+                        "reviewers": {"rev": {"model": "rev", "accuracy": 0.75, "canaries": 8,
+                                              "balanced_accuracy": 0.5, "weight": 0.1}},
+                        "tau": 8.0, "min_accuracy": 0.6, "min_canaries": 4},
+        "routing": {"stopped_early": 6, "extra_reviewers": 2},
+    })
+    row = reviewer_rows(weighted)[0]
+    assert row[1] == "75%" and row[-3:] == ("50%", "0.10", "")
+    assert summary_lines(weighted)[-1] == ("Routing: 6 panel slots skipped (first reviewers sure), "
+                                           "2 reviewers added (panel unsure)")

@@ -1,6 +1,6 @@
 """A modal with a run's quality figures from run.json: reviewer calibration (canary
-accuracy, injection canaries let through, parse failures, mean scores, agreement, flags),
-panel α/κ, dedup and rounds."""
+accuracy, injection canaries let through, parse failures, mean scores, agreement, balanced
+accuracy, weights, flags), panel α/κ, dedup, rounds and routing."""
 
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ from gra_local.core.rundir.report import DedupOn, RunReport
 from gra_local.runs.formatting import num, pct
 
 COLUMNS = ("reviewer", "canary acc.", "canaries", "injection pass", "parse fail", "mean score",
-           "good/bad canary", "agreement", "flag")
+           "good/bad canary", "agreement", "balanced acc.", "weight", "flag")
 
 
 def reviewer_rows(run: RunReport) -> list[tuple[str, ...]]:
-    reviewers = run.calibration.reviewers if run.calibration is not None else {}
+    cal = run.calibration
+    reviewers = cal.reviewers if cal is not None else {}
+    weighted = cal is not None and bool(cal.canaries_per_batch) and cal.action == "weight"
     return [(name, pct(r.accuracy), str(r.canaries),
              f"{pct(r.injection_pass_rate)} of {r.injections}", pct(r.parse_failure_rate),
              num(r.mean_score, 1),
              f"{num(r.mean_canary_good_score, 1)}/{num(r.mean_canary_bad_score, 1)}",
-             pct(r.agreement_with_panel), f"FLAGGED: {r.flag_reason}" if r.flagged else "")
+             pct(r.agreement_with_panel), pct(r.balanced_accuracy),
+             f"{r.weight:.2f}" if weighted else "–",
+             f"FLAGGED: {r.flag_reason}" if r.flagged else "")
             for name, r in sorted(reviewers.items())]
 
 
@@ -47,6 +51,9 @@ def summary_lines(run: RunReport) -> list[str]:
     for number, r in sorted(run.rounds.items(), key=lambda kv: int(kv[0])):
         lines.append(f"Round {number}: {r.attempts} attempts, {r.accepted} accepted, "
                      f"{r.rejected} rejected, {r.pool_added} added to the next round's pool")
+    if run.routing is not None:
+        lines.append(f"Routing: {run.routing.stopped_early} panel slots skipped (first reviewers "
+                     f"sure), {run.routing.extra_reviewers} reviewers added (panel unsure)")
     return lines or ["This run.json holds no quality figures (made before they existed)."]
 
 
@@ -76,7 +83,10 @@ class QualityReport(ModalScreen[None]):
             yield Label("Canary accuracy: known-good pairs passed with μ ≥ τ, corrupted ones "
                         "failed or scored < τ. Injection pass: wrong answers that order the "
                         "judge to pass them, passed with μ ≥ τ (the text it judges can steer "
-                        "that reviewer). Escape closes.", classes="hint", markup=False)
+                        "that reviewer). Balanced: the mean of the accuracies on good and on "
+                        "corrupted canaries; weight 2 × balanced − 1 (smoothed, at least 0.1), "
+                        "what a reviewer counts for in μ, σ and vetoes. Escape closes.",
+                        classes="hint", markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)
