@@ -66,6 +66,10 @@ class InstructionVerdict(Strict):
     def passed(self) -> bool:
         return all(getattr(self, f) == "pass" for f in VERDICT_FIELDS)
 
+    @property
+    def failed_fields(self) -> list[str]:
+        return [f for f in VERDICT_FIELDS if getattr(self, f) == "fail"]
+
 
 class Scores(Strict):
     """Review phase B (and adjudication): six integer scores 0–10 and short feedback."""

@@ -126,13 +126,10 @@ class BatchDecider:
                 continue
             given = [rv for rv in cand.reviews if rv.verdict is not None]
             weights = self.book.weights_or_even([rv.model for rv in given])
-            verdicts = []
             for rv, w in zip(given, weights, strict=True):
-                assert rv.verdict is not None
                 rv.weight = w
-                verdicts.append((rv.model, w, [k for k, v in rv.verdict.model_dump().items()
-                                               if v == "fail"]))
-            veto = weighted_veto(verdicts)
+            veto = weighted_veto([(rv.model, w, rv.verdict.failed_fields)
+                                  for rv, w in zip(given, weights, strict=True) if rv.verdict])
             if veto.rejected:
                 cand.fail(Reason.INSTRUCTION_FAILED, veto.detail)
 

@@ -82,12 +82,16 @@ def review_responses(ctx: StageContext, cands: list[Candidate],
     tau = ctx.options.tau
     _review_passes(ctx, "review_b", ready, "scores", score_steps, slots=_first_slots)
     for cand in ready:
-        if not cand.failed and confidence.stops_early(cand, tau):
-            for slot, rv in enumerate(cand.reviews):
-                if slot not in confidence.first_slots(cand) and rv.scores is None and not rv.skipped:
-                    rv.skipped = True
-                    ctx.stats.routing.stopped_early += 1
-                    ctx.snapshot(cand)
+        if cand.failed or not confidence.stops_early(cand, tau):
+            continue
+        first = confidence.first_slots(cand)
+        rest = [rv for slot, rv in enumerate(cand.reviews)
+                if slot not in first and rv.scores is None and not rv.skipped]
+        for rv in rest:
+            rv.skipped = True
+        if rest:
+            ctx.stats.routing.stopped_early += len(rest)
+            ctx.snapshot(cand)
     _review_passes(ctx, "review_b", ready, "scores", score_steps)
     for cand in ready:
         if cand.failed:

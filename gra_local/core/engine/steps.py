@@ -240,9 +240,8 @@ def verdict_steps(ctx: StageContext, cand: Candidate, slot: int) -> Steps:
         review.verdict = verdict
         if not verdict.passed and cand.canary is None and not ctx.weighted_vetoes:
             # a canary's whole panel must judge; weighted vetoes are summed after the stage
-            failed_on = [k for k, v in verdict.model_dump().items() if v == "fail"]
-            cand.fail(Reason.INSTRUCTION_FAILED,
-                      f"{review.model} failed the instruction on: {', '.join(failed_on)}")
+            cand.fail(Reason.INSTRUCTION_FAILED, f"{review.model} failed the instruction on: "
+                      f"{', '.join(verdict.failed_fields)}")
     ctx.snapshot(cand)
 
 
