@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from private_dirs import use_private_dirs  # a sibling module: scripts/ is on sys.path
+
 from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core import paths
 from gra_local.core.backend import Session
@@ -41,10 +43,10 @@ def private_user_dirs(prefix: str = "gra-bench-home-") -> Path:
     (the XDG ones and gra-local's own GRA_LOCAL_*_DIR) at a fresh temporary folder, deleted
     at exit, so that a bench leaves the user's settings.toml, registry and caches as they
     were. The user's downloaded models stay readable through a shadow data dir (see
-    paths.shadow_data_dir). Call it first, before anything resolves a path. Returns the folder."""
+    private_dirs.shadow_data_dir). Call it first, before anything resolves a path. Returns the folder."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, root, True)
-    paths.use_private_dirs(root)
+    use_private_dirs(root)
     return root
 
 

@@ -1,7 +1,7 @@
 """The prompt variants scripts/tune_prompts.py measures against the product.
 
 `baseline` is the product as it ships: gra_local.core.prompts as they are (annotate and
-draft with a worked-example turn) and the retry of gra_local.core.engine.steps.ask_steps (the same
+draft with a worked-example turn) and the retry of gra_local.core.engine.calls.ask (the same
 messages again with seed + 1 and temperature + RETRY_TEMPERATURE_BOOST, at most 1.0).
 Every other variant overrides some of: a step's system prompt, its worked-example turns
 (between the system prompt and the user message), its sampling, its grammar, the retry.
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from gra_local.core import grammars
-from gra_local.core.engine.stages import RETRY_TEMPERATURE_BOOST
+from gra_local.core.engine.calls import RETRY_TEMPERATURE_BOOST
 from gra_local.core.records import DOMAINS
 
 Messages = list[dict[str, str]]
@@ -68,7 +68,7 @@ def repair_specific(messages: Messages, bad_reply: str, problem: str, step: str)
 
 
 def retry_temperature(first: float) -> float:
-    """The product's retry temperature (gra_local.core.engine.steps.ask_steps)."""
+    """The product's retry temperature (gra_local.core.engine.calls.ask)."""
     return min(1.0, max(first, first + RETRY_TEMPERATURE_BOOST))
 
 

@@ -4,7 +4,7 @@
 For each prompt variant and each structured step (annotate, draft, review_a, review_b),
 over K items from the bundled example seeds, through the pipeline backend
 (LlamaProcessBackend, the same grammars, token budgets and per-role sampling as
-gra_local.core.engine.steps.ask_steps), it prints:
+gra_local.core.engine.calls.ask), it prints:
 
 - validity: parse_json success on the first try, and after the one retry the pipeline
   does (the product's: same messages, seed + 1, hotter; some variants retry differently);
@@ -16,7 +16,7 @@ gra_local.core.engine.steps.ask_steps), it prints:
   annotate and draft: how often a worked example's keywords were copied.
 
 Variants are defined in scripts/prompt_variants.py: `baseline` is the product as it ships
-(gra_local.core.prompts and the retry of gra_local.core.engine.steps.ask_steps); the others override
+(gra_local.core.prompts and the retry of gra_local.core.engine.calls.ask); the others override
 system prompts, worked-example turns, the retry policy, the sampling or the grammar of a
 step. Identical requests are computed once (a variant that changes only the retry reuses
 the baseline's first tries).

@@ -23,17 +23,18 @@ if TYPE_CHECKING:
     from gra_local.backends.llama.process import LlamaProcessSession
     from gra_local.embed.minilm import MiniLMEmbedder
 
+REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # `from ggufs import write_tiny_gguf`
+sys.path.insert(1, str(REPO / "scripts"))  # `from private_dirs import …`, shared with the benches
 
 from ggufs import write_tiny_gguf  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SEEDS = REPO / "gra_local" / "data" / "example_seeds.jsonl"
 
 # --- the session's private user directories ----------------------------------------------
 
-from gra_local.core.paths import OWN_DIRS as GRA_DIRS  # noqa: E402
-from gra_local.core.paths import XDG_DIRS  # noqa: E402
+from private_dirs import OWN_DIRS as GRA_DIRS  # noqa: E402
+from private_dirs import XDG_DIRS, use_private_dirs  # noqa: E402
 
 REAL_ENV: dict[str, str] = dict(os.environ)
 """The environment before the session moved the user dirs: what a test that must reach the
@@ -49,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     REAL_DIRS.update(config=paths.config_dir(), cache=paths.cache_dir(), data=paths.data_dir())
     root = Path(tempfile.mkdtemp(prefix="gra-test-home-"))
     SESSION_HOME.append(root)
-    paths.use_private_dirs(root)
+    use_private_dirs(root)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

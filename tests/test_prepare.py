@@ -10,7 +10,7 @@ from ggufs import write_tiny_gguf
 
 from gra_local.core import prompts
 from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
-from gra_local.core.engine.steps import reply_room
+from gra_local.core.engine.calls import reply_room
 from gra_local.core.errors import ConfigError
 from gra_local.core.grammars import INSTRUCTION_MAX
 from gra_local.core.records import DraftInstruction, Scores

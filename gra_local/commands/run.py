@@ -12,7 +12,7 @@ from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.backends.routing import RoutingBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.config import MAX_SAMPLES, RunOptions
-from gra_local.core.engine.scheduler import Run
+from gra_local.core.engine.scheduler import Run, Source
 from gra_local.core.rundir.report import DedupOn, RunReport, duplicates
 from gra_local.models.registry import load_models
 from gra_local.prepare import build_options, prepare_run
@@ -22,27 +22,28 @@ from gra_local.runs.formatting import num, pct
 def run_command(args: argparse.Namespace, values: Mapping[str, object],
                 stop: threading.Event) -> int:
     """`values`: the RunOptions fields as cli.py read them from the generated flags."""
-    return _execute(Run, args, build_options(values, "cli"), stop)
+    return _execute(args, build_options(values, "cli"), stop)
 
 
 def review_command(args: argparse.Namespace, values: Mapping[str, object],
                    stop: threading.Event) -> int:
-    from gra_local.core.engine.review_only import ReviewRun
+    from gra_local.core.engine.review_only import ReviewSource
 
-    # Nothing is generated: every pair of the file is judged, so no sample target binds.
+    # `review` has no --samples: RunOptions needs one, and the review source judges every
+    # pair whatever it is (review_only.judge_every_pair); the ETA reads this one.
     options = build_options({"samples": MAX_SAMPLES, **values}, "cli")
-    return _execute(ReviewRun, args, options, stop, review=True)
+    return _execute(args, options, stop, ReviewSource())
 
 
-def _execute(kind: type[Run], args: argparse.Namespace, options: RunOptions,
-             stop: threading.Event, review: bool = False) -> int:
-    registry, source = load_models(args.models)
-    request = prepare_run(args.seeds, args.out, options, registry, source, args.restart,
-                          review=review)
+def _execute(args: argparse.Namespace, options: RunOptions, stop: threading.Event,
+             source: Source | None = None) -> int:
+    registry, models_file = load_models(args.models)
+    request = prepare_run(args.seeds, args.out, options, registry, models_file, args.restart,
+                          review=source is not None)
     view = ProgressView(quiet=args.quiet)
     backend = RoutingBackend(LlamaProcessBackend(log_dir=args.out / "logs"))
     try:
-        result = kind(request, backend, view.emit, stop).execute()
+        result = Run(request, backend, view.emit, stop, source=source).execute()
     finally:
         view.close()
     print_summary(result.run_json, len(registry.models),

@@ -18,6 +18,7 @@ from gra_local.core.records import (
     ModelRef,
     Reason,
     Record,
+    RelevanceScore,
     Review,
     Tokens,
 )
@@ -55,6 +56,9 @@ class Candidate(BaseModel):
     canary: Canary | None = None
     """Set on calibration canaries: reviewed like a sample, never decided or written as data."""
     response: str | None = None
+    relevance: RelevanceScore | None = Field(default=None, exclude=True)
+    """The relevance check's figures (evidence the decision reads); recomputed on resume,
+    never journaled."""
     failed: str | None = None  # a Reason value once the candidate is rejected early
     failed_detail: str = ""
     failed_reviewers: list[str] = Field(default_factory=list)

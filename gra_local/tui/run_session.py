@@ -18,8 +18,9 @@ from textual.message import Message
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.errors import EndpointDown, GraError, error_message, error_notes
+from gra_local.core.errors import EndpointDown, error_message, error_notes
 from gra_local.core.events import Event, Notice
+from gra_local.tui.errors import EXPECTED_ERRORS
 
 THROTTLE_S = 0.1
 
@@ -99,7 +100,7 @@ class RunSession:
             engine = Run(self.request, self.backend, self.sink, self.stop, self.pause,
                          live_text=True)
             result = engine.execute()
-        except (GraError, OSError) as exc:  # as the CLI says it: one line, then what failed after
+        except EXPECTED_ERRORS as exc:  # as the CLI says it: one line, then what failed after
             if isinstance(exc, EndpointDown) and engine is not None and not error_notes(exc):
                 # a server gone for good stops the run resumable, and run.json says so:
                 # shown as a stop with its one line, not as a failure
@@ -108,8 +109,11 @@ class RunSession:
                                    run_json=engine.run_json)
             else:
                 error = "\n".join([error_message(exc), *error_notes(exc)])
-        except Exception as exc:  # shown in the UI; the run dir keeps its state for a resume
+        except BaseException as exc:
+            # a bug: the dashboard is told the run ended, then it is raised for the worker
+            # to report (the app exits with its traceback); the run dir keeps its state
             error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self.running, self.finished = False, True
             with self._lock:

@@ -360,7 +360,8 @@ def test_option_fields_read_types_defaults_and_limits_from_run_options() -> None
 def test_decide_defaults_are_run_options_defaults() -> None:
     import inspect
 
-    from gra_local.core.decide import adjudicator_keeps, decide
+    from gra_local.core.quality.decision import adjudicator_keeps
+    from gra_local.core.quality.decision import score_rule as decide
 
     params = inspect.signature(decide).parameters
     assert (params["tau"].default, params["delta"].default) == (8.0, 1.5)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GRA_DIRS, REAL_DIRS, REAL_ENV, REPO, XDG_DIRS
-
-from gra_local.core.paths import shadow_data_dir
+from private_dirs import shadow_data_dir
 
 SCRIPTS = REPO / "scripts"
 BENCHES = sorted(p.stem for p in SCRIPTS.glob("bench_*.py"))

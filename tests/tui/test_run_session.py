@@ -103,3 +103,17 @@ def test_an_endpoint_down_for_good_ends_interrupted_with_its_line(tmp_path: Path
                          "cannot connect); the run stopped: rerun the same command to resume "
                          "once its server is back")
     assert target.messages.index(end) == len(target.messages) - 1  # the note came before
+
+
+def test_a_bug_is_raised_for_the_worker_after_the_run_is_said_to_end(tmp_path: Path) -> None:
+    """Not turned into a failed run's line: raised (the app's worker ends the app with its
+    traceback), once the dashboard has its RunEnded."""
+    def bug(call: Call) -> None:
+        if call.role == "review_a":
+            raise TypeError("a bug")
+
+    target = Target()
+    with pytest.raises(TypeError, match="a bug"):
+        session(tmp_path / "out", FakeBackend(bug)).run(target)  # type: ignore[arg-type]
+    end = ended(target)
+    assert end.result is None and end.error == "TypeError: a bug"

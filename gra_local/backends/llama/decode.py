@@ -1,11 +1,12 @@
 """Batched decoding: up to n_parallel sequences in one llama.cpp context.
 
 One `llama_decode` per step carries every running sequence's next token plus prompt
-chunks of newly admitted ones (at most n_batch tokens). Each sequence keeps its own
+chunks of newly admitted ones (at most n_batch tokens). Each request keeps its own
 sampler chain, seed, grammar (checked lazily, `sampling.Picker`), stop strings and token
-budget, and ends alone; its slot takes the next queued request at once (continuous
-batching); one whose prompt leaves too little room in a sequence's context ends "too_long"
-at once, undecoded. A job may ask for probes (`Job.probe_after`): at those positions the
+budget, in a `jobs.Running` made when it is admitted and dropped when it ends, and ends
+alone; its sequence takes the next queued request at once (continuous batching); one
+whose prompt leaves too little room in a sequence's context ends "too_long" at once,
+undecoded. A job may ask for probes (`Job.probe_after`): at those positions the
 distribution its token is chosen from comes back with its text (`Outcome.choices`). A new
 request starts from the longest prefix any sequence holds in the unified KV cache
 (`llama_memory_seq_cp` shares those cells): a prompt prefix shared by several requests, or
@@ -33,9 +34,9 @@ from typing import Any
 
 import llama_cpp
 
-from gra_local.backends.llama.jobs import Choice, Job, Outcome, Slot
+from gra_local.backends.llama.jobs import Choice, Job, Outcome, Running
 from gra_local.backends.llama.kv import KvBook, common_prefix
-from gra_local.backends.llama.sampling import Grammars, Picker, make_chain
+from gra_local.backends.llama.sampling import PROBE_TEXT_FLOOR, Grammars, Picker, make_chain
 from gra_local.backends.llama.threads import ThreadGovernor
 
 PARTIAL_EVERY_S = 0.25  # live text for a watching UI: a few updates a second, not per token
@@ -46,8 +47,6 @@ WAIT_FOR_PREFIX = 32
 """A request waits one step for a running sequence to finish decoding a prompt prefix it
 shares, when that saves at least this many tokens (the first requests of a call would
 otherwise each decode the common system prompt)."""
-PROBE_MIN = 0.001
-"""A probed position's entries under this probability are left out (`jobs.Choice`)."""
 
 
 Done = Callable[[int, Outcome], None]
@@ -76,7 +75,8 @@ class Decoder:
         self.governor: ThreadGovernor | None = None
         """Set by the worker: picks the thread count between steps (threads.py)."""
         self.grammars = Grammars(self.vocab)
-        self.slots = [Slot(i) for i in range(n_parallel)]
+        self.running: list[Running | None] = [None] * n_parallel
+        """By sequence id: the request it is decoding, None while it is idle."""
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._results: list[Outcome | None] = []
@@ -113,17 +113,17 @@ class Decoder:
                 done = self._decode(self._plan())
                 if self.governor is not None:
                     self.governor.tick()
-                for slot in done:
-                    if slot.row >= 0 and slot.job is not None:
-                        probe = self._probe(slot) if slot.job.probe_after else None
-                        token = self.picker.pick(slot.row, slot.chain, slot.grammar,
-                                                 plain=slot.job.repeat_penalty == 1.0)
+                for run in done:
+                    if run.row >= 0:
+                        probe = self._probe(run) if run.job.probe_after else None
+                        token = self.picker.pick(run.row, run.chain, run.grammar,
+                                                 plain=run.job.repeat_penalty == 1.0)
                         if probe is not None:
-                            slot.choices.append(probe)
-                        slot.follow = (probe is not None and token is not None
-                                       and self._piece(token).strip(b" ").isdigit())
-                        self._take(slot, token)
-                    slot.row = -1
+                            run.choices.append(probe)
+                        run.follow = (probe is not None and token is not None
+                                      and self._piece(token).strip(b" ").isdigit())
+                        self._take(run, token)
+                    run.row = -1
                 now = time.monotonic()
                 if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S \
                         and self._partial(on_partial):
@@ -133,8 +133,8 @@ class Decoder:
             raise
         return [r for r in self._results if r is not None]
 
-    def _active(self) -> list[Slot]:
-        return [s for s in self.slots if s.job is not None]
+    def _active(self) -> list[Running]:
+        return [r for r in self.running if r is not None]
 
     def _budget(self, job: Job) -> int:
         room = self.n_ctx - len(job.tokens)
@@ -148,69 +148,64 @@ class Decoder:
         return too_long
 
     def _free(self) -> int:
-        return self.n_cells - self.kv.used - sum(s.growth() for s in self._active())
+        return self.n_cells - self.kv.used - sum(r.growth() for r in self._active())
 
-    # --- admission: a free slot, the longest cached prefix, enough free cells ------------
+    # --- admission: an idle sequence, the longest cached prefix, enough free cells -------
 
     def _admit(self, job: Job, index: int) -> bool:
-        idle = [s for s in self.slots if s.job is None]
+        idle = [seq for seq, run in enumerate(self.running) if run is None]
         if not idle:
             return False
         head = job.tokens[:-1]  # at least one prompt token is decoded: its logits start the reply
         source, reused = None, 0
-        for slot in self.slots:
-            n = self.kv.common_prefix(slot.seq, head)
+        for seq in range(len(self.running)):
+            n = self.kv.common_prefix(seq, head)
             if n > reused:
-                source, reused = slot, n
-        if self.kv.reuse and any(common_prefix(s.job.tokens, head) >= reused + WAIT_FOR_PREFIX
-                                 for s in self._active() if s.pending and s.job is not None):
+                source, reused = seq, n
+        if self.kv.reuse and any(common_prefix(r.job.tokens, head) >= reused + WAIT_FOR_PREFIX
+                                 for r in self._active() if r.pending):
             return False  # a running sequence is decoding a longer common prefix: take it next step
-        if source is not None and source.job is None:
+        if source is not None and self.running[source] is None:
             target = source
-            reused = self.kv.keep(target.seq, reused)
+            reused = self.kv.keep(target, reused)
         else:
-            target = min(idle, key=lambda s: (len(self.kv.tokens[s.seq]), s.seq))
+            target = min(idle, key=lambda seq: (len(self.kv.tokens[seq]), seq))
             if source is not None:
-                self.kv.copy_prefix(source.seq, target.seq, reused)
+                self.kv.copy_prefix(source, target, reused)
             else:
-                self.kv.keep(target.seq, 0)
+                self.kv.keep(target, 0)
         budget = self._budget(job)
         need = len(job.tokens) - reused + budget
         for other in idle:  # idle sequences' caches are only a convenience: give them up
             if self._free() >= need:
                 break
-            if other is not target:
-                self.kv.keep(other.seq, 0)
+            if other != target:
+                self.kv.keep(other, 0)
         if self._free() < need and self._active():
             return False  # wait: running sequences will finish and free their cells
-        target.job, target.index, target.budget = job, index, budget
-        target.pending = job.tokens[reused:]
-        target.evaluated = len(target.pending)
-        target.last, target.cut, target.row = None, None, -1
-        target.gen, target.out = [], bytearray()
-        target.stops = [s.encode("utf-8") for s in job.stop]
-        target.chain = make_chain(self.n_vocab, job.temperature, job.top_p, job.seed, job.repeat_penalty)
-        target.grammar = self.grammars.new(job.grammar) if job.grammar else None
-        target.started, target.first = time.perf_counter(), None
-        target.choices, target.follow = [], False
+        chain = make_chain(self.n_vocab, job.temperature, job.top_p, job.seed, job.repeat_penalty)
+        grammar = self.grammars.new(job.grammar) if job.grammar else None
+        self.running[target] = Running(seq=target, job=job, index=index, budget=budget,
+                                       pending=job.tokens[reused:], chain=chain, grammar=grammar,
+                                       started=time.perf_counter())
         return True
 
     # --- one step ------------------------------------------------------------------------
 
-    def _plan(self) -> list[tuple[Slot, list[int]]]:
+    def _plan(self) -> list[tuple[Running, list[int]]]:
         """Each running sequence's sampled token, then prompt chunks, within n_batch."""
         active = self._active()
-        entries = [(s, [s.last]) for s in active if s.last is not None]
+        entries = [(r, [r.last]) for r in active if r.last is not None]
         room = self.n_batch - len(entries)
-        for slot in active:
-            if slot.pending and room > 0:
-                entries.append((slot, slot.pending[:room]))
+        for run in active:
+            if run.pending and room > 0:
+                entries.append((run, run.pending[:room]))
                 room -= len(entries[-1][1])
         return entries
 
-    def _decode(self, entries: list[tuple[Slot, list[int]]]) -> list[Slot]:
+    def _decode(self, entries: list[tuple[Running, list[int]]]) -> list[Running]:
         """Decode the step, with fewer sequences while llama.cpp finds no KV slot; returns
-        the slots that advanced."""
+        the requests that advanced."""
         while entries:
             rows = self._fill(entries)
             big = self.batch.n_tokens > ABORTABLE_STEP
@@ -219,43 +214,43 @@ class Decoder:
                 self._abort_on = big
             ret = llama_cpp.llama_decode(self.ctx, self.batch)
             if ret == 0:
-                for (slot, tokens), row in zip(entries, rows, strict=True):
-                    self.kv.appended(slot.seq, tokens)
-                    if slot.last is not None and not slot.pending:
-                        slot.last = None
+                for (run, tokens), row in zip(entries, rows, strict=True):
+                    self.kv.appended(run.seq, tokens)
+                    if run.last is not None and not run.pending:
+                        run.last = None
                     else:
-                        del slot.pending[:len(tokens)]
-                    slot.row = row
-                return [slot for slot, _ in entries]
+                        del run.pending[:len(tokens)]
+                    run.row = row
+                return [run for run, _ in entries]
             if ret == 2:  # aborted by a cancel; llama.cpp dropped the step's positions
-                for slot, _ in entries:
-                    llama_cpp.llama_memory_seq_rm(self.kv.mem, slot.seq, len(self.kv.tokens[slot.seq]), -1)
+                for run, _ in entries:
+                    llama_cpp.llama_memory_seq_rm(self.kv.mem, run.seq, len(self.kv.tokens[run.seq]), -1)
                 return []
             if ret != 1:
                 raise RuntimeError(f"llama_decode failed (returned {ret})")
             if len(entries) > 1:
                 entries = entries[:len(entries) // 2]
             elif len(entries[0][1]) > 1:
-                slot, tokens = entries[0]
-                entries = [(slot, tokens[:len(tokens) // 2])]
+                run, tokens = entries[0]
+                entries = [(run, tokens[:len(tokens) // 2])]
             else:
                 self._finish(entries[0][0], "length")  # no KV cell even for one token
                 return []
         return []
 
-    def _fill(self, entries: list[tuple[Slot, list[int]]]) -> list[int]:
+    def _fill(self, entries: list[tuple[Running, list[int]]]) -> list[int]:
         b = self.batch
         b.n_tokens = 0
         rows = []
-        for slot, tokens in entries:
-            pos = len(self.kv.tokens[slot.seq])
+        for run, tokens in entries:
+            pos = len(self.kv.tokens[run.seq])
             for k, token in enumerate(tokens):
                 j = b.n_tokens
                 b.token[j], b.pos[j], b.n_seq_id[j] = token, pos + k, 1
-                b.seq_id[j][0] = slot.seq
+                b.seq_id[j][0] = run.seq
                 b.logits[j] = False
                 b.n_tokens += 1
-            wants = slot.last is not None and not slot.pending or len(tokens) == len(slot.pending)
+            wants = run.last is not None and not run.pending or len(tokens) == len(run.pending)
             if wants:
                 b.logits[b.n_tokens - 1] = True
             rows.append(b.n_tokens - 1 if wants else -1)
@@ -276,79 +271,77 @@ class Decoder:
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
-    def _probe(self, slot: Slot) -> Choice | None:
+    def _probe(self, run: Running) -> Choice | None:
         """The distribution this position's token is chosen from, when it follows one of the
         job's `probe_after` strings or a probed position that chose digits; None otherwise.
         Computed before the pick, which it leaves unchanged (the grammar only filters)."""
-        assert slot.job is not None
-        if not slot.follow and not any(slot.out.endswith(p) for p in slot.job.probe_after):
+        if not run.follow and not any(run.out.endswith(p) for p in run.job.probe_after):
             return None
         probs: dict[str, float] = {}
-        for token, p in self.picker.distribution(slot.row, slot.grammar).items():
+        for token, p in self.picker.distribution(run.row, run.grammar).items():
             text = self._piece(token).decode("utf-8", errors="ignore")
             if text:  # end-of-generation and other tokens that spell nothing
                 probs[text] = probs.get(text, 0.0) + p
         # the final text is decoded the same way: its characters before this token
-        offset = len(bytes(slot.out).decode("utf-8", errors="ignore"))
-        return Choice(offset, {t: p for t, p in probs.items() if p >= PROBE_MIN})
+        offset = len(bytes(run.out).decode("utf-8", errors="ignore"))
+        return Choice(offset, {t: p for t, p in probs.items() if p >= PROBE_TEXT_FLOOR})
 
-    def _take(self, slot: Slot, token: int | None) -> None:
-        if slot.first is None:
-            slot.first = time.perf_counter() - slot.started
+    def _take(self, run: Running, token: int | None) -> None:
+        if run.first is None:
+            run.first = time.perf_counter() - run.started
         if token is None:  # the grammar allows nothing: never unconstrained output
-            self._finish(slot, "length")
+            self._finish(run, "length")
             return
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-            self._finish(slot, "stop")
+            self._finish(run, "stop")
             return
         piece = self._piece(token)
-        if not slot.gen and token == self.bos and piece.startswith(b" "):
+        if not run.gen and token == self.bos and piece.startswith(b" "):
             piece = piece[1:]  # as llama-cpp-python's detokenize
-        before = len(slot.out)
-        slot.gen.append(token)
-        slot.out += piece
+        before = len(run.out)
+        run.gen.append(token)
+        run.out += piece
         # as llama-cpp-python: the first stop string (in list order) present cuts the text
-        longest = max((len(s) for s in slot.stops), default=0)
-        for stop in slot.stops:
-            at = slot.out.find(stop, max(0, before - longest + 1))
+        longest = max((len(s) for s in run.stops), default=0)
+        for stop in run.stops:
+            at = run.out.find(stop, max(0, before - longest + 1))
             if at >= 0:
-                slot.cut = at
-                self._finish(slot, "stop")
+                run.cut = at
+                self._finish(run, "stop")
                 return
-        if len(slot.gen) >= slot.budget:
-            self._finish(slot, "length")
+        if len(run.gen) >= run.budget:
+            self._finish(run, "length")
             return
-        slot.last = token
+        run.last = token
 
-    def _finish(self, slot: Slot, reason: str) -> None:
-        job = slot.job
-        assert job is not None
-        text = bytes(slot.out if slot.cut is None else slot.out[:slot.cut])
+    def _finish(self, run: Running, reason: str) -> None:
+        job = run.job
+        text = bytes(run.out if run.cut is None else run.out[:run.cut])
         outcome = Outcome(text=text.decode("utf-8", errors="ignore"), finish_reason=reason,
-                          prompt_tokens=len(job.tokens), completion_tokens=len(slot.gen),
-                          prompt_evaluated=slot.evaluated - len(slot.pending),
-                          seconds=time.perf_counter() - slot.started,
-                          first_token_seconds=slot.first)
-        outcome.choices = [c for c in slot.choices if c.offset < len(outcome.text)]
-        self._release(slot)
-        self._answer(slot.index, outcome)
+                          prompt_tokens=len(job.tokens), completion_tokens=len(run.gen),
+                          prompt_evaluated=run.evaluated - len(run.pending),
+                          seconds=time.perf_counter() - run.started,
+                          first_token_seconds=run.first)
+        outcome.choices = [c for c in run.choices if c.offset < len(outcome.text)]
+        self._release(run)
+        self._answer(run.index, outcome)
 
     def _answer(self, index: int, outcome: Outcome) -> None:
         self._results[index] = outcome
         if self._on_done is not None:
             self._on_done(index, outcome)
 
-    def _release(self, slot: Slot) -> None:
-        if slot.chain is not None:
-            llama_cpp.llama_sampler_free(slot.chain)
-        if slot.grammar is not None:
-            llama_cpp.llama_sampler_free(slot.grammar)
-        slot.chain = slot.grammar = slot.job = None
-        slot.pending, slot.last, slot.row = [], None, -1
+    def _release(self, run: Running) -> None:
+        """The request is over: its samplers are freed, its sequence is idle (its cells stay
+        in the cache for a later request's prefix) and its state is dropped."""
+        llama_cpp.llama_sampler_free(run.chain)
+        if run.grammar is not None:
+            llama_cpp.llama_sampler_free(run.grammar)
+        self.running[run.seq] = None
 
     def _cancel(self, jobs: Sequence[Job], queue: deque[int]) -> None:
-        for slot in self._active():
-            self._finish(slot, "cancelled")
+        for run in self._active():
+            self._finish(run, "cancelled")
         for index in queue:  # the call ends here: the queue is not read again
             self._answer(index, Outcome(text="", finish_reason="cancelled", prompt_tokens=len(
                 jobs[index].tokens), completion_tokens=0, prompt_evaluated=0, seconds=0.0))
@@ -356,19 +349,19 @@ class Decoder:
     def _partial(self, on_partial: Partial) -> bool:
         """Send the watched sequence's text so far; False when no running one has any yet
         (the next step tries again, so the first text goes out as soon as there is some)."""
-        watched = [s for s in self._active() if s.job is not None and s.job.stream_partials and s.out]
+        watched = [r for r in self._active() if r.job.stream_partials and r.out]
         if not watched:
             return False
-        slot = min(watched, key=lambda s: s.index)
-        on_partial(slot.index, bytes(slot.out[-PARTIAL_CHARS:]).decode("utf-8", errors="ignore"))
+        run = min(watched, key=lambda r: r.index)
+        on_partial(run.index, bytes(run.out[-PARTIAL_CHARS:]).decode("utf-8", errors="ignore"))
         return True
 
     def _reset(self) -> None:
         """After an error: no sequence runs, and the cache is empty (its state is unknown)."""
-        for slot in self.slots:
-            self._release(slot)
+        for run in self._active():
+            self._release(run)
         llama_cpp.llama_memory_clear(self.kv.mem, True)
-        self.kv = KvBook(self.kv.mem, len(self.slots), self.n_cells, self.kv.reuse)
+        self.kv = KvBook(self.kv.mem, len(self.running), self.n_cells, self.kv.reuse)
 
     def close(self) -> None:
         self._reset()

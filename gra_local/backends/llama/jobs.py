@@ -1,8 +1,10 @@
-"""What the batched decoder (decode.py) is asked and answers, and one sequence's state.
+"""What the batched decoder (decode.py) is asked and answers, and a job's decoding state.
 
 A `Job` is one chat request, already tokenized; its `Outcome` comes back with the text and
 counts, and with one `Choice` per probed position (`Job.probe_after`): the distribution
 the model chose that position's token from, for the engine's expected score (G-Eval).
+While a job decodes, its state is a `Running`, made when it is admitted and dropped when
+it ends.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Choice:
     """Character offset in `Outcome.text` where the chosen token's text begins."""
     probs: dict[str, float]
     """Token text → probability (softmax at temperature 1 over the grammar-allowed tokens;
-    tokens spelling the same text summed; under PROBE_MIN left out)."""
+    tokens spelling the same text summed; under `sampling.PROBE_TEXT_FLOOR` left out)."""
 
 
 @dataclass
@@ -55,27 +57,34 @@ class Outcome:
 
 
 @dataclass
-class Slot:
-    """One of the context's n_parallel sequences, and the job it is decoding (if any)."""
+class Running:
+    """A job being decoded into sequence `seq` of the context: made when the job is admitted
+    (decode.Decoder._admit) and dropped when it ends, so nothing of one request reaches the
+    next one on the same sequence. What outlives it is the sequence's cells in the KV cache
+    (kv.KvBook), which a later request may reuse."""
 
     seq: int
-    job: Job | None = None
-    index: int = -1
-    budget: int = 0
-    pending: list[int] = field(default_factory=list)  # prompt tokens still to decode
+    job: Job
+    index: int  # the job's place in its call
+    budget: int  # tokens it may generate
+    pending: list[int]  # prompt tokens still to decode
+    chain: Any  # its own sampler chain (seeded); freed when it ends
+    grammar: Any  # its grammar sampler, or None; freed when it ends
+    started: float  # time.perf_counter() at admission
+    evaluated: int = field(init=False)  # prompt tokens it decodes (the rest were cached)
+    stops: list[bytes] = field(init=False)  # the job's stop strings, UTF-8
     last: int | None = None  # sampled, to be decoded next step
     gen: list[int] = field(default_factory=list)
     out: bytearray = field(default_factory=bytearray)
     cut: int | None = None  # where a stop string begins
-    stops: list[bytes] = field(default_factory=list)
-    chain: Any = None
-    grammar: Any = None
     row: int = -1  # logits row in the last batch
-    evaluated: int = 0
-    started: float = 0.0
     first: float | None = None  # seconds from admission to the first sampled token
     choices: list[Choice] = field(default_factory=list)
     follow: bool = False  # the last position was probed and chose digits: probe the next
+
+    def __post_init__(self) -> None:
+        self.evaluated = len(self.pending)
+        self.stops = [s.encode("utf-8") for s in self.job.stop]
 
     def growth(self) -> int:
         """Cells this sequence may still add to the cache (an upper bound)."""

@@ -39,10 +39,11 @@ arrived before the worker read the request is lost with the previous call's flag
 # stops answering (SIGSTOP, a deadlock, a machine swapping to death) shows as silence; a
 # worker that ticks but never finishes shows as a missed deadline. Either way it is killed
 # and the call fails with WorkerLost (the run restarts the worker, waves.py).
-STALL_FLOOR_S = float(os.environ.get("GRA_LOCAL_STALL_S") or 60.0)
+STALL_FLOOR_S = 60.0
 """Silence tolerated during a call, at least: a single decode step of a long prompt chunk
 on a slow CPU can take tens of seconds, and the worker ticks only between graph nodes.
-The environment variable GRA_LOCAL_STALL_S sets it (the fault drill and tests shorten it)."""
+The environment variable STALL_ENV sets another (`stall_floor_s`)."""
+STALL_ENV = "GRA_LOCAL_STALL_S"
 SLACK = 4.0
 """Deadlines are this many times what the measured speed predicts."""
 CALL_FLOOR_S = 120.0
@@ -63,6 +64,12 @@ WORKER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "
 WORKER_ENV_PREFIXES = ("LC_", "XDG_", "GRA_LOCAL_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_",
                        "HSA_", "GGML_", "LLAMA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_",
                        "GOMP_", "VK_", "DYLD_", "METAL_", "MTL_")
+
+
+def stall_floor_s() -> float:
+    """STALL_FLOOR_S, or the seconds STALL_ENV gives (the fault drill and tests shorten it);
+    read when a session starts, never at import."""
+    return float(os.environ.get(STALL_ENV) or STALL_FLOOR_S)
 
 
 def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -129,6 +136,7 @@ class LlamaProcessSession:
         managed in this session; None before the first call."""
         self._longest_gap = 0.0
         """The longest silence seen in a call that then answered (a long prompt step)."""
+        self._stall_floor_s = stall_floor_s()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "gra_local.backends.llama.worker"],
             stdin=subprocess.PIPE,
@@ -232,7 +240,7 @@ class LlamaProcessSession:
         signalled = first_signal = 0.0
         can_signal = hasattr(signal, "SIGUSR1")
         start = last = time.monotonic()
-        stall_s = max(STALL_FLOOR_S, SLACK * self._longest_gap)
+        stall_s = max(self._stall_floor_s, SLACK * self._longest_gap)
         gap = 0.0
         self._busy = True
         finished = False

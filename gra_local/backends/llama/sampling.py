@@ -25,10 +25,20 @@ SHORTLIST = 256
 the chain's choice, before a pass over the whole vocabulary."""
 MIN_P_GAP = -math.log(MIN_P)
 """min_p keeps a token only if its logit is within this of the best one's (ln 20 ≈ 3.0)."""
-PROBE_FLOOR = 1e-4
-"""Probabilities below this are left out of a probe (the decoder drops < 0.001 after
-summing tokens that spell the same text)."""
 PENALTY_LAST_N = 64  # llama-cpp-python's default last_n_tokens_size
+
+# A probe (`jobs.Job.probe_after`) has two floors, at two stages: the picker keeps the
+# tokens of at least PROBE_TOKEN_FLOOR (`Picker.distribution`), the decoder sums those that
+# spell the same text and reports the texts of at least PROBE_TEXT_FLOOR (`jobs.Choice`).
+PROBE_TEXT_FLOOR = 1e-3
+"""A probe reports a text only if its probability, summed over the tokens that spell it,
+is at least this (decode.Decoder._probe): what a score or verdict distribution holds."""
+PROBE_TOKEN_FLOOR = 1e-4
+"""`Picker.distribution` leaves out tokens under this probability, before their texts are
+known: it bounds the work (at most 1/PROBE_TOKEN_FLOOR tokens for the decoder to spell
+out, where a grammar allows most of the vocabulary, as inside a JSON string). Ten times
+below PROBE_TEXT_FLOOR because several tokens may spell one text: a token under the text
+floor may still count towards a text over it."""
 PROBE_TOP = 32
 """A probe of free text (no grammar) reports this many of the most likely tokens."""
 
@@ -168,7 +178,7 @@ class Picker:
     def distribution(self, row: int, grammar: Any | None) -> dict[int, float]:
         """Token id → probability at `row`: softmax at temperature 1 over the tokens `grammar`
         allows, or over the whole vocabulary without one; only entries of at least
-        PROBE_FLOOR (at most PROBE_TOP without a grammar). Empty when the grammar allows
+        PROBE_TOKEN_FLOOR (at most PROBE_TOP without a grammar). Empty when the grammar allows
         nothing. With a grammar the SHORTLIST most likely tokens are tried first: when the
         grammar allows some of them, the distribution is over those (every token left out
         has at most the shortlist's lowest logit, so at a score or verdict position, where
@@ -193,7 +203,7 @@ class Picker:
             return {}
         probs = np.exp(logits[allowed] - logits[allowed].max())
         probs /= probs.sum()
-        keep = np.flatnonzero(probs >= PROBE_FLOOR)
+        keep = np.flatnonzero(probs >= PROBE_TOKEN_FLOOR)
         if top is not None and len(keep) > top:
             keep = keep[np.argpartition(probs[keep], -top)[-top:]]
         ids = self._cur.id[:n][allowed]

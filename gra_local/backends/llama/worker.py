@@ -7,9 +7,9 @@ the protocol.
 
 Requests:  {"op": "load", "path", "n_ctx", "n_parallel", "kv_cells", "n_gpu_layers",
             "n_threads", "spare_cores", "chat_format", "seed"}
-           {"op": "chat", "messages", "temperature", "top_p", "max_tokens", "seed",
-            "repeat_penalty", "grammar", "stream_partials", "min_room", "probe_after"}
-           {"op": "chat_many", "requests": [<chat request>, ...]}
+           {"op": "chat_many", "requests": [{"messages", "temperature", "top_p",
+            "max_tokens", "seed", "repeat_penalty", "grammar", "stream_partials",
+            "min_room", "probe_after"}, ...]}
            {"op": "close"}
 Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "chat_many"
            answers {"index": i, <result>} for each request as it finishes, then
@@ -150,12 +150,14 @@ class Worker:
                    min_room=int(req.get("min_room") or 0),
                    probe_after=[str(p).encode("utf-8") for p in req.get("probe_after") or []])
 
-    def _run(self, requests: list[dict], on_done: Any = None) -> list[Any]:
+    def chat_many(self, req: dict) -> dict:
         self.cancel_requested = False  # a late signal for the previous call (the parent resends)
-        jobs = [self._job(r) for r in requests]
-        return self.decoder.run(
-            jobs, cancelled=self._poll, on_done=on_done,
+        jobs = [self._job(r) for r in req["requests"]]
+        self.decoder.run(
+            jobs, cancelled=self._poll,
+            on_done=lambda index, outcome: self._send({"index": index, **vars(outcome)}),
             on_partial=lambda index, text: self._send({"partial": text, "index": index}))
+        return {"ok": True, "done": True}
 
     def _poll(self) -> bool:
         """Asked every decode step (and between graph nodes of a long one): whether to stop;
@@ -166,15 +168,6 @@ class Worker:
             self._ticked = now
             self._send({"tick": True})
         return self.cancel_requested
-
-    def chat(self, req: dict) -> dict:
-        (outcome,) = self._run([req])
-        return {"ok": True, **vars(outcome)}
-
-    def chat_many(self, req: dict) -> dict:
-        self._run(list(req["requests"]),
-                  on_done=lambda index, outcome: self._send({"index": index, **vars(outcome)}))
-        return {"ok": True, "done": True}
 
 
 def _orphaned() -> None:
@@ -210,8 +203,6 @@ def main() -> None:
         try:
             if op == "load":
                 reply = worker.load(req)
-            elif op == "chat":
-                reply = worker.chat(req)
             elif op == "chat_many":
                 reply = worker.chat_many(req)
             else:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from gra_local.core import prompts
 from gra_local.core.config import Role
-from gra_local.core.engine.steps import TooLong, ask_steps
+from gra_local.core.engine.calls import Answer, TooLong, ask, structured
 from gra_local.core.engine.waves import StageContext, Steps, Task, run_tasks
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
@@ -143,15 +143,15 @@ def _report_too_long(ctx: StageContext, source: str, long: list[tuple[Seed, TooL
 
 def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: AnnotationCache,
                   results: dict[int, PoolEntry], long: dict[int, TooLong]) -> Steps:
-    def skip(why: TooLong) -> None:  # never cached: a larger n_ctx later may fit it
-        long[seed.index] = why
-
-    ann, _ = yield from ask_steps(ctx, model, "annotate", Role.ANNOTATOR,
-                                  prompts.annotate(seed.instruction, seed.response, seed.index),
-                                  Annotation, Tokens(), seed=seed.index, on_too_long=skip)
-    if ann is not None:
-        cache.put(key, ann)
-        results[seed.index] = _entry(seed, ann)
+    ann: Answer[Annotation] = yield from ask(ctx, structured(
+        model, "annotate", Role.ANNOTATOR,
+        prompts.annotate(seed.instruction, seed.response, seed.index), Annotation, seed.index),
+        Tokens())
+    if ann.too_long is not None:  # never cached: a larger n_ctx later may fit it
+        long[seed.index] = ann.too_long
+    if ann.value is not None:
+        cache.put(key, ann.value)
+        results[seed.index] = _entry(seed, ann.value)
 
 
 def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
@@ -168,11 +168,11 @@ def annotate_kept(ctx: StageContext, records: list[dict], round_no: int,
     counts = {"annotated": 0, "fallback": 0}
 
     def one(rec: dict, model: str) -> Steps:
-        ann, _ = yield from ask_steps(
-            ctx, model, "reannotate", Role.ANNOTATOR,
+        answer: Answer[Annotation] = yield from ask(ctx, structured(
+            model, "reannotate", Role.ANNOTATOR,
             prompts.annotate(rec["instruction"], rec["response"], zlib.crc32(rec["id"].encode())),
-            Annotation, Tokens(),
-            seed=zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode()))
+            Annotation, zlib.crc32(f"{ctx.options.seed}/reannotate/{rec['id']}".encode())), Tokens())
+        ann = answer.value
         if ann is None:
             counts["fallback"] += 1
             entry = PoolEntry(source=rec["id"], round=round_no, instruction=rec["instruction"],

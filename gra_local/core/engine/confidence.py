@@ -20,9 +20,11 @@ without distributions the panel is asked in full and no reviewer is added.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from gra_local.core.candidate import Candidate
-from gra_local.core.decide import Verdict, decide
+from gra_local.core.quality.decision import Calibration, Rule, Verdict, panel_outcome
 from gra_local.core.quality.expected import ScoreDistribution, accept_probability
 from gra_local.core.records import Review
 
@@ -46,30 +48,36 @@ def first_slots(cand: Candidate) -> list[int]:
         else list(range(FIRST_SLOTS))
 
 
-def stops_early(cand: Candidate, tau: float) -> bool:
-    """The first slots were all scored, all sure, all the same way."""
-    if cand.canary is not None or len(cand.reviews) <= FIRST_SLOTS:
-        return False
-    probs = [p_accept(cand.reviews[s], tau) for s in first_slots(cand)]
-    if any(p is None for p in probs):
-        return False
-    sure_yes = all(p is not None and p >= SURE for p in probs)
-    sure_no = all(p is not None and p <= 1 - SURE for p in probs)
-    return sure_yes or sure_no
+@dataclass(frozen=True)
+class Routing:
+    """Routing under the run's decision rule and its current calibration."""
 
+    rule: Rule
+    calibration: Callable[[], Calibration]
 
-def wants_extra(cand: Candidate, tau: float, delta: float,
-                weights: list[float] | None) -> bool:
-    """Whether the whole panel leaves the sample uncertain enough to ask one more."""
-    if cand.canary is not None or any(rv.extra for rv in cand.reviews):
-        return False
-    scored = [rv for rv in cand.reviews if rv.score is not None]
-    probs = [p_accept(rv, tau) for rv in scored]
-    if not scored or any(p is None for p in probs):
-        return False
-    outcome = decide([rv.score for rv in scored if rv.score is not None], tau, delta, weights)
-    mean_p = math.fsum(p for p in probs if p is not None) / len(probs)
-    return outcome.verdict is Verdict.ADJUDICATE or abs(mean_p - 0.5) < UNSURE
+    def stops_early(self, cand: Candidate) -> bool:
+        """The first slots were all scored, all sure, all the same way."""
+        if cand.canary is not None or len(cand.reviews) <= FIRST_SLOTS:
+            return False
+        probs = [p_accept(cand.reviews[s], self.rule.tau) for s in first_slots(cand)]
+        if any(p is None for p in probs):
+            return False
+        sure_yes = all(p is not None and p >= SURE for p in probs)
+        sure_no = all(p is not None and p <= 1 - SURE for p in probs)
+        return sure_yes or sure_no
+
+    def wants_extra(self, cand: Candidate) -> bool:
+        """Whether the whole panel leaves the sample uncertain enough to ask one more: the
+        decision would contest it, or its reviewers are unsure on average."""
+        if cand.canary is not None or any(rv.extra for rv in cand.reviews):
+            return False
+        scored = [rv for rv in cand.reviews if rv.score is not None]
+        probs = [p_accept(rv, self.rule.tau) for rv in scored]
+        if not scored or any(p is None for p in probs):
+            return False
+        outcome = panel_outcome(cand, self.rule, self.calibration())
+        mean_p = math.fsum(p for p in probs if p is not None) / len(probs)
+        return outcome.verdict is Verdict.ADJUDICATE or abs(mean_p - 0.5) < UNSURE
 
 
 def extra_reviewer(cand: Candidate, usable: list[str]) -> str | None:

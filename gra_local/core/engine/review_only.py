@@ -2,30 +2,31 @@
 has, writing the same accepted/rejected files as a generation run.
 
 Nothing is generated or annotated: every instruction/response pair of the input becomes a
-candidate whose generator is "" and whose `source` names the file and line. The batch flow
-(review A, review B, τ/δ, adjudication, dedup, records) is the generation run's own.
+candidate whose generator is "" and whose `source` names the file and line. The pipeline
+(relevance, review A, review B, the decision, adjudication, dedup, records) is the
+generation run's own; only the source of candidates differs (scheduler.Source).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from gra_local.core.candidate import Candidate, attempt_rng
-from gra_local.core.config import MAX_SAMPLES, Role
+from gra_local.core.config import MAX_SAMPLES, Role, RunOptions
 from gra_local.core.engine.request import RunRequest
-from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import draw_roles
-from gra_local.core.rundir import resume
 from gra_local.core.rundir.report import SeedsInfo
 from gra_local.core.seeds.formats import detect_format, iter_records
-from gra_local.core.seeds.pool import PoolEntry
 from gra_local.core.seeds.scan import Seed, SkippedRecord, record_to_seed
+
+if TYPE_CHECKING:
+    from gra_local.core.engine.scheduler import Run
 
 REVIEW_BATCH = 32
 """Pairs per batch when --batch is not given: every pair is reviewed, so no adaptive size."""
@@ -76,74 +77,81 @@ def pair_id(seed: Seed) -> str:
     return f"d-{seed.index + 1:06d}"
 
 
-class ReviewRun(Run):
-    """A Run whose candidates are the input's pairs, in file order, in one round."""
+def judge_every_pair(opts: RunOptions) -> RunOptions:
+    """Review options: every pair is judged, so no sample target may end the run early."""
+    return opts.model_copy(update={"samples": MAX_SAMPLES})
 
-    ROLES = (Role.REVIEWER, Role.ADJUDICATOR)
-    MODE = "review"
 
-    def __init__(self, req: RunRequest, *args: Any, **kwargs: Any) -> None:
-        # Every pair is judged: no sample target may end a review run early.
-        req = req.model_copy(update={"options": req.options.model_copy(
-            update={"samples": MAX_SAMPLES})})
-        super().__init__(req, *args, **kwargs)
+class ReviewSource:
+    """The source of a review run (scheduler.Source): the input's pairs, in file order, in
+    one round, in batches of --batch (REVIEW_BATCH by default)."""
 
-    def _scan_seeds(self) -> ReviewData:  # type: ignore[override]
-        return read_review_data(self.req.seeds)
+    mode: Literal["run", "review"] = "review"
+    roles: tuple[Role, ...] = (Role.REVIEWER, Role.ADJUDICATOR)
 
-    def _seed_pool(self, seeds_sha: str, scan: object) -> list[PoolEntry]:
-        data = scan if isinstance(scan, ReviewData) else read_review_data(self.req.seeds)
+    def __init__(self) -> None:
+        self.pairs: list[Seed] = []
+
+    def options(self, opts: RunOptions) -> RunOptions:
+        return judge_every_pair(opts)
+
+    def scan(self, req: RunRequest) -> ReviewData:
+        return read_review_data(req.seeds)
+
+    def prepare(self, run: Run, seeds_sha: str, scan: ReviewData | None) -> None:
+        data = scan if scan is not None else read_review_data(run.req.seeds)
         for skipped in data.skipped[:5]:
-            self.emit(Notice(f"{data.path} line {skipped.line}: skipped, {skipped.reason}"))
+            run.emit(Notice(f"{data.path} line {skipped.line}: skipped, {skipped.reason}"))
         if data.without_response:
-            self.emit(Notice(f"{data.path}: {len(data.without_response)} records have no "
-                             f"response and are not reviewed (first: line "
-                             f"{data.without_response[0]})"))
+            run.emit(Notice(f"{data.path}: {len(data.without_response)} records have no "
+                            f"response and are not reviewed (first: line "
+                            f"{data.without_response[0]})"))
         self.pairs = data.pairs
-        self.seeds_info = SeedsInfo(path=str(data.path), sha256=seeds_sha, format=data.format,
-                                    usable=len(data.pairs), skipped=len(data.skipped),
-                                    without_response=len(data.without_response), mode="review")
-        return []
+        run.state.seeds_info = SeedsInfo(
+            path=str(data.path), sha256=seeds_sha, format=data.format, usable=len(data.pairs),
+            skipped=len(data.skipped), without_response=len(data.without_response), mode="review")
 
-    def _rounds(self, seed_pool: list[PoolEntry], state: resume.RunDirState) -> str:
-        self.ctx.round = 1
-        self.dedup.prime([], state.accepted)
-        inflight = [c for c in state.inflight if c.round == 1]
+    def rounds(self, run: Run) -> str:
+        state = run.state
+        run.ctx.round = 1
+        state.dedup.prime([], state.dir.accepted)
+        inflight = [c for c in state.dir.inflight if c.round == 1]
         if inflight:
-            self.decider.process(inflight, state)
-            self.write_run_json()
-        known = state.decided | {c.id for c in inflight}
+            run.pipeline.process(inflight)
+            run.write_run_json()
+        known = state.dir.decided | {c.id for c in inflight}
         todo = [p for p in self.pairs if pair_id(p) not in known]
-        size = self.opts.batch or REVIEW_BATCH
+        size = run.opts.batch or REVIEW_BATCH
         for start in range(0, len(todo), size):
-            batch = [self._candidate(p) for p in todo[start:start + size]]
+            batch = [self._candidate(run, p) for p in todo[start:start + size]]
             for cand in batch:
-                self._snapshot(cand)
-            state.attempts[1] = max(state.attempts[1], max(c.attempt for c in batch))
-            self.stats.counts.attempts += len(batch)
-            self.stats.round(1).attempts += len(batch)
-            batch += self._canaries(1)  # not attempts: canaries are never data
-            self.decider.process(batch, state)
-            self.write_run_json()
+                state.snapshot(cand)
+            state.dir.attempts[1] = max(state.dir.attempts[1], max(c.attempt for c in batch))
+            state.stats.counts.attempts += len(batch)
+            state.stats.round(1).attempts += len(batch)
+            batch += run.canaries(1)  # not attempts: canaries are never data
+            run.pipeline.process(batch)
+            run.write_run_json()
         return "complete"
 
-    def canary_sources(self) -> list[CanarySource]:
+    def canary_sources(self, run: Run) -> list[CanarySource]:
         """The input's own pairs: here "known good" means only "as given", so the corrupted
         canaries are the sharper test of a reviewer."""
-        return [CanarySource(id=f"{self.req.seeds.name} line {p.line}", instruction=p.instruction,
+        return [CanarySource(id=f"{run.req.seeds.name} line {p.line}", instruction=p.instruction,
                              response=p.response or "", domain=p.domain or "")
                 for p in self.pairs]
 
-    def _candidate(self, pair: Seed) -> Candidate:
+    def _candidate(self, run: Run, pair: Seed) -> Candidate:
         attempt = pair.index + 1
-        draw = draw_roles(attempt_rng(self.opts.seed, 1, attempt), [""], self._usable(Role.REVIEWER),
-                          self._usable(Role.ADJUDICATOR), self.opts.panel)
-        cand = Candidate.new(1, attempt, self.opts.seed, pair.domain or "", [], draw)
+        opts = run.opts
+        draw = draw_roles(attempt_rng(opts.seed, 1, attempt), [""], run.usable(Role.REVIEWER),
+                          run.usable(Role.ADJUDICATOR), opts.panel)
+        cand = Candidate.new(1, attempt, opts.seed, pair.domain or "", [], draw)
         assert pair.response is not None
         return cand.model_copy(update={
             "id": pair_id(pair),
             "draft": GivenPair(instruction=pair.instruction, keywords=pair.keywords or [],
                                summary=pair.summary or ""),
             "response": pair.response,
-            "source": f"{Path(self.req.seeds).name} line {pair.line}",
+            "source": f"{Path(run.req.seeds).name} line {pair.line}",
         })

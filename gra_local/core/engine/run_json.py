@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import platform
 import sys
-from pathlib import Path
-from typing import Protocol
+import time
 
 from pydantic import TypeAdapter
 
 from gra_local import __version__
 from gra_local.core.candidate import now
-from gra_local.core.config import RunOptions
-from gra_local.core.engine.model_pool import ModelPool
-from gra_local.core.engine.request import RunRequest
-from gra_local.core.quality.canary_flow import CanaryBook
+from gra_local.core.engine.state import RunState
 from gra_local.core.quality.dedup_gate import Gate
 from gra_local.core.records import Reason
 from gra_local.core.rundir.report import (
@@ -32,35 +28,13 @@ from gra_local.core.rundir.report import (
     ResidencyBudget,
     RolesShared,
     RunConfig,
-    RunIdentity,
     RunReport,
-    SeedsInfo,
     Session,
     TokenCounts,
     Versions,
     WorkerFailures,
 )
 from gra_local.core.stats import RunStats
-
-
-class Run(Protocol):
-    """What run.json is built from: a generation or review run as it stands. A protocol,
-    so that this module does not import the scheduler that calls it."""
-
-    req: RunRequest
-    opts: RunOptions
-    out: Path
-    status: str
-    started: str
-    previous: RunReport | None
-    identity_doc: RunIdentity
-    seeds_info: SeedsInfo
-    stats: RunStats
-    pool: ModelPool
-    """Which models are dropped for this session, and why (worker_failures)."""
-    book: CanaryBook
-    dedup: Gate
-    relevance_info: RelevanceSection | None
 
 
 def peak_rss_mb() -> PeakRss:
@@ -85,7 +59,7 @@ def _llama_version() -> str | None:
         return None
 
 
-def calibration_section(run: Run) -> CalibrationSection:
+def calibration_section(run: RunState) -> CalibrationSection:
     """Per-reviewer canary accuracy, parse failures, mean score, agreement with the panel,
     flags; panel-wide Krippendorff's α and Fleiss' κ. Agreement figures need no canaries."""
     book, opts = run.book, run.opts
@@ -114,9 +88,12 @@ def _prefix_cache(stats: RunStats) -> dict[str, PrefixCache]:
             for stage, st in stats.stages.items()}
 
 
-def build_run_json(run: Run, elapsed: float) -> RunReport:
-    """run.json as the run stands. Built from a snapshot of the counters, so the report
-    does not change under a caller that keeps it while the run goes on."""
+def build_run_json(run: RunState, elapsed: float | None = None) -> RunReport:
+    """run.json as the run stands (`elapsed`: seconds of this session, by default since
+    the state was opened). Built from a snapshot of the counters, so the report does not
+    change under a caller that keeps it while the run goes on."""
+    if elapsed is None:
+        elapsed = time.perf_counter() - run.t0
     stats = run.stats.model_copy(deep=True)
     req, opts = run.req, run.opts
     sessions = [*(run.previous.sessions if run.previous is not None else []),
@@ -127,7 +104,7 @@ def build_run_json(run: Run, elapsed: float) -> RunReport:
         schema_version=SCHEMA_VERSION,
         status=run.status,
         out_dir=str(run.out),
-        identity=run.identity_doc,
+        identity=run.identity,
         config=RunConfig(seeds=str(req.seeds), models_file=req.models_source,
                          options=opts.model_dump(mode="json"),
                          models=[m.model_dump(mode="json") for m in req.registry.models]),

@@ -1,10 +1,12 @@
-"""The stages of one batch: generate, review phase A, review phase B, adjudicate.
+"""The stages of a round, each a function of the batch's live candidates that adds
+evidence to them: generate, relevance, instruction checks (phase A), scores (phase B),
+adjudication. A stage never decides (core.quality.decision does); the pipeline
+(pipeline.py) runs them in order and settles what the evidence decides after each.
 
-Each stage builds a list of tasks, one step generator per candidate (per panel slot in
-review), and `run_tasks` runs them model by model, each model's calls in waves (see
-waves.py), so a model is loaded once per stage however many samples the batch holds.
-Stages are idempotent over candidate state: a resumed candidate skips what its journal
-shows done.
+A model-calling stage builds one task per candidate (per panel slot in review) and
+`run_tasks` runs them model by model, each model's calls in waves (waves.py), so a model
+is loaded once per stage however many samples the batch holds. Stages are idempotent over
+candidate state: a resumed candidate skips what its journal shows done.
 """
 
 from __future__ import annotations
@@ -16,73 +18,90 @@ from gra_local.core.engine import confidence
 from gra_local.core.engine.steps import (
     MAX_ADJUDICATORS,
     MAX_SLOT_FAILURES,
-    RETRY_TEMPERATURE_BOOST,
     adjudicate_steps,
-    ask_steps,
     generate_calls,
     generate_steps,
     score_steps,
     verdict_steps,
 )
-from gra_local.core.engine.waves import StageContext, Steps, Stopped, Task, run_tasks
-from gra_local.core.records import Review
-
-__all__ = [
-    "MAX_ADJUDICATORS", "MAX_SLOT_FAILURES", "RETRY_TEMPERATURE_BOOST", "StageContext",
-    "Stopped", "Task", "adjudicate", "ask_steps", "generate", "review_instructions",
-    "review_responses", "run_tasks",
-]
+from gra_local.core.engine.waves import StageContext, Steps, Task, run_tasks
+from gra_local.core.quality.relevance import Relevance
+from gra_local.core.records import RelevanceScore, Review
 
 
 def generate(ctx: StageContext, cands: list[Candidate]) -> None:
+    """Draft and answer for each candidate that has none (given pairs and canaries have)."""
     todo = [c for c in cands if not c.failed and c.response is None]
     run_tasks(ctx, "generate", [Task(c.generator, generate_steps(ctx, c), generate_calls(c))
                                 for c in todo])
 
 
-def _review_passes(ctx: StageContext, stage: str, cands: list[Candidate], done: str,
-                   steps: Callable[[StageContext, Candidate, int], Steps],
-                   slots: Callable[[Candidate], list[int]] | None = None) -> None:
-    """Run the panel (`slots`: only these of each); failed slots get a replacement
-    reviewer in the next pass. Skipped slots and, in phase A, extra ones are not asked."""
+def relevance(cands: list[Candidate], check: Relevance | None) -> None:
+    """cosine(instruction, response) of every answer, before any review call (no model call:
+    the sentence embedder); None: the check is off for the run."""
+    if check is None or check.threshold is None:
+        return
+    todo = [c for c in cands if not c.failed and c.response is not None and c.draft is not None]
+    scores = check.cosines([(c.draft.instruction, c.response or "") for c in todo
+                            if c.draft is not None])
+    for cand, cosine in zip(todo, scores, strict=True):
+        cand.relevance = RelevanceScore(cosine=cosine, threshold=check.threshold)
+
+
+Needs = Callable[[Review], bool]
+Slots = Callable[[Candidate], list[int]]
+
+
+def _passes(ctx: StageContext, stage: str, cands: list[Candidate], needs: Needs,
+            steps: Callable[[StageContext, Candidate, int], Steps], slots: Slots | None = None) -> None:
+    """Ask every slot that `needs` asking (`slots`: only these of each candidate); a failed
+    slot gets a replacement reviewer, asked in the next pass."""
     for _ in range(MAX_SLOT_FAILURES + 1):
         tasks = [Task(rv.model, steps(ctx, c, slot))
                  for c in cands if not c.failed
                  for slot, rv in enumerate(c.reviews)
-                 if getattr(rv, done) is None and not rv.skipped
-                 and not (rv.extra and done == "verdict")
-                 and (slots is None or slot in slots(c))]
+                 if needs(rv) and (slots is None or slot in slots(c))]
         if not tasks:
             return
         run_tasks(ctx, stage, tasks)
 
 
-def review_instructions(ctx: StageContext, cands: list[Candidate]) -> None:
+def _needs_verdict(rv: Review) -> bool:
+    return rv.verdict is None and not rv.skipped and not rv.extra  # extra slots: phase B only
+
+
+def _needs_scores(rv: Review) -> bool:
+    return rv.scores is None and not rv.skipped
+
+
+def instruction_checks(ctx: StageContext, cands: list[Candidate]) -> None:
+    """Phase A: the panel's pass/fail checks of each instruction."""
     ready = [c for c in cands if not c.failed and c.response is not None]
-    _review_passes(ctx, "review_a", ready, "verdict", verdict_steps)
+    _passes(ctx, "review_a", ready, _needs_verdict, verdict_steps)
 
 
 def _first_slots(cand: Candidate) -> list[int]:
     """The slots asked in routing's first pass: the first ones where the panel's replies
-    carry probabilities (their phase-A verdicts did), else all (one pass, no extra wave)."""
-    if all(rv.pass_probs is not None for rv in cand.reviews[:confidence.FIRST_SLOTS]):
+    carry probabilities (their phase-A verdicts did) and the candidate is a sample, else
+    all (one pass, no extra wave)."""
+    if cand.canary is None and all(rv.pass_probs is not None
+                                   for rv in cand.reviews[:confidence.FIRST_SLOTS]):
         return confidence.first_slots(cand)
     return list(range(len(cand.reviews)))
 
 
-def review_responses(ctx: StageContext, cands: list[Candidate],
-                     weights: Callable[[list[str]], list[float] | None] | None = None) -> None:
-    """Phase B. With `weights` (routing on): the first slots first, the rest only where
-    they are not sure, then one extra reviewer where the panel is unsure (confidence.py)."""
+def scores(ctx: StageContext, cands: list[Candidate], sure: confidence.Routing | None) -> None:
+    """Phase B: the panel's six scores. With routing (`sure`: how the decision reads a
+    panel), the first slots first, the rest only where they are not sure, then one extra
+    reviewer where the panel is unsure (confidence.py); canaries get their whole panel."""
     ready = [c for c in cands if not c.failed and c.response is not None
              and all(rv.verdict is not None or rv.failures or rv.extra for rv in c.reviews)]
-    if weights is None:
-        _review_passes(ctx, "review_b", ready, "scores", score_steps)
+    if sure is None:
+        _passes(ctx, "review_b", ready, _needs_scores, score_steps)
         return
-    tau = ctx.options.tau
-    _review_passes(ctx, "review_b", ready, "scores", score_steps, slots=_first_slots)
+    _passes(ctx, "review_b", ready, _needs_scores, score_steps, slots=_first_slots)
     for cand in ready:
-        if cand.failed or not confidence.stops_early(cand, tau):
+        if cand.failed or not sure.stops_early(cand):
             continue
         first = confidence.first_slots(cand)
         rest = [rv for slot, rv in enumerate(cand.reviews)
@@ -92,21 +111,20 @@ def review_responses(ctx: StageContext, cands: list[Candidate],
         if rest:
             ctx.stats.routing.stopped_early += len(rest)
             ctx.snapshot(cand)
-    _review_passes(ctx, "review_b", ready, "scores", score_steps)
+    _passes(ctx, "review_b", ready, _needs_scores, score_steps)
     for cand in ready:
-        if cand.failed:
+        if cand.failed or not sure.wants_extra(cand):
             continue
-        scored = [rv.model for rv in cand.reviews if rv.score is not None]
-        if confidence.wants_extra(cand, tau, ctx.options.delta, weights(scored)):
-            model = confidence.extra_reviewer(cand, ctx.pool.usable(cand.replacements))
-            if model is not None:
-                cand.reviews.append(Review(model=model, extra=True))
-                ctx.stats.routing.extra_reviewers += 1
-                ctx.snapshot(cand)
-    _review_passes(ctx, "review_b", ready, "scores", score_steps)
+        model = confidence.extra_reviewer(cand, ctx.pool.usable(cand.replacements))
+        if model is not None:
+            cand.reviews.append(Review(model=model, extra=True))
+            ctx.stats.routing.extra_reviewers += 1
+            ctx.snapshot(cand)
+    _passes(ctx, "review_b", ready, _needs_scores, score_steps)
 
 
 def adjudicate(ctx: StageContext, cands: list[Candidate]) -> None:
+    """The contested, each to an adjudicator; an invalid reply passes it to the next."""
     for _ in range(MAX_ADJUDICATORS):
         tasks = []
         for c in cands:

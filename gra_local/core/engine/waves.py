@@ -43,6 +43,7 @@ from gra_local.core.engine.concurrent import SERIAL, Aborted, Gate, run_groups
 from gra_local.core.engine.model_pool import ModelPool
 from gra_local.core.errors import BackendError, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
+from gra_local.core.quality.decision import PENDING, Decision, Reached
 from gra_local.core.stats import RunStats
 
 Steps = Generator[ChatRequest, ChatResult, None]
@@ -70,9 +71,9 @@ class StageContext:
     """While set, the run holds: the wave in flight is cut short and resumed after it."""
     live_text: bool = False
     """Ask backends for partial text and emit it as Generating events (the TUI's live view)."""
-    weighted_vetoes: bool = False
-    """A failed instruction check does not reject at once: the batch sums the failing
-    reviewers' calibrated weights after the stage (core.quality.weights)."""
+    decide: Callable[[Candidate, Reached], Decision] = lambda cand, reached: PENDING
+    """The run's decision (core.quality.decision) over the evidence so far, under the
+    run's current calibration: what a step asks when a verdict may settle its sample."""
 
     def checkpoint(self, abort: threading.Event | None = None) -> None:
         """Between two waves: wait while paused, stop when asked; `Aborted` once `abort`

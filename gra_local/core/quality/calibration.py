@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from gra_local.core.decide import adjudicator_keeps
+from gra_local.core.quality.decision import adjudicator_keeps
 from gra_local.core.quality.weights import reviewer_weight
 from gra_local.core.records import CanaryKind
 from gra_local.core.rundir.calibration_report import (

@@ -22,6 +22,7 @@ from gra_local.core.quality.calibration import (
     calibrate,
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
+from gra_local.core.quality.decision import Calibration
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
@@ -114,17 +115,17 @@ class CanaryBook:
                 "response": canary.response, "canary": canary}))
         return out
 
-    def judged(self, cand: Candidate, relevance: tuple[float, float] | None = None) -> None:
-        """Store a canary whose panel is done; it never reaches the data files.
-        `relevance`: the relevance check's (cosine, threshold) for it, when it ran."""
+    def judged(self, cand: Candidate) -> None:
+        """Store a canary whose panel is done, with its relevance figures where the check
+        ran; it never reaches the data files."""
         assert cand.canary is not None and self._out is not None
         found = judgements_of(cand)
         row = {"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
                "expected_good": cand.canary.expected_good,
                "judgements": [x.model_dump(mode="json") for x in found]}
-        if relevance is not None:
-            row["relevance"] = {"cosine": relevance[0], "threshold": relevance[1]}
-            self.relevance.append((cand.canary.expected_good, *relevance))
+        if (rel := cand.relevance) is not None:
+            row["relevance"] = {"cosine": rel.cosine, "threshold": rel.threshold}
+            self.relevance.append((cand.canary.expected_good, rel.cosine, rel.threshold))
         self._out.append(row)
         self.decided.add(cand.id)
         self.judgements += found
@@ -152,18 +153,13 @@ class CanaryBook:
             self._full = full.model_copy(update={"relevance": calibration_line(self.relevance)})
         return self._full
 
-    def weights_or_even(self, models: list[str]) -> list[float]:
-        """`weights`, or 1 for every reviewer when the run does not weigh them."""
-        return self.weights(models) or [1.0] * len(models)
-
-    def weights(self, models: list[str]) -> list[float] | None:
-        """Per-score weights for the τ/δ rule under the chosen calibration action."""
-        if not self.enabled or self._trust is None or self.opts.calibration == "flag":
-            return None
-        if self.opts.calibration == "weight":
-            weights = self._trust.weights()
-            return [weights.get(m, 1.0) for m in models]
-        flagged = self._trust.flagged()
-        if all(m in flagged for m in models):  # dropping everyone leaves nothing to decide on
-            return None
-        return [0.0 if m in flagged else 1.0 for m in models]
+    def calibration(self) -> Calibration:
+        """What the canaries judged so far say about the reviewers, for the decision."""
+        if not self.enabled or self._trust is None:
+            return Calibration()
+        action = self.opts.calibration
+        if action == "weight":
+            return Calibration(action, weights=self._trust.weights())
+        if action == "drop":
+            return Calibration(action, flagged=frozenset(self._trust.flagged()))
+        return Calibration(action)

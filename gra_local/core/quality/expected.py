@@ -47,11 +47,6 @@ class ScoreDistribution:
     def expected(self) -> float:
         return math.fsum(s * p for s, p in self.probs.items())
 
-    @property
-    def entropy(self) -> float:
-        """In bits; 0 for a certain score, log2(11) ≈ 3.46 for a uniform one."""
-        return -math.fsum(p * math.log2(p) for p in self.probs.values() if p > 0)
-
 
 def _value_span(text: str, field: str) -> tuple[int, int] | None:
     """(end of `"field":`, start of its value) in the reply's JSON: the value's first

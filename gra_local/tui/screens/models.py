@@ -14,11 +14,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, LoadingIndicator, Static
-from textual.worker import Worker, WorkerState
 
 from gra_local.core.config import ModelSpec, Role
 from gra_local.models.describe import human_size
 from gra_local.models.hardware import Hardware
+from gra_local.tui.errors import EXPECTED_ERRORS
 from gra_local.tui.services import services_of
 from gra_local.tui.widgets.confirm import ConfirmScreen
 from gra_local.tui.widgets.endpoint_form import EndpointEntry, EndpointForm
@@ -135,11 +135,6 @@ class ModelsScreen(Screen):
             "machine, or p to fetch the embedded default model.")
         self.query_one("#detail", Static).update(text)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:  # the workers catch errors; this is the backstop
-            self._set_busy(-1)
-            self._fail(f"{event.worker.name} failed: {event.worker.error}")
-
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._update_detail()
 
@@ -149,7 +144,7 @@ class ModelsScreen(Screen):
         self._set_busy(1)
         self._load(select)
 
-    @work(thread=True, exit_on_error=False, group="load")
+    @work(thread=True, group="load")
     def _load(self, select: str | None = None) -> None:
         from gra_local.core.errors import GraError
         from gra_local.models.fit import context_for, plan_for
@@ -163,14 +158,14 @@ class ModelsScreen(Screen):
             if services_of(self.app).models_file is not None:
                 self.app.call_from_thread(self._fail, str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - the UI must survive anything
+        except OSError as exc:  # a config folder it may not look into (reads raise ConfigError)
             self.app.call_from_thread(self._show, [], "registry: unreadable", None)
             self.app.call_from_thread(self._fail, str(exc))
             return
         if self._hw is None:
             try:
                 self._hw = self._probe()
-            except Exception as exc:  # noqa: BLE001
+            except OSError as exc:  # each probe notes its own failure; the OS may still refuse
                 self.app.call_from_thread(self._fail, f"hardware probe failed: {exc}")
         rows = []
         for spec in registry.models:
@@ -183,7 +178,7 @@ class ModelsScreen(Screen):
                 row.n_ctx = context_for(spec, row.info)
                 if self._hw is not None:
                     row.plan = plan_for(spec, row.info, hw=self._hw)
-            except Exception as exc:  # noqa: BLE001
+            except EXPECTED_ERRORS as exc:  # ModelError: missing, not GGUF, does not fit
                 row.problem = str(exc)
             row.bench = bench_text(spec)
             rows.append(row)
@@ -201,13 +196,13 @@ class ModelsScreen(Screen):
             self._set_busy(1)
             self._add(text)
 
-    @work(thread=True, exit_on_error=False, group="add")
+    @work(thread=True, group="add")
     def _add(self, text: str) -> None:
         from gra_local.models.registry import add_model
 
         try:
             spec, _ = add_model(Path(text))
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:
             self.app.call_from_thread(self._done, f"Cannot add {text}: {exc}", "error")
             return
         self.app.call_from_thread(self._done, f"Added {spec.name}", "information", spec.name)
@@ -254,7 +249,7 @@ class ModelsScreen(Screen):
 
         try:
             remove_model(name)
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:
             self._fail(str(exc))
             return
         self.notify(f"Removed {name}")
@@ -281,7 +276,7 @@ class ModelsScreen(Screen):
 
         try:
             spec, _ = set_roles(name, roles)
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:
             self._fail(str(exc))
             return
         self.notify(f"{name}: roles {', '.join(r.value for r in spec.roles)}")
@@ -294,13 +289,13 @@ class ModelsScreen(Screen):
         self._set_busy(1)
         self._discover()
 
-    @work(thread=True, exit_on_error=False, exclusive=True, group="discover")
+    @work(thread=True, exclusive=True, group="discover")
     def _discover(self) -> None:
         from gra_local.models.discover import discover
 
         try:
             result = discover(self.discover_dirs, include_defaults=self.discover_defaults)
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:  # the walkers catch per folder: a safety net
             self.app.call_from_thread(self._done, f"Discovery failed: {exc}", "error")
             return
         self.app.call_from_thread(self._offer, result.found)
@@ -322,14 +317,13 @@ class ModelsScreen(Screen):
         self.app.push_screen(PickList(f"{len(usable)} usable model(s) found: pick what to add",
                                       options), picked)
 
-    @work(thread=True, exit_on_error=False, group="add")
+    @work(thread=True, group="add")
     def _register(self, chosen: list) -> None:
-        from gra_local.core.errors import GraError
         from gra_local.models.registry import register_found
 
         try:
             _, added, skipped = register_found(chosen)
-        except GraError as exc:
+        except EXPECTED_ERRORS as exc:
             self.app.call_from_thread(self._done, str(exc), "error", None)
             return
         if skipped:
@@ -352,7 +346,7 @@ class ModelsScreen(Screen):
         self._set_busy(1)
         self._bench(row.spec)
 
-    @work(thread=True, exit_on_error=False, exclusive=True, group="bench")
+    @work(thread=True, exclusive=True, group="bench")
     def _bench(self, spec: ModelSpec) -> None:
         import tempfile
 
@@ -364,7 +358,7 @@ class ModelsScreen(Screen):
             with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
                 result = run_bench(spec, services_of(self.app).backend(Path(logs)))
             BenchStore(paths.cache_dir()).save(model_path(spec), result)
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:  # ModelError, BackendError, WorkerLost; a disk error
             self.app.call_from_thread(self._done, f"Bench of {spec.name} failed: {exc}", "error")
             return
         self.app.call_from_thread(
@@ -378,7 +372,7 @@ class ModelsScreen(Screen):
         self._set_busy(1)
         self._pull()
 
-    @work(thread=True, exit_on_error=False, exclusive=True, group="pull")
+    @work(thread=True, exclusive=True, group="pull")
     def _pull(self) -> None:
         from gra_local.core import paths
         from gra_local.models.embedded import pull_default
@@ -387,7 +381,7 @@ class ModelsScreen(Screen):
         try:
             path = pull_default(paths.data_dir())
             _, added = register_default()
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:  # DownloadError, ConfigError; a disk error
             self.app.call_from_thread(self._done, f"Cannot fetch the default model: {exc}", "error")
             return
         what = "registered" if added else "already registered"

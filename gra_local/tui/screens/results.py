@@ -27,6 +27,7 @@ from gra_local.runs.browse import (
 )
 from gra_local.runs.export import export_run
 from gra_local.runs.formatting import num
+from gra_local.tui.errors import EXPECTED_ERRORS
 from gra_local.tui.services import ShowsRuns
 from gra_local.tui.widgets.export_dialog import ExportChoice, ExportDialog
 from gra_local.tui.widgets.filter_bar import FilterBar
@@ -164,7 +165,7 @@ class ResultsScreen(Screen):
         try:
             records = load_records(run_dir)
             overrides = load_overrides(run_dir)
-        except (GraError, OSError) as exc:
+        except EXPECTED_ERRORS as exc:
             self.app.call_from_thread(self._load_failed, run_dir, str(exc))
             return
         self.app.call_from_thread(self._loaded, run_dir, records, overrides)
@@ -284,7 +285,7 @@ class ResultsScreen(Screen):
             label, note = result
             try:
                 entry = write_override(run_dir, rid, label, note)
-            except (GraError, OSError) as exc:  # GraError: names the file and the OS error
+            except EXPECTED_ERRORS as exc:  # GraError: names the file and the OS error
                 self.notify(f"Could not record the override: {error_message(exc)}", severity="error")
                 return
             if run_dir == self.run_dir:
@@ -320,15 +321,15 @@ class ResultsScreen(Screen):
 
         self.app.push_screen(ExportDialog(run_dir), chosen)
 
-    @work(thread=True, exit_on_error=False, group="export")
+    @work(thread=True, group="export")
     def _export(self, run_dir: Path, choice: ExportChoice) -> None:
         try:
             result = export_run(run_dir, choice.fmt, choice.path,  # type: ignore[arg-type]
                                 include_rejected=choice.include_rejected,
                                 contested=choice.contested)
-        except GraError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Not exported", severity="error",
-                                      timeout=10)
+        except EXPECTED_ERRORS as exc:
+            self.app.call_from_thread(self.notify, error_message(exc), title="Not exported",
+                                      severity="error", timeout=10)
             return
         what = "pairs" if choice.fmt == "preference" else "records"
         extra = (f"; {result.contested_count} contested → {result.contested.name}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, InvalidThemeError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
 
+from gra_local.tui.errors import EXPECTED_ERRORS
 from gra_local.tui.services import services_of
 from gra_local.tui.settings import Settings, settings_path
 
@@ -28,7 +29,7 @@ def screen_classes() -> list[type]:
     for module, name in SCREENS:
         try:
             classes.append(getattr(importlib.import_module(f"gra_local.tui.screens.{module}"), name))
-        except Exception:  # noqa: BLE001 - a screen that fails to import has no bindings to list
+        except ImportError:  # a screen whose dependency is missing has no bindings to list
             continue
     return classes
 
@@ -125,13 +126,13 @@ class SettingsScreen(Screen):
         services.settings = settings
         try:
             services.save_settings()
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:  # OutputError (write_atomic's), or a folder not made
             self.notify(f"Cannot write {settings_path()}: {exc}", severity="error", timeout=10)
             return
         try:
             self.app.theme = settings.theme
             self.app.set_keymap(settings.keymap)
-        except Exception as exc:  # noqa: BLE001
+        except InvalidThemeError as exc:  # a theme gone since the list was shown
             self.notify(f"Saved, but could not apply: {exc}", severity="warning")
             return
         self.notify(f"Saved to {settings_path().name}")

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from gra_local.core.config import ModelSpec
+from gra_local.tui.errors import EXPECTED_ERRORS
 from gra_local.tui.widgets.endpoint_form import EndpointEntry
 
 if TYPE_CHECKING:
@@ -52,15 +53,15 @@ class EndpointWorker(Widget):
         self.reach = reach or check_servers
         """Checks the servers (called in a worker thread); tests stub it."""
 
-    @work(thread=True, exit_on_error=False, group="reach")
+    @work(thread=True, group="reach")
     def check(self, specs: list[ModelSpec], generation: int) -> None:
         try:
             reaches, error = self.reach(specs), None
-        except Exception as exc:  # noqa: BLE001 - shown on the rows, never a crash
+        except EXPECTED_ERRORS as exc:  # shown on the rows (each server's own failure is its state)
             reaches, error = {}, f"the check failed: {exc}"
         self.post_message(EndpointsChecked(generation, reaches, error))
 
-    @work(thread=True, exit_on_error=False, group="add")
+    @work(thread=True, group="add")
     def add(self, entry: EndpointEntry) -> None:
         """Register it like `models add --endpoint` (contacting it first unless unticked)."""
         from gra_local.backends.endpoint.reach import register_endpoint
@@ -69,7 +70,7 @@ class EndpointWorker(Widget):
             spec, _, _ = register_endpoint(
                 entry.urls, model=entry.model, api_key_env=entry.api_key_env, roles=entry.roles,
                 check=entry.check, hint='untick "contact the server now" to add it anyway')
-        except Exception as exc:  # noqa: BLE001
+        except EXPECTED_ERRORS as exc:  # ConfigError: a bad URL or key name, a server not up
             self.post_message(EndpointAdded(f"Cannot add the endpoint: {exc}", None))
             return
         self.post_message(EndpointAdded(f"Added {spec.name}", spec.name))

@@ -12,6 +12,7 @@ from gra_local.models.describe import human_params, human_size
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.planner import LayerPlan, badge, gib
 from gra_local.runs.formatting import MISSING
+from gra_local.tui.errors import EXPECTED_ERRORS
 
 if TYPE_CHECKING:
     from gra_local.backends.endpoint.reach import EndpointReach
@@ -37,7 +38,7 @@ def bench_text(spec: ModelSpec) -> str | None:
 
     try:
         result = BenchStore(paths.cache_dir()).latest(model_path(spec))
-    except Exception:  # noqa: BLE001 - no file yet, not fetched, …
+    except EXPECTED_ERRORS:  # ModelError: an endpoint, a default not fetched; OSError: no file
         return None
     if result is None:
         return None

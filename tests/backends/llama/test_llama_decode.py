@@ -245,7 +245,7 @@ def test_cancel_ends_the_unfinished_ones(endless_gguf: Path, decoders: list[Deco
     budgets = [5, 500, 500, 500]
     seen: dict[int, Outcome] = {}
     results = d.run([job(d, f"q{i}", seed=i, max_tokens=b) for i, b in enumerate(budgets)],
-                    cancelled=lambda: 0 in seen and len(d.slots[1].gen) > 20,
+                    cancelled=lambda: 0 in seen and (r := d.running[1]) is not None and len(r.gen) > 20,
                     on_done=seen.__setitem__)
     assert results[0].finish_reason == "length" and results[0].completion_tokens == 5
     assert [r.finish_reason for r in results[1:]] == ["cancelled"] * 3
@@ -283,3 +283,22 @@ def test_a_cancel_stops_a_prompt_step_midway(tiny_gguf: Path, decoders: list[Dec
     fresh = make(tiny_gguf, n_parallel=2)
     decoders.append(fresh)
     assert [r.text for r in d.run(jobs)] == [r.text for r in fresh.run(jobs)]  # nothing left behind
+
+
+def test_a_request_keeps_nothing_of_the_one_before_on_its_sequence(tiny_gguf: Path,
+                                                                   decoders: list[Decoder]) -> None:
+    """One sequence, one request after another: each starts from fresh state (its own
+    probes, text, stop strings and counts), whatever the one before left behind."""
+    d = make(tiny_gguf, n_parallel=1)
+    decoders.append(d)
+    probed = job(d, "first", max_tokens=12, probe_after=[b""])  # "" ends every output: every position
+    plain = job(d, "second", seed=1, max_tokens=200)
+    cut = Job(**{**vars(plain), "stop": [*plain.stop, "e"]})
+    first, second = d.run([probed, plain])
+    assert first.choices and second.choices == []  # the first request's probes stay with it
+    alone = make(tiny_gguf, n_parallel=1)
+    decoders.append(alone)
+    assert second.text == alone.run([plain])[0].text  # the tiny model: no batch effects
+    (after,) = d.run([cut])  # a later call on the same sequence, with a stop string
+    assert after.text == second.text.split("e")[0] and after.completion_tokens <= second.completion_tokens
+    assert after.choices == [] and all(r is None for r in d.running)

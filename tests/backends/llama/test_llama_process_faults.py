@@ -30,7 +30,7 @@ def request(user: str, max_tokens: int = 16) -> ChatRequest:
 
 def test_a_stopped_worker_is_killed_after_its_silence_limit(tiny_worker: Worker,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llama_process, "STALL_FLOOR_S", 1.5)
+    monkeypatch.setenv("GRA_LOCAL_STALL_S", "1.5")  # read when the session starts
     session = tiny_worker()
     assert session.chat(request("warm up")).completion_tokens > 0
     os.kill(session._proc.pid, signal.SIGSTOP)  # as a machine swapping to death, or a debugger

@@ -10,8 +10,8 @@ import pytest
 from fakes import TOO_LONG, TOO_LONG_PROMPT, Call, FakeBackend, Reply
 from test_scheduler import records, request
 
+from gra_local.core.engine.calls import reply_room
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.engine.steps import reply_room
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Event, Notice
 from gra_local.core.records import Annotation

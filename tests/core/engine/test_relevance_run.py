@@ -103,7 +103,7 @@ def test_without_an_embedder_the_check_is_off_with_a_note(tmp_path: Path) -> Non
 def test_review_calibrates_on_the_input_pairs_and_vetoes_a_swap(tmp_path: Path) -> None:
     from test_review_only import write_data
 
-    from gra_local.core.engine.review_only import ReviewRun
+    from gra_local.core.engine.review_only import ReviewSource
 
     topics = ["hash maps", "binary search", "photosynthesis", "volcanoes", "the french revolution"]
     rows = [{"instruction": f"Explain {t}.", "output": f"{t.capitalize()}: {t} explained in brief."}
@@ -113,7 +113,7 @@ def test_review_calibrates_on_the_input_pairs_and_vetoes_a_swap(tmp_path: Path) 
     req.seeds = write_data(tmp_path / "data.jsonl", rows)
     req.embedder = HashEmbedder()
     backend = FakeBackend()
-    result = ReviewRun(req, backend, stop=backend.stop).execute()
+    result = Run(req, backend, stop=backend.stop, source=ReviewSource()).execute()
     rel = result.run_json.relevance
     assert rel is not None and rel.enabled and "review canary sources" in (rel.source or "")
     vetoed = [r for r in records(tmp_path / "out", "rejected.jsonl") if r["reason"] == "off_topic"]

@@ -11,7 +11,8 @@ from fakes import TOO_LONG, TOO_LONG_PROMPT, Call, FakeBackend, Reply, scores
 from test_scheduler import records, request
 
 from gra_local.core.config import Role
-from gra_local.core.engine.review_only import ReviewRun, read_review_data
+from gra_local.core.engine.review_only import ReviewSource, read_review_data
+from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import SeedError
 
 
@@ -33,7 +34,7 @@ def review(tmp_path: Path, data: Path, backend: FakeBackend | None = None, names
     backend = backend or FakeBackend()
     req = request(tmp_path / "out", list(names), **opts)
     req.seeds = data
-    result = ReviewRun(req, backend, stop=backend.stop).execute()
+    result = Run(req, backend, stop=backend.stop, source=ReviewSource()).execute()
     return result, backend
 
 
@@ -93,7 +94,7 @@ def test_a_generator_is_not_needed(tmp_path: Path) -> None:
     req = request(tmp_path / "out", ["judge"])
     req.registry.models[0].roles = [Role.REVIEWER, Role.ADJUDICATOR]
     req.seeds = data
-    result = ReviewRun(req, FakeBackend()).execute()
+    result = Run(req, FakeBackend(), source=ReviewSource()).execute()
     assert result.run_json.counts.accepted == 2
 
 

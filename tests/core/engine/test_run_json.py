@@ -20,17 +20,18 @@ from test_scheduler import request
 from gra_local import __version__
 from gra_local.core.engine import run_json as rj
 from gra_local.core.engine.model_pool import Residency
-from gra_local.core.engine.review_only import ReviewRun
+from gra_local.core.engine.review_only import ReviewSource
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.engine.state import RunState
 from gra_local.core.rundir.report import SCHEMA_VERSION, PeakRss, SeedsInfo, read_report
 
 NOW = "2026-01-02T03:04:05Z"
 RSS = {"main": 123.4, "workers": 56.7}
 
 
-def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
+def old_build_run_json(run: RunState, elapsed: float) -> dict[str, Any]:
     """engine/run_json.py's builder before RunReport, verbatim but where its inputs are
-    typed now: `previous`, `identity_doc` and `seeds_info` are read through their dumps."""
+    typed now: `previous`, `identity` and `seeds_info` are read through their dumps."""
     stats = run.stats
     previous = run.previous.model_dump(mode="json") if run.previous is not None else {}
     sessions = list(previous.get("sessions", []))
@@ -59,7 +60,7 @@ def old_build_run_json(run: Run, elapsed: float) -> dict[str, Any]:
         "schema_version": 2,
         "status": run.status,
         "out_dir": str(run.out),
-        "identity": run.identity_doc.model_dump(mode="json"),
+        "identity": run.identity.model_dump(mode="json"),
         "config": {
             "seeds": str(run.req.seeds),
             "models_file": run.req.models_source,
@@ -121,7 +122,7 @@ def as_file(doc: object) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
-def assert_same_file(run: Run, elapsed: float = 12.345) -> dict[str, Any]:
+def assert_same_file(run: RunState, elapsed: float = 12.345) -> dict[str, Any]:
     new = rj.build_run_json(run, elapsed).model_dump(mode="json")
     old = old_build_run_json(run, elapsed)
     assert list(new) == list(old)
@@ -160,7 +161,7 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
         return run
 
     first = generation(samples=1)
-    doc = assert_same_file(first)
+    doc = assert_same_file(first.state)
     assert doc["dedup"]["enabled"] is True and doc["calibration"]["reviewers"]
     assert doc["judge_validity"]["b"]["invalid_replies"] and doc["parse_failures"]["b"]
     assert doc["residency"] is not None and set(doc["rounds"]) == {"1", "2"}
@@ -170,8 +171,8 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
     assert doc["identity"]["mode"] == "run"
 
     second = generation(samples=2)  # resumed: the first session is carried over
-    assert second.previous is not None
-    doc = assert_same_file(second)
+    assert second.state.previous is not None
+    doc = assert_same_file(second.state)
     assert [s["status"] for s in doc["sessions"]] == ["complete", "complete"]
     # What the engine wrote last is the model it hands back, dumped as it is.
     written = (out / "run.json").read_bytes()
@@ -180,17 +181,17 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
     read = read_report(out / "run.json")
     assert read is not None and as_file(read.model_dump(mode="json")) == written
 
-    second.seeds_info = SeedsInfo()  # the first write of a run, before the seeds are read
-    assert assert_same_file(second)["seeds"] == {}
+    second.state.seeds_info = SeedsInfo()  # the first write of a run, before the seeds are read
+    assert assert_same_file(second.state)["seeds"] == {}
 
 
 def test_review_run_is_written_as_before(tmp_path: Path) -> None:
     req = request(tmp_path / "out", ["a", "b", "c"])
     req.seeds = write_data(tmp_path / "data.jsonl", PAIRS + [{"instruction": "No answer."}])
     backend = FakeBackend()
-    run = ReviewRun(req, backend, stop=backend.stop)
+    run = Run(req, backend, stop=backend.stop, source=ReviewSource())
     run.execute()
-    doc = assert_same_file(run, elapsed=0.004)
+    doc = assert_same_file(run.state, elapsed=0.004)
     assert list(doc["seeds"]) == ["path", "sha256", "format", "usable", "skipped",
                                   "without_response", "mode"]
     assert doc["dedup"] == {"enabled": False} and doc["schema_version"] == SCHEMA_VERSION
@@ -201,11 +202,11 @@ def test_a_kept_report_does_not_follow_the_run(tmp_path: Path) -> None:
     req = request(tmp_path / "out", ["a"], samples=1)
     run = Run(req, FakeBackend())
     run.execute()
-    report = rj.build_run_json(run, 1.0)
+    report = rj.build_run_json(run.state, 1.0)
     before = report.model_dump(mode="json")
-    run.stats.counts.accepted += 5
-    run.stats.round(1).attempts += 5
-    run.stats.model("a").loads += 5
+    run.state.stats.counts.accepted += 5
+    run.state.stats.round(1).attempts += 5
+    run.state.stats.model("a").loads += 5
     assert report.model_dump(mode="json") == before
     assert report.counts.accepted == 1 and report.config is not None
     assert report.config.seeds == str(EXAMPLE_SEEDS)

@@ -10,7 +10,7 @@ import pytest
 from fakes import TOO_LONG, TOO_LONG_PROMPT, Call, FakeBackend, Reply, scores
 from test_scheduler import records, run
 
-from gra_local.core.engine.steps import TooLong
+from gra_local.core.engine.calls import TooLong
 from gra_local.core.records import Record
 
 MODELS = ["a", "b", "c", "d", "e"]

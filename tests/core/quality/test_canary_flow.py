@@ -1,4 +1,4 @@
-"""CanaryBook's per-score weights under each calibration action, on fixed judgements."""
+"""CanaryBook's calibration, per-score weights under each action, on fixed judgements."""
 
 from __future__ import annotations
 
@@ -29,20 +29,20 @@ def book(tmp_path: Path, action: str) -> CanaryBook:
 
 
 def test_weight_uses_canary_accuracy_and_one_for_unknown_reviewers(tmp_path: Path) -> None:
-    weights = book(tmp_path, "weight").weights(["sharp", "lenient", "shaky", "new", "sharp"])
+    weights = book(tmp_path, "weight").calibration().score_weights(["sharp", "lenient", "shaky", "new", "sharp"])
     # good canaries only, smoothed: BA (5/6 + 1/2) / 2, (3/6 + 1/2) / 2, (4/6 + 1/2) / 2
     assert weights == [0.333333, 0.1, 0.166667, 1.0, 0.333333]
 
 
 def test_drop_zeroes_flagged_reviewers_but_never_all(tmp_path: Path) -> None:
     b = book(tmp_path, "drop")
-    assert b.weights(["sharp", "lenient", "sharp", "new"]) == [1.0, 0.0, 1.0, 1.0]
-    assert b.weights(["lenient", "lenient"]) is None  # every score flagged: all count
-    assert b.weights(["sharp", "shaky"]) == [1.0, 1.0]
+    assert b.calibration().score_weights(["sharp", "lenient", "sharp", "new"]) == [1.0, 0.0, 1.0, 1.0]
+    assert b.calibration().score_weights(["lenient", "lenient"]) is None  # every score flagged: all count
+    assert b.calibration().score_weights(["sharp", "shaky"]) == [1.0, 1.0]
 
 
 def test_flag_and_no_canaries_leave_scores_unweighted(tmp_path: Path) -> None:
-    assert book(tmp_path, "flag").weights(["sharp", "lenient"]) is None
+    assert book(tmp_path, "flag").calibration().score_weights(["sharp", "lenient"]) is None
     off = CanaryBook(tmp_path, RunOptions(samples=1, canaries=0, calibration="drop"))
     off.refresh()
-    assert off.weights(["sharp"]) is None
+    assert off.calibration().score_weights(["sharp"]) is None

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gra_local.core.quality.weights import (
-    VETO_LEVEL,
-    W_MIN,
-    balanced_accuracy,
-    reviewer_weight,
-    weighted_veto,
-)
+from gra_local.core.quality.decision import VETO_LEVEL, weighted_veto
+from gra_local.core.quality.weights import W_MIN, balanced_accuracy, reviewer_weight
 
 
 def test_balanced_accuracy_is_smoothed_per_class() -> None:

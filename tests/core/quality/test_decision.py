@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from gra_local.core.decide import Verdict, adjudicator_keeps, decide, mean_and_std
+from gra_local.core.quality.decision import Verdict, adjudicator_keeps, mean_and_std
+from gra_local.core.quality.decision import score_rule as decide
 from gra_local.core.records import Scores
 
 ACCEPT, REJECT, ADJUDICATE = Verdict.ACCEPT, Verdict.REJECT, Verdict.ADJUDICATE
@@ -177,7 +178,7 @@ def test_adjudicator_custom_tau() -> None:
 
 
 def test_weighted_decision_leans_on_trusted_reviewers() -> None:
-    from gra_local.core.decide import weighted_mean_and_std
+    from gra_local.core.quality.decision import weighted_mean_and_std
 
     # An untrusted reviewer's 2 barely moves μ: (9·1 + 9·1 + 2·0.1) / 2.1
     out = decide([9.0, 9.0, 2.0], weights=[1.0, 1.0, 0.1])
@@ -191,7 +192,7 @@ def test_weighted_decision_leans_on_trusted_reviewers() -> None:
 
 
 def test_weighted_mean() -> None:
-    from gra_local.core.decide import weighted_mean_and_std
+    from gra_local.core.quality.decision import weighted_mean_and_std
 
     def mean(scores: list[float], weights: list[float]) -> float:
         return weighted_mean_and_std(scores, weights)[0]

@@ -1,0 +1,157 @@
+"""`decision.decide`, the one function that decides, table-driven: a candidate's evidence,
+the run's calibration and how far the round has got → status, reason, detail, weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from gra_local.core.candidate import Candidate
+from gra_local.core.quality.decision import (
+    Calibration,
+    Reached,
+    Rule,
+    Status,
+    decide,
+)
+from gra_local.core.records import (
+    Adjudication,
+    Canary,
+    GivenPair,
+    InstructionVerdict,
+    Reason,
+    RelevanceScore,
+    Review,
+    Scores,
+)
+from gra_local.core.roles import RoleDraw
+
+PASS = InstructionVerdict(reasonable="pass", complete="pass", clear="pass")
+FAIL = InstructionVerdict(reasonable="pass", complete="fail", clear="pass")
+RULE = Rule(tau=8.0, delta=1.5)
+WEIGHTS = Calibration("weight", weights={"a": 0.8, "b": 0.1, "c": 0.3})
+
+
+def scores(value: int) -> Scores:
+    return Scores(correctness=value, clarity=value, completeness=value, relevance=value,
+                  coherence=value, ethics=value, feedback="")
+
+
+@dataclass
+class Evidence:
+    verdicts: list[InstructionVerdict | None] = field(default_factory=lambda: [PASS] * 3)
+    scores: list[float | None] = field(default_factory=lambda: [None] * 3)
+    failed: Reason | None = None
+    cosine: float | None = None
+    adjudicated: float | None = None
+    canary: bool = False
+
+    def candidate(self) -> Candidate:
+        cand = Candidate.new(1, 1, 0, "math", [], RoleDraw("g", ["a", "b", "c"], ["d"]))
+        cand.draft = GivenPair(instruction="Add 2 and 2.")
+        cand.response = "4"
+        for rv, verdict, score in zip(cand.reviews, self.verdicts, self.scores, strict=True):
+            rv.verdict = verdict
+            if score is not None:
+                rv.scores, rv.score = scores(round(score)), score
+        if self.failed is not None:
+            cand.fail(self.failed, "the stage said why")
+        if self.cosine is not None:
+            cand.relevance = RelevanceScore(cosine=self.cosine, threshold=0.4)
+        if self.adjudicated is not None:
+            cand.adjudication = Adjudication(model="d", scores=scores(round(self.adjudicated)),
+                                             score=self.adjudicated, kept=self.adjudicated >= 8)
+        if self.canary:
+            cand.canary = Canary(id="k", kind="good", instruction="i", response="r", domain="math",
+                                 expected_good=True)
+        return cand
+
+
+ANY_FAIL = Calibration()
+CASES = [
+    # (name, evidence, calibration, reached, status, reason, detail contains)
+    ("a stage's failure rejects at once, with its reason",
+     Evidence(failed=Reason.TOO_LONG), ANY_FAIL, Reached.GENERATED, Status.REJECT,
+     Reason.TOO_LONG, "the stage said why"),
+    ("a canary is never decided", Evidence(failed=Reason.TOO_LONG, canary=True), ANY_FAIL,
+     Reached.ADJUDICATED, Status.PENDING, None, ""),
+    ("an off-topic answer is vetoed before any review",
+     Evidence(verdicts=[None] * 3, cosine=0.2), ANY_FAIL, Reached.GENERATED, Status.REJECT,
+     Reason.OFF_TOPIC, "0.2000 < relevance threshold 0.4000"),
+    ("a cosine equal to the threshold passes", Evidence(verdicts=[None] * 3, cosine=0.4),
+     ANY_FAIL, Reached.GENERATED, Status.PENDING, None, ""),
+    ("any-fail: one failing verdict rejects as soon as it is given",
+     Evidence(verdicts=[FAIL, None, None]), ANY_FAIL, Reached.GENERATED, Status.REJECT,
+     Reason.INSTRUCTION_FAILED, "a failed the instruction on: complete"),
+    ("weighted: nothing is vetoed before the whole panel has answered",
+     Evidence(verdicts=[FAIL, FAIL, FAIL]), WEIGHTS, Reached.GENERATED, Status.PENDING, None, ""),
+    ("weighted: a reviewer with w >= 1/2 vetoes alone",
+     Evidence(verdicts=[FAIL, PASS, PASS]), WEIGHTS, Reached.CHECKED, Status.REJECT,
+     Reason.INSTRUCTION_FAILED, "a (weight 0.80) on complete: summed weight 0.80 ≥ 0.5"),
+    ("weighted: reviewers near chance do not, together under the level",
+     Evidence(verdicts=[PASS, FAIL, FAIL]), WEIGHTS, Reached.CHECKED, Status.PENDING, None, ""),
+    ("the instruction checks passed, scores are not in yet", Evidence(), ANY_FAIL,
+     Reached.CHECKED, Status.PENDING, None, ""),
+    ("μ ≥ τ and σ ≤ δ accepts", Evidence(scores=[9, 9, 8]), ANY_FAIL, Reached.SCORED,
+     Status.ACCEPT, Reason.ACCEPTED, "μ 8.67 ≥ τ and σ 0.47 ≤ δ"),
+    ("μ < τ rejects low_score", Evidence(scores=[7, 8, 8]), ANY_FAIL, Reached.SCORED,
+     Status.REJECT, Reason.LOW_SCORE, "μ 7.67 < τ 8.0"),
+    ("σ > δ is contested until an adjudicator has spoken",
+     Evidence(scores=[10, 10, 6], adjudicated=9), ANY_FAIL, Reached.SCORED, Status.CONTESTED,
+     None, ""),
+    ("the adjudicator keeps at τ", Evidence(scores=[10, 10, 6], adjudicated=8), ANY_FAIL,
+     Reached.ADJUDICATED, Status.ACCEPT, Reason.ADJUDICATED_ACCEPT, "adjudicator d scored 8.00"),
+    ("the adjudicator rejects below τ", Evidence(scores=[10, 10, 6], adjudicated=7.5), ANY_FAIL,
+     Reached.ADJUDICATED, Status.REJECT, Reason.ADJUDICATED_REJECT, "σ 1.89 > δ"),
+    ("weights move μ: the weak reviewer's low score counts little",
+     Evidence(scores=[9, 5, 9]), WEIGHTS, Reached.SCORED, Status.ACCEPT, Reason.ACCEPTED,
+     "weighted: a 0.80, b 0.10, c 0.30"),
+    ("drop: a flagged reviewer's score counts 0",
+     Evidence(scores=[9, 2, 9]), Calibration("drop", flagged=frozenset({"b"})), Reached.SCORED,
+     Status.ACCEPT, Reason.ACCEPTED, "flagged reviewers' scores dropped"),
+    ("drop: when every reviewer is flagged, every score counts",
+     Evidence(scores=[9, 2, 9]), Calibration("drop", flagged=frozenset("abc")), Reached.SCORED,
+     Status.REJECT, Reason.LOW_SCORE, "μ 6.67 < τ 8.0"),
+    ("a failure after scores keeps their plain μ and σ for the record",
+     Evidence(scores=[9, 5, None], failed=Reason.REVIEW_FAILED), WEIGHTS, Reached.SCORED,
+     Status.REJECT, Reason.REVIEW_FAILED, "the stage said why"),
+]
+
+
+@pytest.mark.parametrize(("evidence", "calibration", "reached", "status", "reason", "detail"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_decide(evidence: Evidence, calibration: Calibration, reached: Reached, status: Status,
+                reason: Reason | None, detail: str) -> None:
+    decision = decide(evidence.candidate(), RULE, calibration, reached)
+    assert decision.status is status
+    assert decision.reason == reason
+    assert detail in decision.detail
+
+
+def test_the_weights_that_decided_are_returned_per_slot() -> None:
+    cand = Evidence(scores=[9, 5, 9]).candidate()
+    decision = decide(cand, RULE, WEIGHTS, Reached.SCORED)
+    assert dict(decision.weights) == {0: 0.8, 1: 0.1, 2: 0.3}
+    assert (decision.mean, decision.std) == (pytest.approx(8.666666667), pytest.approx(1.105541597))
+    unweighted = decide(cand, RULE, ANY_FAIL, Reached.SCORED)
+    assert unweighted.weights == () and unweighted.mean == pytest.approx(7.666666667)
+
+
+def test_a_failure_records_unweighted_mean_of_the_given_scores() -> None:
+    decision = decide(Evidence(scores=[9, 5, None], failed=Reason.REVIEW_FAILED).candidate(),
+                      RULE, WEIGHTS, Reached.SCORED)
+    assert (decision.mean, decision.std) == (7.0, 2.0)
+
+
+def test_a_skipped_slot_does_not_count() -> None:
+    cand = Evidence(scores=[9, 9, None]).candidate()
+    cand.reviews[2].skipped = True
+    assert decide(cand, RULE, ANY_FAIL, Reached.SCORED).status is Status.ACCEPT
+
+
+def test_extra_reviewers_score_but_are_not_checked() -> None:
+    cand = Evidence(scores=[9, 9, 6]).candidate()
+    cand.reviews.append(Review(model="e", extra=True, scores=scores(9), score=9.0))
+    decision = decide(cand, RULE, WEIGHTS, Reached.SCORED)
+    assert decision.status is Status.ACCEPT and dict(decision.weights)[3] == 1.0
