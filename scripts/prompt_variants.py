@@ -146,7 +146,7 @@ _NO_SHOTS: dict[str, Messages] = {"annotate": [], "draft": []}
 
 VARIANTS = [
     Variant("baseline", "the product as it ships: gra_local.core.prompts (annotate and draft "
-            "with a worked-example turn) and steps.ask_steps' retry (same messages, seed + 1, "
+            "with a worked-example turn) and calls.ask's retry (same messages, seed + 1, "
             f"temperature + {RETRY_TEMPERATURE_BOOST} capped at 1.0)"),
     Variant("repair", "product prompts; retry = the repair prompt of the product before "
             "2bee210 (the bad reply cut to 400 chars, then 'That reply was invalid (...). "

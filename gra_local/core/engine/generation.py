@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from gra_local.core.candidate import Candidate, attempt_rng
 from gra_local.core.config import Role, RunOptions
 from gra_local.core.engine.annotate import AnnotationCache, annotate_kept, annotate_seeds
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.source import RunHandle
 from gra_local.core.events import Notice
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.roles import draw_roles
@@ -25,14 +26,11 @@ from gra_local.core.rundir.report import SeedsInfo
 from gra_local.core.seeds.pool import PoolEntry, check_pool
 from gra_local.core.seeds.scan import SeedScan, scan_seeds
 
-if TYPE_CHECKING:
-    from gra_local.core.engine.scheduler import Run
-
 MAX_AUTO_BATCH = 256
 
 
 class Generation:
-    """The source of a generation run (scheduler.Source)."""
+    """The source of a generation run (source.Source)."""
 
     mode: Literal["run", "review"] = "run"
     roles: tuple[Role, ...] = tuple(Role)
@@ -44,7 +42,7 @@ class Generation:
         rng = random.Random(f"{req.options.seed}/seed-pool")
         return scan_seeds(req.seeds, req.options.seed_pool, rng)
 
-    def prepare(self, run: Run, seeds_sha: str, scan: SeedScan | None) -> None:
+    def prepare(self, run: RunHandle, seeds_sha: str, scan: SeedScan | None) -> None:
         """The seed pool: read back (and mended) from pool.jsonl on resume, else the scanned
         seeds annotated; what later rounds added is kept when the seed part is rebuilt."""
         state, later = run.state, []
@@ -80,17 +78,17 @@ class Generation:
         self._count_added(run, later)
         run.write_run_json()
 
-    def _count_added(self, run: Run, later: list[PoolEntry]) -> None:
+    def _count_added(self, run: RunHandle, later: list[PoolEntry]) -> None:
         for entry in later:
             run.state.stats.round(entry.round).pool_added += 1
             run.state.stats.round(entry.round).annotation_fallbacks += entry.annotator is None
 
-    def canary_sources(self, run: Run) -> list[CanarySource]:
+    def canary_sources(self, run: RunHandle) -> list[CanarySource]:
         """Seeds that came with a response: the known-good pairs canaries are made from."""
         return [CanarySource(id=e.source, instruction=e.instruction, response=e.response,
                              domain=e.domain) for e in run.state.pool_entries if e.round == 0 and e.response]
 
-    def rounds(self, run: Run) -> str:
+    def rounds(self, run: RunHandle) -> str:
         state, opts, status = run.state, run.opts, "complete"
         state.dedup.prime([e for e in state.pool_entries if e.round == 0], state.dir.accepted)
         for round_no in range(1, opts.rounds + 1):
@@ -115,7 +113,7 @@ class Generation:
                                 f"with {state.dir.accepted_in(round_no)} of {opts.samples} accepted"))
         return status
 
-    def _grow_pool(self, run: Run, round_no: int) -> None:
+    def _grow_pool(self, run: RunHandle, round_no: int) -> None:
         """Step 4c: the round's kept samples, re-annotated, join the generator's pool."""
         state = run.state
         known = {e.source for e in state.pool_entries}
@@ -138,7 +136,7 @@ class Generation:
             writer.close()
         run.write_run_json()
 
-    def _batch_size(self, run: Run, round_no: int) -> int:
+    def _batch_size(self, run: RunHandle, round_no: int) -> int:
         opts, state = run.opts, run.state
         needed = opts.samples - state.dir.accepted_in(round_no)
         remaining = opts.attempt_cap - state.dir.attempts[round_no]
@@ -151,7 +149,7 @@ class Generation:
         rate = counts.accepted / decided if decided >= 4 else 0.5
         return max(1, min(math.ceil(needed / max(rate, 0.05)), remaining, MAX_AUTO_BATCH))
 
-    def _new_batch(self, run: Run, round_no: int, n: int, examples: list[PoolEntry]) -> list[Candidate]:
+    def _new_batch(self, run: RunHandle, round_no: int, n: int, examples: list[PoolEntry]) -> list[Candidate]:
         opts, state = run.opts, run.state
         names = {role: run.usable(role) for role in Role}
         by_domain: dict[str, list[PoolEntry]] = {}

@@ -4,18 +4,19 @@ has, writing the same accepted/rejected files as a generation run.
 Nothing is generated or annotated: every instruction/response pair of the input becomes a
 candidate whose generator is "" and whose `source` names the file and line. The pipeline
 (relevance, review A, review B, the decision, adjudication, dedup, records) is the
-generation run's own; only the source of candidates differs (scheduler.Source).
+generation run's own; only the source of candidates differs (source.Source).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from gra_local.core.candidate import Candidate, attempt_rng
 from gra_local.core.config import MAX_SAMPLES, Role, RunOptions
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.source import RunHandle
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
 from gra_local.core.quality.canaries import CanarySource
@@ -24,9 +25,6 @@ from gra_local.core.roles import draw_roles
 from gra_local.core.rundir.report import SeedsInfo
 from gra_local.core.seeds.formats import detect_format, iter_records
 from gra_local.core.seeds.scan import Seed, SkippedRecord, record_to_seed
-
-if TYPE_CHECKING:
-    from gra_local.core.engine.scheduler import Run
 
 REVIEW_BATCH = 32
 """Pairs per batch when --batch is not given: every pair is reviewed, so no adaptive size."""
@@ -83,7 +81,7 @@ def judge_every_pair(opts: RunOptions) -> RunOptions:
 
 
 class ReviewSource:
-    """The source of a review run (scheduler.Source): the input's pairs, in file order, in
+    """The source of a review run (source.Source): the input's pairs, in file order, in
     one round, in batches of --batch (REVIEW_BATCH by default)."""
 
     mode: Literal["run", "review"] = "review"
@@ -98,7 +96,7 @@ class ReviewSource:
     def scan(self, req: RunRequest) -> ReviewData:
         return read_review_data(req.seeds)
 
-    def prepare(self, run: Run, seeds_sha: str, scan: ReviewData | None) -> None:
+    def prepare(self, run: RunHandle, seeds_sha: str, scan: ReviewData | None) -> None:
         data = scan if scan is not None else read_review_data(run.req.seeds)
         for skipped in data.skipped[:5]:
             run.emit(Notice(f"{data.path} line {skipped.line}: skipped, {skipped.reason}"))
@@ -111,7 +109,7 @@ class ReviewSource:
             path=str(data.path), sha256=seeds_sha, format=data.format, usable=len(data.pairs),
             skipped=len(data.skipped), without_response=len(data.without_response), mode="review")
 
-    def rounds(self, run: Run) -> str:
+    def rounds(self, run: RunHandle) -> str:
         state = run.state
         run.ctx.round = 1
         state.dedup.prime([], state.dir.accepted)
@@ -134,14 +132,14 @@ class ReviewSource:
             run.write_run_json()
         return "complete"
 
-    def canary_sources(self, run: Run) -> list[CanarySource]:
+    def canary_sources(self, run: RunHandle) -> list[CanarySource]:
         """The input's own pairs: here "known good" means only "as given", so the corrupted
         canaries are the sharper test of a reviewer."""
         return [CanarySource(id=f"{run.req.seeds.name} line {p.line}", instruction=p.instruction,
                              response=p.response or "", domain=p.domain or "")
                 for p in self.pairs]
 
-    def _candidate(self, run: Run, pair: Seed) -> Candidate:
+    def _candidate(self, run: RunHandle, pair: Seed) -> Candidate:
         attempt = pair.index + 1
         opts = run.opts
         draw = draw_roles(attempt_rng(opts.seed, 1, attempt), [""], run.usable(Role.REVIEWER),

@@ -2,8 +2,8 @@
 the pairs to review), settle the relevance threshold, run the source's batches through the
 pipeline, write run.json after every stage, and close.
 
-What differs between `gra-local run` and `gra-local review` is the source
-(generation.Generation, review_only.ReviewSource): where candidates come from and how
+What differs between `gra-local run` and `gra-local review` is the source (source.Source:
+generation.Generation, review_only.ReviewSource): where candidates come from and how
 batches are made. The pipeline, the decision and the state are the same.
 """
 
@@ -13,19 +13,19 @@ import random
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Literal, Protocol
 
 from gra_local.core.backend import Backend
 from gra_local.core.candidate import Candidate
-from gra_local.core.config import Registry, Role, RunOptions
+from gra_local.core.config import Registry, Role
+from gra_local.core.engine.generation import Generation
 from gra_local.core.engine.pipeline import Pipeline
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.run_json import build_run_json
+from gra_local.core.engine.source import Source
 from gra_local.core.engine.state import RunState, open_state
 from gra_local.core.engine.waves import StageContext, Stopped
 from gra_local.core.errors import BackendError, ConfigError, EndpointDown, error_message
 from gra_local.core.events import EventSink, Notice, RunFinished, RunStarted, ignore
-from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.quality.dedup_gate import DedupGate
 from gra_local.core.quality.relevance import MIN_GOOD, Relevance
 from gra_local.core.roles import RoleDraw, draw_roles
@@ -33,30 +33,6 @@ from gra_local.core.rundir import journal as j
 from gra_local.core.rundir import resume
 from gra_local.core.rundir.report import RelevanceSection, RunIdentity, RunReport, model_identity
 from gra_local.core.seeds.scan import file_fingerprint
-
-
-class Source(Protocol):
-    """Where a run's candidates come from (generation.Generation, review_only.ReviewSource)."""
-
-    mode: Literal["run", "review"]
-    """Recorded in the run's identity: `review` never continues a `run` directory, nor back."""
-    roles: tuple[Role, ...]
-    """Roles some registered model must be able to play."""
-
-    def options(self, opts: RunOptions) -> RunOptions:
-        """The options the run goes by."""
-
-    def scan(self, req: RunRequest) -> Any:
-        """Read the input before anything is written (a bad file leaves no trace)."""
-
-    def prepare(self, run: Run, seeds_sha: str, scan: Any | None) -> None:
-        """Make the run's pool of seeds or pairs (`scan`: None when the directory has one)."""
-
-    def canary_sources(self, run: Run) -> list[CanarySource]:
-        """Known-good pairs canaries are made from (and the relevance threshold calibrated on)."""
-
-    def rounds(self, run: Run) -> str:
-        """Every batch through `run.pipeline`; returns the run's status."""
 
 
 def _check_roles(registry: Registry, roles: tuple[Role, ...]) -> None:
@@ -72,13 +48,10 @@ class Run:
     def __init__(self, req: RunRequest, backend: Backend, emit: EventSink = ignore,
                  stop: threading.Event | None = None, pause: threading.Event | None = None,
                  live_text: bool = False, source: Source | None = None) -> None:
-        if source is None:
-            from gra_local.core.engine.generation import Generation
-
-            source = Generation()
-        self.source = source
-        _check_roles(req.registry, source.roles)
-        self.opts = source.options(req.options)
+        """`source`: where candidates come from (generation by default)."""
+        self.source: Source = source or Generation()
+        _check_roles(req.registry, self.source.roles)
+        self.opts = self.source.options(req.options)
         self.req = req.model_copy(update={"options": self.opts})
         self.backend = backend
         self.emit = emit

@@ -109,6 +109,29 @@ def test_weight_makes_a_reviewer_wrong_on_canaries_count_little(tmp_path: Path) 
         assert by_model["c"] == 0.1 and by_model["a"] == weights["a"].weight
 
 
+SEED_INSTRUCTIONS = {instruction for instruction, _ in SEED_PAIRS}
+
+
+def test_a_batch_is_decided_with_its_own_canaries_weights(tmp_path: Path) -> None:
+    """c fails every real sample's instruction check and is at chance on canaries: from the
+    very first batch its veto weighs 0.1, so no sample is rejected `instruction_failed`
+    (judged after the batch's samples, its weight would still be 1 and veto alone)."""
+    def c_vetoes_real(call: Call) -> dict | None:
+        if call.role == "review_a" and call.model == "c" and fenced(call)[0] not in SEED_INSTRUCTIONS:
+            return {"reasonable": "pass", "complete": "fail", "clear": "pass"}
+        return careless_c(call)
+
+    out = tmp_path / "own"
+    backend = FakeBackend(script=c_vetoes_real)
+    req = request(out, ["a", "b", "c"], canaries=4, samples=2, batch=2, max_attempts=2,
+                  calibration="weight", seed=3)  # seed 3: c on both samples' panels
+    result = Run(req, backend, stop=backend.stop).execute()
+    recs = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
+    assert len(recs) == 2 and all("c" in r["reviewers"] for r in recs)  # one batch, c on each panel
+    assert [r["reason"] for r in recs] == ["accepted", "accepted"]
+    assert result.run_json.calibration.reviewers["c"].weight == 0.1
+
+
 def test_stop_and_resume_with_canaries_equals_uninterrupted_run(tmp_path: Path) -> None:
     straight, _ = run_canaries(tmp_path / "straight")
     out = tmp_path / "resumed"
