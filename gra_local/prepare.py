@@ -70,10 +70,20 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
     request = RunRequest(seeds=seeds, out_dir=out_dir, options=options, registry=registry,
                          refs=refs, models_source=models_source, cache_dir=paths.cache_dir(),
                          restart=restart, residency=residency_for(checked, endpoints=endpoints),
-                         embedder=load_embedder(options))
+                         embedder=load_embedder(options), scorer=pick_scorer(checked))
     if not review:  # the ETA model covers generation runs
         request.predicted_seconds, request.eta_note = _predict(options, checked, endpoints)
     return request
+
+
+def pick_scorer(checked: list[tuple[ModelSpec, GGUFInfo]]) -> str | None:
+    """The model that scores likelihood: the models file's `scorer = true` one, else the
+    smallest GGUF (a forward pass reads as well at 135M as larger, and costs least); None
+    with no GGUF model (endpoint models cannot score given text)."""
+    chosen = [spec.name for spec, _ in checked if spec.scorer]
+    if chosen:
+        return chosen[0]
+    return min(checked, key=lambda c: (c[1].size_bytes, c[0].name))[0].name if checked else None
 
 
 CHAT_MARKUP_TOKENS = 8

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from gra_local.core import prompts
-from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, TokenChoice
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, ScoreRequest, ScoreResult, TokenChoice
 from gra_local.core.config import ModelSpec
 
 SCORES_9 = {"correctness": 9, "clarity": 9, "completeness": 9, "relevance": 9, "coherence": 9,
@@ -107,6 +107,8 @@ class FakeBackend:
     stop: threading.Event = field(default_factory=threading.Event)
     waves: list[int] = field(default_factory=list)
     """Requests per `chat_many`, in call order (a call's `wave` indexes this)."""
+    scored: list[ScoreRequest] = field(default_factory=list)
+    """Every scoring request, in order (`FakeSession.score_many`)."""
     wave_models: list[str] = field(default_factory=list)
     """The model of each wave."""
     probes: Callable[[Call, str], list[TokenChoice]] | None = None
@@ -164,6 +166,26 @@ class FakeSession:
         return ChatResult(text=text, finish_reason=finish, prompt_tokens=100,
                           completion_tokens=20, prompt_evaluated=30, seconds=0.001,
                           choices=choices)
+
+    def score_many(self, requests: Sequence[ScoreRequest],
+                   cancel: threading.Event | None = None) -> list[ScoreResult]:
+        """A stand-in reading of each response (its words: -1 when the instruction has them,
+        else -3; after the empty instruction -2.5; ending on "." likely), or None from
+        `backend.scores` when it gives one. Counted in `backend.scored`."""
+        assert not self.closed, "score after close"
+        out = []
+        for request in requests:
+            self.backend.scored.append(request)
+            words = request.response.split()
+            if not words:
+                out.append(ScoreResult(finish_reason="empty"))
+                continue
+            asked = set(request.messages[-1]["content"].lower().split())
+            out.append(ScoreResult(
+                finish_reason="ok", logprobs=[-1.0 if w.lower() in asked else -3.0 for w in words],
+                baseline_logprobs=[-2.5] * len(words), response_tokens=len(words),
+                end_logprob=-0.5 if request.response.rstrip().endswith(".") else -6.0))
+        return out
 
     def close(self) -> None:
         self.closed = True

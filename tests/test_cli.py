@@ -213,6 +213,7 @@ SET_EVERY = {
     "dedup_threshold": (["--dedup-threshold", "0.8"], 0.8),
     "minhash": (["--no-minhash"], False),
     "relevance": (["--no-relevance"], False),
+    "likelihood": (["--no-likelihood"], False),
     "canaries": (["--canaries", "2"], 2),
     "calibration": (["--calibration", "drop"], "drop"),
     "min_canary_accuracy": (["--min-canary-accuracy", "0.5"], 0.5),
@@ -242,7 +243,8 @@ def test_review_takes_the_options_it_uses() -> None:
 
     used = {f.name for f in option_fields() if f.surface.review}
     assert used == {"panel", "tau", "delta", "batch", "seed", "dedup_threshold", "minhash",
-                    "relevance", "canaries", "calibration", "min_canary_accuracy", "routing"}
+                    "relevance", "likelihood", "canaries", "calibration", "min_canary_accuracy",
+                    "routing"}
     flags = [flag for name in sorted(used) for flag in SET_EVERY[name][0]]
     assert parsed("review", *flags) == {name: SET_EVERY[name][1] for name in used}
     with pytest.raises(SystemExit):  # generation options are not review's

@@ -71,6 +71,9 @@ def print_summary(data: RunReport, n_models: int, embedded: bool = False,
         lines.append(f"judge output valid for {name}: {v.valid:.1%} of {v.structured_calls} "
                      f"structured calls ({v.valid_first_try:.1%} on the first try)")
     lines += _round_lines(data) + _dedup_lines(data) + _calibration_lines(data)
+    if (lk := data.likelihood) is not None:
+        lines.append(f"likelihood: {lk.scored} answers read by {lk.model}" if lk.enabled
+                     else f"likelihood: {lk.note}")
     loads = ", ".join(f"{k} {v}" for k, v in data.loads.items())
     lines.append(f"model loads: {loads}")
     lines.append(f"time: {data.seconds:.1f} s over {len(data.sessions)} session(s)")

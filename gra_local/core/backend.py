@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -69,6 +69,48 @@ class ChatResult(BaseModel):
     """Seconds until the first token: the prompt's share of `seconds` (None: not measured)."""
     choices: list[TokenChoice] = Field(default_factory=list)
     """One per probed position (`ChatRequest.probe_after`), in reply order."""
+
+
+class ScoreRequest(BaseModel):
+    """Teacher-forced scoring of a given response, no sampling: how likely the model finds
+    each of its tokens after the instruction, and after an empty instruction."""
+
+    messages: list[dict[str, str]]
+    """The chat before the response (system and user turns); the response is the
+    assistant turn that follows, as the model's chat template lays it out."""
+    baseline: list[dict[str, str]]
+    """The same chat with an empty user turn: the reference of PMI (= −log IFD)."""
+    response: str
+
+
+class ScoreResult(BaseModel):
+    finish_reason: str
+    """"ok"; "empty" (the response has no token); "cancelled"; "error" (no reply: the
+    worker was lost)."""
+    logprobs: list[float] = Field(default_factory=list)
+    """log p(token | chat, earlier response tokens) of each scored response token, in order."""
+    baseline_logprobs: list[float] = Field(default_factory=list)
+    """The same tokens' log-probs after the empty instruction."""
+    end_logprob: float | None = None
+    """log p(end-of-turn token | chat + whole response); None when the chat template has no
+    end-of-turn token, or the response was cut (`truncated`)."""
+    response_tokens: int = 0
+    """Tokens of the whole response (more than `len(logprobs)` when truncated)."""
+    truncated: bool = False
+    """The chat and response do not fit the context: scored on the tokens that fit."""
+    prompt_tokens: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A session that can score given text (local llama.cpp models; a server returns
+    probabilities only for tokens it generates, so endpoint models cannot)."""
+
+    def score_many(self, requests: Sequence[ScoreRequest],
+                   cancel: threading.Event | None = None) -> list[ScoreResult]:
+        """Results in request order; unfinished ones "cancelled" once `cancel` is set."""
+        ...
 
 
 class LoadInfo(BaseModel):

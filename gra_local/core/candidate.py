@@ -15,6 +15,7 @@ from gra_local.core.records import (
     DraftInstruction,
     Example,
     GivenPair,
+    LikelihoodScore,
     ModelRef,
     Reason,
     Record,
@@ -56,6 +57,8 @@ class Candidate(BaseModel):
     canary: Canary | None = None
     """Set on calibration canaries: reviewed like a sample, never decided or written as data."""
     response: str | None = None
+    likelihood: LikelihoodScore | None = None
+    """The scoring model's reading of the response (core.quality.likelihood)."""
     relevance: RelevanceScore | None = Field(default=None, exclude=True)
     """The relevance check's figures (evidence the decision reads); recomputed on resume,
     never journaled."""

@@ -64,7 +64,7 @@ DEFAULT_SAMPLING: dict[Role, Sampling] = {
 }
 
 
-LOCAL_ONLY_KEYS = ("sha256", "chat_format", "n_ctx", "n_gpu_layers", "n_parallel", "n_threads")
+LOCAL_ONLY_KEYS = ("sha256", "chat_format", "n_ctx", "n_gpu_layers", "n_parallel", "n_threads", "scorer")
 """models.toml keys that only a GGUF model takes."""
 ENDPOINT_ONLY_KEYS = ("model", "api_key_env", "server", "max_in_flight")
 """models.toml keys that only an endpoint model takes."""
@@ -113,6 +113,9 @@ class ModelSpec(BaseModel):
     n_threads: StrictInt | None = Field(None, ge=1, le=512)
     """CPU threads, pinned; default: one core fewer than there are on small machines, and
     every core while nothing else uses the CPU (backends/llama/threads.py)."""
+    scorer: bool = False
+    """Score answers' likelihood with this model (a forward pass, no sampling); default:
+    the smallest GGUF model. Endpoint models cannot: servers give no prompt log-probs."""
     roles: list[Role] = Field(default_factory=lambda: list(Role), min_length=1)
     """Roles this model may play: generator, reviewer, adjudicator, annotator."""
     sampling: dict[Role, Sampling] = Field(default_factory=dict)
@@ -338,6 +341,10 @@ class RunOptions(BaseModel):
     """Veto, before any review call, an answer whose embedding cosine to its instruction is
     below a threshold calibrated on this run's seed pairs (good vs swapped); reason
     off_topic. Needs the embedding model; off when it or enough seed pairs are missing."""
+    likelihood: Annotated[bool, Surface("likelihood", review=True, quality=True, off="--no-likelihood",
+                                        off_help="no scoring model's pass over each answer")] = True
+    """Score every answer with a local model's forward pass (teacher-forced log-probs, no
+    sampling): how expected it is, how much its instruction explains it, whether it ends."""
     canaries: Annotated[int, Surface("canaries", metavar="N", review=True, quality=True,
                                   hint="per review batch; 0: off")] = Field(4, ge=0, le=256)
     """Known-good and code-corrupted pairs (half each) mixed into each review batch to

@@ -191,6 +191,26 @@ class RelevanceScore(Strict):
     threshold: float
 
 
+class LikelihoodScore(Strict):
+    """What the scoring model read in a response (core.quality.likelihood): log-probs of
+    the given tokens, teacher-forced, no sampling."""
+
+    model: str
+    tokens: int
+    """Response tokens scored (fewer than the response's when `truncated`)."""
+    mean_logprob: float
+    """Mean log p(token | instruction's chat, earlier tokens): how expected the answer is."""
+    pmi: float
+    """Mean log-prob after the instruction minus after an empty instruction (= −log IFD):
+    how much the instruction explains the answer; ≤ 0 when the answer ignores it."""
+    end_logprob: float | None
+    """log p(end of turn | chat + response): low when the answer stops mid-way; None when
+    the template has no end-of-turn token or the response was cut."""
+    low_tail: float
+    """The 5th-percentile token log-prob: a few very unlikely tokens (a changed number)."""
+    truncated: bool = False
+
+
 class Record(Strict):
     """One candidate, as written to accepted.jsonl or rejected.jsonl."""
 
@@ -227,6 +247,8 @@ class Record(Strict):
     """Review-only mode: where the pair came from ("data.jsonl line 12")."""
     relevance: RelevanceScore | None = None
     """The relevance check's cosine and threshold; left out of the file when it did not run."""
+    likelihood: LikelihoodScore | None = None
+    """The likelihood signals of the response; left out of the file when it was not scored."""
 
 
 # --- calibration canaries (made by core.quality.canaries, never written as data) -----

@@ -62,7 +62,7 @@ def test_snapshot(snap_compare, app: GraApp) -> None:
 EVERY_OPTION = {"samples": "2", "max_attempts": "3", "rounds": "2", "panel": "1", "tau": "7.5",
                 "delta": "2", "batch": "2", "seed": "7", "seed_pool": "5",
                 "examples_per_prompt": "2", "dedup_threshold": "off", "minhash": False,
-                "relevance": False, "canaries": "1", "calibration": "flag", "min_canary_accuracy": "0.5",
+                "relevance": False, "likelihood": False, "canaries": "1", "calibration": "flag", "min_canary_accuracy": "0.5",
                 "routing": False}
 
 
@@ -98,7 +98,8 @@ async def test_the_app_sets_every_option(app: GraApp, monkeypatch: pytest.Monkey
         assert app.current_mode == "new_run"
     expected = RunOptions(samples=2, max_attempts=3, rounds=2, panel=1, tau=7.5, delta=2.0,
                           batch=2, seed=7, seed_pool=5, examples_per_prompt=2,
-                          dedup_threshold=None, minhash=False, relevance=False, canaries=1,
+                          dedup_threshold=None, minhash=False, relevance=False, likelihood=False,
+                          canaries=1,
                           calibration="flag", min_canary_accuracy=0.5, routing=False)
     assert started and started[0].options == expected
     saved = load_settings()

@@ -1,7 +1,7 @@
 """One batch through the round, forward, in one place (docs/method.md, "One round"):
 
-    generate → relevance → instruction checks → scores → decision → adjudication of the
-    contested → dedup of the passed → records
+    generate → relevance → likelihood → instruction checks → scores → decision →
+    adjudication of the contested → dedup of the passed → records
 
 Stages (stages.py) add evidence to candidates; after each, the decision
 (core.quality.decision.decide, the only thing that decides) settles what the evidence so
@@ -13,6 +13,7 @@ given pairs, so the generate stage has nothing to do.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from gra_local.core.candidate import Candidate
@@ -21,20 +22,27 @@ from gra_local.core.engine import stages
 from gra_local.core.engine.confidence import Routing
 from gra_local.core.engine.state import RunState
 from gra_local.core.engine.waves import StageContext
-from gra_local.core.events import RecordDecided
+from gra_local.core.events import EventSink, RecordDecided
 from gra_local.core.quality.decision import Decision, Reached, Rule, Status, decide
 from gra_local.core.records import Decision as Written
 from gra_local.core.records import Reason
 
 
 class Pipeline:
-    def __init__(self, ctx: StageContext, state: RunState, checkpoint: Callable[[], None]) -> None:
-        self.ctx = ctx
+    def __init__(self, state: RunState, emit: EventSink, stop: threading.Event,
+                 checkpoint: Callable[[], None], pause: threading.Event | None = None,
+                 live_text: bool = False) -> None:
         self.state = state
-        self.rule = Rule.of(ctx.options)
+        self.rule = Rule.of(state.opts)
+        self.ctx = StageContext(state.opts, state.req.registry, state.pool, state.stats, emit,
+                                stop, state.snapshot, pause=pause, live_text=live_text,
+                                decide=self.decide)
+        """What the stages run with: the models, the counters, the journal, the decision."""
         self.checkpoint = checkpoint
         """Called after each stage (the run rewrites run.json)."""
-        self.routing = Routing(self.rule, state.book.calibration) if ctx.options.routing else None
+        self.routing = Routing(self.rule, state.book.calibration) if state.opts.routing else None
+        self.scorer = state.req.scorer if state.opts.likelihood else None
+        """The model that scores likelihood evidence; None: none does in this run."""
 
     def decide(self, cand: Candidate, reached: Reached) -> Decision:
         """The decision on `cand` under the calibration the canaries have given so far."""
@@ -58,6 +66,7 @@ class Pipeline:
         """The evidence stages, each followed by what it settles."""
         stages.generate(self.ctx, self._live(group))
         stages.relevance(self._live(group), self.state.relevance)
+        stages.likelihood(self.ctx, self._live(group), self.scorer)
         self._settle(group, Reached.GENERATED)
         stages.instruction_checks(self.ctx, self._live(group))
         self._settle(group, Reached.CHECKED)
@@ -153,8 +162,10 @@ class Pipeline:
                                 decision.std, refs, self._sampling(cand))
         if cand.relevance is not None:
             extra["relevance"] = cand.relevance
-        data = record.model_copy(update=extra).model_dump(
-            mode="json", exclude=None if cand.relevance is not None else {"relevance"})
+        if cand.likelihood is not None:
+            extra["likelihood"] = cand.likelihood
+        left_out = {k for k in ("relevance", "likelihood") if k not in extra}
+        data = record.model_copy(update=extra).model_dump(mode="json", exclude=left_out or None)
         state.outputs[written].append(data)
         state.dir.decided.add(cand.id)
         state.book.decided_record(data)

@@ -30,6 +30,9 @@ class RunRequest(BaseModel):
     embedder: Any = None
     """Sentence embedder (a core.dedup.Embedder) for semantic dedup; typed loosely so that
     building a request does not import numpy. None with dedup_threshold set is an error."""
+    scorer: str | None = None
+    """The local model that scores likelihood evidence (prepare picks it: the models file's
+    `scorer = true` model, else the smallest GGUF); None: no model can."""
     predicted_seconds: float | None = None
     """ETA from `models bench` figures, reported against the actual time in run.json."""
     eta_note: str | None = None

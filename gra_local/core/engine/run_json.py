@@ -21,6 +21,7 @@ from gra_local.core.rundir.report import (
     DedupOn,
     Eta,
     JudgeValidity,
+    LikelihoodSection,
     PeakRss,
     Placement,
     PrefixCache,
@@ -117,6 +118,7 @@ def build_run_json(run: RunState, elapsed: float | None = None) -> RunReport:
         dedup=_dedup(run.dedup),
         calibration=calibration_section(run),
         relevance=_relevance(run.relevance_info, stats, opts.panel),
+        likelihood=_likelihood(run, stats),
         loads={name: ms.loads for name, ms in models},
         placement={name: Placement(n_gpu_layers=ms.n_gpu_layers, plan=ms.gpu_plan)
                    for name, ms in models},
@@ -152,6 +154,16 @@ types); `enabled` picks which of the two shapes it is."""
 
 def _dedup(gate: Gate) -> DedupOn | DedupOff:
     return _DEDUP.validate_python(gate.describe())
+
+
+def _likelihood(run: RunState, stats: RunStats) -> LikelihoodSection:
+    scored = stats.stages["likelihood"].calls if "likelihood" in stats.stages else 0
+    if not run.opts.likelihood:
+        return LikelihoodSection(enabled=False, note="off (--no-likelihood)")
+    if run.req.scorer is None:
+        return LikelihoodSection(enabled=False, note="off: no GGUF model to score with (a server "
+                                 "gives log-probs only for tokens it generates)")
+    return LikelihoodSection(enabled=True, model=run.req.scorer, scored=scored)
 
 
 def _relevance(info: RelevanceSection | None, stats: RunStats,

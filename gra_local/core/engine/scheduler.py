@@ -128,11 +128,8 @@ class Run:
             scan = None if (self.out / j.POOL).exists() else self.source.scan(self.req)
             state = self._state = open_state(self.req, self.opts, identity, found,
                                              self.backend, self.emit)
-            ctx = StageContext(self.opts, self.req.registry, state.pool, state.stats, self.emit,
-                               self.stop, state.snapshot, pause=self.pause,
-                               live_text=self.live_text)
-            self._pipeline = Pipeline(ctx, state, self.write_run_json)
-            ctx.decide = self._pipeline.decide
+            self._pipeline = Pipeline(state, self.emit, self.stop, self.write_run_json,
+                                      pause=self.pause, live_text=self.live_text)
             self.write_run_json()
             self.emit(RunStarted(str(self.out), state.previous is not None,
                                  tuple(self.req.refs), self.opts.samples, self.opts.rounds))

@@ -1,6 +1,6 @@
 """The stages of a round, each a function of the batch's live candidates that adds
-evidence to them: generate, relevance, instruction checks (phase A), scores (phase B),
-adjudication. A stage never decides (core.quality.decision does); the pipeline
+evidence to them: generate, relevance, likelihood, instruction checks (phase A), scores
+(phase B), adjudication. A stage never decides (core.quality.decision does); the pipeline
 (pipeline.py) runs them in order and settles what the evidence decides after each.
 
 A model-calling stage builds one task per candidate (per panel slot in review) and
@@ -11,8 +11,11 @@ candidate state: a resumed candidate skips what its journal shows done.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
+from gra_local.core import prompts
+from gra_local.core.backend import Scorer
 from gra_local.core.candidate import Candidate
 from gra_local.core.engine import confidence
 from gra_local.core.engine.steps import (
@@ -24,7 +27,10 @@ from gra_local.core.engine.steps import (
     score_steps,
     verdict_steps,
 )
-from gra_local.core.engine.waves import StageContext, Steps, Task, run_tasks
+from gra_local.core.engine.waves import StageContext, Steps, Stopped, Task, run_tasks
+from gra_local.core.errors import WorkerLost
+from gra_local.core.events import StageProgress, StageStarted
+from gra_local.core.quality import likelihood as lk
 from gra_local.core.quality.relevance import Relevance
 from gra_local.core.records import RelevanceScore, Review
 
@@ -46,6 +52,39 @@ def relevance(cands: list[Candidate], check: Relevance | None) -> None:
                             if c.draft is not None])
     for cand, cosine in zip(todo, scores, strict=True):
         cand.relevance = RelevanceScore(cosine=cosine, threshold=check.threshold)
+
+
+def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) -> None:
+    """The scoring model reads each answer (core.quality.likelihood): one forward pass per
+    pair, no sampling. A model that cannot score (a server), a lost worker or a pair with
+    nothing to score leaves the candidate without this evidence, with a note."""
+    todo = [c for c in cands if not c.failed and c.response is not None and c.draft is not None
+            and c.likelihood is None]
+    if scorer is None or not todo or ctx.pool.dropped(scorer):
+        return
+    ctx.checkpoint()
+    ctx.emit(StageStarted(ctx.round, "likelihood", len(todo)))
+    start = time.perf_counter()
+    try:
+        session = ctx.pool.session(scorer)
+        if not isinstance(session, Scorer):
+            return
+        results = session.score_many([lk.request(prompts.answer(c.draft.instruction), c.response or "")
+                                      for c in todo if c.draft is not None], cancel=ctx.stop)
+    except WorkerLost as exc:
+        if ctx.stop.is_set():
+            raise Stopped from None
+        ctx.pool.lost(scorer, exc)
+        return
+    finally:
+        ctx.stats.stage("likelihood").seconds += time.perf_counter() - start
+    if any(r.finish_reason == "cancelled" for r in results):
+        raise Stopped  # nothing applied: a resume scores them again
+    for cand, result in zip(todo, results, strict=True):
+        cand.likelihood = lk.signals(scorer, result)
+        ctx.stats.stage("likelihood").calls += 1
+        ctx.snapshot(cand)
+    ctx.emit(StageProgress(ctx.round, "likelihood", len(todo), len(todo), scorer))
 
 
 Needs = Callable[[Review], bool]

@@ -75,6 +75,8 @@ def open_state(req: RunRequest, opts: RunOptions, identity: RunIdentity,
     identity): counters recounted from the files, the journal compacted, the record files
     and the canary book opened."""
     out = req.out_dir
+    # First: a dedup cache that must be refused (another model's) leaves no record file.
+    dedup = make_gate(req.embedder, req.cache_dir, opts.dedup_threshold, opts.minhash)
     previous = found.previous
     stats = previous.stats.model_copy(deep=True) if previous is not None and previous.stats \
         is not None else RunStats()  # counters go on
@@ -88,5 +90,4 @@ def open_state(req: RunRequest, opts: RunOptions, identity: RunIdentity,
     return RunState(
         req=req, opts=opts, identity=identity, dir=found, stats=stats,
         pool=ModelPool(backend, req.registry, stats, emit, req.residency), book=book,
-        dedup=make_gate(req.embedder, req.cache_dir, opts.dedup_threshold, opts.minhash),
-        journal=journal, outputs=outputs)
+        dedup=dedup, journal=journal, outputs=outputs)

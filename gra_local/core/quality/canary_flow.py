@@ -123,6 +123,8 @@ class CanaryBook:
         row = {"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
                "expected_good": cand.canary.expected_good,
                "judgements": [x.model_dump(mode="json") for x in found]}
+        if cand.likelihood is not None:
+            row["likelihood"] = cand.likelihood.model_dump(mode="json")
         if (rel := cand.relevance) is not None:
             row["relevance"] = {"cosine": rel.cosine, "threshold": rel.threshold}
             self.relevance.append((cand.canary.expected_good, rel.cosine, rel.threshold))

@@ -164,6 +164,17 @@ class RelevanceSection(BaseModel):
     note: str | None = None
 
 
+class LikelihoodSection(BaseModel):
+    """Likelihood evidence (core.quality.likelihood): which model read the answers."""
+
+    enabled: bool
+    """False: off for the run (`note` says why)."""
+    model: str | None = None
+    scored: int = 0
+    """Answers read (canaries included)."""
+    note: str | None = None
+
+
 class CalibrationSection(BaseModel):
     """Reviewer calibration: the canary settings, then core.quality's CalibrationReport
     (whose fields follow, flattened, in its order). Agreement figures need no canaries."""
@@ -298,6 +309,8 @@ class RunReport(BaseModel):
     """None: a run made before calibration existed."""
     relevance: RelevanceSection | None = None
     """None: a run made before the relevance check existed."""
+    likelihood: LikelihoodSection | None = None
+    """None: a run made before likelihood evidence existed."""
     loads: dict[str, int] = Field(default_factory=dict)
     placement: dict[str, Placement] = Field(default_factory=dict)
     residency: ResidencyBudget | None = None

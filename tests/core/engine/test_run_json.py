@@ -80,6 +80,10 @@ def old_build_run_json(run: RunState, elapsed: float) -> dict[str, Any]:
             **run.relevance_info.model_dump(mode="json"),
             "vetoed": stats.counts.by_reason.get("off_topic", 0),
             "calls_saved": stats.counts.by_reason.get("off_topic", 0) * run.opts.panel * 2},
+        # added with likelihood evidence (issue 20): which model read the answers
+        "likelihood": {"enabled": False, "model": None, "scored": 0,
+                       "note": "off: no GGUF model to score with (a server gives log-probs "
+                               "only for tokens it generates)"},
         "loads": {name: ms.loads for name, ms in stats.models.items()},
         "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
                       for name, ms in stats.models.items()},
