@@ -139,6 +139,12 @@ def _calibration_lines(data: RunReport) -> list[str]:
         if r.flagged:
             line += f"  FLAGGED: {r.flag_reason}"
         out.append(line)
+    if cal.evidence:
+        most = max(d.pairs for d in cal.evidence.values())
+        out.append(f"evidence on {most} canary pairs (how often each ranked the original above "
+                   "its corruption; P(better than chance)):")
+        out += [f"  {piece}: {pct(d.accuracy)} of {d.pairs} ({num(d.p_better, 2)})"
+                for piece, d in cal.evidence.items()]
     if (routing := data.routing) is not None and (routing.stopped_early or routing.extra_reviewers):
         out.append(f"routing: {routing.stopped_early} panel slots skipped (first reviewers sure), "
                    f"{routing.extra_reviewers} reviewers added (panel unsure)")

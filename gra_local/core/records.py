@@ -274,3 +274,8 @@ class Canary(BaseModel):
     domain: str  # the instruction's domain
     sources: list[str] = Field(default_factory=list)  # instruction's source, then the answer's
     expected_good: bool  # True only for kind `good`
+    pair: str | None = None
+    """The canary made from the same original: a corruption names its original and the
+    original its corruption (None: an unpaired good one). Pairs are judged by one panel and
+    need no trust in the original: a piece of evidence is right when it ranks the original
+    above its corruption."""

@@ -70,7 +70,7 @@ def calibration_section(run: RunState) -> CalibrationSection:
         action=opts.calibration if opts.canaries else None,
         reviewers=report.reviewers, panel=report.panel, tau=report.tau,
         min_accuracy=report.min_accuracy, min_canaries=report.min_canaries,
-        relevance=report.relevance)
+        relevance=report.relevance, evidence=book.evidence())
 
 
 def _judge_validity(stats: RunStats) -> dict[str, JudgeValidity]:

@@ -1,5 +1,5 @@
-"""Canary items for reviewer calibration: known-good pairs and code-made corruptions of
-them. Pure functions: no model, no file.
+"""Canary items for calibration: pairs of an original and a code-made corruption of that
+same original, and known-good ones. Pure functions: no model, no file.
 
 A reviewer that is worth its vote passes a known-good pair and scores it at or above τ,
 and fails or scores below τ an answer that was swapped for another sample's, cut short,
@@ -189,22 +189,23 @@ def _canary_id(kind: CanaryKind, n: int, nonce: int, instruction: str, response:
 
 
 def make_canaries(sources: list[CanarySource], rng: random.Random, n: int) -> list[Canary]:
-    """`n` canaries in random order, deterministic for a given `rng` state: ⌊n/2⌋
-    corrupted, the rest known-good (all good when no corruption can be made).
+    """`n` canaries in random order, deterministic for a given `rng` state: ⌊n/2⌋ pairs of
+    an original and a corruption of that same original (`Canary.pair` names the other),
+    and, when `n` is odd or no corruption can be made, unpaired good ones.
 
     Corruption kinds take turns among those the sources can really produce; a kind they
     cannot (no answer of ≥ 8 words to truncate, no digit to change, a single known domain
     for cross_domain, no pair differing in both instruction and answer for a swap) is
     skipped, never faked. An injection wraps one of the other kinds' wrong answers, so it
-    is made whenever any of them can be. With fewer than two usable sources (non-empty instruction and
-    response) only good canaries are made: one pair judged both ways says more about that
-    pair than about the reviewer. No source, or `n` ≤ 0: no canary.
+    is made whenever any of them can be. With fewer than two usable sources (non-empty
+    instruction and response) only good canaries are made: one pair judged both ways says
+    more about that pair than about the reviewer. No source, or `n` ≤ 0: no canary.
     """
     usable = [s for s in sources if s.instruction.strip() and s.response.strip()]
     if n <= 0 or not usable:
         return []
     nonce = rng.getrandbits(32)
-    made: list[tuple[CanaryKind, CanarySource, str, list[str]]] = []
+    made: list[tuple[CanaryKind, CanarySource, str, list[str], int | None]] = []
     if len(usable) >= 2:
         partners = _Partners(usable)
         feasible = {k: f for k in CORRUPTIONS if (f := _feasible(k, usable, partners))}
@@ -214,13 +215,17 @@ def make_canaries(sources: list[CanarySource], rng: random.Random, n: int) -> li
             kind = kinds[i % len(kinds)]
             src = rng.choice(feasible[kind])
             response, ids = _corrupt(kind, src, partners, rng)
-            made.append((kind, src, response, ids))
-    goods = rng.sample(usable, len(usable))  # spread good canaries over distinct sources
+            made.append((kind, src, response, ids, len(made) + 1))
+            made.append((CanaryKind.GOOD, src, src.response, [src.id], len(made) - 1))
+    goods = rng.sample(usable, len(usable))  # spread unpaired good canaries over sources
     for i in range(n - len(made)):
         src = goods[i % len(goods)]
-        made.append((CanaryKind.GOOD, src, src.response, [src.id]))
-    rng.shuffle(made)  # the batch order must not give the kind away
-    return [Canary(id=_canary_id(kind, k, nonce, src.instruction, response), kind=kind,
-                   instruction=src.instruction, response=response, domain=src.domain,
-                   sources=ids, expected_good=kind is CanaryKind.GOOD)
-            for k, (kind, src, response, ids) in enumerate(made)]
+        made.append((CanaryKind.GOOD, src, src.response, [src.id], None))
+    ids = [_canary_id(kind, k, nonce, src.instruction, response)
+           for k, (kind, src, response, _, _) in enumerate(made)]
+    out = [Canary(id=ids[k], kind=kind, instruction=src.instruction, response=response,
+                  domain=src.domain, sources=sources_, expected_good=kind is CanaryKind.GOOD,
+                  pair=None if other is None else ids[other])
+           for k, (kind, src, response, sources_, other) in enumerate(made)]
+    rng.shuffle(out)  # the batch order must not give the kind away
+    return out

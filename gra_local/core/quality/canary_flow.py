@@ -23,10 +23,12 @@ from gra_local.core.quality.calibration import (
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
 from gra_local.core.quality.decision import Calibration
+from gra_local.core.quality.discrimination import Reading, discrimination, reading
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
 from gra_local.core.rundir import journal as j
+from gra_local.core.rundir.calibration_report import Discrimination
 
 
 def canary_id(round_no: int, seq: int) -> str:
@@ -69,6 +71,8 @@ class CanaryBook:
         self.judgements: list[CanaryJudgement] = []
         self.panels: list[list[PanelReview]] = []
         self.decided: set[str] = set()
+        self.readings: list[Reading] = []
+        """What every piece of evidence said of each judged canary (discrimination.py)."""
         self.relevance: list[CanaryScore] = []
         """The relevance check's scores of canaries (it never vetoes one)."""
         self.made = 0  # canaries created so far (their ids are sequential)
@@ -84,6 +88,9 @@ class CanaryBook:
         for row in j.read_jsonl(self.path):
             self.decided.add(row["id"])
             self.judgements += [CanaryJudgement.model_validate(x) for x in row["judgements"]]
+            if "canary" in row:  # rows written before evidence was read from pairs have none
+                self.readings.append(Reading(canary=row["canary"], pair=row.get("pair"),
+                                             kind=row["kind"], values=row.get("evidence") or {}))
             if (rel := row.get("relevance")) is not None:
                 self.relevance.append((bool(row["expected_good"]), float(rel["cosine"]),
                                        float(rel["threshold"])))
@@ -104,10 +111,16 @@ class CanaryBook:
         seed = self.opts.seed
         rng = random.Random(f"{seed}/canaries/{round_no}/{self.made}")
         out = []
+        draws: dict[str, RoleDraw] = {}  # the two canaries of a pair share their panel
         for canary in make_canaries(sources, rng, self.opts.canaries):
             self.made += 1
             cid = canary_id(round_no, self.made)
-            cand = Candidate.new(round_no, 0, seed, canary.domain, [], draw_for(cid))
+            draw = draws.pop(canary.pair, None) if canary.pair else None
+            if draw is None:
+                draw = draw_for(cid)
+                if canary.pair:
+                    draws[canary.id] = draw
+            cand = Candidate.new(round_no, 0, seed, canary.domain, [], draw)
             out.append(cand.model_copy(update={
                 "id": cid,
                 "seed": cand.call_seed("canary", self.made),
@@ -121,8 +134,12 @@ class CanaryBook:
         assert cand.canary is not None and self._out is not None
         found = judgements_of(cand)
         row = {"id": cand.id, "round": cand.round, "kind": cand.canary.kind,
-               "expected_good": cand.canary.expected_good,
+               "expected_good": cand.canary.expected_good, "canary": cand.canary.id,
+               "pair": cand.canary.pair,
                "judgements": [x.model_dump(mode="json") for x in found]}
+        found_reading = reading(cand)
+        row["evidence"] = found_reading.values
+        self.readings.append(found_reading)
         if cand.likelihood is not None:
             row["likelihood"] = cand.likelihood.model_dump(mode="json")
         if (rel := cand.relevance) is not None:
@@ -132,6 +149,10 @@ class CanaryBook:
         self.decided.add(cand.id)
         self.judgements += found
         self.refresh()
+
+    def evidence(self) -> dict[str, Discrimination]:
+        """Each piece of evidence's discrimination on the canary pairs judged so far."""
+        return discrimination(self.readings)
 
     def decided_record(self, record: dict) -> None:
         panel = panel_of(record)

@@ -93,3 +93,23 @@ class CalibrationReport(BaseModel):
 
     def weights(self) -> dict[str, float]:
         return {m: r.weight for m, r in self.reviewers.items()}
+
+
+class KindDiscrimination(BaseModel):
+    pairs: int = 0
+    accuracy: float | None = None
+
+
+class Discrimination(BaseModel):
+    """How well one piece of evidence tells an original from its corruption, on the run's
+    canary pairs (core.quality.discrimination): no trust in the original is needed."""
+
+    pairs: int = 0
+    """Canary pairs where the piece had a value for both."""
+    accuracy: float | None = None
+    """Share of those pairs where it ranked the original above the corruption (a tie: ½)."""
+    p_better: float | None = None
+    """Posterior probability that its pairwise accuracy exceeds ½ (Beta(1 + wins,
+    1 + losses), a tie half each): near ½ it is at chance, near 1 it tells them apart."""
+    by_kind: dict[str, KindDiscrimination] = Field(default_factory=dict)
+    """The same per corruption kind."""

@@ -19,7 +19,11 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, Validation
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import OutputError
 from gra_local.core.records import ModelRef, Reason
-from gra_local.core.rundir.calibration_report import PanelAgreement, ReviewerCalibration
+from gra_local.core.rundir.calibration_report import (
+    Discrimination,
+    PanelAgreement,
+    ReviewerCalibration,
+)
 from gra_local.core.rundir.journal import read_json
 from gra_local.core.stats import Counts, Routing, RunStats
 
@@ -197,6 +201,9 @@ class CalibrationSection(BaseModel):
     relevance: ReviewerCalibration | None = None
     """The relevance check judged like a reviewer: a good canary above its threshold, a
     corrupted one below, is right (`accuracy`); None when the check is off or no canary ran."""
+    evidence: dict[str, Discrimination] = Field(default_factory=dict)
+    """Per piece of evidence (each reviewer's scores and checks, relevance, each likelihood
+    signal): how often it ranked a canary's original above its corruption."""
 
 
 class Placement(BaseModel):

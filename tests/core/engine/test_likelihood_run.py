@@ -46,8 +46,8 @@ def test_off_without_a_scorer_or_when_asked(tmp_path: Path) -> None:
         assert all("likelihood" not in r for r in records(out, "accepted.jsonl"))
 
 
-def asked(backend: FakeBackend) -> list[str]:
-    return [r.messages[-1]["content"] for r in backend.scored]
+def asked(backend: FakeBackend) -> list[tuple[str, str]]:
+    return [(r.messages[-1]["content"], r.response) for r in backend.scored]
 
 
 def test_a_resumed_run_does_not_score_again(tmp_path: Path) -> None:

@@ -55,7 +55,9 @@ def old_build_run_json(run: RunState, elapsed: float) -> dict[str, Any]:
     book = run.book
     calibration = {"canaries_per_batch": run.opts.canaries, "canaries_judged": len(book.decided),
                    "action": run.opts.calibration if run.opts.canaries else None,
-                   **book.report.model_dump(mode="json")}
+                   **book.report.model_dump(mode="json"),
+                   # added with canary pairs (issue 20): each piece of evidence's discrimination
+                   "evidence": {k: v.model_dump(mode="json") for k, v in book.evidence().items()}}
     return {
         "schema_version": 2,
         "status": run.status,

@@ -76,10 +76,19 @@ def test_deterministic_for_a_seed_exactly_n_and_half_corrupted() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_corruption_kinds_take_turns_and_good_ones_spread_over_sources() -> None:
+def test_corruption_kinds_take_turns_and_each_comes_with_its_original() -> None:
     canaries = make_canaries(SOURCES, random.Random(3), 10)
     assert sorted(c.kind.value for c in canaries if not c.expected_good) == sorted(k.value for k in CORRUPTIONS)
-    assert len({c.sources[0] for c in canaries if c.expected_good}) == 5
+    by_id = {c.id: c for c in canaries}
+    for bad in (c for c in canaries if not c.expected_good):
+        original = by_id[bad.pair or ""]
+        assert original.pair == bad.id and original.kind is CanaryKind.GOOD
+        assert original.sources == bad.sources[:1] and original.instruction == bad.instruction
+        assert original.response == BY_ID[bad.sources[0]].response
+    unpaired = make_canaries(SOURCES, random.Random(3), 5)
+    assert [c.pair for c in unpaired].count(None) == 1  # the odd one: good, alone
+    single = make_canaries(SOURCES[:1], random.Random(3), 4)  # no corruption possible
+    assert all(c.pair is None and c.expected_good for c in single)
 
 
 def test_every_corruption_really_changes_the_pair() -> None:

@@ -1,0 +1,103 @@
+"""How well each piece of evidence discriminates, measured on the run's canary pairs.
+
+A canary pair is an original and a corruption of that same original (core.quality.canaries),
+judged by the same panel. A piece of evidence — an LLM reviewer's expected score or its
+instruction checks, the relevance cosine, each likelihood signal — is right on a pair when
+it gives the original the higher value. This needs no trust in the original, so it holds in
+review mode on data whose quality is in doubt: a reviewer that rejects a bad input pair is
+not counted wrong for it, only one that ranks a corruption above what it was made from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from pydantic import BaseModel
+
+from gra_local.core.candidate import Candidate
+from gra_local.core.quality.likelihood import SIGNALS
+from gra_local.core.rundir.calibration_report import Discrimination, KindDiscrimination
+
+
+class Reading(BaseModel):
+    """What the evidence said of one canary: piece → value, higher meaning better."""
+
+    canary: str
+    """The canary's own id (`Canary.id`), which its partner's `pair` names."""
+    pair: str | None
+    kind: str
+    values: dict[str, float]
+
+
+def piece_values(cand: Candidate) -> dict[str, float]:
+    """Every piece of evidence a judged candidate carries, as numbers (higher = better)."""
+    out: dict[str, float] = {}
+    scores: dict[str, list[float]] = defaultdict(list)
+    checks: dict[str, list[float]] = defaultdict(list)
+    for rv in cand.reviews:
+        if rv.score is not None:
+            scores[rv.model].append(rv.score)
+        if rv.verdict is not None:
+            probs = rv.pass_probs
+            checks[rv.model].append(math.fsum(probs.values()) / len(probs) if probs else
+                                    1.0 - len(rv.verdict.failed_fields) / 3)
+    for model, values in scores.items():
+        out[f"reviewer {model}: scores"] = math.fsum(values) / len(values)
+    for model, values in checks.items():
+        out[f"reviewer {model}: checks"] = math.fsum(values) / len(values)
+    if cand.relevance is not None:
+        out["relevance"] = cand.relevance.cosine
+    if (lk := cand.likelihood) is not None:
+        for name in SIGNALS:
+            value = getattr(lk, name)
+            if value is not None:
+                out[f"likelihood {name}"] = float(value)
+    return out
+
+
+def reading(cand: Candidate) -> Reading:
+    assert cand.canary is not None
+    return Reading(canary=cand.canary.id, pair=cand.canary.pair, kind=cand.canary.kind.value,
+                   values=piece_values(cand))
+
+
+def p_better(wins: float, losses: float, steps: int = 2000) -> float:
+    """P(p > ½) for p ~ Beta(1 + wins, 1 + losses), by the midpoint rule on the log-density
+    (wins and losses may be halves: a tie counts half each)."""
+    a, b = 1.0 + wins, 1.0 + losses
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    h = 1.0 / steps
+    above = total = 0.0
+    for i in range(steps):
+        x = (i + 0.5) * h
+        d = math.exp(log_norm + (a - 1) * math.log(x) + (b - 1) * math.log1p(-x)) * h
+        total += d
+        if x > 0.5:
+            above += d
+    return round(above / total, 6)
+
+
+def discrimination(readings: list[Reading]) -> dict[str, Discrimination]:
+    """Per piece of evidence, its pairwise accuracy on every complete pair, overall and per
+    corruption kind; pieces in name order."""
+    by_id = {r.canary: r for r in readings}
+    tally: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for bad in readings:
+        if bad.kind == "good" or bad.pair is None or bad.pair not in by_id:
+            continue
+        original = by_id[bad.pair]
+        for piece in sorted(set(bad.values) & set(original.values)):
+            hi, lo = original.values[piece], bad.values[piece]
+            tally[piece][bad.kind].append(1.0 if hi > lo else 0.5 if hi == lo else 0.0)
+    out = {}
+    for piece in sorted(tally):
+        kinds = tally[piece]
+        every = [x for outcomes in kinds.values() for x in outcomes]
+        wins = math.fsum(every)
+        out[piece] = Discrimination(
+            pairs=len(every), accuracy=round(wins / len(every), 4),
+            p_better=p_better(wins, len(every) - wins),
+            by_kind={k: KindDiscrimination(pairs=len(v), accuracy=round(math.fsum(v) / len(v), 4))
+                     for k, v in sorted(kinds.items())})
+    return out
