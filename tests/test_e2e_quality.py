@@ -60,6 +60,15 @@ def test_review_only_on_a_small_dataset(tmp_path: Path, smol_model: Path, minilm
     # probabilities behind every verdict and score, confidence routing
     assert run["calibration"]["action"] == "weight" and run["calibration"]["canaries_judged"] > 0
     assert run["routing"] is not None
+    # issue 20: the scoring model read every answer; each piece of evidence is measured
+    assert run["likelihood"] == {"enabled": True, "model": "smol", "scored": run["likelihood"]["scored"],
+                                 "note": None} and run["likelihood"]["scored"] >= len(recs)
+    for rec in recs:
+        lk = rec["likelihood"]
+        assert lk["model"] == "smol" and lk["tokens"] > 0 and lk["mean_logprob"] < 0
+        assert lk["end_logprob"] is not None and lk["low_tail"] <= lk["mean_logprob"]
+    evidence = run["calibration"]["evidence"]
+    assert {"likelihood pmi", "likelihood end_logprob", "reviewer smol: scores"} <= set(evidence)
     reviews = [rv for r in recs for rv in r["reviews"]]
     assert all(rv["pass_probs"] is not None and set(rv["pass_probs"]) == {"reasonable", "complete", "clear"}
                for rv in reviews if rv["verdict"] is not None)

@@ -69,7 +69,7 @@ class Decoder:
         reuse = not (llama_cpp.llama_model_is_recurrent(m) or llama_cpp.llama_model_is_hybrid(m)
                      or llama_cpp.llama_model_n_swa(m) > 0)
         self.kv = KvBook(llama_cpp.llama_get_memory(self.ctx), n_parallel, self.n_cells, reuse)
-        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 2)  # 2 seq ids: the scorer's shared prefix
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.picker = Picker(self.ctx, self.n_vocab)
         self.governor: ThreadGovernor | None = None
@@ -208,11 +208,7 @@ class Decoder:
         the requests that advanced."""
         while entries:
             rows = self._fill(entries)
-            big = self.batch.n_tokens > ABORTABLE_STEP
-            if big != self._abort_on:
-                llama_cpp.llama_set_abort_callback(self.ctx, self._abort if big else self._no_abort, None)
-                self._abort_on = big
-            ret = llama_cpp.llama_decode(self.ctx, self.batch)
+            ret = self.decode_batch(self._cancelled)
             if ret == 0:
                 for (run, tokens), row in zip(entries, rows, strict=True):
                     self.kv.appended(run.seq, tokens)
@@ -237,6 +233,17 @@ class Decoder:
                 self._finish(entries[0][0], "length")  # no KV cell even for one token
                 return []
         return []
+
+    def decode_batch(self, cancelled: Callable[[], bool]) -> int:
+        """`llama_decode` of `self.batch` (also the scorer's, scoring.py): 0 done, 1 no KV
+        slot, 2 stopped midway once `cancelled()` turned true (a step of more than
+        ABORTABLE_STEP tokens; llama.cpp dropped its positions), anything else an error."""
+        self._cancelled = cancelled
+        big = self.batch.n_tokens > ABORTABLE_STEP
+        if big != self._abort_on:
+            llama_cpp.llama_set_abort_callback(self.ctx, self._abort if big else self._no_abort, None)
+            self._abort_on = big
+        return int(llama_cpp.llama_decode(self.ctx, self.batch))
 
     def _fill(self, entries: list[tuple[Running, list[int]]]) -> list[int]:
         b = self.batch
@@ -362,6 +369,11 @@ class Decoder:
             self._release(run)
         llama_cpp.llama_memory_clear(self.kv.mem, True)
         self.kv = KvBook(self.kv.mem, len(self.running), self.n_cells, self.kv.reuse)
+
+    def clear(self) -> None:
+        """Empty the cache between calls (the scorer's waves, scoring.py): its next cells are
+        taken from the first one up."""
+        self._reset()
 
     def close(self) -> None:
         self._reset()

@@ -20,7 +20,8 @@ from typing import IO
 
 import orjson
 
-from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, TokenChoice
+from gra_local.backends.llama.childproc import exit_text, log_tail, worker_env
+from gra_local.core.backend import ChatRequest, ChatResult, LoadInfo, ScoreRequest, ScoreResult, TokenChoice
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import BackendError, ModelError, WorkerLost
 from gra_local.core.rundir import files
@@ -57,50 +58,12 @@ CLOSE_WAIT_S = 5.0
 """An idle worker exits at once when asked; one that has not after this long is killed."""
 CANCEL_GRACE_S = 15.0
 """A cancelled call (pause, stop) that has not answered after this long is killed."""
-WORKER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP",
-              "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SYSTEMROOT",
-              "WINDIR", "COMSPEC", "PATHEXT", "APPDATA", "LOCALAPPDATA", "USERPROFILE",
-              "NUMBER_OF_PROCESSORS", "PROCESSOR_ARCHITECTURE")
-WORKER_ENV_PREFIXES = ("LC_", "XDG_", "GRA_LOCAL_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_",
-                       "HSA_", "GGML_", "LLAMA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_",
-                       "GOMP_", "VK_", "DYLD_", "METAL_", "MTL_")
 
 
 def stall_floor_s() -> float:
     """STALL_FLOOR_S, or the seconds STALL_ENV gives (the fault drill and tests shorten it);
     read when a session starts, never at import."""
     return float(os.environ.get(STALL_ENV) or STALL_FLOOR_S)
-
-
-def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: what Python, llama.cpp and the GPU runtimes read, nothing
-    else (no tokens, keys or passwords it has no use for; the chat template it renders is
-    untrusted input)."""
-    source = os.environ if environ is None else environ
-    env = {k: v for k, v in source.items() if k in WORKER_ENV or k.startswith(WORKER_ENV_PREFIXES)}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _log_tail(path: Path, lines: int = 6) -> str:
-    """What the log says went wrong: llama.cpp's own error lines first, else its last lines."""
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    errors = [ln.strip() for ln in text if "error" in ln.lower() and "Traceback" not in ln
-              and not ln.lstrip().startswith(("File ", "raise "))]
-    useful = errors[-3:] or [ln for ln in text if ln.strip()][-lines:]
-    return " | ".join(useful)
 
 
 def _result(reply: dict) -> ChatResult:
@@ -114,6 +77,12 @@ def _result(reply: dict) -> ChatResult:
         first_token_seconds=reply.get("first_token_seconds"),
         choices=[TokenChoice(offset=c["offset"], probs=c["probs"]) for c in reply.get("choices") or []],
     )
+
+
+def _score_tokens(request: ScoreRequest) -> int:
+    """Tokens a scored pair decodes, counted generously (a token per 2 bytes)."""
+    return (len(orjson.dumps(request.messages)) + len(orjson.dumps(request.baseline))
+            + 2 * len(request.response.encode("utf-8"))) // 2
 
 
 class LlamaProcessSession:
@@ -134,6 +103,8 @@ class LlamaProcessSession:
         self._rate: float | None = None
         """The slowest tokens (prompt evaluated + generated) a wall second a call has
         managed in this session; None before the first call."""
+        self._score_rate: float | None = None
+        """The same for `score_many`, in the tokens its deadline counts (`_score_tokens`)."""
         self._longest_gap = 0.0
         """The longest silence seen in a call that then answered (a long prompt step)."""
         self._stall_floor_s = stall_floor_s()
@@ -191,10 +162,10 @@ class LlamaProcessSession:
     def _died(self, loading: bool) -> BackendError | ModelError:
         code = self._proc.wait()
         self._log.close()
-        tail = _log_tail(self.log_path)
+        tail = log_tail(self.log_path)
         what = "loading" if loading else "running"
         message = (f"model {self.spec.name!r}: worker process died while {what} "
-                   f"({_exit_text(code)}); log {self.log_path}: {tail}")
+                   f"({exit_text(code)}); log {self.log_path}: {tail}")
         if loading:
             return ModelError(message)
         self.lost = WorkerLost(message)
@@ -223,7 +194,7 @@ class LlamaProcessSession:
             self.close()
             return ModelError(
                 f"model {self.spec.name!r}: llama.cpp could not load {self.path}: "
-                f"{reply.get('error')}; log {self.log_path}: {_log_tail(self.log_path, 3)}"
+                f"{reply.get('error')}; log {self.log_path}: {log_tail(self.log_path, 3)}"
             )
         return BackendError(f"model {self.spec.name!r}: {reply.get('error')}")
 
@@ -324,6 +295,32 @@ class LlamaProcessSession:
         ordered = [results[i] for i in range(len(requests))]
         self._measured(ordered, time.monotonic() - start)
         return ordered
+
+    def score_many(self, requests: Sequence[ScoreRequest],
+                   cancel: threading.Event | None = None) -> list[ScoreResult]:
+        """`core.backend.Scorer`: every request scored in one worker call (up to
+        `info.n_parallel` pairs at a time, scoring.py); results in request order. Setting
+        `cancel` ends the call soon, the unfinished marked "cancelled". As `chat_many`,
+        raises WorkerLost when the worker died or missed its deadline (the caller then goes
+        without the evidence): no result says "error" itself."""
+        if not requests:
+            return []
+        tokens = sum(_score_tokens(r) for r in requests)
+        rate = self._score_rate or self._rate or FIRST_RATE
+        deadline = max(CALL_FLOOR_S, SLACK * tokens / rate)
+        why = f"scoring {len(requests)} pair(s), about {tokens} tokens at {rate:.1f} tok/s"
+        start = time.monotonic()
+        lines = self._replies({"op": "score_many", "requests": [r.model_dump() for r in requests]},
+                              cancel=cancel, deadline_s=deadline, why=why)
+        results = {r["index"]: ScoreResult.model_validate(r) for r in lines[:-1]}
+        if sorted(results) != list(range(len(requests))):
+            raise BackendError(f"model {self.spec.name!r}: the worker scored {len(results)} of "
+                               f"{len(requests)} requests")
+        seconds = time.monotonic() - start
+        if seconds > 0 and not any(r.finish_reason == "cancelled" for r in results.values()):
+            rate = tokens / seconds
+            self._score_rate = rate if self._score_rate is None else min(self._score_rate, rate)
+        return [results[i] for i in range(len(requests))]
 
     def close(self) -> None:
         """Ask the worker to exit; one that does not within CLOSE_WAIT_S (stopped, stuck) or

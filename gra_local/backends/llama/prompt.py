@@ -15,12 +15,30 @@ from typing import Any
 
 import llama_cpp
 
+SEQS_PER_SLOT = 3
+"""Sequence ids a context has for each of its n_parallel slots: one for chat, two for a
+scored pair."""
+MAX_SEQ = 256
+"""The most llama.cpp takes (LLAMA_MAX_SEQ; its bindings do not export it)."""
+
+
+FLASH_ATTN = True
+"""Flash attention on. Without it llama.cpp's CPU attention gives a sequence logits that
+depend on where its cells lie in the shared cache, so on whatever else the cache holds
+(SmolLM2-135M Q4_1: 0.05 nats a token on average, up to 0.35, between the same tokens
+with cells from offset 0 and from offset 8); with it they depend only on the order of
+the sequence's own cells and on batch sizes (the scorer's rules for exact log-probs,
+scoring.py)."""
+
 
 def load_llama(path: str, *, kv_cells: int, n_parallel: int, n_gpu_layers: int, n_threads: int,
                chat_format: str | None, seed: int, verbose: bool = True) -> Any:
     """A `Llama` whose context holds `n_parallel` sequences in one unified KV cache of
     `kv_cells` cells: every sequence may use any free cell, and a prefix copied to another
-    sequence (`llama_memory_seq_cp`) shares its cells instead of using new ones.
+    sequence (`llama_memory_seq_cp`), or decoded once into several, shares its cells
+    instead of using new ones. Its context takes SEQS_PER_SLOT × n_parallel sequence ids
+    (at most MAX_SEQ): the decoder's, then a pair per slot for the scorer (scoring.py); an
+    id costs no KV memory in a unified cache, only an output row reserved at load.
 
     `Llama` takes neither setting, so its context parameters are made by a patched
     `llama_context_default_params` for the duration of the constructor."""
@@ -29,7 +47,7 @@ def load_llama(path: str, *, kv_cells: int, n_parallel: int, n_gpu_layers: int, 
 
     def parallel_params() -> Any:
         params = original()
-        params.n_seq_max = n_parallel
+        params.n_seq_max = min(MAX_SEQ, SEQS_PER_SLOT * n_parallel)
         params.kv_unified = True
         return params
 
@@ -41,6 +59,7 @@ def load_llama(path: str, *, kv_cells: int, n_parallel: int, n_gpu_layers: int, 
             n_gpu_layers=n_gpu_layers,
             n_threads=n_threads,
             n_threads_batch=n_threads,  # batched generation steps run on these, not n_threads
+            flash_attn=FLASH_ATTN,
             chat_format=chat_format,
             seed=seed,
             verbose=verbose,  # the worker's log file: load errors stay diagnosable

@@ -10,6 +10,7 @@ Requests:  {"op": "load", "path", "n_ctx", "n_parallel", "kv_cells", "n_gpu_laye
            {"op": "chat_many", "requests": [{"messages", "temperature", "top_p",
             "max_tokens", "seed", "repeat_penalty", "grammar", "stream_partials",
             "min_room", "probe_after"}, ...]}
+           {"op": "score_many", "requests": [{"messages", "baseline", "response"}, ...]}
            {"op": "close"}
 Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "chat_many"
            answers {"index": i, <result>} for each request as it finishes, then
@@ -18,6 +19,9 @@ Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "c
            request with "stream_partials" runs, lines {"partial": text, "index": i} (a
            few a second) may come before any reply;
            {"tick": true} comes about once a second while a call decodes.
+           "score_many" answers {"index": i, <result>} the same way, a result with the
+           fields of core.backend.ScoreResult (scoring.Scored), then {"ok": true,
+           "done": true}; it samples nothing and streams no partials.
 Cancel:    SIGUSR1 ends the running call soon (its unfinished requests "cancelled").
 Too long:  every prompt is tokenized before decoding starts; one whose tokens plus
            "min_room" (default: max_tokens) exceed the context one sequence may use is
@@ -79,6 +83,9 @@ class Worker:
     def __init__(self, channel: BinaryIO | None = None) -> None:
         self.llm: Any = None
         self.decoder: Any = None
+        self.gpu_layers = 0
+        self.scorer: Any = None
+        """scoring.PairScorer, made by the first "score_many"."""
         self.channel = channel
         self.cancel_requested = False
         """Set by the SIGUSR1 handler; the decode loop checks it every step."""
@@ -118,6 +125,7 @@ class Worker:
             seed=int(req.get("seed", 0)),
         )
         self.decoder = Decoder(self.llm, n_parallel, n_ctx)
+        self.gpu_layers = int(layers)
         ctx = self.llm._ctx.ctx
         self.decoder.governor = ThreadGovernor(
             low, high, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n))
@@ -157,6 +165,16 @@ class Worker:
             jobs, cancelled=self._poll,
             on_done=lambda index, outcome: self._send({"index": index, **vars(outcome)}),
             on_partial=lambda index, text: self._send({"partial": text, "index": index}))
+        return {"ok": True, "done": True}
+
+    def score_many(self, req: dict) -> dict:
+        from gra_local.backends.llama.scoring import PairScorer
+
+        self.cancel_requested = False
+        if self.scorer is None:
+            self.scorer = PairScorer(self.decoder, exact=self.gpu_layers == 0)
+        self.scorer.run(req["requests"], cancelled=self._poll,
+                        on_done=lambda index, scored: self._send({"index": index, **vars(scored)}))
         return {"ok": True, "done": True}
 
     def _poll(self) -> bool:
@@ -205,6 +223,8 @@ def main() -> None:
                 reply = worker.load(req)
             elif op == "chat_many":
                 reply = worker.chat_many(req)
+            elif op == "score_many":
+                reply = worker.score_many(req)
             else:
                 reply = {"ok": False, "kind": "protocol", "error": f"unknown op {op!r}"}
         except Exception as exc:  # reported to the parent, which raises a typed error
