@@ -18,7 +18,11 @@ the share of good pairs judged good and of bad pairs judged bad; 50 % is chance)
 - the relevance reviewer alone (cosine ≥ threshold), its cosine's AUC beside it;
 - the AUC of the panel's raw signals: expected and sampled scores, P(pass);
 - per kind (good, swapped, truncated, numbers_changed, cross_domain, wrong_on_topic) the
-  share the panel judged correctly: wrong-but-on-topic answers are reported on their own.
+  share the panel judged correctly: wrong-but-on-topic answers are reported on their own;
+- each piece of evidence alone (relevance cosine, each likelihood signal, expected score,
+  P(pass)): its AUC against the good pairs per kind of bad answer, and its pairwise
+  accuracy on the run's own canary pairs (run.json calibration.evidence);
+- judge seconds per pair (review, adjudication and likelihood stages).
 Last line: `panel_gain=<panel − best single reviewer (relevance included), in points>
 balanced_accuracy=<panel, %>`.
 
@@ -32,219 +36,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError
 
-from gra_local.core.rundir.report import read_report
+from gra_local.core.rundir.report import RunReport, read_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
 import benchlib  # noqa: E402
-from make_judging_set import KINDS, OUT, Item  # noqa: E402
+from judging_figures import (  # noqa: E402
+    RELEVANCE,
+    Figures,
+    RecordView,
+    figures,
+    kind_aucs,
+)
+from make_judging_set import OUT, Item  # noqa: E402
 
 SET_FILE = OUT
 MODEL_NAME = "smollm2-135m"
-RELEVANCE = "relevance"
-_LINE = re.compile(r" line (\d+)$")
-
-
-class Verdict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    reasonable: Literal["pass", "fail"]
-    complete: Literal["pass", "fail"]
-    clear: Literal["pass", "fail"]
-
-    @property
-    def passed(self) -> bool:
-        return self.reasonable == self.complete == self.clear == "pass"
-
-
-class ReviewView(BaseModel):
-    """What this bench reads of a record's review slot (other fields ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    verdict: Verdict | None = None
-    score: float | None = None
-    sampled_score: float | None = None
-    pass_probs: dict[str, float] | None = None
-
-
-class RelevanceView(BaseModel):
-    """The relevance check's figures in a record: its cosine and the run's threshold."""
-    model_config = ConfigDict(extra="ignore")
-    cosine: float
-    threshold: float | None = None
-
-
-class RecordView(BaseModel):
-    """What this bench reads of a record (the record contract; `relevance` when the run
-    had the relevance reviewer: {cosine, threshold}, or a bare cosine)."""
-
-    model_config = ConfigDict(extra="ignore")
-    id: str
-    source: str | None = None
-    decision: Literal["accepted", "rejected"]
-    reason: str
-    reviews: list[ReviewView] = []
-    relevance: RelevanceView | None = None
-
-    @field_validator("relevance", mode="before")
-    @classmethod
-    def _bare_cosine(cls, value: object) -> object:
-        return {"cosine": value} if isinstance(value, int | float) else value
-
-    @property
-    def relevance_says_good(self) -> bool | None:
-        """Cosine at or above the record's threshold; without one, not vetoed off_topic."""
-        if self.relevance is None:
-            return None
-        if self.relevance.threshold is None:
-            return self.reason != "off_topic"
-        return self.relevance.cosine >= self.relevance.threshold
-
-    @property
-    def line(self) -> int | None:
-        m = _LINE.search(self.source or "")
-        return int(m.group(1)) if m else None
-
-    @property
-    def panel_says_good(self) -> bool:
-        return self.decision == "accepted" or self.reason == "duplicate"
-
-
-@dataclass
-class Score:
-    """One judge's figures over the pairs it judged."""
-
-    judge: str
-    judged: int
-    good_right: int
-    good_n: int
-    bad_right: int
-    bad_n: int
-
-    @property
-    def balanced_accuracy(self) -> float:
-        """Mean of the two recalls, in %; NaN unless it judged pairs of both labels."""
-        if not self.good_n or not self.bad_n:
-            return math.nan
-        return 50 * (self.good_right / self.good_n + self.bad_right / self.bad_n)
-
-
-def score(judge: str, calls: Iterable[tuple[bool, bool]]) -> Score:
-    """`calls`: (is good, said good) per pair judged."""
-    s = Score(judge, 0, 0, 0, 0, 0)
-    for truth, said in calls:
-        s.judged += 1
-        if truth:
-            s.good_n += 1
-            s.good_right += said
-        else:
-            s.bad_n += 1
-            s.bad_right += not said
-    return s
-
-
-def reviewer_says(review: ReviewView, tau: float) -> bool | None:
-    """Good, bad, or None when this slot never judged the pair."""
-    if review.verdict is None:
-        return None
-    if not review.verdict.passed:
-        return False
-    return None if review.score is None else review.score >= tau
-
-
-def slot_names(reviews: Sequence[ReviewView]) -> list[str]:
-    """A reviewer per slot: the model, then model#2, #3 for its further slots in the record."""
-    seen: dict[str, int] = {}
-    names = []
-    for r in reviews:
-        seen[r.model] = seen.get(r.model, 0) + 1
-        names.append(r.model if seen[r.model] == 1 else f"{r.model}#{seen[r.model]}")
-    return names
-
-
-def auc(pairs: Sequence[tuple[bool, float]]) -> float:
-    """P(a good pair's value > a bad one's), ties half (Mann–Whitney); NaN without both."""
-    good = [v for t, v in pairs if t]
-    bad = [v for t, v in pairs if not t]
-    if not good or not bad:
-        return math.nan
-    wins = sum((g > b) + 0.5 * (g == b) for g in good for b in bad)
-    return wins / (len(good) * len(bad))
-
-
-@dataclass
-class Figures:
-    panel: Score
-    reviewers: list[Score]
-    relevance: Score | None
-    relevance_auc: float
-    kinds: dict[str, tuple[int, int]]  # kind: (judged correctly, pairs)
-    reasons: dict[str, int]
-    signal_auc: dict[str, tuple[float, int]]
-    """AUC of each raw signal the panel had, averaged over a pair's reviewers: "expected
-    score" (probability-weighted), "sampled score", "P(pass)"; with the pairs it covers."""
-
-    @property
-    def best_single(self) -> Score | None:
-        singles = [s for s in [*self.reviewers, self.relevance]
-                   if s is not None and not math.isnan(s.balanced_accuracy)]
-        return max(singles, key=lambda s: s.balanced_accuracy, default=None)
-
-    @property
-    def panel_gain(self) -> float:
-        best = self.best_single
-        return math.nan if best is None else self.panel.balanced_accuracy - best.balanced_accuracy
-
-
-def figures(items: Sequence[Item], records: Sequence[RecordView], tau: float) -> Figures:
-    """Everything above, for records matched to `items` by their source line (1-based)."""
-    truth = [(items[r.line - 1].label == "good", r) for r in records]
-    panel = score("panel (decision)", ((t, r.panel_says_good) for t, r in truth))
-    per: dict[str, list[tuple[bool, bool]]] = {}
-    for t, r in truth:
-        for name, review in zip(slot_names(r.reviews), r.reviews, strict=True):
-            said = reviewer_says(review, tau)
-            if said is not None:
-                per.setdefault(name, []).append((t, said))
-    reviewers = [score(name, calls) for name, calls in sorted(per.items())]
-    rel = [(t, r.relevance.cosine, r.relevance_says_good) for t, r in truth if r.relevance is not None]
-    relevance = score(f"{RELEVANCE} (veto)", ((t, bool(said)) for t, _, said in rel)) if rel else None
-    kinds: dict[str, tuple[int, int]] = {}
-    for r in records:
-        item = items[r.line - 1]
-        right, n = kinds.get(item.kind, (0, 0))
-        kinds[item.kind] = (right + (r.panel_says_good == (item.label == "good")), n + 1)
-    return Figures(panel, reviewers, relevance,
-                   auc([(t, cosine) for t, cosine, _ in rel]),
-                   {k: kinds[k] for k in KINDS if k in kinds},
-                   benchlib.tally(r.reason for r in records), signal_aucs(truth))
-
-
-def signal_aucs(truth: Sequence[tuple[bool, RecordView]]) -> dict[str, tuple[float, int]]:
-    def mean(xs: list[float | None]) -> float | None:
-        got = [x for x in xs if x is not None]
-        return sum(got) / len(got) if got else None
-
-    signals = {  # expected score only where it differs in kind from the sampled one
-        "expected score": lambda r: mean([v.score for v in r.reviews if v.sampled_score is not None]),
-        "sampled score": lambda r: mean([v.sampled_score for v in r.reviews]),
-        "P(pass)": lambda r: mean([sum(v.pass_probs.values()) / 3 if v.pass_probs else None
-                                   for v in r.reviews])}
-    out = {}
-    for name, of in signals.items():
-        pairs = [(t, x) for t, r in truth if (x := of(r)) is not None]
-        out[name] = (auc(pairs), len(pairs))
-    return out
 
 
 # --- the review -----------------------------------------------------------------------------
@@ -284,8 +99,8 @@ def read_records(out: Path) -> list[RecordView]:
 
 
 def review(work: Path, items: Sequence[Item], args: argparse.Namespace,
-           model: Path | None) -> tuple[list[RecordView], float, str]:
-    """Run `gra-local review` on `items`; the records, τ and run.json's status."""
+           model: Path | None) -> tuple[list[RecordView], float, RunReport]:
+    """Run `gra-local review` on `items`; the records, τ and run.json."""
     data, out = work / "pairs.jsonl", work / "out"
     data.write_text("".join(json.dumps({"instruction": i.instruction, "input": i.input,
                                         "output": i.output}) + "\n" for i in items),
@@ -305,7 +120,7 @@ def review(work: Path, items: Sequence[Item], args: argparse.Namespace,
     if proc.returncode != 0 or report is None:
         raise RuntimeError(f"gra-local review exited {proc.returncode}:\n{proc.stderr[-2000:]}")
     options = report.config.options if report.config is not None else {}
-    return read_records(out), float(options.get("tau", 8.0)), report.status
+    return read_records(out), float(options.get("tau", 8.0)), report
 
 
 def pct(x: float) -> str:
@@ -337,6 +152,35 @@ def show(f: Figures, tau: float) -> None:
                       for name, (a, n) in f.signal_auc.items()))
 
 
+JUDGING_STAGES = ("review_a", "review_b", "adjudicate", "likelihood")
+
+
+def judge_seconds(report: RunReport, pairs: int) -> float:
+    """Seconds of the judging stages (the panel's, the adjudicator's, the scorer's) per pair."""
+    return round(sum(report.timings.get(s, 0.0) for s in JUDGING_STAGES) / max(pairs, 1), 2)
+
+
+def show_evidence(per_kind: dict[str, dict[str, tuple[float, int]]], report: RunReport,
+                  pairs: int) -> None:
+    """Each piece of evidence alone: its AUC per kind of bad answer against the good pairs,
+    and its pairwise accuracy on the run's canary pairs (what the run itself measured)."""
+    kinds = sorted({k for row in per_kind.values() for k in row})
+    canary = report.calibration.evidence if report.calibration is not None else {}
+    rows = []
+    for piece, row in per_kind.items():
+        pairwise = canary.get(piece.replace(" cosine", "")) if piece.startswith("relevance") \
+            else canary.get(piece)
+        rows.append((piece, *[f"{row[k][0]:.2f}" if k in row and not math.isnan(row[k][0])
+                              else "-" for k in kinds],
+                     "-" if pairwise is None or pairwise.accuracy is None
+                     else f"{pairwise.accuracy:.0%} of {pairwise.pairs}"))
+    print("\neach piece alone: AUC against the good pairs per kind of bad answer; its "
+          "pairwise accuracy on the run's canary pairs")
+    benchlib.print_table(("evidence", *kinds, "canary pairs"), rows, "l" + "r" * (len(kinds) + 1))
+    print(f"judge seconds per pair: {judge_seconds(report, pairs)} "
+          f"({', '.join(f'{s} {report.timings.get(s, 0.0):.1f} s' for s in JUDGING_STAGES)})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, help="models file (default: one entry, the "
@@ -365,10 +209,11 @@ def main() -> int:
           f"{'quick mode' if args.quick else 'full mode'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gra-bench-judging-") as tmp:
         try:
-            records, tau, status = review(Path(tmp), items, args, model)
+            records, tau, report = review(Path(tmp), items, args, model)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+    status = report.status
     lines = sorted(r.line or 0 for r in records)
     if status != "complete" or lines != list(range(1, len(items) + 1)):
         print(f"mechanics check failed: status {status!r}, source lines decided {lines} "
@@ -376,6 +221,8 @@ def main() -> int:
         return 1
     f = figures(items, records, tau)
     show(f, tau)
+    per_kind = kind_aucs(items, records)
+    show_evidence(per_kind, report, len(items))
     best = f.best_single
     print(f"best single reviewer: {best.judge if best else 'none'}")
     if args.quick:
@@ -391,7 +238,12 @@ def main() -> int:
         "kinds": {k: {"right": r, "pairs": n} for k, (r, n) in f.kinds.items()},
         "reasons": f.reasons, "best_single": best.judge if best else None,
         "signal_auc": {k: {"auc": a, "pairs": n} for k, (a, n) in f.signal_auc.items()},
-        "panel_gain": f.panel_gain})
+        "panel_gain": f.panel_gain,
+        "kind_auc": {p: {k: {"auc": a, "pairs": n} for k, (a, n) in row.items()}
+                     for p, row in per_kind.items()},
+        "canary_pairs": {} if report.calibration is None else
+        {p: d.model_dump(mode="json") for p, d in report.calibration.evidence.items()},
+        "judge_seconds_per_pair": judge_seconds(report, len(items))})
     print(f"panel_gain={f.panel_gain:.1f} balanced_accuracy={f.panel.balanced_accuracy:.1f}%")
     return 0
 
