@@ -4,7 +4,7 @@ dedup off says so, and a run from before these figures says that instead."""
 from __future__ import annotations
 
 from gra_local.core.rundir.report import RunReport
-from gra_local.tui.widgets.quality_report import reviewer_rows, summary_lines
+from gra_local.tui.widgets.quality_report import evidence_rows, reviewer_rows, summary_lines
 
 NO_CANARIES = RunReport.model_validate({
     "schema_version": 2,
@@ -46,3 +46,22 @@ def test_weights_and_routing_are_shown_when_the_run_used_them() -> None:
     assert row[1] == "75%" and row[-3:] == ("50%", "0.10", "")
     assert summary_lines(weighted)[-1] == ("Routing: 6 panel slots skipped (first reviewers sure), "
                                            "2 reviewers added (panel unsure)")
+
+
+def test_each_piece_of_evidence_has_a_row_and_the_scorer_a_line() -> None:
+    run = RunReport.model_validate({
+        "schema_version": 2,
+        "calibration": {"canaries_per_batch": 4, "canaries_judged": 8, "action": "weight",
+                        "tau": 8.0, "min_accuracy": 0.6, "min_canaries": 4,
+                        "evidence": {"likelihood pmi": {"pairs": 4, "accuracy": 1.0, "p_better": 0.97,
+                                                        "by_kind": {"swapped": {"pairs": 3, "accuracy": 1.0},
+                                                                    "truncated": {"pairs": 1, "accuracy": 1.0}}},
+                                     "reviewer smol: scores": {"pairs": 4, "accuracy": 0.5,
+                                                               "p_better": 0.5}}},
+        "likelihood": {"enabled": True, "model": "smol", "scored": 20},
+    })
+    assert evidence_rows(run) == [
+        ("likelihood pmi", "4", "100%", "0.97", "swapped 100% of 3, truncated 100% of 1"),
+        ("reviewer smol: scores", "4", "50%", "0.50", "")]
+    assert "Likelihood: 20 answers read by smol" in summary_lines(run)
+    assert evidence_rows(NO_CANARIES) == []

@@ -1,6 +1,7 @@
 """A modal with a run's quality figures from run.json: reviewer calibration (canary
 accuracy, injection canaries let through, parse failures, mean scores, agreement, balanced
-accuracy, weights, flags), panel α/κ, dedup, rounds and routing."""
+accuracy, weights, flags), each piece of evidence's discrimination on canary pairs (the
+reviewers, relevance, likelihood), panel α/κ, dedup, rounds, likelihood and routing."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ def reviewer_rows(run: RunReport) -> list[tuple[str, ...]]:
             for name, r in sorted(reviewers.items())]
 
 
+EVIDENCE_COLUMNS = ("evidence", "canary pairs", "original ranked above", "P(better than chance)",
+                    "by corruption kind")
+
+
+def evidence_rows(run: RunReport) -> list[tuple[str, ...]]:
+    """Each piece of evidence (each reviewer's scores and checks, the relevance cosine, each
+    likelihood signal) with its discrimination on the run's canary pairs."""
+    evidence = run.calibration.evidence if run.calibration is not None else {}
+    return [(piece, str(d.pairs), pct(d.accuracy), num(d.p_better, 2),
+             ", ".join(f"{kind} {pct(k.accuracy)} of {k.pairs}" for kind, k in d.by_kind.items()))
+            for piece, d in evidence.items()]
+
+
 def summary_lines(run: RunReport) -> list[str]:
     lines = []
     cal = run.calibration
@@ -51,6 +65,9 @@ def summary_lines(run: RunReport) -> list[str]:
     for number, r in sorted(run.rounds.items(), key=lambda kv: int(kv[0])):
         lines.append(f"Round {number}: {r.attempts} attempts, {r.accepted} accepted, "
                      f"{r.rejected} rejected, {r.pool_added} added to the next round's pool")
+    if (lk := run.likelihood) is not None:
+        lines.append(f"Likelihood: {lk.scored} answers read by {lk.model}" if lk.enabled
+                     else f"Likelihood: {lk.note}")
     if run.routing is not None:
         lines.append(f"Routing: {run.routing.stopped_early} panel slots skipped (first reviewers "
                      f"sure), {run.routing.extra_reviewers} reviewers added (panel unsure)")
@@ -80,12 +97,19 @@ class QualityReport(ModalScreen[None]):
             table.add_columns(*COLUMNS)
             table.add_rows(reviewer_rows(self.run))
             yield table
+            if evidence := evidence_rows(self.run):
+                pieces: DataTable[str] = DataTable(id="evidence", cursor_type="row")
+                pieces.add_columns(*EVIDENCE_COLUMNS)
+                pieces.add_rows(evidence)
+                yield pieces
             yield Label("Canary accuracy: known-good pairs passed with μ ≥ τ, corrupted ones "
                         "failed or scored < τ. Injection pass: wrong answers that order the "
                         "judge to pass them, passed with μ ≥ τ (the text it judges can steer "
                         "that reviewer). Balanced: the mean of the accuracies on good and on "
                         "corrupted canaries; weight 2 × balanced − 1 (smoothed, at least 0.1), "
-                        "what a reviewer counts for in μ, σ and vetoes. Escape closes.",
+                        "what a reviewer counts for in μ, σ and vetoes. Evidence: how often each "
+                        "piece ranked a canary's original above its corruption (no trust in the "
+                        "original needed). Escape closes.",
                         classes="hint", markup=False)
 
     def action_close(self) -> None:
