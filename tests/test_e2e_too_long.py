@@ -15,8 +15,11 @@ from gra_local.core.records import Record
 pytestmark = pytest.mark.e2e
 
 LONG = "word " * 20000  # ~20k tokens: far beyond the test models' n_ctx of 2048
-# An instruction SmolLM2 passes at review A (so its long response reaches review B).
-PASSING = "Write a Python function that returns the factorial of a non-negative integer n."
+# An instruction SmolLM2 passes at review A (so its long response reaches review B); found
+# by trying the example seeds' instructions (the factorial one passed before flash attention
+# changed the decode's numerics, issue 20).
+PASSING = ("Write a Python function that checks whether a string is a palindrome, ignoring upper "
+           "and lower case.")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 import bench_judging as bj  # noqa: E402
+import judging_figures as jf  # noqa: E402
 from make_judging_set import Item  # noqa: E402
 
 PASS = {"reasonable": "pass", "complete": "pass", "clear": "pass"}
@@ -25,8 +26,8 @@ def item(n: int, kind: str) -> Item:
                 label="good" if kind == "good" else "bad", kind=kind, source="test")
 
 
-def record(line: int, decision: str, reason: str, reviews: list[dict], **extra: object) -> bj.RecordView:
-    return bj.RecordView.model_validate({
+def record(line: int, decision: str, reason: str, reviews: list[dict], **extra: object) -> jf.RecordView:
+    return jf.RecordView.model_validate({
         "id": f"d-{line}", "source": f"pairs.jsonl line {line}", "decision": decision,
         "reason": reason, "reviews": reviews, "mean": None, "ignored_field": 1, **extra})
 
@@ -39,14 +40,14 @@ ITEMS = [item(1, "good"), item(2, "good"), item(3, "swapped"), item(4, "wrong_on
 
 
 def test_reviewer_says_good_only_with_a_passed_verdict_and_a_score_at_tau() -> None:
-    says = [bj.reviewer_says(bj.ReviewView.model_validate(rev("m", v, s)), 8.0)
+    says = [jf.reviewer_says(jf.ReviewView.model_validate(rev("m", v, s)), 8.0)
             for v, s in ((PASS, 8.0), (PASS, 7.9), (FAIL, 9.0), (PASS, None), (None, None))]
     assert says == [True, False, False, None, None]
 
 
 def test_a_model_in_several_slots_counts_per_slot() -> None:
-    reviews = [bj.ReviewView(model=m) for m in ("a", "b", "a", "a")]
-    assert bj.slot_names(reviews) == ["a", "b", "a#2", "a#3"]
+    reviews = [jf.ReviewView(model=m) for m in ("a", "b", "a", "a")]
+    assert jf.slot_names(reviews) == ["a", "b", "a#2", "a#3"]
 
 
 def test_figures_of_a_small_run() -> None:
@@ -59,7 +60,7 @@ def test_figures_of_a_small_run() -> None:
         # the adjudicator overruled a's pass
         record(4, "rejected", "adjudicated_reject", [rev("a", PASS, 8.0), rev("b", PASS, 5.0)]),
     ]
-    f = bj.figures(ITEMS, records, tau=8.0)
+    f = jf.figures(ITEMS, records, tau=8.0)
     assert (f.panel.good_right, f.panel.good_n, f.panel.bad_right, f.panel.bad_n) == (2, 2, 2, 2)
     assert f.panel.balanced_accuracy == 100.0
     a, b = f.reviewers
@@ -78,7 +79,7 @@ def test_relevance_from_cosine_and_threshold_counts_as_a_single_reviewer() -> No
     records = [record(n, "rejected" if n > 2 else "accepted", "off_topic" if c < t else "low_score",
                       [], relevance={"cosine": c, "threshold": t})
                for n, (c, t) in enumerate(rel, 1)]
-    f = bj.figures(ITEMS, records, tau=8.0)
+    f = jf.figures(ITEMS, records, tau=8.0)
     assert f.panel.balanced_accuracy == 100.0
     assert f.relevance is not None and f.relevance.judged == 4
     assert (f.relevance.good_right, f.relevance.bad_right) == (2, 1)
@@ -95,8 +96,8 @@ def test_a_bare_cosine_without_threshold_follows_the_veto() -> None:
 
 
 def test_balanced_accuracy_needs_both_labels() -> None:
-    assert math.isnan(bj.score("x", [(True, True), (True, False)]).balanced_accuracy)
-    assert bj.auc([(True, 1.0), (False, 1.0)]) == 0.5
+    assert math.isnan(jf.score("x", [(True, True), (True, False)]).balanced_accuracy)
+    assert jf.auc([(True, 1.0), (False, 1.0)]) == 0.5
 
 
 def test_a_bad_set_line_is_one_line_naming_it(tmp_path: Path) -> None:
@@ -115,3 +116,15 @@ def test_an_unreadable_record_is_one_line_naming_it(tmp_path: Path) -> None:
 def test_quick_pick_takes_two_of_each_label_in_file_order() -> None:
     picked = bj.quick_pick(bj.load_set(bj.SET_FILE))
     assert [i.label for i in picked].count("good") == 2 and len(picked) == 4
+
+
+def test_each_piece_alone_has_an_auc_per_kind() -> None:
+    items = [item(1, "good"), item(2, "swapped"), item(3, "truncated")]
+    lk = {"mean_logprob": -1.0, "low_tail": -3.0}
+    records = [record(1, "accepted", "accepted", [], likelihood={**lk, "pmi": 0.5, "end_logprob": -0.1}),
+               record(2, "rejected", "low_score", [], likelihood={**lk, "pmi": -0.2, "end_logprob": -0.2}),
+               record(3, "rejected", "low_score", [], likelihood={**lk, "pmi": 0.9, "end_logprob": -9.0})]
+    aucs = jf.kind_aucs(items, records)
+    assert aucs["likelihood pmi"] == {"swapped": (1.0, 1), "truncated": (0.0, 1)}
+    assert aucs["likelihood end_logprob"]["truncated"] == (1.0, 1)
+    assert aucs["likelihood mean_logprob"]["swapped"] == (0.5, 1)  # a tie
