@@ -41,8 +41,6 @@ class Pipeline:
         self.checkpoint = checkpoint
         """Called after each stage (the run rewrites run.json)."""
         self.routing = Routing(self.rule, state.book.calibration) if state.opts.routing else None
-        self.scorer = state.req.scorer if state.opts.likelihood else None
-        """The model that scores likelihood evidence; None: none does in this run."""
 
     def decide(self, cand: Candidate, reached: Reached) -> Decision:
         """The decision on `cand` under the calibration the canaries have given so far."""
@@ -66,7 +64,7 @@ class Pipeline:
         """The evidence stages, each followed by what it settles."""
         stages.generate(self.ctx, self._live(group))
         stages.relevance(self._live(group), self.state.relevance)
-        stages.likelihood(self.ctx, self._live(group), self.scorer)
+        stages.likelihood(self.ctx, self._live(group), self.state.scorer)
         self._settle(group, Reached.GENERATED)
         stages.instruction_checks(self.ctx, self._live(group))
         self._settle(group, Reached.CHECKED)

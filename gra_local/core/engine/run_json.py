@@ -160,10 +160,10 @@ def _likelihood(run: RunState, stats: RunStats) -> LikelihoodSection:
     scored = stats.stages["likelihood"].calls if "likelihood" in stats.stages else 0
     if not run.opts.likelihood:
         return LikelihoodSection(enabled=False, note="off (--no-likelihood)")
-    if run.req.scorer is None:
+    if run.scorer is None:
         return LikelihoodSection(enabled=False, note="off: no GGUF model to score with (a server "
                                  "gives log-probs only for tokens it generates)")
-    return LikelihoodSection(enabled=True, model=run.req.scorer, scored=scored)
+    return LikelihoodSection(enabled=True, model=run.scorer, scored=scored)
 
 
 def _relevance(info: RelevanceSection | None, stats: RunStats,

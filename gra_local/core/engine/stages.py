@@ -56,8 +56,9 @@ def relevance(cands: list[Candidate], check: Relevance | None) -> None:
 
 def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) -> None:
     """The scoring model reads each answer (core.quality.likelihood): one forward pass per
-    pair, no sampling. A model that cannot score (a server), a lost worker or a pair with
-    nothing to score leaves the candidate without this evidence, with a note."""
+    pair, no sampling. A model that cannot score (a server), a lost worker (counted as the
+    model's loss) or a pair with nothing to score leaves the candidate without this
+    evidence; the decision does without it."""
     todo = [c for c in cands if not c.failed and c.response is not None and c.draft is not None
             and c.likelihood is None]
     if scorer is None or not todo or ctx.pool.dropped(scorer):

@@ -64,6 +64,12 @@ class RunState:
         """The run.json this directory held when the run started (resume)."""
         return self.dir.previous
 
+    @property
+    def scorer(self) -> str | None:
+        """The model that scores likelihood evidence in this run; None: none does
+        (--no-likelihood, or no GGUF model to score with)."""
+        return self.req.scorer if self.opts.likelihood else None
+
     def snapshot(self, cand: Candidate) -> None:
         """The candidate as it stands, appended to the journal."""
         self.journal.append(cand.model_dump(mode="json"))
