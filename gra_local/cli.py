@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gra_local import __version__
-from gra_local.core.config import OptionField, option_fields
 from gra_local.core.errors import GraError, error_message, error_notes
+from gra_local.core.options import OptionField, option_fields
 
 
 def _positive_int(text: str) -> int:

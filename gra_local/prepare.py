@@ -13,12 +13,13 @@ from pydantic import ValidationError
 
 from gra_local.backends.routing import endpoint_ref
 from gra_local.core import paths, prompts
-from gra_local.core.config import ModelSpec, Registry, Role, RunOptions, option_field
+from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.calls import reply_room
 from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ConfigError, SeedError
 from gra_local.core.grammars import FEEDBACK_MAX, INSTRUCTION_MAX
+from gra_local.core.options import RunOptions, option_field
 from gra_local.core.records import SCORE_FIELDS, DraftInstruction, ModelRef, Review, Scores
 from gra_local.models.bench import BenchStore
 from gra_local.models.fit import context_for, residency_for

@@ -32,10 +32,11 @@ from pathlib import Path
 
 from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.core import paths
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.model_pool import Residency
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.options import RunOptions
 from gra_local.models.embedded import default_model_path
 from gra_local.models.resolve import model_ref
 

@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from gra_local.core.config import RunOptions  # noqa: E402
+from gra_local.core.options import RunOptions  # noqa: E402
 from gra_local.tui.app import GraApp  # noqa: E402
 from gra_local.tui.services import Services  # noqa: E402
 from gra_local.tui.settings import Settings  # noqa: E402

@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fakes import TOO_LONG, Call, FakeBackend, HashEmbedder, certain, scores  # noqa: E402
 
-from gra_local.core.config import ModelSpec, Registry, RunOptions  # noqa: E402
+from gra_local.core.config import ModelSpec, Registry  # noqa: E402
 from gra_local.core.engine.request import RunRequest  # noqa: E402
+from gra_local.core.options import RunOptions  # noqa: E402
 from gra_local.core.records import ModelRef  # noqa: E402
 
 FILES = ("accepted.jsonl", "rejected.jsonl", "journal.jsonl", "canaries.jsonl", "pool.jsonl")

@@ -229,7 +229,7 @@ def parsed(command: str, *flags: str) -> dict[str, object]:
 
 
 def test_every_run_option_is_reachable_from_run() -> None:
-    from gra_local.core.config import RunOptions
+    from gra_local.core.options import RunOptions
 
     assert set(SET_EVERY) == set(RunOptions.model_fields)
     flags = [flag for argv, _ in SET_EVERY.values() for flag in argv]
@@ -239,7 +239,7 @@ def test_every_run_option_is_reachable_from_run() -> None:
 
 
 def test_review_takes_the_options_it_uses() -> None:
-    from gra_local.core.config import option_fields
+    from gra_local.core.options import option_fields
 
     used = {f.name for f in option_fields() if f.surface.review}
     assert used == {"panel", "tau", "delta", "batch", "seed", "dedup_threshold", "minhash",
@@ -253,7 +253,7 @@ def test_review_takes_the_options_it_uses() -> None:
 
 @pytest.mark.parametrize("command", ["run", "review"])
 def test_cli_defaults_are_run_options_defaults(command: str) -> None:
-    from gra_local.core.config import RunOptions
+    from gra_local.core.options import RunOptions
 
     values = parsed(command)
     defaults = {name: f.default for name, f in RunOptions.model_fields.items() if name in values}
@@ -271,7 +271,7 @@ def test_off_flags_win_over_a_value() -> None:
 
 def test_run_help_lists_every_option_with_its_docstring(capsys: pytest.CaptureFixture[str]) -> None:
     from gra_local.cli import _parser
-    from gra_local.core.config import option_fields
+    from gra_local.core.options import option_fields
 
     with pytest.raises(SystemExit):
         _parser().parse_args(["run", "--help"])

@@ -18,8 +18,9 @@ from fakes import FakeBackend
 
 from gra_local import cli
 from gra_local.commands import run as run_command
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.rundir import journal as j
 

@@ -148,7 +148,7 @@ def test_review_works_offline(tmp_path: Path, offline: Offline, models: Path, mi
 
 async def test_the_app_runs_offline(tmp_path: Path, offline: Offline, tiny_gguf: Path, minilm,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from gra_local.core.config import RunOptions
+    from gra_local.core.options import RunOptions
     from gra_local.tui.app import GraApp
     from gra_local.tui.services import Services, llama_backend
     from gra_local.tui.settings import Settings

@@ -9,10 +9,11 @@ from conftest import EXAMPLE_SEEDS
 from ggufs import write_tiny_gguf
 
 from gra_local.core import prompts
-from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
+from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.calls import reply_room
 from gra_local.core.errors import ConfigError
 from gra_local.core.grammars import INSTRUCTION_MAX
+from gra_local.core.options import RunOptions
 from gra_local.core.records import DraftInstruction, Scores
 from gra_local.prepare import check_contexts, prepare_run, prompt_tokens_bound
 

@@ -13,8 +13,9 @@ from conftest import EXAMPLE_SEEDS
 from ggufs import write_tiny_gguf
 
 from gra_local import prepare
-from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
+from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.errors import ConfigError, ModelError
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.prepare import check_contexts, prepare_run
 

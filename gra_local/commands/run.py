@@ -11,8 +11,8 @@ from typing import TextIO
 from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.backends.routing import RoutingBackend
 from gra_local.commands.progress import ProgressView
-from gra_local.core.config import MAX_SAMPLES, RunOptions
 from gra_local.core.engine.scheduler import Run, Source
+from gra_local.core.options import MAX_SAMPLES, RunOptions
 from gra_local.core.rundir.report import DedupOn, RunReport, duplicates
 from gra_local.models.registry import load_models
 from gra_local.prepare import build_options, prepare_run

@@ -168,6 +168,8 @@ class Adjudication(Strict):
 class Decision(str, Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    UNVERIFIED = "unverified"
+    """No evidence was yet shown to tell good from bad when the run ended: kept, not judged."""
 
 
 class Reason(str, Enum):
@@ -182,6 +184,9 @@ class Reason(str, Enum):
     DUPLICATE = "duplicate"  # accepted by the panel, too similar to a seed or a kept sample
     TOO_LONG = "too_long"  # a prompt with its reply budget exceeds a model's context
     OFF_TOPIC = "off_topic"  # cosine(instruction, response) below the relevance threshold
+    EVIDENCE_ACCEPT = "evidence_accept"  # panel not informative; every informative cheap check passed
+    EVIDENCE_REJECT = "evidence_reject"  # an informative likelihood signal below its threshold
+    UNVERIFIED = "unverified"  # no piece of evidence informative when the run ended
 
 
 class RelevanceScore(Strict):

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from gra_local.core.backend import Backend
-from gra_local.core.config import Registry, RunOptions
+from gra_local.core.config import Registry
+from gra_local.core.options import RunOptions
 from gra_local.models.registry import load_models
 from gra_local.tui.settings import Settings, load_settings, save_settings
 

@@ -11,8 +11,8 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from gra_local.core import paths
-from gra_local.core.config import RunOptions, option_fields
 from gra_local.core.errors import ConfigError
+from gra_local.core.options import RunOptions, option_fields
 from gra_local.core.rundir import files
 
 OFF = "off"

@@ -9,8 +9,8 @@ import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
-from gra_local.core.config import RunOptions
 from gra_local.core.events import ModelLoaded
+from gra_local.core.options import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.run_session import EngineEvent
 from gra_local.tui.screens import dashboard

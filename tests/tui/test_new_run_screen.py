@@ -11,8 +11,8 @@ import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from textual.widgets import Select, Switch
 
-from gra_local.core.config import RunOptions, option_fields
 from gra_local.core.engine.request import RunRequest
+from gra_local.core.options import RunOptions, option_fields
 from gra_local.tui.app import GraApp
 from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings, load_settings

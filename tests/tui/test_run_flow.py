@@ -13,7 +13,7 @@ import orjson
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
-from gra_local.core.config import RunOptions
+from gra_local.core.options import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.services import Services, llama_backend
 from gra_local.tui.settings import Settings

@@ -12,10 +12,11 @@ from conftest import EXAMPLE_SEEDS
 from disk_faults import ENOSPC, FullDisk
 from fakes import Call, FakeBackend, FakeSession
 
-from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
+from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ModelError
 from gra_local.core.events import Notice
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.rundir import journal as j
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession

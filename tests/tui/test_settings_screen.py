@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, Static, TextArea
 
-from gra_local.core.config import RunOptions
 from gra_local.core.errors import ConfigError
+from gra_local.core.options import RunOptions
 from gra_local.tui.screens.models import ModelsScreen
 from gra_local.tui.screens.settings import SettingsScreen, parse_keymap
 from gra_local.tui.services import Services

@@ -13,11 +13,12 @@ import random
 from typing import Literal
 
 from gra_local.core.candidate import Candidate, attempt_rng
-from gra_local.core.config import Role, RunOptions
+from gra_local.core.config import Role
 from gra_local.core.engine.annotate import AnnotationCache, annotate_kept, annotate_seeds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.source import RunHandle
 from gra_local.core.events import Notice
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.roles import draw_roles
 from gra_local.core.rundir import files

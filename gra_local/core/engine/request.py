@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gra_local.core.config import Registry, RunOptions
+from gra_local.core.config import Registry
 from gra_local.core.engine.model_pool import Residency
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.rundir.report import RunReport
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Literal
 
 from gra_local.core.candidate import Candidate, attempt_rng
-from gra_local.core.config import MAX_SAMPLES, Role, RunOptions
+from gra_local.core.config import Role
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.source import RunHandle
 from gra_local.core.errors import SeedError
 from gra_local.core.events import Notice
+from gra_local.core.options import MAX_SAMPLES, RunOptions
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import draw_roles

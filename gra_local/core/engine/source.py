@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from gra_local.core.candidate import Candidate
-from gra_local.core.config import Role, RunOptions
+from gra_local.core.config import Role
 from gra_local.core.engine.pipeline import Pipeline
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.state import RunState
 from gra_local.core.engine.waves import StageContext
 from gra_local.core.events import EventSink
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.canaries import CanarySource
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from gra_local.core.backend import Backend
 from gra_local.core.candidate import Candidate, now
-from gra_local.core.config import RunOptions
 from gra_local.core.engine.model_pool import ModelPool
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.events import EventSink
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.quality.dedup_gate import Gate, make_gate
 from gra_local.core.quality.relevance import Relevance

@@ -38,11 +38,12 @@ from functools import partial
 
 from gra_local.core.backend import ChatRequest, ChatResult, Session
 from gra_local.core.candidate import Candidate
-from gra_local.core.config import Registry, RunOptions
+from gra_local.core.config import Registry
 from gra_local.core.engine.concurrent import SERIAL, Aborted, Gate, run_groups
 from gra_local.core.engine.model_pool import ModelPool
 from gra_local.core.errors import BackendError, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.decision import PENDING, Decision, Reached
 from gra_local.core.stats import RunStats
 

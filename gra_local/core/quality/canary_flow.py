@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gra_local.core.candidate import Candidate
-from gra_local.core.config import RunOptions
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.calibration import (
     CalibrationReport,
     CanaryJudgement,

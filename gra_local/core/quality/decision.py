@@ -18,6 +18,13 @@ The evidence, in the order a round gathers it, and what each can decide:
    scores: μ < τ rejects `low_score`; μ ≥ τ and σ ≤ δ accepts; μ ≥ τ and σ > δ is contested.
 5. **The adjudicator**, for the contested: its score ≥ τ keeps the sample.
 
+With canaries, what decides is measured (`Calibration.evidence`, core.quality.evidence):
+an informative likelihood signal below its threshold rejects `evidence_reject` from the
+start (2.); the panel (3.–5.) decides only where it is informative. Where it is not, a
+sample that passed every informative cheap check is accepted `evidence_accept`, its
+detail saying that correctness was not checked, and where nothing is informative it is
+`unverified` (the round holds it for later canaries, and keeps it so if the run ends).
+
 Canaries are never decided: their outcomes are the calibration the next decisions read.
 Which evidence is complete is the round's to say (`Reached`): the same partial evidence
 means "wait" in the middle of a stage and "decide" after it.
@@ -32,7 +39,9 @@ from enum import Enum, IntEnum
 from typing import Literal
 
 from gra_local.core.candidate import Candidate
-from gra_local.core.config import RunOptions
+from gra_local.core.options import RunOptions
+from gra_local.core.quality.discrimination import piece_values
+from gra_local.core.quality.evidence import Evidence
 from gra_local.core.quality.relevance import vetoes as relevance_vetoes
 from gra_local.core.records import Reason, Review
 
@@ -151,6 +160,14 @@ class Calibration:
     """Reviewer → weight (core.quality.weights), for `weight`; unknown reviewers count 1."""
     flagged: frozenset[str] = frozenset()
     """Reviewers the canaries flagged, for `drop`."""
+    evidence: Evidence | None = None
+    """Which evidence the canary pairs show informative; None: the panel decides by the
+    paper's rule whatever the canaries say (no canaries)."""
+
+    @property
+    def panel_decides(self) -> bool:
+        """Whether samples are sent to the LLM panel (and its scores decide)."""
+        return self.evidence is None or self.evidence.panel_decides
 
     @property
     def weighs_vetoes(self) -> bool:
@@ -200,6 +217,8 @@ class Status(str, Enum):
     ACCEPT = "accept"
     REJECT = "reject"
     CONTESTED = "contested"
+    UNVERIFIED = "unverified"
+    """Nothing informative decides it yet (the round may hold it for later canaries)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +250,16 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if rel is not None and relevance_vetoes(rel.cosine, rel.threshold):
         return Decision(Status.REJECT, Reason.OFF_TOPIC, f"cosine(instruction, response) "
                         f"{rel.cosine:.4f} < relevance threshold {rel.threshold:.4f}")
+    evidence = calibration.evidence
+    if evidence is not None:
+        values = piece_values(cand)
+        if (failed := evidence.failing(values)) is not None:
+            check, value = failed
+            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{check.piece} {value:.4f} "
+                            f"< threshold {check.threshold} (set on {evidence.pairs} canary "
+                            f"pairs; catches {', '.join(check.kinds)})")
+        if not evidence.panel_decides:
+            return _unreviewed(evidence, values, reached)
     weights: dict[int, float] = {}
     if calibration.weighs_vetoes:
         if reached < Reached.CHECKED:
@@ -251,6 +280,18 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if reached < Reached.SCORED:
         return Decision(Status.PENDING, weights=tuple(weights.items()))
     return _scored(cand, rule, calibration, weights, reached)
+
+
+def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached) -> Decision:
+    """The panel is not informative: the cheap evidence decides, or nothing does yet."""
+    if reached < Reached.SCORED:
+        return PENDING
+    if evidence.cheap_decides:
+        return Decision(Status.ACCEPT, Reason.EVIDENCE_ACCEPT, f"passed every informative "
+                        f"check ({evidence.passed(values)}); correctness not checked: "
+                        f"{evidence.panel_note()}")
+    return Decision(Status.UNVERIFIED, Reason.UNVERIFIED, f"no evidence shown informative on "
+                    f"{evidence.pairs} canary pairs; {evidence.panel_note()}")
 
 
 def panel_outcome(cand: Candidate, rule: Rule, calibration: Calibration) -> Outcome:

@@ -12,12 +12,42 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from enum import Enum
 
 from pydantic import BaseModel
 
 from gra_local.core.candidate import Candidate
 from gra_local.core.quality.likelihood import SIGNALS
 from gra_local.core.rundir.calibration_report import Discrimination, KindDiscrimination
+
+REVIEWER = "reviewer "
+"""How every LLM reviewer's pieces are named: `reviewer <model>: scores` and `: checks`."""
+LIKELIHOOD = "likelihood "
+"""How each likelihood signal is named: `likelihood pmi`, …"""
+RELEVANCE = "relevance"
+
+INFORMATIVE = 0.9
+"""P(pairwise accuracy > ½) at or above which a piece is informative: it may decide."""
+CHANCE_LEVEL = 0.6
+CHANCE_P = 0.1
+CHANCE_PAIRS = 8
+"""A piece is at chance once it has at least CHANCE_PAIRS pairs and P(pairwise accuracy >
+CHANCE_LEVEL) < CHANCE_P: a statistical call, never a verdict from a few canaries."""
+
+
+class Standing(str, Enum):
+    INFORMATIVE = "informative"
+    UNSETTLED = "unsettled"
+    AT_CHANCE = "at_chance"
+
+
+def standing(wins: float, pairs: int) -> Standing:
+    """What a piece's pairwise record (`wins` of `pairs`, a tie counting ½) makes it."""
+    if pairs and p_better(wins, pairs - wins) >= INFORMATIVE:
+        return Standing.INFORMATIVE
+    if pairs >= CHANCE_PAIRS and p_better(wins, pairs - wins, CHANCE_LEVEL) < CHANCE_P:
+        return Standing.AT_CHANCE
+    return Standing.UNSETTLED
 
 
 class Reading(BaseModel):
@@ -43,16 +73,16 @@ def piece_values(cand: Candidate) -> dict[str, float]:
             checks[rv.model].append(math.fsum(probs.values()) / len(probs) if probs else
                                     1.0 - len(rv.verdict.failed_fields) / 3)
     for model, values in scores.items():
-        out[f"reviewer {model}: scores"] = math.fsum(values) / len(values)
+        out[f"{REVIEWER}{model}: scores"] = math.fsum(values) / len(values)
     for model, values in checks.items():
-        out[f"reviewer {model}: checks"] = math.fsum(values) / len(values)
+        out[f"{REVIEWER}{model}: checks"] = math.fsum(values) / len(values)
     if cand.relevance is not None:
-        out["relevance"] = cand.relevance.cosine
+        out[RELEVANCE] = cand.relevance.cosine
     if (lk := cand.likelihood) is not None:
         for name in SIGNALS:
             value = getattr(lk, name)
             if value is not None:
-                out[f"likelihood {name}"] = float(value)
+                out[f"{LIKELIHOOD}{name}"] = float(value)
     return out
 
 
@@ -62,9 +92,9 @@ def reading(cand: Candidate) -> Reading:
                    values=piece_values(cand))
 
 
-def p_better(wins: float, losses: float, steps: int = 2000) -> float:
-    """P(p > ½) for p ~ Beta(1 + wins, 1 + losses), by the midpoint rule on the log-density
-    (wins and losses may be halves: a tie counts half each)."""
+def p_better(wins: float, losses: float, level: float = 0.5, steps: int = 2000) -> float:
+    """P(p > level) for p ~ Beta(1 + wins, 1 + losses), by the midpoint rule on the
+    log-density (wins and losses may be halves: a tie counts half each)."""
     a, b = 1.0 + wins, 1.0 + losses
     log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
     h = 1.0 / steps
@@ -73,7 +103,7 @@ def p_better(wins: float, losses: float, steps: int = 2000) -> float:
         x = (i + 0.5) * h
         d = math.exp(log_norm + (a - 1) * math.log(x) + (b - 1) * math.log1p(-x)) * h
         total += d
-        if x > 0.5:
+        if x > level:
             above += d
     return round(above / total, 6)
 
@@ -98,6 +128,8 @@ def discrimination(readings: list[Reading]) -> dict[str, Discrimination]:
         out[piece] = Discrimination(
             pairs=len(every), accuracy=round(wins / len(every), 4),
             p_better=p_better(wins, len(every) - wins),
-            by_kind={k: KindDiscrimination(pairs=len(v), accuracy=round(math.fsum(v) / len(v), 4))
-                     for k, v in sorted(kinds.items())})
+            by_kind={k: KindDiscrimination(pairs=len(v), accuracy=round(math.fsum(v) / len(v), 4),
+                                           p_better=p_better(math.fsum(v), len(v) - math.fsum(v)))
+                     for k, v in sorted(kinds.items())},
+            standing=standing(wins, len(every)).value)
     return out

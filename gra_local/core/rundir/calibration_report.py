@@ -98,6 +98,7 @@ class CalibrationReport(BaseModel):
 class KindDiscrimination(BaseModel):
     pairs: int = 0
     accuracy: float | None = None
+    p_better: float | None = None
 
 
 class Discrimination(BaseModel):
@@ -113,3 +114,8 @@ class Discrimination(BaseModel):
     1 + losses), a tie half each): near ½ it is at chance, near 1 it tells them apart."""
     by_kind: dict[str, KindDiscrimination] = Field(default_factory=dict)
     """The same per corruption kind."""
+    standing: str | None = None
+    """`informative` (it may decide), `unsettled` (too few pairs to say) or `at_chance`
+    (core.quality.standing); None in runs made before standings existed."""
+    threshold: float | None = None
+    """Where a likelihood signal decides: values below this reject (set on the canaries)."""

@@ -20,8 +20,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
-from gra_local.core.config import OptionField, Role, RunOptions, option_fields
+from gra_local.core.config import Role
 from gra_local.core.errors import GraError
+from gra_local.core.options import OptionField, RunOptions, option_fields
 from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
 from gra_local.tui.widgets.path_prompt import PathPrompt

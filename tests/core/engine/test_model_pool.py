@@ -13,12 +13,13 @@ import pytest
 from conftest import EXAMPLE_SEEDS
 from fakes import Call, FakeBackend, FakeSession
 
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.model_pool import MAX_WORKER_LOSSES, ModelPool
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import BackendError, EndpointDown, ModelError, WorkerLost
 from gra_local.core.events import Notice
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.stats import RunStats
 

@@ -13,11 +13,12 @@ import pytest
 from conftest import EXAMPLE_SEEDS
 from fakes import Call, FakeBackend, FakeSession
 
-from gra_local.core.config import ModelSpec, Registry, Role, RunOptions
+from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.model_pool import MAX_WORKER_LOSSES, ModelPool, Residency
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import EndpointDown, ModelError, WorkerLost
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.stats import RunStats
 

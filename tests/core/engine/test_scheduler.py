@@ -9,10 +9,11 @@ import pytest
 from conftest import EXAMPLE_SEEDS
 from fakes import PASS, Call, FakeBackend, scores
 
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import OutputError
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef, Record
 
 

@@ -17,12 +17,13 @@ from fakes import PASS, ROLE_BY_SYSTEM, Call, FakeBackend, FakeSession, fenced, 
 from test_scheduler import records
 
 from gra_local.core.backend import ChatRequest, ChatResult
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.model_pool import Residency
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.scheduler import Run
 from gra_local.core.errors import BackendError
 from gra_local.core.events import StageProgress, StageStarted
+from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 
 LOCAL, REMOTE = ["a", "b"], ["r1", "r2"]

@@ -15,8 +15,9 @@ from endpoint_llama import LlamaServer
 from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.backends.routing import RoutingBackend
 from gra_local.core.backend import ChatRequest, ChatResult, Session
-from gra_local.core.config import ModelSpec, Registry, RunOptions
+from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.options import RunOptions
 from gra_local.prepare import prepare_run
 
 MEET_S = 5.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gra_local.core.config import RunOptions
+from gra_local.core.options import RunOptions
 from gra_local.core.quality.calibration import CanaryJudgement
 from gra_local.core.quality.canary_flow import CanaryBook
 from gra_local.core.records import CanaryKind

@@ -1,0 +1,154 @@
+"""Which evidence may decide, measured on the run's canary pairs (docs/method.md, "Which
+evidence decides"). The decision (decision.py) reads an `Evidence`; the canary book makes
+a new one after each judged canary.
+
+Each piece of evidence has a standing from its pairwise record (discrimination.standing):
+informative, unsettled or at chance. From the standings:
+
+- **The LLM panel** decides by the paper's rule (τ/δ on its weighted scores, the
+  adjudicator for the contested) only when one of its reviewers' pieces is informative;
+  until then samples are not sent to it at all (its calls are saved and counted), while
+  canaries still are, so that it can earn its place later in the run.
+- **Each likelihood signal** that is informative, overall or on one corruption kind,
+  vetoes: a value below its threshold rejects. The threshold is set on the canaries: the
+  value that best separates the originals from the corruptions it is informative on
+  (balanced accuracy, ties to the lower), then lowered halfway to the next lower value
+  seen, so that the lowest original is not the edge itself.
+- **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
+
+Where the panel is not informative, a sample that every informative cheap piece passes is
+accepted and its record says what was and was not checked; where no piece is informative
+yet, the sample waits for more canaries and is kept as `unverified` if the run ends first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gra_local.core.quality.discrimination import (
+    INFORMATIVE,
+    LIKELIHOOD,
+    RELEVANCE,
+    REVIEWER,
+    Reading,
+    Standing,
+    discrimination,
+)
+from gra_local.core.rundir.calibration_report import Discrimination
+
+DIGITS = 4
+"""Values and thresholds are rounded to this many decimals before comparing."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """An informative likelihood signal as a veto."""
+
+    piece: str
+    threshold: float
+    kinds: tuple[str, ...]
+    """The corruption kinds its threshold was set on (those it is informative on)."""
+
+    def fails(self, value: float) -> bool:
+        return round(value, DIGITS) < self.threshold
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the canaries judged so far allow to decide."""
+
+    pieces: Mapping[str, Discrimination] = field(default_factory=dict)
+    """Every piece's discrimination, standing and (for a check) threshold."""
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def pairs(self) -> int:
+        return max((d.pairs for d in self.pieces.values()), default=0)
+
+    def _informative(self, name: str) -> bool:
+        d = self.pieces.get(name)
+        return d is not None and d.standing == Standing.INFORMATIVE.value
+
+    @property
+    def reviewers(self) -> dict[str, Discrimination]:
+        return {k: d for k, d in self.pieces.items() if k.startswith(REVIEWER)}
+
+    @property
+    def panel_decides(self) -> bool:
+        """One of the LLM reviewers' pieces is informative: the panel is asked and decides."""
+        return any(d.standing == Standing.INFORMATIVE.value for d in self.reviewers.values())
+
+    @property
+    def relevance_decides(self) -> bool:
+        return self._informative(RELEVANCE)
+
+    @property
+    def cheap_decides(self) -> bool:
+        """Some evidence that needs no generated judgement is informative."""
+        return bool(self.checks) or self.relevance_decides
+
+    def failing(self, values: Mapping[str, float]) -> tuple[Check, float] | None:
+        """The first check a candidate's evidence fails, with the value it failed on."""
+        for check in self.checks:
+            value = values.get(check.piece)
+            if value is not None and check.fails(value):
+                return check, value
+        return None
+
+    def passed(self, values: Mapping[str, float]) -> str:
+        """What the informative cheap evidence found, for an accepted record's detail."""
+        found = [f"{c.piece.removeprefix(LIKELIHOOD)} {values[c.piece]:.3f} ≥ {c.threshold}"
+                 for c in self.checks if c.piece in values]
+        if self.relevance_decides and RELEVANCE in values:
+            found.append(f"relevance {values[RELEVANCE]:.3f}")
+        return ", ".join(found) if found else "no informative piece had a value"
+
+    def panel_note(self) -> str:
+        """Why the panel did not decide, for a record's detail and the summary."""
+        revs = self.reviewers
+        if not revs:
+            return "no reviewer judged a canary pair"
+        best_name, best = max(revs.items(), key=lambda kv: (kv[1].p_better or 0.0, kv[0]))
+        chance = all(d.standing == Standing.AT_CHANCE.value for d in revs.values())
+        what = "no reviewer better than chance" if chance else "no reviewer shown better than chance yet"
+        return (f"{what} on {self.pairs} canary pairs (best: {best_name.removeprefix(REVIEWER)} "
+                f"{best.accuracy:.0%}, P(better) {best.p_better:.2f})")
+
+
+def evidence_of(readings: list[Reading]) -> Evidence:
+    """The standings and checks the canary readings so far support."""
+    pieces = discrimination(readings)
+    good = [r for r in readings if r.kind == "good"]
+    bad = [r for r in readings if r.kind != "good" and r.pair is not None]
+    checks = []
+    out = {}
+    for name, d in pieces.items():
+        kinds = tuple(k for k, kd in d.by_kind.items()
+                      if kd.p_better is not None and kd.p_better >= INFORMATIVE and (kd.accuracy or 0) > 0.5)
+        if name.startswith(LIKELIHOOD) and (kinds or d.standing == Standing.INFORMATIVE.value):
+            kinds = kinds or tuple(d.by_kind)
+            threshold = veto_threshold([r.values[name] for r in good if name in r.values],
+                                       [r.values[name] for r in bad if r.kind in kinds and name in r.values])
+            if threshold is not None:
+                checks.append(Check(name, threshold, kinds))
+                d = d.model_copy(update={"threshold": threshold})
+        out[name] = d
+    return Evidence(out, tuple(checks))
+
+
+def veto_threshold(good: list[float], bad: list[float]) -> float | None:
+    """The threshold that best separates `good` values (kept: ≥) from `bad` ones (vetoed:
+    <), lowered halfway to the next lower value seen; None without both."""
+    if not good or not bad:
+        return None
+    values = sorted({round(x, DIGITS) for x in [*good, *bad]})
+    g = [round(x, DIGITS) for x in good]
+    b = [round(x, DIGITS) for x in bad]
+    best, best_acc = values[0], -1.0
+    for t in values:  # ascending: a tie keeps the lower one
+        acc = (sum(x >= t for x in g) / len(g) + sum(x < t for x in b) / len(b)) / 2
+        if acc > best_acc:
+            best, best_acc = t, acc
+    below = [v for v in values if v < best]
+    return round((best + below[-1]) / 2, DIGITS) if below else best
