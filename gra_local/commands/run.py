@@ -55,14 +55,15 @@ def print_summary(data: RunReport, n_models: int, embedded: bool = False,
                   out: TextIO | None = None) -> None:
     out = out or sys.stdout
     counts = data.counts
-    decided = counts.accepted + counts.rejected
+    decided = counts.accepted + counts.rejected + counts.unverified
     rate = pct(counts.accepted / decided if decided else None)
     lines = [
         "",
         f"status: {data.status}",
         f"candidates decided: {decided} of {counts.attempts} attempts; accepted "
         f"{counts.accepted} ({rate}), rejected {counts.rejected}, adjudicated "
-        f"{counts.adjudicated}",
+        f"{counts.adjudicated}" + (f", unverified {counts.unverified} (no evidence shown "
+                                   "informative: kept apart, not judged)" if counts.unverified else ""),
     ]
     if counts.by_reason:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.by_reason.items()))
@@ -90,7 +91,8 @@ def print_summary(data: RunReport, n_models: int, embedded: bool = False,
                      "answers no higher than wrong ones), so treat this output as a smoke test. "
                      "For real data, list your own 1–8B GGUF models in a models file (see "
                      "models.toml) and pass --models FILE.")
-    lines.append(f"output: {data.out_dir}/accepted.jsonl, rejected.jsonl, run.json")
+    lines.append(f"output: {data.out_dir}/accepted.jsonl, rejected.jsonl, "
+                 + ("unverified.jsonl, " if counts.unverified else "") + "run.json")
     print("\n".join(lines), file=out, flush=True)
 
 
@@ -143,8 +145,13 @@ def _calibration_lines(data: RunReport) -> list[str]:
         most = max(d.pairs for d in cal.evidence.values())
         out.append(f"evidence on {most} canary pairs (how often each ranked the original above "
                    "its corruption; P(better than chance)):")
-        out += [f"  {piece}: {pct(d.accuracy)} of {d.pairs} ({num(d.p_better, 2)})"
+        out += [f"  {piece}: {pct(d.accuracy)} of {d.pairs} ({num(d.p_better, 2)}) "
+                f"{(d.standing or '').replace('_', ' ')}"
+                + (f", rejects below {d.threshold}" if d.threshold is not None else "")
                 for piece, d in cal.evidence.items()]
+    if cal.decided_by:
+        out.append(f"decided by: {cal.decided_by}"
+                   + (f"; {cal.panel_not_asked} panel slots not asked" if cal.panel_not_asked else ""))
     if (routing := data.routing) is not None and (routing.stopped_early or routing.extra_reviewers):
         out.append(f"routing: {routing.stopped_early} panel slots skipped (first reviewers sure), "
                    f"{routing.extra_reviewers} reviewers added (panel unsure)")

@@ -82,6 +82,13 @@ class RunOptions(BaseModel):
     canary balanced accuracy (a reviewer at chance neither sways the mean nor vetoes
     alone), only flag reviewers below the minimum accuracy in the report, or drop flagged
     reviewers' scores."""
+    judge: Annotated[Literal["evidence", "panel"], Surface("judge", review=True, quality=True)] = \
+        "evidence"
+    """With canaries, `evidence`: a piece of evidence decides only once the canary pairs
+    show it tells an original from its corruption; a panel not shown better than chance is
+    not asked about samples, informative likelihood signals veto, and what nothing decides
+    is kept as unverified (docs/method.md, "Which evidence decides"). `panel`: the paper's
+    rule on the panel's scores, whatever the canaries say."""
     routing: Annotated[bool, Surface(
         "routing", review=True, quality=True, off="--no-routing",
         off_help="always ask the whole panel, never one more reviewer")] = True
@@ -105,13 +112,13 @@ class RunOptions(BaseModel):
         out = self.model_dump(include={"panel", "tau", "delta", "seed", "seed_pool",
                                         "examples_per_prompt", "dedup_threshold", "minhash",
                                         "relevance", "canaries", "calibration", "min_canary_accuracy",
-                                        "routing"})
+                                        "routing", "judge"})
         # Settings of a feature that is off cannot change a decision: leave them out, so
         # that toggling them on an off feature does not refuse a resume.
         if self.dedup_threshold is None:
             out["minhash"] = None
         if not self.canaries:
-            out["calibration"] = out["min_canary_accuracy"] = None
+            out["calibration"] = out["min_canary_accuracy"] = out["judge"] = None
         return out
 
 

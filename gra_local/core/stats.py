@@ -60,6 +60,8 @@ class Counts(BaseModel):
     attempts: int = 0
     accepted: int = 0
     rejected: int = 0
+    unverified: int = 0
+    """Kept as unverified: no evidence was shown informative before the run ended."""
     adjudicated: int = 0
     by_reason: dict[str, int] = Field(default_factory=dict)
     pool_added: int = 0
@@ -85,6 +87,9 @@ class RunStats(BaseModel):
     roles_shared: int = 0
     """Candidates for which a model had to play two roles (too few models)."""
     routing: Routing = Field(default_factory=Routing)
+    panel_not_asked: int = 0
+    """Panel slots never asked about a sample (checks and scores: two calls each at least)
+    because no reviewer was shown better than chance on the canary pairs."""
 
     def model(self, name: str) -> ModelStats:
         return self.models.setdefault(name, ModelStats())
@@ -118,10 +123,13 @@ class RunStats(BaseModel):
             ms.structured_failed += 1
             ms.parse_failures[stage] = ms.parse_failures.get(stage, 0) + 1
 
-    def record_decision(self, round_no: int, accepted: bool, reason: str, adjudicated: bool) -> None:
+    def record_decision(self, round_no: int, decision: str, reason: str, adjudicated: bool) -> None:
+        """`decision`: a records.Decision value (accepted, rejected, unverified)."""
         for counts in (self.counts, self.round(round_no)):
-            if accepted:
+            if decision == "accepted":
                 counts.accepted += 1
+            elif decision == "unverified":
+                counts.unverified += 1
             else:
                 counts.rejected += 1
             if adjudicated:

@@ -12,12 +12,10 @@ from gra_local.core.config import (
     DEFAULT_SAMPLING,
     ModelSpec,
     Role,
-    RunOptions,
     load_registry,
-    option_field,
-    option_fields,
 )
 from gra_local.core.errors import ConfigError
+from gra_local.core.options import RunOptions, option_field, option_fields
 
 
 def write(path: Path, text: str) -> Path:

@@ -108,6 +108,8 @@ class Generation:
                     batch = self._new_batch(run, round_no, n, examples)
                 run.pipeline.process(batch)
                 run.write_run_json()
+            run.pipeline.finish()
+            run.write_run_json()
             if state.dir.accepted_in(round_no) < opts.samples:
                 status = "exhausted"
                 run.emit(Notice(f"round {round_no}: max attempts ({opts.attempt_cap}) reached "

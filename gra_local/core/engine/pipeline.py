@@ -9,6 +9,11 @@ far allows, and the rejected are written at once. Canaries go through the same s
 first, marked as canaries: never decided, their panels' judgements become the calibration
 that decides the batch's samples. Review mode runs the same pipeline; its candidates are
 given pairs, so the generate stage has nothing to do.
+
+Which evidence decides is measured (core.quality.evidence): samples go to the LLM panel
+only while one of its reviewers is shown informative on the canary pairs. A sample that
+nothing informative can decide yet is held and joins the next batch, after that batch's
+canaries; `finish` keeps those still held when the round ends as unverified.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class Pipeline:
         self.checkpoint = checkpoint
         """Called after each stage (the run rewrites run.json)."""
         self.routing = Routing(self.rule, state.book.calibration) if state.opts.routing else None
+        self.held: list[Candidate] = []
+        """Samples nothing informative could decide yet: they join the next batch."""
 
     def decide(self, cand: Candidate, reached: Reached) -> Decision:
         """The decision on `cand` under the calibration the canaries have given so far."""
@@ -49,7 +56,10 @@ class Pipeline:
     def process(self, batch: list[Candidate]) -> None:
         decided = self.state.dir.decided
         canaries = [c for c in batch if c.canary is not None and c.id not in decided]
-        samples = [c for c in batch if c.canary is None]
+        fresh = {c.id for c in batch}
+        samples = [c for c in self.held if c.id not in decided and c.id not in fresh]
+        samples += [c for c in batch if c.canary is None]
+        self.held = []
         if canaries:  # first: the weights that decide this batch include its own canaries
             self._gather(canaries)
             for cand in canaries:  # their panels are done: judgements out, never data
@@ -66,6 +76,8 @@ class Pipeline:
         stages.relevance(self._live(group), self.state.relevance)
         stages.likelihood(self.ctx, self._live(group), self.state.scorer)
         self._settle(group, Reached.GENERATED)
+        if not self.state.book.calibration().panel_decides:
+            group = [c for c in group if c.canary is not None]  # samples: not the panel's
         stages.instruction_checks(self.ctx, self._live(group))
         self._settle(group, Reached.CHECKED)
         stages.scores(self.ctx, self._live(group), self.routing)
@@ -82,6 +94,18 @@ class Pipeline:
         self._settle(contested, Reached.CHECKED, checkpoint=False)  # failed adjudications
         passed, _ = self._decide(self._live(contested), Reached.ADJUDICATED)
         self._keep_distinct(passed)
+
+    def finish(self) -> None:
+        """The round is over: what is still held is kept as unverified (unless the round
+        has its samples: then it stays in the journal, for a rerun that asks for more)."""
+        held = self._live(self.held)
+        if held and self.state.dir.accepted_in(held[0].round) >= self.ctx.options.samples:
+            held = []
+        for cand in held:
+            decision = self.decide(cand, Reached.SCORED)
+            if decision.status is Status.UNVERIFIED:
+                self._write(cand, decision)
+        self.held = []
 
     def _live(self, cands: list[Candidate]) -> list[Candidate]:
         return [c for c in cands if c.id not in self.state.dir.decided]
@@ -110,6 +134,8 @@ class Pipeline:
                 self._write(cand, decision)
             elif decision.status is Status.CONTESTED:
                 contested.append(cand)
+            elif decision.status is Status.UNVERIFIED:
+                self.held.append(cand)
         return passed, contested
 
     def _keep_distinct(self, passed: list[tuple[Candidate, Decision]]) -> None:
@@ -153,7 +179,8 @@ class Pipeline:
             # The round has what was asked for: keep this one in the journal, undecided,
             # so that a rerun with a larger --samples takes it without redoing any call.
             return
-        written = Written.ACCEPTED if accepted else Written.REJECTED
+        written = Written.ACCEPTED if accepted else Written.UNVERIFIED \
+            if decision.status is Status.UNVERIFIED else Written.REJECTED
         refs = {name: ref.model_copy(update={"n_gpu_layers": state.stats.model(name).n_gpu_layers})
                 for name, ref in state.req.refs.items()}
         record = cand.to_record(written, decision.reason, decision.detail, decision.mean,
@@ -171,8 +198,11 @@ class Pipeline:
             state.dir.accepted.append(data)
         if cand.shared:
             state.stats.roles_shared += 1
-        state.stats.record_decision(cand.round, accepted, decision.reason.value,
+        state.stats.record_decision(cand.round, written.value, decision.reason.value,
                                     cand.adjudication is not None)
+        if decision.reason in (Reason.EVIDENCE_ACCEPT, Reason.UNVERIFIED):
+            state.stats.panel_not_asked += sum(rv.verdict is None and rv.scores is None
+                                               for rv in cand.reviews)
         self.ctx.emit(RecordDecided(cand.id, written.value, decision.reason.value, decision.mean,
                                     state.dir.accepted_in(cand.round), opts.samples))
 

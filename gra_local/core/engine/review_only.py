@@ -131,6 +131,8 @@ class ReviewSource:
             batch += run.canaries(1)  # not attempts: canaries are never data
             run.pipeline.process(batch)
             run.write_run_json()
+        run.pipeline.finish()
+        run.write_run_json()
         return "complete"
 
     def canary_sources(self, run: RunHandle) -> list[CanarySource]:

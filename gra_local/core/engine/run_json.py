@@ -14,9 +14,9 @@ from gra_local.core.candidate import now
 from gra_local.core.engine.state import RunState
 from gra_local.core.quality.dedup_gate import Gate
 from gra_local.core.records import Reason
+from gra_local.core.rundir.calibration_report import CalibrationSection
 from gra_local.core.rundir.report import (
     SCHEMA_VERSION,
-    CalibrationSection,
     DedupOff,
     DedupOn,
     Eta,
@@ -70,7 +70,9 @@ def calibration_section(run: RunState) -> CalibrationSection:
         action=opts.calibration if opts.canaries else None,
         reviewers=report.reviewers, panel=report.panel, tau=report.tau,
         min_accuracy=report.min_accuracy, min_canaries=report.min_canaries,
-        relevance=report.relevance, evidence=book.evidence())
+        relevance=report.relevance, evidence=book.evidence(),
+        judge=opts.judge if opts.canaries else None, decided_by=book.decided_by(),
+        panel_not_asked=run.stats.panel_not_asked)
 
 
 def _judge_validity(stats: RunStats) -> dict[str, JudgeValidity]:

@@ -90,9 +90,11 @@ def open_state(req: RunRequest, opts: RunOptions, identity: RunIdentity,
     resume.compact_journal(out, found.inflight)
     journal = j.JsonlAppender(out / j.JOURNAL)
     outputs = {Decision.ACCEPTED: j.JsonlAppender(out / j.ACCEPTED),
-               Decision.REJECTED: j.JsonlAppender(out / j.REJECTED)}
+               Decision.REJECTED: j.JsonlAppender(out / j.REJECTED),
+               Decision.UNVERIFIED: j.JsonlAppender(out / j.UNVERIFIED)}
     book = CanaryBook(out, opts)
-    book.load([*found.accepted, *j.read_jsonl(out / j.REJECTED, repair=False)], found.inflight)
+    book.load([*found.accepted, *j.read_jsonl(out / j.REJECTED, repair=False),
+               *j.read_jsonl(out / j.UNVERIFIED, repair=False)], found.inflight)
     return RunState(
         req=req, opts=opts, identity=identity, dir=found, stats=stats,
         pool=ModelPool(backend, req.registry, stats, emit, req.residency), book=book,

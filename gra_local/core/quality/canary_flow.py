@@ -23,7 +23,8 @@ from gra_local.core.quality.calibration import (
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
 from gra_local.core.quality.decision import Calibration
-from gra_local.core.quality.discrimination import Reading, discrimination, reading
+from gra_local.core.quality.discrimination import Reading, reading
+from gra_local.core.quality.evidence import Evidence, evidence_of
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
@@ -76,8 +77,10 @@ class CanaryBook:
         self.relevance: list[CanaryScore] = []
         """The relevance check's scores of canaries (it never vetoes one)."""
         self.made = 0  # canaries created so far (their ids are sequential)
+        self._calibration = Calibration()
         self._out: j.JsonlAppender | None = None
         self._trust: CalibrationReport | None = None  # canary-based: what weights use
+        self._evidence = Evidence()  # which evidence the pairs show informative
         self._full: CalibrationReport | None = None  # with every decided sample: run.json
 
     @property
@@ -151,8 +154,18 @@ class CanaryBook:
         self.refresh()
 
     def evidence(self) -> dict[str, Discrimination]:
-        """Each piece of evidence's discrimination on the canary pairs judged so far."""
-        return discrimination(self.readings)
+        """Each piece of evidence's discrimination on the canary pairs judged so far, with
+        its standing and, for a likelihood check, its threshold."""
+        return dict(self._evidence.pieces)
+
+    def decided_by(self) -> str:
+        """What decides samples now, in words (run.json, the summary)."""
+        if not self.enabled:
+            return "the panel, by the paper's rule (no canaries)"
+        evidence = self._calibration.evidence
+        if evidence is None:
+            return "the panel, by the paper's rule" + ("" if self.made else " (no canary could be made)")
+        return evidence.summary()
 
     def decided_record(self, record: dict) -> None:
         panel = panel_of(record)
@@ -164,7 +177,9 @@ class CanaryBook:
         """After new canary judgements: the weights and flags change only with them."""
         self._trust = calibrate(self.judgements, [], self.opts.tau,
                                 min_accuracy=self.opts.min_canary_accuracy)
+        self._evidence = evidence_of(self.readings)
         self._full = None
+        self._calibration = self._make_calibration()
 
     @property
     def report(self) -> CalibrationReport:
@@ -177,12 +192,18 @@ class CanaryBook:
         return self._full
 
     def calibration(self) -> Calibration:
-        """What the canaries judged so far say about the reviewers, for the decision."""
+        """What the canaries judged so far say, for the decision (made once per judged
+        canary, not per decision)."""
+        return self._calibration
+
+    def _make_calibration(self) -> Calibration:
         if not self.enabled or self._trust is None:
             return Calibration()
         action = self.opts.calibration
+        # Without a canary (seeds with no responses) nothing can be measured: the paper's rule.
+        evidence = self._evidence if self.opts.judge == "evidence" and self.made else None
         if action == "weight":
-            return Calibration(action, weights=self._trust.weights())
+            return Calibration(action, weights=self._trust.weights(), evidence=evidence)
         if action == "drop":
-            return Calibration(action, flagged=frozenset(self._trust.flagged()))
-        return Calibration(action)
+            return Calibration(action, flagged=frozenset(self._trust.flagged()), evidence=evidence)
+        return Calibration(action, evidence=evidence)

@@ -28,11 +28,13 @@ RELEVANCE = "relevance"
 
 INFORMATIVE = 0.9
 """P(pairwise accuracy > ½) at or above which a piece is informative: it may decide."""
-CHANCE_LEVEL = 0.6
+CHANCE_LEVEL = 0.75
 CHANCE_P = 0.1
 CHANCE_PAIRS = 8
 """A piece is at chance once it has at least CHANCE_PAIRS pairs and P(pairwise accuracy >
-CHANCE_LEVEL) < CHANCE_P: a statistical call, never a verdict from a few canaries."""
+CHANCE_LEVEL) < CHANCE_P: too unlikely to be a useful judge to be worth asking. A
+statistical call, never a verdict from a few canaries: 4 of 8 pairs is at chance (P 0.05),
+5 of 8 is not yet (P 0.17)."""
 
 
 class Standing(str, Enum):

@@ -104,6 +104,22 @@ class Evidence:
             found.append(f"relevance {values[RELEVANCE]:.3f}")
         return ", ".join(found) if found else "no informative piece had a value"
 
+    def summary(self) -> str:
+        """What decides samples now, in words."""
+        if self.panel_decides:
+            named = [k.removeprefix(REVIEWER) for k, d in self.reviewers.items()
+                     if d.standing == Standing.INFORMATIVE.value]
+            how = f"the panel by the paper's rule ({', '.join(named)} informative)"
+        elif self.cheap_decides:
+            how = "the cheap evidence; samples are not sent to the panel"
+        else:
+            how = "nothing yet: samples wait for more canaries (unverified if the run ends)"
+        checks = [f"{c.piece} < {c.threshold} rejects" for c in self.checks]
+        if self.relevance_decides:
+            checks.append("relevance informative")
+        tail = "" if self.panel_decides else f"; {self.panel_note()}"
+        return how + (f"; {', '.join(checks)}" if checks else "") + tail
+
     def panel_note(self) -> str:
         """Why the panel did not decide, for a record's detail and the summary."""
         revs = self.reviewers

@@ -4,6 +4,8 @@ type run.json's calibration section without importing the quality layer."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -77,7 +79,7 @@ class PanelAgreement(BaseModel):
 
 class CalibrationReport(BaseModel):
     """What core.quality.calibration computes; run.json holds its fields after the canary
-    settings (rundir.report.CalibrationSection)."""
+    settings (CalibrationSection)."""
 
     reviewers: dict[str, ReviewerCalibration] = Field(default_factory=dict)
     panel: PanelAgreement = Field(default_factory=PanelAgreement)
@@ -119,3 +121,38 @@ class Discrimination(BaseModel):
     (core.quality.standing); None in runs made before standings existed."""
     threshold: float | None = None
     """Where a likelihood signal decides: values below this reject (set on the canaries)."""
+
+
+class CalibrationSection(BaseModel):
+    """Reviewer calibration: the canary settings, then core.quality's CalibrationReport
+    (whose fields follow, flattened, in its order). Agreement figures need no canaries."""
+
+    canaries_per_batch: int
+    """--canaries: canary items mixed into each review batch (0: none)."""
+    canaries_judged: int
+    action: Literal["flag", "weight", "drop"] | None
+    """What failing canaries did to a reviewer; None without canaries."""
+    reviewers: dict[str, ReviewerCalibration] = Field(default_factory=dict)
+    """Per reviewer: canary accuracy, injection pass rate, parse failures, mean scores,
+    agreement, flag."""
+    panel: PanelAgreement = Field(default_factory=PanelAgreement)
+    """Panel-wide Krippendorff's α (scores) and Fleiss' κ (instruction checks)."""
+    tau: float
+    min_accuracy: float
+    """Canary accuracy below which a reviewer is flagged."""
+    min_canaries: int
+    """Canaries a reviewer must have judged before its accuracy counts."""
+    relevance: ReviewerCalibration | None = None
+    """The relevance check judged like a reviewer: a good canary above its threshold, a
+    corrupted one below, is right (`accuracy`); None when the check is off or no canary ran."""
+    evidence: dict[str, Discrimination] = Field(default_factory=dict)
+    """Per piece of evidence (each reviewer's scores and checks, relevance, each likelihood
+    signal): how often it ranked a canary's original above its corruption, its standing,
+    and a likelihood check's threshold."""
+    judge: Literal["evidence", "panel"] | None = None
+    """--judge; None without canaries (the panel decides by the paper's rule)."""
+    decided_by: str = ""
+    """What decides samples now, in words (core.quality.evidence.Evidence.summary)."""
+    panel_not_asked: int = 0
+    """Panel slots never asked about a sample because no reviewer was shown informative:
+    calls saved (two a slot at least: checks and scores)."""

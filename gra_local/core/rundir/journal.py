@@ -29,13 +29,14 @@ from gra_local.core.rundir import files
 
 ACCEPTED = "accepted.jsonl"
 REJECTED = "rejected.jsonl"
+UNVERIFIED = "unverified.jsonl"
 JOURNAL = "journal.jsonl"
 POOL = "pool.jsonl"
 RUN_JSON = "run.json"
 CANARIES = "canaries.jsonl"  # calibration canaries' judgements: never data
 OVERRIDES = "overrides.jsonl"
 LOCK = ".lock"
-RUN_FILES = (ACCEPTED, REJECTED, JOURNAL, POOL, CANARIES, OVERRIDES, RUN_JSON, "logs")
+RUN_FILES = (ACCEPTED, REJECTED, UNVERIFIED, JOURNAL, POOL, CANARIES, OVERRIDES, RUN_JSON, "logs")
 
 
 def _dumps(obj: Any) -> bytes:

@@ -19,11 +19,7 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, Validation
 from gra_local.core.config import ModelSpec
 from gra_local.core.errors import OutputError
 from gra_local.core.records import ModelRef, Reason
-from gra_local.core.rundir.calibration_report import (
-    Discrimination,
-    PanelAgreement,
-    ReviewerCalibration,
-)
+from gra_local.core.rundir.calibration_report import CalibrationSection
 from gra_local.core.rundir.journal import read_json
 from gra_local.core.stats import Counts, Routing, RunStats
 
@@ -177,33 +173,6 @@ class LikelihoodSection(BaseModel):
     scored: int = 0
     """Answers read (canaries included)."""
     note: str | None = None
-
-
-class CalibrationSection(BaseModel):
-    """Reviewer calibration: the canary settings, then core.quality's CalibrationReport
-    (whose fields follow, flattened, in its order). Agreement figures need no canaries."""
-
-    canaries_per_batch: int
-    """--canaries: canary items mixed into each review batch (0: none)."""
-    canaries_judged: int
-    action: Literal["flag", "weight", "drop"] | None
-    """What failing canaries did to a reviewer; None without canaries."""
-    reviewers: dict[str, ReviewerCalibration] = Field(default_factory=dict)
-    """Per reviewer: canary accuracy, injection pass rate, parse failures, mean scores,
-    agreement, flag."""
-    panel: PanelAgreement = Field(default_factory=PanelAgreement)
-    """Panel-wide Krippendorff's α (scores) and Fleiss' κ (instruction checks)."""
-    tau: float
-    min_accuracy: float
-    """Canary accuracy below which a reviewer is flagged."""
-    min_canaries: int
-    """Canaries a reviewer must have judged before its accuracy counts."""
-    relevance: ReviewerCalibration | None = None
-    """The relevance check judged like a reviewer: a good canary above its threshold, a
-    corrupted one below, is right (`accuracy`); None when the check is off or no canary ran."""
-    evidence: dict[str, Discrimination] = Field(default_factory=dict)
-    """Per piece of evidence (each reviewer's scores and checks, relevance, each likelihood
-    signal): how often it ranked a canary's original above its corruption."""
 
 
 class Placement(BaseModel):

@@ -63,7 +63,7 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[st
 
 def check_identity(out_dir: Path, state: RunDirState, identity: RunIdentity) -> None:
     """Refuse to resume a run directory of another schema or made with other settings."""
-    has_outputs = any((out_dir / n).exists() for n in (j.ACCEPTED, j.REJECTED, j.JOURNAL))
+    has_outputs = any((out_dir / n).exists() for n in (j.ACCEPTED, j.REJECTED, j.UNVERIFIED, j.JOURNAL))
     if state.other_schema is not None:
         raise OutputError(f"{out_dir} was written by another version of gra-local (schema "
                           f"{state.other_schema.version!r}; this one reads "
@@ -140,7 +140,7 @@ def nothing_done(state: RunDirState) -> bool:
 def discard_empty_run(out_dir: Path) -> None:
     """Forget a run that decided nothing and has nothing in flight (say, one whose seed
     file turned out bad): its run.json and pool hold no data worth a refusal."""
-    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED, j.CANARIES):
+    for name in (j.RUN_JSON, j.POOL, j.JOURNAL, j.ACCEPTED, j.REJECTED, j.UNVERIFIED, j.CANARIES):
         (out_dir / name).unlink(missing_ok=True)
     files.fsync_dir(out_dir)
 
@@ -148,7 +148,7 @@ def discard_empty_run(out_dir: Path) -> None:
 def load_state(out_dir: Path) -> RunDirState:
     previous, other_schema = read_previous(out_dir)
     state = RunDirState(previous=previous, other_schema=other_schema)
-    for name in (j.ACCEPTED, j.REJECTED):
+    for name in (j.ACCEPTED, j.REJECTED, j.UNVERIFIED):
         for rec in j.read_jsonl(out_dir / name):
             state.decided.add(rec["id"])
             state.attempts[rec["round"]] = max(state.attempts[rec["round"]], rec["attempt"])
@@ -176,9 +176,9 @@ def recount(out_dir: Path, stats: RunStats, state: RunDirState) -> None:
     """Decision counts come from the output files themselves, so they are exact after a kill."""
     stats.counts = Counts()
     stats.rounds = {}
-    for name in (j.ACCEPTED, j.REJECTED):
+    for name in (j.ACCEPTED, j.REJECTED, j.UNVERIFIED):
         for rec in j.read_jsonl(out_dir / name, repair=False):
-            stats.record_decision(rec["round"], rec["decision"] == "accepted", rec["reason"],
+            stats.record_decision(rec["round"], rec["decision"], rec["reason"],
                                   rec.get("adjudication") is not None)
     for round_no, attempts in state.attempts.items():
         stats.round(round_no).attempts = attempts

@@ -97,7 +97,8 @@ def c_fails_everything(call: Call) -> dict | None:
 
 
 def test_a_veto_from_a_reviewer_at_chance_does_not_reject_alone(tmp_path: Path) -> None:
-    go = partial(run, names=["a", "b", "c"], canaries=8, batch=2, samples=3, max_attempts=4)
+    go = partial(run, names=["a", "b", "c"], canaries=8, batch=2, samples=3, max_attempts=4,
+                 judge="panel")
     weighted, _ = go(tmp_path / "weight", backend=FakeBackend(script=c_fails_everything))
     cal = weighted.run_json.calibration
     assert cal is not None and cal.reviewers["c"].weight == 0.1

@@ -72,7 +72,8 @@ def run(out: Path, backend: FakeBackend) -> Run:
     refs = {m.name: (ModelRef(name=m.name, endpoint=URL, server="llama.cpp", served_model="judge")
                      if m.is_endpoint else ModelRef(name=m.name, sha256="0" * 64, quantization="Q4_K_M"))
             for m in reg.models}
-    options = RunOptions(samples=6, batch=2, panel=2, seed_pool=8, dedup_threshold=None)
+    options = RunOptions(samples=6, batch=2, panel=2, seed_pool=8, dedup_threshold=None,
+                         judge="panel")
     req = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options, registry=reg, refs=refs,
                      models_source="test", cache_dir=out.parent / "cache")
     return Run(req, backend)

@@ -45,7 +45,7 @@ def reviewed(backend: FakeBackend, text: str) -> int:
 
 def test_off_topic_answer_is_vetoed_before_review(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result, backend = go(out, canaries=4)
+    result, backend = go(out, canaries=4, judge="panel")
     rel = result.run_json.relevance
     assert rel is not None and rel.enabled and rel.threshold is not None and rel.threshold > 0
     assert "good pairs vs" in (rel.source or "")

@@ -121,7 +121,7 @@ def test_bad_data_leaves_no_run_behind(tmp_path: Path) -> None:
 
 def test_canaries_in_review_mode_are_not_attempts(tmp_path: Path) -> None:
     data = write_data(tmp_path / "data.jsonl", PAIRS)
-    result, _ = review(tmp_path, data, batch=3, canaries=2)
+    result, _ = review(tmp_path, data, batch=3, canaries=2, judge="panel")
     assert result.run_json.counts.attempts == 6
     assert result.run_json.calibration.canaries_judged == 4
     samples = sum(r.samples for r in result.run_json.calibration.reviewers.values())

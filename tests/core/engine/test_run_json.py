@@ -156,7 +156,7 @@ def test_generation_run_is_written_as_before(tmp_path: Path) -> None:
     names = ["a", "b", "c", "d"]
 
     def generation(samples: int) -> Run:
-        req = request(out, names, samples=samples, rounds=2, batch=2, canaries=2,
+        req = request(out, names, samples=samples, rounds=2, batch=2, canaries=2, judge="panel",
                       dedup_threshold=0.9, relevance=False)
         req.embedder = HashEmbedder()
         req.residency = Residency(budget_bytes=10, cost_bytes=dict.fromkeys(names, 3))

@@ -124,7 +124,7 @@ def test_a_batch_is_decided_with_its_own_canaries_weights(tmp_path: Path) -> Non
     out = tmp_path / "own"
     backend = FakeBackend(script=c_vetoes_real)
     req = request(out, ["a", "b", "c"], canaries=4, samples=2, batch=2, max_attempts=2,
-                  calibration="weight", seed=3)  # seed 3: c on both samples' panels
+                  calibration="weight", seed=3, judge="panel")  # seed 3: c on both panels
     result = Run(req, backend, stop=backend.stop).execute()
     recs = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
     assert len(recs) == 2 and all("c" in r["reviewers"] for r in recs)  # one batch, c on each panel

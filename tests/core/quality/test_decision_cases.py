@@ -15,17 +15,21 @@ from gra_local.core.quality.decision import (
     Status,
     decide,
 )
+from gra_local.core.quality.evidence import Check
+from gra_local.core.quality.evidence import Evidence as Measured
 from gra_local.core.records import (
     Adjudication,
     Canary,
     GivenPair,
     InstructionVerdict,
+    LikelihoodScore,
     Reason,
     RelevanceScore,
     Review,
     Scores,
 )
 from gra_local.core.roles import RoleDraw
+from gra_local.core.rundir.calibration_report import Discrimination
 
 PASS = InstructionVerdict(reasonable="pass", complete="pass", clear="pass")
 FAIL = InstructionVerdict(reasonable="pass", complete="fail", clear="pass")
@@ -46,6 +50,7 @@ class Evidence:
     cosine: float | None = None
     adjudicated: float | None = None
     canary: bool = False
+    pmi: float | None = None
 
     def candidate(self) -> Candidate:
         cand = Candidate.new(1, 1, 0, "math", [], RoleDraw("g", ["a", "b", "c"], ["d"]))
@@ -62,6 +67,9 @@ class Evidence:
         if self.adjudicated is not None:
             cand.adjudication = Adjudication(model="d", scores=scores(round(self.adjudicated)),
                                              score=self.adjudicated, kept=self.adjudicated >= 8)
+        if self.pmi is not None:
+            cand.likelihood = LikelihoodScore(model="g", tokens=3, mean_logprob=-1.0, pmi=self.pmi,
+                                              end_logprob=-0.5, low_tail=-3.0)
         if self.canary:
             cand.canary = Canary(id="k", kind="good", instruction="i", response="r", domain="math",
                                  expected_good=True)
@@ -69,6 +77,27 @@ class Evidence:
 
 
 ANY_FAIL = Calibration()
+
+
+def measured(reviewer: str, pmi: str | None, relevance: str | None = None) -> Calibration:
+    """A calibration whose canary pairs gave these standings (None: no such piece)."""
+    pieces = {"reviewer a: scores": Discrimination(pairs=8, accuracy=0.5, p_better=0.5,
+                                                   standing=reviewer)}
+    checks: tuple[Check, ...] = ()
+    if pmi is not None:
+        pieces["likelihood pmi"] = Discrimination(pairs=8, accuracy=1.0, p_better=0.99,
+                                                  standing=pmi, threshold=0.2)
+        if pmi == "informative":
+            checks = (Check("likelihood pmi", 0.2, ("swapped",)),)
+    if relevance is not None:
+        pieces["relevance"] = Discrimination(pairs=8, accuracy=1.0, p_better=0.99, standing=relevance)
+    return Calibration("weight", weights={"a": 0.8, "b": 0.1, "c": 0.3},
+                       evidence=Measured(pieces, checks))
+
+
+PANEL_AT_CHANCE = measured("at_chance", "informative")
+PANEL_INFORMATIVE = measured("informative", "informative")
+NOTHING_YET = measured("unsettled", "unsettled")
 CASES = [
     # (name, evidence, calibration, reached, status, reason, detail contains)
     ("a stage's failure rejects at once, with its reason",
@@ -113,6 +142,33 @@ CASES = [
     ("drop: when every reviewer is flagged, every score counts",
      Evidence(scores=[9, 2, 9]), Calibration("drop", flagged=frozenset("abc")), Reached.SCORED,
      Status.REJECT, Reason.LOW_SCORE, "μ 6.67 < τ 8.0"),
+    ("evidence: an informative signal below its threshold rejects before any review",
+     Evidence(verdicts=[None] * 3, pmi=0.1), PANEL_AT_CHANCE, Reached.GENERATED, Status.REJECT,
+     Reason.EVIDENCE_REJECT, "likelihood pmi 0.1000 < threshold 0.2 (set on 8 canary pairs; "
+     "catches swapped)"),
+    ("evidence: the relevance veto still comes first",
+     Evidence(verdicts=[None] * 3, pmi=0.1, cosine=0.2), PANEL_AT_CHANCE, Reached.GENERATED,
+     Status.REJECT, Reason.OFF_TOPIC, "< relevance threshold"),
+    ("evidence: panel at chance, the cheap evidence waits for the whole round",
+     Evidence(verdicts=[None] * 3, pmi=0.5), PANEL_AT_CHANCE, Reached.CHECKED, Status.PENDING,
+     None, ""),
+    ("evidence: panel at chance, every informative check passed: accepted, correctness "
+     "not checked", Evidence(verdicts=[None] * 3, pmi=0.5), PANEL_AT_CHANCE, Reached.SCORED,
+     Status.ACCEPT, Reason.EVIDENCE_ACCEPT, "passed every informative check (pmi 0.500 ≥ 0.2); "
+     "correctness not checked: no reviewer better than chance on 8 canary pairs"),
+    ("evidence: relevance alone informative decides too",
+     Evidence(verdicts=[None] * 3, cosine=0.5), measured("at_chance", None, "informative"),
+     Reached.SCORED, Status.ACCEPT, Reason.EVIDENCE_ACCEPT, "relevance 0.500"),
+    ("evidence: nothing informative yet: unverified, never accepted or rejected",
+     Evidence(verdicts=[None] * 3, pmi=-5.0), NOTHING_YET, Reached.SCORED, Status.UNVERIFIED,
+     Reason.UNVERIFIED, "no evidence shown informative on 8 canary pairs; no reviewer shown "
+     "better than chance yet"),
+    ("evidence: an informative panel decides by the paper's rule",
+     Evidence(scores=[7, 8, 8], pmi=0.5), PANEL_INFORMATIVE, Reached.SCORED, Status.REJECT,
+     Reason.LOW_SCORE, "weighted: a 0.80"),
+    ("evidence: an informative panel's weighted veto stands",
+     Evidence(verdicts=[FAIL, PASS, PASS], pmi=0.5), PANEL_INFORMATIVE, Reached.CHECKED,
+     Status.REJECT, Reason.INSTRUCTION_FAILED, "summed weight 0.80"),
     ("a failure after scores keeps their plain μ and σ for the record",
      Evidence(scores=[9, 5, None], failed=Reason.REVIEW_FAILED), WEIGHTS, Reached.SCORED,
      Status.REJECT, Reason.REVIEW_FAILED, "the stage said why"),

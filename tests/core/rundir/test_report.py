@@ -10,9 +10,12 @@ import orjson
 import pytest
 
 from gra_local.core.errors import OutputError
-from gra_local.core.rundir.calibration_report import PanelAgreement, ReviewerCalibration
-from gra_local.core.rundir.report import (
+from gra_local.core.rundir.calibration_report import (
     CalibrationSection,
+    PanelAgreement,
+    ReviewerCalibration,
+)
+from gra_local.core.rundir.report import (
     DedupOff,
     DedupOn,
     NotARunReport,

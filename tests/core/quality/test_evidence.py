@@ -1,0 +1,82 @@
+"""Which evidence may decide: standings from pairwise records, likelihood checks with
+thresholds set on the canaries, and the panel's place (core.quality.evidence)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gra_local.core.quality.discrimination import Reading, Standing, standing
+from gra_local.core.quality.evidence import evidence_of, veto_threshold
+
+PMI = "likelihood pmi"
+END = "likelihood end_logprob"
+SCORES = "reviewer smol: scores"
+
+
+def pairs(kind: str, rows: list[tuple[dict[str, float], dict[str, float]]],
+          start: int = 0) -> list[Reading]:
+    out = []
+    for n, (original, corrupted) in enumerate(rows, start):
+        out += [Reading(canary=f"o{n}", pair=None, kind="good", values=original),
+                Reading(canary=f"c{n}", pair=f"o{n}", kind=kind, values=corrupted)]
+    return out
+
+
+@pytest.mark.parametrize(("wins", "n", "expected"), [
+    (3, 3, Standing.INFORMATIVE),  # P(better) 0.94
+    (2, 2, Standing.UNSETTLED),  # 0.875: two pairs never decide
+    (6, 8, Standing.INFORMATIVE),  # 0.91
+    (5, 8, Standing.UNSETTLED),  # P(acc > 0.75) 0.17: could still be useful
+    (4, 8, Standing.AT_CHANCE),  # P(acc > 0.75) 0.05
+    (3, 6, Standing.UNSETTLED),  # at chance needs 8 pairs, whatever they say
+    (0, 0, Standing.UNSETTLED),
+])
+def test_standing_is_a_statistical_call(wins: float, n: int, expected: Standing) -> None:
+    assert standing(wins, n) is expected
+
+
+def test_veto_threshold_sits_below_the_lowest_original_it_keeps() -> None:
+    assert veto_threshold([0.5, 0.8, 0.9], [-0.2, 0.1]) == pytest.approx(0.3)
+    assert veto_threshold([0.5], []) is None
+    # Overlap: the best balanced accuracy wins, ties to the lower threshold.
+    assert veto_threshold([0.2, 0.6, 0.7], [0.1, 0.3, 0.65]) == pytest.approx(0.15)
+
+
+def test_an_informative_signal_becomes_a_check_the_panel_at_chance_does_not_decide() -> None:
+    rows = [({PMI: 0.5 + n / 10, SCORES: 5.0}, {PMI: -0.1 - n / 10, SCORES: 5.0}) for n in range(4)]
+    rows += [({PMI: 0.9, SCORES: 4.0}, {PMI: -0.3, SCORES: 6.0})] * 4
+    ev = evidence_of(pairs("swapped", rows))
+    assert ev.pairs == 8
+    assert ev.pieces[PMI].standing == "informative"
+    assert [(c.piece, c.kinds) for c in ev.checks] == [(PMI, ("swapped",))]
+    assert ev.checks[0].threshold == pytest.approx(0.2)  # halfway from -0.1 up to 0.5
+    assert ev.pieces[PMI].threshold == ev.checks[0].threshold
+    assert ev.pieces[SCORES].standing == "at_chance"  # 4 ties, 4 losses of 8
+    assert not ev.panel_decides and ev.cheap_decides
+    assert "no reviewer better than chance on 8 canary pairs" in ev.panel_note()
+    assert ev.failing({PMI: 0.1}) == (ev.checks[0], 0.1)
+    assert ev.failing({PMI: 0.2}) is None and ev.failing({}) is None
+
+
+def test_a_signal_informative_on_one_kind_checks_that_kind_only() -> None:
+    """end-of-turn catches truncation and nothing else: its threshold is set on the
+    truncated canaries, so it does not reject the originals the swaps resemble."""
+    trunc = [({END: -1.0 - n / 10}, {END: -9.0}) for n in range(3)]
+    swaps = [({END: -1.0}, {END: -0.5}), ({END: -2.0}, {END: -0.1}), ({END: -1.5}, {END: -0.2})]
+    ev = evidence_of(pairs("truncated", trunc) + pairs("swapped", swaps, start=3))
+    assert ev.pieces[END].standing == "unsettled"  # 3 of 6 overall
+    assert [(c.piece, c.kinds) for c in ev.checks] == [(END, ("truncated",))]
+    assert ev.checks[0].threshold == pytest.approx(-5.5)  # halfway from -9 up to -2 (an original)
+    assert not ev.checks[0].fails(-2.0)
+
+
+def test_an_informative_reviewer_lets_the_panel_decide() -> None:
+    rows = [({SCORES: 9.0}, {SCORES: 3.0})] * 4
+    ev = evidence_of(pairs("numbers_changed", rows))
+    assert ev.panel_decides and not ev.checks
+
+
+def test_nothing_informative_on_two_pairs() -> None:
+    ev = evidence_of(pairs("swapped", [({PMI: 1.0, SCORES: 9.0}, {PMI: 0.0, SCORES: 3.0})] * 2))
+    assert not ev.panel_decides and not ev.cheap_decides
+    assert "no reviewer shown better than chance yet on 2 canary pairs" in ev.panel_note()
