@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from gra_local.core.backend import Backend
@@ -243,8 +244,10 @@ class Run:
         """A batch's canaries, journaled (none when the run makes none)."""
         def draw_for(cid: str) -> RoleDraw:
             rng = random.Random(f"{self.opts.seed}/{cid}")
-            return draw_roles(rng, [""], self.usable(Role.REVIEWER), self.usable(Role.ADJUDICATOR),
+            draw = draw_roles(rng, [""], self.usable(Role.REVIEWER), self.usable(Role.ADJUDICATOR),
                               self.opts.panel)
+            # A canary measures models, not panel slots: each distinct reviewer once.
+            return replace(draw, panel=list(dict.fromkeys(draw.panel)))
 
         made = self.state.book.make(round_no, self.source.canary_sources(self), draw_for)
         for cand in made:

@@ -31,6 +31,10 @@ from gra_local.core.roles import RoleDraw
 from gra_local.core.rundir import journal as j
 from gra_local.core.rundir.calibration_report import Discrimination
 
+FIRST_PAIRS = 4
+"""Canary pairs in a run's first batch at least (judge `evidence`): four pairs that a piece
+ranks right make P(better than chance) 0.97."""
+
 
 def canary_id(round_no: int, seq: int) -> str:
     return f"k{round_no}-{seq:06d}"
@@ -115,7 +119,7 @@ class CanaryBook:
         rng = random.Random(f"{seed}/canaries/{round_no}/{self.made}")
         out = []
         draws: dict[str, RoleDraw] = {}  # the two canaries of a pair share their panel
-        for canary in make_canaries(sources, rng, self.opts.canaries):
+        for canary in make_canaries(sources, rng, self.count()):
             self.made += 1
             cid = canary_id(round_no, self.made)
             draw = draws.pop(canary.pair, None) if canary.pair else None
@@ -130,6 +134,14 @@ class CanaryBook:
                 "draft": GivenPair(instruction=canary.instruction),
                 "response": canary.response, "canary": canary}))
         return out
+
+    def count(self) -> int:
+        """Canaries for the next batch: --canaries, but at least FIRST_PAIRS pairs before the
+        first is judged where the evidence must earn its say (two pairs never show a piece
+        informative, so the first batch's samples would all wait)."""
+        if self.opts.judge == "evidence" and not self.made:
+            return max(self.opts.canaries, 2 * FIRST_PAIRS)
+        return self.opts.canaries
 
     def judged(self, cand: Candidate) -> None:
         """Store a canary whose panel is done, with its relevance figures where the check
