@@ -92,7 +92,7 @@ def open_state(req: RunRequest, opts: RunOptions, identity: RunIdentity,
     outputs = {Decision.ACCEPTED: j.JsonlAppender(out / j.ACCEPTED),
                Decision.REJECTED: j.JsonlAppender(out / j.REJECTED),
                Decision.UNVERIFIED: j.JsonlAppender(out / j.UNVERIFIED)}
-    book = CanaryBook(out, opts)
+    book = CanaryBook(out, opts, trusted=identity.mode != "review")
     book.load([*found.accepted, *j.read_jsonl(out / j.REJECTED, repair=False),
                *j.read_jsonl(out / j.UNVERIFIED, repair=False)], found.inflight)
     return RunState(

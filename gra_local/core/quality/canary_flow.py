@@ -23,9 +23,10 @@ from gra_local.core.quality.calibration import (
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
 from gra_local.core.quality.decision import Calibration
-from gra_local.core.quality.discrimination import Reading, reading
+from gra_local.core.quality.discrimination import REVIEWER, Reading, reading
 from gra_local.core.quality.evidence import Evidence, evidence_of
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
+from gra_local.core.quality.weights import pairwise_weight
 from gra_local.core.records import GivenPair
 from gra_local.core.roles import RoleDraw
 from gra_local.core.rundir import journal as j
@@ -70,9 +71,12 @@ def panel_of(record: dict) -> list[PanelReview]:
 class CanaryBook:
     """The run's canaries: made per batch, judged, stored, summed up."""
 
-    def __init__(self, out_dir: Path, opts: RunOptions) -> None:
+    def __init__(self, out_dir: Path, opts: RunOptions, trusted: bool = True) -> None:
         self.path = out_dir / j.CANARIES
         self.opts = opts
+        self.trusted = trusted
+        """Whether the canaries' originals are known good (seeds in `run`); in `review` they
+        are the input's own pairs, so reviewer weights come from pairs alone."""
         self.judgements: list[CanaryJudgement] = []
         self.panels: list[list[PanelReview]] = []
         self.decided: set[str] = set()
@@ -170,6 +174,15 @@ class CanaryBook:
         its standing and, for a likelihood check, its threshold."""
         return dict(self._evidence.pieces)
 
+    def _pairwise_weights(self) -> dict[str, float]:
+        """Each reviewer's weight from how its scores rank canary pairs (weights.py)."""
+        out = {}
+        for piece, d in self._evidence.reviewers.items():
+            model, _, kind = piece.removeprefix(REVIEWER).rpartition(": ")
+            if kind == "scores" and d.accuracy is not None:
+                out[model] = pairwise_weight(d.accuracy * d.pairs, d.pairs)
+        return out
+
     def decided_by(self) -> str:
         """What decides samples now, in words (run.json, the summary)."""
         if not self.enabled:
@@ -215,7 +228,8 @@ class CanaryBook:
         # Without a canary (seeds with no responses) nothing can be measured: the paper's rule.
         evidence = self._evidence if self.opts.judge == "evidence" and self.made else None
         if action == "weight":
-            return Calibration(action, weights=self._trust.weights(), evidence=evidence)
+            weights = self._trust.weights() if self.trusted else self._pairwise_weights()
+            return Calibration(action, weights=weights, evidence=evidence)
         if action == "drop":
             return Calibration(action, flagged=frozenset(self._trust.flagged()), evidence=evidence)
         return Calibration(action, evidence=evidence)

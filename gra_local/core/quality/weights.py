@@ -32,3 +32,11 @@ def reviewer_weight(good_correct: int, good: int, bad_correct: int, bad: int) ->
     """2·BA − 1, at least W_MIN; rounded to 6 decimals (weights are written to records)."""
     ba = balanced_accuracy(good_correct, good, bad_correct, bad)
     return round(max(W_MIN, 2 * ba - 1), 6)
+
+
+def pairwise_weight(wins: float, pairs: int) -> float:
+    """The same from a pairwise record on canary pairs (review mode, where the originals
+    are the input's own pairs and cannot be trusted as good): 2·A − 1 with A = (wins + 1)
+    / (pairs + 2), at least W_MIN. A reviewer that rejects a bad input pair is not counted
+    wrong for it; only ranking a corruption above what it was made from counts."""
+    return round(max(W_MIN, 2 * (wins + 1) / (pairs + 2) - 1), 6)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gra_local.core.options import RunOptions
 from gra_local.core.quality.calibration import CanaryJudgement
 from gra_local.core.quality.canary_flow import CanaryBook
+from gra_local.core.quality.discrimination import Reading
 from gra_local.core.records import CanaryKind
 
 
@@ -46,3 +49,26 @@ def test_flag_and_no_canaries_leave_scores_unweighted(tmp_path: Path) -> None:
     off = CanaryBook(tmp_path, RunOptions(samples=1, canaries=0, calibration="drop"))
     off.refresh()
     assert off.calibration().score_weights(["sharp"]) is None
+
+
+def test_review_mode_does_not_punish_a_reviewer_that_rejects_bad_input_pairs(tmp_path: Path) -> None:
+    """In `review` the originals are the input's own pairs. `strict` scores the two bad
+    input pairs (and their corruptions) 2 and the two good ones 9 (their corruptions 2):
+    absolute accuracy counts the two bad originals as good canaries it got wrong; its pairs
+    count them as ties, never as losses."""
+    rows = []
+    for n, original in enumerate([9.0, 9.0, 2.0, 2.0]):
+        rows += [Reading(canary=f"o{n}", pair=None, kind="good",
+                         values={"reviewer strict: scores": original}),
+                 Reading(canary=f"c{n}", pair=f"o{n}", kind="swapped",
+                         values={"reviewer strict: scores": 2.0})]
+    marks = judgements("strict", 2, 2)  # the absolute view: 2 of 4 good canaries wrong
+
+    def weight(trusted: bool) -> float:
+        b = CanaryBook(tmp_path, RunOptions(samples=1, canaries=4), trusted=trusted)
+        b.made, b.judgements, b.readings = 8, list(marks), list(rows)
+        b.refresh()
+        return b.calibration().even_or_weights(["strict"])[0]
+
+    assert weight(trusted=True) == 0.1  # at the floor: 2 of 4 "good" ones rejected
+    assert weight(trusted=False) == pytest.approx(2 * (3 + 1) / 6 - 1, abs=1e-6)  # 2 wins, 2 ties

@@ -1,0 +1,84 @@
+"""Which evidence decides, through whole runs on a scripted backend: the scripted panel
+scores everything alike (at chance on canary pairs); the scripted scorer's log-probs tell
+answers that share their instruction's words from those that do not (tests/fakes.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fakes import FakeBackend
+from test_scheduler import records, request
+
+from gra_local.core.engine.scheduler import Run
+
+NAMES = ["a", "b", "c"]
+
+
+def go(out: Path, scorer: str | None, backend: FakeBackend | None = None, **opts):
+    req = request(out, NAMES, canaries=4, samples=3, max_attempts=8, **opts)
+    req.scorer = scorer
+    backend = backend or FakeBackend()
+    return Run(req, backend, stop=backend.stop).execute(), backend
+
+
+def decided(out: Path) -> list[tuple[str, str, str]]:
+    recs = [r for f in ("accepted.jsonl", "rejected.jsonl", "unverified.jsonl") for r in records(out, f)]
+    return sorted((r["id"], r["decision"], r["reason"]) for r in recs)
+
+
+def review_calls(backend: FakeBackend) -> int:
+    return sum(c.role in ("review_a", "review_b") for c in backend.calls)
+
+
+def test_with_nothing_informative_samples_are_kept_unverified_and_the_panel_not_asked(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, backend = go(out, scorer=None)
+    data = result.run_json
+    assert result.status == "exhausted"
+    assert data.counts.unverified == 8 and data.counts.accepted == data.counts.rejected == 0
+    held = records(out, "unverified.jsonl")
+    assert len(held) == 8 and {r["decision"] for r in held} == {"unverified"}
+    assert all("no evidence shown informative" in r["reason_detail"] for r in held)
+    assert all(rv["verdict"] is None and rv["scores"] is None for r in held for rv in r["reviews"])
+    cal = data.calibration
+    assert cal is not None and cal.judge == "evidence" and cal.panel_not_asked == 8 * 3
+    assert cal.decided_by.startswith("nothing yet")
+    # Canaries alone were reviewed: each by the three distinct models, in two phases.
+    assert review_calls(backend) == cal.canaries_judged * 3 * 2
+
+
+def test_informative_likelihood_decides_when_the_panel_is_not(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, backend = go(out, scorer="a")
+    data = result.run_json
+    assert result.status == "complete" and data.counts.accepted == 3
+    accepted = records(out, "accepted.jsonl")
+    assert {r["reason"] for r in accepted} == {"evidence_accept"}
+    for rec in accepted:
+        assert "correctness not checked: no reviewer shown better than chance" in rec["reason_detail"]
+        assert rec["likelihood"]["pmi"] is not None
+    cal = data.calibration
+    assert cal is not None and cal.evidence["likelihood pmi"].standing == "informative"
+    assert cal.evidence["likelihood pmi"].threshold is not None
+    assert cal.evidence["reviewer a: scores"].standing == "unsettled"
+    assert review_calls(backend) == cal.canaries_judged * 3 * 2  # samples never reviewed
+    assert cal.canaries_judged == 8  # the first batch's four pairs: enough to decide
+
+
+def test_judge_panel_keeps_the_papers_rule(tmp_path: Path) -> None:
+    result, _ = go(tmp_path / "out", scorer="a", judge="panel")
+    accepted = records(tmp_path / "out", "accepted.jsonl")
+    assert result.status == "complete" and {r["reason"] for r in accepted} == {"accepted"}
+    assert result.run_json.calibration is not None
+    assert result.run_json.calibration.canaries_judged == 4  # --canaries, no first-batch top-up
+
+
+def test_a_run_stopped_while_samples_are_held_resumes_to_the_same_records(tmp_path: Path) -> None:
+    go(tmp_path / "straight", scorer=None)
+    out = tmp_path / "resumed"
+    first, _ = go(out, scorer=None, backend=FakeBackend(stop_after=80))  # in batch 2: 6 held
+    assert first.status == "interrupted"
+    second, _ = go(out, scorer=None)
+    assert second.status == "exhausted"
+    assert decided(out) == decided(tmp_path / "straight")
