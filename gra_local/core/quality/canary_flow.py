@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from gra_local.core.candidate import Candidate
@@ -23,7 +24,7 @@ from gra_local.core.quality.calibration import (
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
 from gra_local.core.quality.decision import Calibration
-from gra_local.core.quality.discrimination import REVIEWER, Reading, reading
+from gra_local.core.quality.discrimination import REVIEWER, Reading, Standing, reading
 from gra_local.core.quality.evidence import Evidence, evidence_of
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.quality.weights import pairwise_weight
@@ -123,12 +124,17 @@ class CanaryBook:
         rng = random.Random(f"{seed}/canaries/{round_no}/{self.made}")
         out = []
         draws: dict[str, RoleDraw] = {}  # the two canaries of a pair share their panel
+        set_aside = self.set_aside()
+        fresh = 0
         for canary in make_canaries(sources, rng, self.count()):
             self.made += 1
             cid = canary_id(round_no, self.made)
             draw = draws.pop(canary.pair, None) if canary.pair else None
             if draw is None:
                 draw = draw_for(cid)
+                fresh += 1
+                if fresh > 1 and set_aside:  # at chance: asked on one draw a batch, no more
+                    draw = replace(draw, panel=[m for m in draw.panel if m not in set_aside])
                 if canary.pair:
                     draws[canary.id] = draw
             cand = Candidate.new(round_no, 0, seed, canary.domain, [], draw)
@@ -138,6 +144,18 @@ class CanaryBook:
                 "draft": GivenPair(instruction=canary.instruction),
                 "response": canary.response, "canary": canary}))
         return out
+
+    def set_aside(self) -> frozenset[str]:
+        """Reviewer models the canary pairs show at chance on every piece (judge
+        `evidence`): their canary calls thin out to one draw a batch, enough for later
+        pairs to bring one back."""
+        if self.opts.judge != "evidence":
+            return frozenset()
+        standings: dict[str, set[str | None]] = {}
+        for piece, d in self._evidence.reviewers.items():
+            model = piece.removeprefix(REVIEWER).rpartition(": ")[0]
+            standings.setdefault(model, set()).add(d.standing)
+        return frozenset(m for m, s in standings.items() if s == {Standing.AT_CHANCE.value})
 
     def count(self) -> int:
         """Canaries for the next batch: --canaries, but at least FIRST_PAIRS pairs before the

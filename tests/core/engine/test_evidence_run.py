@@ -15,7 +15,7 @@ NAMES = ["a", "b", "c"]
 
 
 def go(out: Path, scorer: str | None, backend: FakeBackend | None = None, **opts):
-    req = request(out, NAMES, canaries=4, samples=3, max_attempts=8, **opts)
+    req = request(out, NAMES, **({"canaries": 4, "samples": 3, "max_attempts": 8} | opts))
     req.scorer = scorer
     backend = backend or FakeBackend()
     return Run(req, backend, stop=backend.stop).execute(), backend
@@ -82,3 +82,20 @@ def test_a_run_stopped_while_samples_are_held_resumes_to_the_same_records(tmp_pa
     second, _ = go(out, scorer=None)
     assert second.status == "exhausted"
     assert decided(out) == decided(tmp_path / "straight")
+
+
+def test_reviewers_at_chance_are_asked_on_one_canary_draw_a_batch(tmp_path: Path) -> None:
+    """After 8 tied pairs the scripted panel is at chance: later batches ask it about one
+    canary pair each (enough for later pairs to bring it back), not about every pair."""
+    out = tmp_path / "out"
+    result, backend = go(out, scorer=None, samples=6, max_attempts=30, batch=6)
+    cal = result.run_json.calibration
+    assert cal is not None and "no reviewer better than chance on" in cal.decided_by
+    rows = records(out, "canaries.jsonl")
+    by_batch: dict[int, list[int]] = {}
+    for n, row in enumerate(rows):
+        by_batch.setdefault(0 if n < 8 else 1 + (n - 8) // 4, []).append(len(row["judgements"]))
+    assert by_batch[0] == [3] * 8  # the first batch's four pairs: the whole (distinct) panel
+    thinned = [b for b in by_batch.values() if 0 in b]
+    assert thinned and all(counts.count(3) == 2 for counts in thinned)  # one pair still asked
+    assert review_calls(backend) == sum(map(sum, by_batch.values())) * 2
