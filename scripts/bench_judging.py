@@ -8,23 +8,31 @@ about half good) with the embedded SmolLM2-135M (or the models of `--models FILE
 review sees instruction, input and answer only; labels stay here, matched back by each
 record's `source` line.
 
-From accepted.jsonl/rejected.jsonl and run.json it computes balanced accuracy (the mean of
-the share of good pairs judged good and of bad pairs judged bad; 50 % is chance) of:
-- the panel's decision: accepted means judged good (a `duplicate` too: the panel passed it,
-  dedup then kept the same instruction's higher-μ twin; the set repeats instructions);
+From accepted.jsonl, rejected.jsonl, unverified.jsonl and run.json it computes, on the same
+pairs (all of the set's) for every line, balanced accuracy (the mean of the share of good
+pairs judged good and of bad pairs judged bad; 50 % is chance) of:
+- the decision (the panel's, or cheap evidence's: `evidence_accept`, `evidence_reject`):
+  accepted means judged good (a `duplicate` too: judged good, then dedup kept the same
+  instruction's higher-μ twin; the set repeats instructions), rejected bad; an unverified
+  pair (no evidence shown informative) is neither, so it counts as not right; how many
+  were unverified is shown, and what decided (run.json calibration.decided_by) and how
+  many panel slots were never asked;
 - each reviewer alone (per panel slot: name, name#2, …): good when its verdict passed and
   its mean score is ≥ τ, bad when not, nothing when it never judged the pair (a failed
-  call, a veto, routing): those pairs are left out of its figure ("judged" column);
+  call, a veto, routing, a sample cheap evidence decided): its figure is over the pairs
+  it judged ("judged" column), and it competes for best single only if it judged them all;
 - the relevance reviewer alone (cosine ≥ threshold), its cosine's AUC beside it;
 - the AUC of the panel's raw signals: expected and sampled scores, P(pass);
 - per kind (good, swapped, truncated, numbers_changed, cross_domain, wrong_on_topic) the
-  share the panel judged correctly: wrong-but-on-topic answers are reported on their own;
+  share the decision judged correctly, its unverified pairs, and the decision's AUC
+  against the good pairs (the mean of the share of good pairs accepted and of that kind's
+  pairs rejected, an unverified pair counting half): wrong-but-on-topic answers on their own;
 - each piece of evidence alone (relevance cosine, each likelihood signal, expected score,
   P(pass)): its AUC against the good pairs per kind of bad answer, and its pairwise
-  accuracy on the run's own canary pairs (run.json calibration.evidence);
+  accuracy, standing and threshold on the run's own canary pairs (calibration.evidence);
 - judge seconds per pair (review, adjudication and likelihood stages).
-Last line: `panel_gain=<panel − best single reviewer (relevance included), in points>
-balanced_accuracy=<panel, %>`.
+Last line: `panel_gain=<decision − best single judge (relevance included) that judged every
+pair, in points; see judging_figures> balanced_accuracy=<decision, %>`.
 
 Private temporary config/cache/data dirs. Run alone, on an otherwise idle machine:
 `python scripts/bench_judging.py [--models FILE] [--seed 0] [--wait-idle 120] [--json F]`.
@@ -53,6 +61,7 @@ from judging_figures import (  # noqa: E402
     RELEVANCE,
     Figures,
     RecordView,
+    Score,
     figures,
     kind_aucs,
 )
@@ -85,7 +94,7 @@ def quick_pick(items: Sequence[Item]) -> list[Item]:
 
 def read_records(out: Path) -> list[RecordView]:
     recs = []
-    for name in ("accepted.jsonl", "rejected.jsonl"):
+    for name in ("accepted.jsonl", "rejected.jsonl", "unverified.jsonl"):
         path = out / name
         if path.is_file():
             for n, line in enumerate(path.read_bytes().splitlines(), 1):
@@ -127,25 +136,31 @@ def pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.1f}%"
 
 
+def score_row(f: Figures, s: Score, note: str = "") -> tuple[object, ...]:
+    partial = s is not f.decision and not f.same_pairs(s)
+    return (s.judge, f"{s.judged} of {f.pairs}" if partial else s.judged,
+            benchlib.pct(s.good_right, s.good_n), benchlib.pct(s.bad_right, s.bad_n),
+            pct(s.balanced_accuracy) + note + (" (its pairs only: not best single)" if partial else ""))
+
+
 def show(f: Figures, tau: float) -> None:
-    rows = []
-    for s in [f.panel, *f.reviewers]:
-        rows.append((s.judge, s.judged, benchlib.pct(s.good_right, s.good_n),
-                     benchlib.pct(s.bad_right, s.bad_n), pct(s.balanced_accuracy)))
+    rows = [score_row(f, s) for s in [f.decision, *f.reviewers]]
     if f.relevance is None:
         rows.append((f"{RELEVANCE} (veto)", "-", "-", "-", "n/a (records carry no relevance)"))
     else:
-        s = f.relevance
-        rows.append((s.judge, s.judged, benchlib.pct(s.good_right, s.good_n),
-                     benchlib.pct(s.bad_right, s.bad_n),
-                     f"{pct(s.balanced_accuracy)} (cosine AUC {f.relevance_auc:.2f})"))
+        rows.append(score_row(f, f.relevance, f" (cosine AUC {f.relevance_auc:.2f})"))
     print(f"a reviewer says good: verdict passed and its mean score >= tau {tau:g}")
     benchlib.print_table(("judge", "judged", "good judged good", "bad judged bad",
                           "balanced accuracy"), rows, "lrrrl")
+    print(f"unverified: {f.decision.unverified} of {f.pairs} pairs (no evidence shown "
+          "informative: counted as not right)")
     print()
-    benchlib.print_table(("kind", "pairs", "panel right"),
-                         [(k, n, benchlib.pct(right, n)) for k, (right, n) in f.kinds.items()],
-                         "lrr")
+    aucs = f.decision_auc
+    benchlib.print_table(
+        ("kind", "pairs", "unverified", "decision right", "decision AUC vs good"),
+        [(k, t.pairs, t.unverified, benchlib.pct(t.right(k == "good"), t.pairs),
+          "-" if k not in aucs or math.isnan(aucs[k]) else f"{aucs[k]:.2f}")
+         for k, t in f.kinds.items()], "lrrrr")
     print(f"reasons: {benchlib.fmt_reasons(f.reasons)}")
     print("AUC of the panel's raw signals (mean over a pair's reviewers; 0.5 = chance): "
           + ", ".join(f"{name} {a:.2f} on {n} pairs" if not math.isnan(a) else f"{name} n/a"
@@ -173,10 +188,14 @@ def show_evidence(per_kind: dict[str, dict[str, tuple[float, int]]], report: Run
         rows.append((piece, *[f"{row[k][0]:.2f}" if k in row and not math.isnan(row[k][0])
                               else "-" for k in kinds],
                      "-" if pairwise is None or pairwise.accuracy is None
-                     else f"{pairwise.accuracy:.0%} of {pairwise.pairs}"))
+                     else f"{pairwise.accuracy:.0%} of {pairwise.pairs}",
+                     "-" if pairwise is None else pairwise.standing or "-",
+                     "-" if pairwise is None or pairwise.threshold is None
+                     else f"{pairwise.threshold:.3g}"))
     print("\neach piece alone: AUC against the good pairs per kind of bad answer; its "
-          "pairwise accuracy on the run's canary pairs")
-    benchlib.print_table(("evidence", *kinds, "canary pairs"), rows, "l" + "r" * (len(kinds) + 1))
+          "pairwise accuracy, standing and threshold (below it rejects) on the run's canary pairs")
+    benchlib.print_table(("evidence", *kinds, "canary pairs", "standing", "threshold"), rows,
+                         "l" + "r" * (len(kinds) + 1) + "lr")
     print(f"judge seconds per pair: {judge_seconds(report, pairs)} "
           f"({', '.join(f'{s} {report.timings.get(s, 0.0):.1f} s' for s in JUDGING_STAGES)})")
 
@@ -223,19 +242,31 @@ def main() -> int:
     show(f, tau)
     per_kind = kind_aucs(items, records)
     show_evidence(per_kind, report, len(items))
+    cal = report.calibration
+    if cal is None:
+        print("decided by: - (run.json has no calibration section); panel slots not asked: 0")
+    else:
+        print(f"decided by: {cal.decided_by or '-'}; panel slots not asked: {cal.panel_not_asked}")
     best = f.best_single
-    print(f"best single reviewer: {best.judge if best else 'none'}")
+    print(f"best single judge (of those that judged all {f.pairs} pairs): "
+          f"{best.judge if best else 'none'}")
     if args.quick:
         print("quick mode: too few pairs for the figures to mean anything")
     benchlib.save_json(args.json, {
         "set": str(args.set), "pairs": len(items), "seed": args.seed, "quick": args.quick,
         "models": str(args.models or model), "tau": tau,
-        "panel": {**asdict(f.panel), "balanced_accuracy": f.panel.balanced_accuracy},
+        "decision": {**asdict(f.decision), "balanced_accuracy": f.decision.balanced_accuracy},
+        "unverified": f.decision.unverified,
+        "judge": None if cal is None else cal.judge,
+        "decided_by": None if cal is None else cal.decided_by,
+        "panel_not_asked": None if cal is None else cal.panel_not_asked,
         "reviewers": [{**asdict(s), "balanced_accuracy": s.balanced_accuracy} for s in f.reviewers],
         "relevance": None if f.relevance is None else
         {**asdict(f.relevance), "balanced_accuracy": f.relevance.balanced_accuracy,
          "auc": f.relevance_auc},
-        "kinds": {k: {"right": r, "pairs": n} for k, (r, n) in f.kinds.items()},
+        "kinds": {k: {"right": t.right(k == "good"), "pairs": t.pairs, "unverified": t.unverified}
+                  for k, t in f.kinds.items()},
+        "decision_auc": f.decision_auc,
         "reasons": f.reasons, "best_single": best.judge if best else None,
         "signal_auc": {k: {"auc": a, "pairs": n} for k, (a, n) in f.signal_auc.items()},
         "panel_gain": f.panel_gain,
@@ -244,7 +275,7 @@ def main() -> int:
         "canary_pairs": {} if report.calibration is None else
         {p: d.model_dump(mode="json") for p, d in report.calibration.evidence.items()},
         "judge_seconds_per_pair": judge_seconds(report, len(items))})
-    print(f"panel_gain={f.panel_gain:.1f} balanced_accuracy={f.panel.balanced_accuracy:.1f}%")
+    print(f"panel_gain={f.panel_gain:.1f} balanced_accuracy={f.decision.balanced_accuracy:.1f}%")
     return 0
 
 

@@ -1,5 +1,19 @@
 """The figures of scripts/bench_judging.py: what it reads of records, and balanced accuracy,
-AUC per signal and per kind of bad answer, computed against the labeled set."""
+AUC per signal and per kind of bad answer, computed against the labeled set.
+
+Every figure of a judge that says good or bad is over the same pairs: all of the set's.
+The decision's `unverified` pairs (nothing was shown informative to judge them) count as
+not right: neither a good pair judged good nor a bad one judged bad. In the decision's AUC
+per kind (one threshold: the mean of the share of good pairs accepted and the share of
+that kind's pairs rejected) an unverified pair counts half, as a tie.
+
+A single judge (a panel slot, the relevance check) is scored over the pairs it judged,
+and its "judged" count says how many. It competes for `best_single`, hence `panel_gain`,
+only when it judged every pair the decision did: a slot the panel never asked (a veto
+before it, the relevance check, routing, samples decided by cheap evidence) is left out
+rather than charged with pairs it never saw, and never given a figure over easier or
+harder pairs than the decision's. So panel_gain compares like with like and is never
+flattered by counting unasked pairs against a single judge."""
 
 from __future__ import annotations
 
@@ -63,7 +77,7 @@ class RecordView(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
     source: str | None = None
-    decision: Literal["accepted", "rejected"]
+    decision: Literal["accepted", "rejected", "unverified"]
     reason: str
     reviews: list[ReviewView] = []
     relevance: RelevanceView | None = None
@@ -89,20 +103,26 @@ class RecordView(BaseModel):
         return int(m.group(1)) if m else None
 
     @property
-    def panel_says_good(self) -> bool:
+    def says_good(self) -> bool | None:
+        """The decision: good when accepted (a `duplicate` too: judged good, then its
+        higher-μ twin kept), bad when rejected, None when unverified."""
+        if self.decision == "unverified":
+            return None
         return self.decision == "accepted" or self.reason == "duplicate"
 
 
 @dataclass
 class Score:
-    """One judge's figures over the pairs it judged."""
+    """One judge's figures over the pairs it judged (`unverified` of them: no call, not
+    right)."""
 
     judge: str
-    judged: int
-    good_right: int
-    good_n: int
-    bad_right: int
-    bad_n: int
+    judged: int = 0
+    good_right: int = 0
+    good_n: int = 0
+    bad_right: int = 0
+    bad_n: int = 0
+    unverified: int = 0
 
     @property
     def balanced_accuracy(self) -> float:
@@ -112,17 +132,18 @@ class Score:
         return 50 * (self.good_right / self.good_n + self.bad_right / self.bad_n)
 
 
-def score(judge: str, calls: Iterable[tuple[bool, bool]]) -> Score:
-    """`calls`: (is good, said good) per pair judged."""
-    s = Score(judge, 0, 0, 0, 0, 0)
+def score(judge: str, calls: Iterable[tuple[bool, bool | None]]) -> Score:
+    """`calls`: (is good, said good) per pair; said None (unverified) is not right."""
+    s = Score(judge)
     for truth, said in calls:
         s.judged += 1
+        s.unverified += said is None
         if truth:
             s.good_n += 1
-            s.good_right += said
+            s.good_right += said is True
         else:
             s.bad_n += 1
-            s.bad_right += not said
+            s.bad_right += said is False
     return s
 
 
@@ -156,33 +177,79 @@ def auc(pairs: Sequence[tuple[bool, float]]) -> float:
 
 
 @dataclass
+class KindTally:
+    """The decision on one kind's pairs."""
+
+    pairs: int = 0
+    accepted: int = 0
+    """Judged good (a `duplicate` too)."""
+    unverified: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return self.pairs - self.accepted - self.unverified
+
+    def right(self, good: bool) -> int:
+        """Pairs the decision judged correctly: accepted if good, rejected if bad."""
+        return self.accepted if good else self.rejected
+
+
+def decision_auc(good: KindTally, bad: KindTally) -> float:
+    """The binary decision's AUC of good pairs against bad ones: the mean of the share of
+    good pairs accepted and of bad pairs rejected, an unverified pair counting half (a
+    tie); NaN without both."""
+    if not good.pairs or not bad.pairs:
+        return math.nan
+    return (0.5 * (good.accepted + 0.5 * good.unverified) / good.pairs
+            + 0.5 * (bad.rejected + 0.5 * bad.unverified) / bad.pairs)
+
+
+@dataclass
 class Figures:
-    panel: Score
+    decision: Score
+    """Over every pair: its unverified ones count as not right."""
     reviewers: list[Score]
     relevance: Score | None
     relevance_auc: float
-    kinds: dict[str, tuple[int, int]]  # kind: (judged correctly, pairs)
+    kinds: dict[str, KindTally]
     reasons: dict[str, int]
     signal_auc: dict[str, tuple[float, int]]
     """AUC of each raw signal the panel had, averaged over a pair's reviewers: "expected
     score" (probability-weighted), "sampled score", "P(pass)"; with the pairs it covers."""
 
     @property
+    def pairs(self) -> int:
+        return self.decision.judged
+
+    def same_pairs(self, s: Score) -> bool:
+        """Whether a single judge judged every pair the decision did."""
+        return s.judged == self.pairs
+
+    @property
     def best_single(self) -> Score | None:
+        """The best single judge over the decision's pairs (see the module docstring)."""
         singles = [s for s in [*self.reviewers, self.relevance]
-                   if s is not None and not math.isnan(s.balanced_accuracy)]
+                   if s is not None and self.same_pairs(s) and not math.isnan(s.balanced_accuracy)]
         return max(singles, key=lambda s: s.balanced_accuracy, default=None)
 
     @property
     def panel_gain(self) -> float:
         best = self.best_single
-        return math.nan if best is None else self.panel.balanced_accuracy - best.balanced_accuracy
+        return math.nan if best is None else self.decision.balanced_accuracy - best.balanced_accuracy
+
+    @property
+    def decision_auc(self) -> dict[str, float]:
+        """Per kind of bad answer: the decision's AUC against the good pairs."""
+        good = self.kinds.get("good", KindTally())
+        return {k: decision_auc(good, t) for k, t in self.kinds.items() if k != "good"}
 
 
 def figures(items: Sequence[Item], records: Sequence[RecordView], tau: float) -> Figures:
-    """Everything above, for records matched to `items` by their source line (1-based)."""
-    truth = [(items[r.line - 1].label == "good", r) for r in records]
-    panel = score("panel (decision)", ((t, r.panel_says_good) for t, r in truth))
+    """Everything above, for records matched to `items` by their source line (1-based;
+    a record without one is left out)."""
+    matched = [(items[r.line - 1], r) for r in records if r.line is not None]
+    truth = [(item.label == "good", r) for item, r in matched]
+    decision = score("decision", ((t, r.says_good) for t, r in truth))
     per: dict[str, list[tuple[bool, bool]]] = {}
     for t, r in truth:
         for name, review in zip(slot_names(r.reviews), r.reviews, strict=True):
@@ -192,15 +259,16 @@ def figures(items: Sequence[Item], records: Sequence[RecordView], tau: float) ->
     reviewers = [score(name, calls) for name, calls in sorted(per.items())]
     rel = [(t, r.relevance.cosine, r.relevance_says_good) for t, r in truth if r.relevance is not None]
     relevance = score(f"{RELEVANCE} (veto)", ((t, bool(said)) for t, _, said in rel)) if rel else None
-    kinds: dict[str, tuple[int, int]] = {}
-    for r in records:
-        item = items[r.line - 1]
-        right, n = kinds.get(item.kind, (0, 0))
-        kinds[item.kind] = (right + (r.panel_says_good == (item.label == "good")), n + 1)
-    return Figures(panel, reviewers, relevance,
+    kinds: dict[str, KindTally] = {}
+    for item, r in matched:
+        tally = kinds.setdefault(item.kind, KindTally())
+        tally.pairs += 1
+        tally.accepted += r.says_good is True
+        tally.unverified += r.says_good is None
+    return Figures(decision, reviewers, relevance,
                    auc([(t, cosine) for t, cosine, _ in rel]),
                    {k: kinds[k] for k in KINDS if k in kinds},
-                   benchlib.tally(r.reason for r in records), signal_aucs(truth))
+                   benchlib.tally(r.reason for _, r in matched), signal_aucs(truth))
 
 
 def signal_aucs(truth: Sequence[tuple[bool, RecordView]]) -> dict[str, tuple[float, int]]:

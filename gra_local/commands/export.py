@@ -29,6 +29,8 @@ def export_command(args: argparse.Namespace) -> int:
                      f"{stats.rejected_unpaired} judged rejected without an accepted partner")
     if result.overridden:
         notes.append(f"{result.overridden} decision override(s) applied")
+    if result.unverified:
+        notes.append(f"{result.unverified} unverified left out (no evidence judged them)")
     if result.filtered_by_score:
         side = "accepted " if result.pairing is not None else ""
         notes.append(f"{result.filtered_by_score} {side}below --min-score left out")

@@ -1,8 +1,9 @@
 """Browsing finished runs: find run dirs, load records, filter, score statistics, overrides.
 
-Pure logic (no Textual): the results screen renders what this module computes. Decision
-overrides are a separate, append-only label file (`overrides.jsonl`); accepted.jsonl and
-rejected.jsonl are never modified.
+Pure logic (no Textual): the results screen renders what this module computes. A run's
+records are in accepted.jsonl, rejected.jsonl and unverified.jsonl (samples no evidence
+could judge: kept, neither accepted nor rejected). Decision overrides are a separate,
+append-only label file (`overrides.jsonl`); the record files are never modified.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from gra_local.core.errors import OutputError
-from gra_local.core.rundir.journal import ACCEPTED, REJECTED, RUN_JSON, JsonlAppender, read_jsonl
+from gra_local.core.rundir.journal import (
+    ACCEPTED,
+    REJECTED,
+    RUN_JSON,
+    UNVERIFIED,
+    JsonlAppender,
+    read_jsonl,
+)
 from gra_local.core.rundir.report import read_report
 from gra_local.core.stats import Counts
 
 OVERRIDES = "overrides.jsonl"
 LABELS = ("accepted", "rejected")
+"""What a person may override a decision to."""
+DECISIONS = ("accepted", "rejected", "unverified")
+"""What a record's decision may be: the decision filter's choices."""
+RECORD_FILES = (ACCEPTED, REJECTED, UNVERIFIED)
 MAX_DEPTH = 3
 ADJUDICATED_REASONS = ("adjudicated_accept", "adjudicated_reject", "adjudication_failed")
 
@@ -44,6 +56,10 @@ class RunInfo:
     @property
     def rejected(self) -> int:
         return self.counts.rejected
+
+    @property
+    def unverified(self) -> int:
+        return self.counts.unverified
 
 
 def run_info(path: Path) -> RunInfo:
@@ -94,11 +110,12 @@ def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[RunInfo]:
 
 
 def load_records(run_dir: Path) -> list[dict]:
-    """Every decided record of a run, accepted and rejected, in (round, attempt) order.
-    Read-only: a torn last line is skipped, never cut off."""
+    """Every decided record of a run, accepted, rejected and unverified, in (round, attempt)
+    order. Read-only: a torn last line is skipped, never cut off; a missing file (a run
+    made before unverified.jsonl existed, or one that kept none) holds no records."""
     run_dir = Path(run_dir)
     records: list[dict] = []
-    for name in (ACCEPTED, REJECTED):
+    for name in RECORD_FILES:
         records.extend(r for r in read_jsonl(run_dir / name, repair=False) if isinstance(r, dict))
 
     def order(r: dict) -> tuple[int, int, str]:
@@ -124,7 +141,7 @@ def load_overrides(run_dir: Path) -> dict[str, dict]:
 
 def write_override(run_dir: Path, record_id: str, label: str, note: str = "",
                    at: str | None = None) -> dict:
-    """Append one override line; returns it. The decision files are left untouched."""
+    """Append one override line; returns it. The record files are left untouched."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, not {label!r}")
     entry = {"id": record_id, "label": label, "note": note,
@@ -246,7 +263,8 @@ class Acceptance:
 
 def acceptance_by(records: list[dict], key: str,
                   overrides: dict[str, dict] | None = None) -> dict[str, Acceptance]:
-    """`key` value (e.g. generator, domain) → accepted / total, overrides honoured."""
+    """`key` value (e.g. generator, domain) → accepted / total, overrides honoured (an
+    unverified record counts in the total: it was not accepted)."""
     totals: Counter[str] = Counter()
     accepted: Counter[str] = Counter()
     for r in records:

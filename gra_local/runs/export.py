@@ -3,7 +3,10 @@
 Formats: alpaca (instruction/input/output), sharegpt (conversations human/gpt), messages
 (user/assistant roles), jsonl (the full records as written by the run), and preference
 (chosen/rejected pairs per keyword triple, see export_preference). Decision overrides
-from the results screen (overrides.jsonl) replace a record's decision. The contested
+from the results screen (overrides.jsonl) replace a record's decision. Unverified records
+(unverified.jsonl: no evidence could judge them) are never exported, neither as data nor
+with --include-rejected nor on either side of a preference pair, unless a person
+overrode one to accepted or rejected, which decides it like any other record. The contested
 split (adjudicated samples) goes to `<stem>.contested<suffix>` next to the output:
 always for preference, with `contested=True` for the other formats. The output files
 and the card are written atomically: a failed export leaves neither half written nor a
@@ -30,6 +33,7 @@ from gra_local.core.rundir.journal import (
     REJECTED,
     RUN_FILES,
     RUN_JSON,
+    UNVERIFIED,
     read_jsonl,
 )
 from gra_local.core.rundir.report import OtherSchema, RunReport, read_report
@@ -56,6 +60,7 @@ class ExportResult:
     exported: int
     accepted: int  # effective accepted records read (after overrides)
     rejected: int  # effective rejected records read (after overrides)
+    unverified: int = 0  # effective unverified records read (after overrides): never exported
     filtered_by_score: int = 0
     overridden: int = 0
     filters: dict[str, Any] = field(default_factory=dict)
@@ -222,13 +227,15 @@ def render_card(run_dir: Path, run: RunReport, result: ExportResult, records: li
     counts = run.counts
     lines += ["", "## Counts", "", "| | count |", "|---|---|"]
     for key, n in (("attempts", counts.attempts), ("accepted", counts.accepted),
-                   ("rejected", counts.rejected), ("adjudicated", counts.adjudicated)):
+                   ("rejected", counts.rejected), ("unverified", counts.unverified),
+                   ("adjudicated", counts.adjudicated)):
         if key in counts.model_fields_set:  # a count the run did not record is not a 0
             lines.append(f"| {key} (run) | {n} |")
     for reason, n in sorted(counts.by_reason.items()):
         lines.append(f"| reason {reason} (run) | {n} |")
     lines += [f"| accepted (after overrides) | {result.accepted} |",
               f"| rejected (after overrides) | {result.rejected} |",
+              f"| unverified (after overrides, never exported) | {result.unverified} |",
               f"| overrides applied | {result.overridden} |"]
     if result.pairing is None:
         lines.append(f"| below --min-score | {result.filtered_by_score} |")
@@ -268,19 +275,28 @@ def _order(record: dict) -> tuple[int, int, str]:
     return num(record.get("round")), num(record.get("attempt")), str(record.get("id"))
 
 
-def _decide(records: list[dict], overrides: dict[str, dict]) -> tuple[list[dict], list[dict], int]:
-    """(accepted, rejected, overridden): each record under its effective decision; an
-    overridden record carries its override under `override`."""
-    overridden = 0
-    accepted: list[dict] = []
-    rejected: list[dict] = []
+@dataclass
+class _Decided:
+    """The records read, each under its effective decision; an overridden record carries
+    its override under `override`."""
+
+    accepted: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    unverified: list[dict] = field(default_factory=list)
+    """Still unverified after overrides (or of a decision this version does not know):
+    never exported."""
+    overridden: int = 0
+
+
+def _decide(records: list[dict], overrides: dict[str, dict]) -> _Decided:
+    out = _Decided()
     for rec in records:
         decision = effective_decision(rec, overrides)
         if decision != rec.get("decision"):
-            overridden += 1
+            out.overridden += 1
             rec = {**rec, "decision": decision, "override": overrides[str(rec["id"])]}
-        (accepted if decision == "accepted" else rejected).append(rec)
-    return accepted, rejected, overridden
+        {"accepted": out.accepted, "rejected": out.rejected}.get(decision, out.unverified).append(rec)
+    return out
 
 
 def _write(out: Path, files: list[tuple[Path, Iterable[bytes]]]) -> None:
@@ -308,17 +324,22 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
         raise OutputError(f"{out}: folder {out.parent} does not exist")
     _refuse_run_files(run_dir, out)
 
-    # Both files are read: an override may move a rejected record into the accepted set.
-    records = _read_records([run_dir / ACCEPTED, run_dir / REJECTED])
+    # Every record file is read: an override may move a rejected or unverified record into
+    # the accepted set (and an unverified one into the rejected set).
+    records = _read_records([run_dir / ACCEPTED, run_dir / REJECTED, run_dir / UNVERIFIED])
     overrides = load_overrides(run_dir)
-    accepted, rejected, overridden = _decide(records, overrides)
+    decided = _decide(records, overrides)
+    accepted, rejected = decided.accepted, decided.rejected
     filters: dict[str, Any] = {
         "include_rejected": include_rejected,
         "min_score": "none" if min_score is None else
         (f"{min_score} (chosen side)" if fmt == "preference" else min_score),
-        "overrides": f"{len(overrides)} in overrides.jsonl, {overridden} changed a decision"}
+        "overrides": f"{len(overrides)} in overrides.jsonl, {decided.overridden} changed a decision",
+        "unverified": f"{len(decided.unverified)} left out (no evidence judged them; an override "
+        "to accepted exports one)"}
     result = ExportResult(out=out, card=card_path(out), format=fmt, exported=0,
-                          accepted=len(accepted), rejected=len(rejected), overridden=overridden,
+                          accepted=len(accepted), rejected=len(rejected),
+                          unverified=len(decided.unverified), overridden=decided.overridden,
                           filters=filters)
     split: list[dict] = []
     if contested or fmt == "preference":
@@ -336,8 +357,11 @@ def export_run(run_dir: Path, fmt: Format, out: Path, include_rejected: bool = F
         chosen = kept
     if not chosen:
         if not accepted and not include_rejected:
+            unverified = (f", {result.unverified} unverified, never exported"
+                          if result.unverified else "")
             raise OutputError(f"{run_dir}: nothing to export: 0 accepted records ({len(rejected)} "
-                              "rejected; pass --include-rejected to export those)")
+                              f"rejected{unverified}; pass --include-rejected to export the "
+                              "rejected ones)")
         raise OutputError(f"{run_dir}: nothing to export: {len(chosen) + below} records selected, "
                           f"{below} below --min-score {min_score}")
     result.exported, result.filtered_by_score = len(chosen), below

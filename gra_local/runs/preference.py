@@ -10,7 +10,9 @@ Only rejected responses that were judged low can be the rejected side: reasons
 `low_score` and `adjudicated_reject`, or an accepted record a person overrode to
 rejected. `duplicate` is left out (the panel passed it), and so are `instruction_failed`,
 `generation_failed`, `review_failed`, `adjudication_failed` and `too_long`: their
-instruction was bad or their response was never scored.
+instruction was bad or their response was never scored. Unverified records (no evidence
+could judge them) are on neither side, unless a person overrode one: they were neither
+accepted nor found wanting.
 
 Pairing: every judged rejected response of a triple is paired once, with the triple's
 best accepted response, preferring an accepted response to the same instruction when
@@ -114,8 +116,8 @@ def _same_text(a: Any, b: Any) -> bool:
 
 def is_judged_rejection(record: dict) -> bool:
     """A rejected record whose response was scored and found wanting (or that a person
-    overrode from accepted to rejected)."""
-    if not _has_response(record):
+    overrode to rejected). An unverified record never is: nothing judged it."""
+    if not _has_response(record) or record.get("decision") == "unverified":
         return False
     return record.get("override") is not None or record.get("reason") in JUDGED_REJECT_REASONS
 
@@ -129,12 +131,13 @@ def _best(candidates: list[dict], rejected: dict) -> dict:
 def build_pairs(accepted: list[dict], rejected: list[dict],
                 min_score: float | None = None) -> PreferenceSet:
     """Pairs from records whose decisions already include overrides (an overridden record
-    carries its override under `override`). Records are taken in the order given."""
+    carries its override under `override`). Records are taken in the order given; an
+    unverified one is never chosen."""
     stats = PairingStats()
     chosen_by_key: dict[Key, list[tuple[int, dict]]] = defaultdict(list)
     for index, rec in enumerate(accepted):
         key = keyword_key(rec)
-        if not key or not _has_response(rec):
+        if not key or not _has_response(rec) or rec.get("decision") == "unverified":
             continue
         score = _score(rec)
         if min_score is not None and (score is None or score < min_score):

@@ -9,6 +9,7 @@ import pytest
 
 from gra_local.core.records import Record
 from gra_local.runs.browse import (
+    DECISIONS,
     OVERRIDES,
     RecordFilter,
     acceptance_by,
@@ -171,3 +172,27 @@ def test_overrides_append_only_last_wins(tmp_path: Path) -> None:
     assert {n: (run / n).read_bytes() for n in before} == before
     with pytest.raises(ValueError):
         write_override(run, "r1-1", "maybe")
+
+
+UNVERIFIED = record("r1-5", "unverified", "unverified", "qa", None, reviewers=())
+
+
+def test_unverified_records_are_read_filtered_and_counted_apart(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    (run / "unverified.jsonl").write_bytes(orjson.dumps(UNVERIFIED) + b"\n")
+    doc = orjson.loads((run / "run.json").read_bytes())
+    doc["counts"]["unverified"] = 1
+    (run / "run.json").write_bytes(orjson.dumps(doc))
+    before = (run / "unverified.jsonl").read_bytes()
+    recs = load_records(run)
+    assert [(r["id"], r["decision"]) for r in recs][-1] == ("r1-5", "unverified")
+    assert len(recs) == 5 and (run / "unverified.jsonl").read_bytes() == before  # read-only
+    assert "unverified" in DECISIONS
+    assert [r["id"] for r in RecordFilter(decision="unverified").apply(recs)] == ["r1-5"]
+    assert [r["id"] for r in RecordFilter(decision="rejected").apply(recs)] == ["r1-3", "r1-4"]
+    [info] = find_runs(run)
+    assert (info.accepted, info.rejected, info.unverified) == (2, 2, 1)
+    assert acceptance_by(recs, "domain")["qa"].total == 2  # in the total, never accepted
+    Record.model_validate(UNVERIFIED)
+    ov = {"r1-5": {"id": "r1-5", "label": "accepted"}}  # a person may decide it
+    assert [r["id"] for r in RecordFilter(decision="accepted").apply(recs, ov)] == ["r1-1", "r1-2", "r1-5"]

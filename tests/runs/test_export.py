@@ -271,8 +271,9 @@ def test_bad_format_and_score(run: Path, tmp_path: Path) -> None:
         export_run(run, "alpaca", tmp_path / "out.jsonl", min_score=11)
 
 
-@pytest.mark.parametrize("name", ["accepted.jsonl", "rejected.jsonl", "journal.jsonl", "pool.jsonl",
-                                  "canaries.jsonl", "overrides.jsonl", "run.json", "logs", ".lock"])
+@pytest.mark.parametrize("name", ["accepted.jsonl", "rejected.jsonl", "unverified.jsonl",
+                                  "journal.jsonl", "pool.jsonl", "canaries.jsonl", "overrides.jsonl",
+                                  "run.json", "logs", ".lock"])
 def test_refuses_to_overwrite_run_files(run: Path, name: str) -> None:
     """Issue 12: `export --out DIR/journal.jsonl` used to overwrite the journal."""
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
@@ -317,3 +318,53 @@ def test_card_names_an_endpoint_models_server_and_model_id(run: Path, tmp_path: 
     assert ("| rev | served by `http://gpu-box:8080/v1` (vllm 0.9.2), model "
             "`qwen2.5-7b-instruct` | n/a |") in card
     assert f"| gen | `{SHA_GEN}` | Q4_K_M |" in card
+
+
+def _unverified(tmp_path: Path, accepted: tuple[float, ...] = (9.0, 8.5, 7.0)) -> Path:
+    """A run that also kept two samples unverified (no evidence could judge them)."""
+    run = make_run(tmp_path, accepted=accepted)
+    kept = [{**_record(200 + i, "unverified", None), "reason": "unverified",
+             "reason_detail": "no evidence informative"} for i in (1, 2)]
+    _write_jsonl(run / "unverified.jsonl", kept)
+    doc = json.loads((run / "run.json").read_text())
+    doc["counts"]["unverified"] = 2
+    (run / "run.json").write_text(json.dumps(doc))
+    return run
+
+
+@pytest.mark.parametrize("include_rejected", [False, True])
+def test_unverified_records_are_never_exported(tmp_path: Path, include_rejected: bool) -> None:
+    run = _unverified(tmp_path)
+    res = export_run(run, "jsonl", tmp_path / "out.jsonl", include_rejected=include_rejected,
+                     contested=True)
+    rows = lines(tmp_path / "out.jsonl")
+    assert all(r["decision"] != "unverified" for r in rows) and res.exported == len(rows)
+    assert (res.accepted, res.rejected, res.unverified) == (3, 2, 2)
+    assert lines(tmp_path / "out.contested.jsonl") == []
+    card = res.card.read_text()
+    assert "| unverified (run) | 2 |" in card
+    assert "| unverified (after overrides, never exported) | 2 |" in card
+    assert "unverified: 2 left out" in card
+
+
+def test_an_unverified_record_a_person_decided_is_exported_like_any(tmp_path: Path) -> None:
+    run = _unverified(tmp_path)
+    write_override(run, "r1-201", "accepted", note="checked by hand")
+    write_override(run, "r1-202", "rejected")
+    res = export_run(run, "jsonl", tmp_path / "out.jsonl")
+    rows = {r["id"]: r for r in lines(tmp_path / "out.jsonl")}
+    assert set(rows) == {"r1-1", "r1-2", "r1-3", "r1-201"}
+    assert rows["r1-201"]["decision"] == "accepted" and rows["r1-201"]["override"]["note"] == "checked by hand"
+    assert (res.accepted, res.rejected, res.unverified, res.overridden) == (4, 3, 0, 2)
+
+
+def test_only_unverified_is_nothing_to_export(tmp_path: Path, capsys) -> None:
+    from gra_local.commands.export import export_command
+
+    run = _unverified(tmp_path, accepted=())
+    with pytest.raises(OutputError, match=r"0 accepted records \(2 rejected, 2 unverified, never exported"):
+        export_run(run, "alpaca", tmp_path / "out.jsonl")
+    args = argparse.Namespace(run_dir=run, format="alpaca", out=tmp_path / "out.jsonl",
+                              include_rejected=True, min_score=None)
+    assert export_command(args) == 0
+    assert "2 unverified left out (no evidence judged them)" in capsys.readouterr().out

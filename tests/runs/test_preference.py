@@ -327,3 +327,26 @@ def test_command_reports_pairs_and_contested(run: Path, tmp_path: Path, capsys) 
     assert "2 keyword triples paired, 1 judged rejected without an accepted partner" in text
     assert f"contested: 2 adjudicated samples to {tmp_path / 'dpo.contested.jsonl'}" in text
     assert f"dataset card: {tmp_path / 'dpo.card.md'}" in text
+
+
+def test_unverified_records_are_on_neither_side_of_a_pair(tmp_path: Path) -> None:
+    kept = [{**rec(n, "low_score", None), "decision": "unverified", "reason": "unverified"}
+            for n in (3, 4)]
+    run = make_run(tmp_path, [rec(1, "accepted", 9.0), rec(2, "low_score", 4.0)])
+    (run / "unverified.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in kept))
+    res = export_run(run, "preference", tmp_path / "p.jsonl")
+    assert pairs_of(lines(tmp_path / "p.jsonl")) == [("r1-1", "r1-2")]
+    assert res.unverified == 2 and res.pairing is not None and res.pairing.left_out == {}
+    write_override(run, "r1-4", "rejected", note="read it: wrong")  # a person judged this one
+    res = export_run(run, "preference", tmp_path / "p.jsonl")
+    assert pairs_of(lines(tmp_path / "p.jsonl")) == [("r1-1", "r1-2"), ("r1-1", "r1-4")]
+    assert res.unverified == 1
+
+
+def test_build_pairs_never_takes_an_unverified_record() -> None:
+    from gra_local.runs.preference import build_pairs
+
+    unverified = {**rec(3, "accepted", 9.5), "decision": "unverified", "reason": "unverified"}
+    sneaked = {**rec(4, "low_score", 2.0), "decision": "unverified", "reason": "low_score"}
+    prefs = build_pairs([unverified, rec(1, "accepted", 9.0)], [sneaked, rec(2, "low_score", 4.0)])
+    assert [(p.chosen_id, p.rejected_id) for p in prefs.pairs] == [("r1-1", "r1-2")]

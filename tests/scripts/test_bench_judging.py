@@ -1,6 +1,8 @@
-"""scripts/bench_judging.py's arithmetic on records made by hand: what counts as the panel,
-a reviewer and the relevance reviewer saying good, balanced accuracy, per-kind shares and
-panel_gain. (Its --quick run on the embedded model is in test_benches.py.)"""
+"""scripts/bench_judging.py's arithmetic on records made by hand: what counts as the
+decision, a reviewer and the relevance reviewer saying good, balanced accuracy (an
+unverified pair not right), per-kind shares, the decision's AUC per kind (an unverified
+pair half), and panel_gain over the same pairs. (Its --quick run on the embedded model is
+in test_benches.py.)"""
 
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ def test_figures_of_a_small_run() -> None:
         record(4, "rejected", "adjudicated_reject", [rev("a", PASS, 8.0), rev("b", PASS, 5.0)]),
     ]
     f = jf.figures(ITEMS, records, tau=8.0)
-    assert (f.panel.good_right, f.panel.good_n, f.panel.bad_right, f.panel.bad_n) == (2, 2, 2, 2)
-    assert f.panel.balanced_accuracy == 100.0
+    d = f.decision
+    assert (d.good_right, d.good_n, d.bad_right, d.bad_n, d.unverified) == (2, 2, 2, 2, 0)
+    assert d.balanced_accuracy == 100.0
     a, b = f.reviewers
     assert (a.judge, a.judged, a.good_right, a.bad_right) == ("a", 4, 2, 1)
     assert a.balanced_accuracy == 75.0
@@ -70,7 +73,9 @@ def test_figures_of_a_small_run() -> None:
     assert b.balanced_accuracy == 50.0
     assert f.relevance is None and math.isnan(f.relevance_auc)
     assert f.best_single is a and f.panel_gain == 25.0
-    assert f.kinds == {"good": (2, 2), "swapped": (1, 1), "wrong_on_topic": (1, 1)}
+    assert {k: (t.right(k == "good"), t.pairs) for k, t in f.kinds.items()} == {
+        "good": (2, 2), "swapped": (1, 1), "wrong_on_topic": (1, 1)}
+    assert f.decision_auc == {"swapped": 1.0, "wrong_on_topic": 1.0}
     assert f.reasons["duplicate"] == 1
 
 
@@ -80,7 +85,7 @@ def test_relevance_from_cosine_and_threshold_counts_as_a_single_reviewer() -> No
                       [], relevance={"cosine": c, "threshold": t})
                for n, (c, t) in enumerate(rel, 1)]
     f = jf.figures(ITEMS, records, tau=8.0)
-    assert f.panel.balanced_accuracy == 100.0
+    assert f.decision.balanced_accuracy == 100.0
     assert f.relevance is not None and f.relevance.judged == 4
     assert (f.relevance.good_right, f.relevance.bad_right) == (2, 1)
     assert f.relevance.balanced_accuracy == 75.0
@@ -93,6 +98,60 @@ def test_a_bare_cosine_without_threshold_follows_the_veto() -> None:
             record(2, "rejected", "low_score", [], relevance=0.25)]
     assert [r.relevance_says_good for r in recs] == [False, True]
     assert record(3, "rejected", "low_score", []).relevance_says_good is None
+
+
+def test_an_unverified_pair_is_not_right_and_a_tie_in_the_decision_auc() -> None:
+    items = [item(1, "good"), item(2, "good"), item(3, "good"), item(4, "good"),
+             item(5, "swapped"), item(6, "swapped"), item(7, "truncated"), item(8, "truncated")]
+    records = [
+        record(1, "accepted", "evidence_accept", []),
+        record(2, "rejected", "duplicate", []),  # judged good, its twin kept
+        record(3, "unverified", "unverified", []),
+        record(4, "rejected", "evidence_reject", []),
+        record(5, "rejected", "evidence_reject", []),
+        record(6, "unverified", "unverified", []),
+        record(7, "accepted", "accepted", []),
+        record(8, "accepted", "evidence_accept", []),
+    ]
+    assert [r.says_good for r in records[:4]] == [True, True, None, False]
+    f = jf.figures(items, records, tau=8.0)
+    d = f.decision
+    assert (d.judged, d.unverified, d.good_right, d.good_n, d.bad_right, d.bad_n) == (8, 2, 2, 4, 1, 4)
+    assert d.balanced_accuracy == 37.5  # (2/4 + 1/4) / 2: unverified is neither right call
+    good, swapped = f.kinds["good"], f.kinds["swapped"]
+    assert (good.pairs, good.accepted, good.unverified, good.rejected) == (4, 2, 1, 1)
+    assert (swapped.right(False), swapped.unverified) == (1, 1)
+    # good: (2 accepted + ½) / 4 = 0.625; swapped: (1 rejected + ½) / 2 = 0.75; truncated: 0
+    assert f.decision_auc == {"swapped": (0.625 + 0.75) / 2, "truncated": 0.625 / 2}
+    assert f.reasons["unverified"] == 2
+
+
+def test_decision_auc_is_the_mean_of_the_two_shares_without_unverified_pairs() -> None:
+    good = jf.KindTally(pairs=4, accepted=3)
+    assert jf.decision_auc(good, jf.KindTally(pairs=2, accepted=1)) == 0.5 * (0.75 + 0.5)
+    assert jf.decision_auc(good, jf.KindTally(pairs=2, unverified=2)) == 0.5 * (0.75 + 0.5)
+    assert math.isnan(jf.decision_auc(jf.KindTally(), good))
+
+
+def test_best_single_is_over_the_decisions_pairs_only() -> None:
+    records = [
+        record(1, "accepted", "accepted", [rev("a", PASS, 9.0), rev("b", PASS, 9.0)]),
+        record(2, "accepted", "accepted", [rev("a", PASS, 7.0), rev("b", None, None)]),
+        record(3, "rejected", "instruction_failed", [rev("a", PASS, 9.0), rev("b", FAIL, None)]),
+        record(4, "unverified", "unverified", [], relevance={"cosine": 0.1, "threshold": 0.3}),
+    ]
+    f = jf.figures(ITEMS, records, tau=8.0)
+    a, b = f.reviewers
+    assert (a.judged, a.balanced_accuracy, b.judged, b.balanced_accuracy) == (3, 25.0, 2, 100.0)
+    assert f.relevance is not None and f.relevance.judged == 1
+    assert f.decision.balanced_accuracy == 75.0  # pair 4 unverified: not right
+    # b is perfect on the two pairs it judged, but no single judged all four: none compared
+    assert f.best_single is None and math.isnan(f.panel_gain)
+    full = [record(n, r.decision, r.reason, [rev("a", PASS, 9.0 if n < 3 else 1.0)])
+            for n, r in enumerate(records, 1)]
+    f = jf.figures(ITEMS, full, tau=8.0)
+    assert f.best_single is f.reviewers[0] and f.reviewers[0].balanced_accuracy == 100.0
+    assert f.panel_gain == -25.0
 
 
 def test_balanced_accuracy_needs_both_labels() -> None:
@@ -111,6 +170,15 @@ def test_an_unreadable_record_is_one_line_naming_it(tmp_path: Path) -> None:
     (tmp_path / "accepted.jsonl").write_text('{"id": "d-1"}\n', encoding="utf-8")
     with pytest.raises(RuntimeError, match=r"accepted.jsonl line 1: not a record this bench reads"):
         bj.read_records(tmp_path)
+
+
+def test_unverified_records_are_read_too(tmp_path: Path) -> None:
+    for name, line, decision in (("accepted", 1, "accepted"), ("unverified", 2, "unverified")):
+        (tmp_path / f"{name}.jsonl").write_text(
+            record(line, decision, decision, []).model_dump_json() + "\n", encoding="utf-8")
+    recs = bj.read_records(tmp_path)
+    assert [(r.line, r.decision, r.says_good) for r in recs] == [(1, "accepted", True),
+                                                                  (2, "unverified", None)]
 
 
 def test_quick_pick_takes_two_of_each_label_in_file_order() -> None:

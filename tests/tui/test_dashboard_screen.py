@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
-from gra_local.core.events import ModelLoaded
+from gra_local.core.events import ModelLoaded, RecordDecided
 from gra_local.core.options import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.run_session import EngineEvent
@@ -27,7 +27,10 @@ def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Gra
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
     settings = Settings(last_seeds="seeds.jsonl", last_out_dir="out",
-                        last_run=RunOptions(samples=3, max_attempts=6, relevance=False))  # scripted answers
+                        # scripted answers, decided by the paper's rule (the fake judges
+                        # are not measured on canaries)
+                        last_run=RunOptions(samples=3, max_attempts=6, relevance=False,
+                                            judge="panel"))
     return GraApp(Services(models_file=Path("models.toml"), backend_factory=lambda d: FakeBackend(),
                            settings=settings), start="new_run")
 
@@ -62,6 +65,27 @@ async def test_a_model_behind_a_server_is_logged_as_connected(app: GraApp) -> No
         log = "\n".join(str(line) for line in app.screen.query_one("#log").lines)
         assert "connected to judge-8b in 0.05 s (vllm at http://gpu-box:8080/v1)" in log
         assert "GPU layers" not in log.split("connected to judge-8b")[1]
+
+
+async def test_unverified_records_are_counted_apart_never_as_rejected(app: GraApp) -> None:
+    async with app.run_test(size=(100, 32)) as pilot:
+        await finish_run(pilot)
+        screen = app.screen
+        figure = screen.query_one("#n-unverified")
+        assert not figure.display  # hidden until a record is kept unverified
+        for n, (decision, reason) in enumerate([("unverified", "unverified"),
+                                                ("unverified", "unverified"),
+                                                ("rejected", "evidence_reject"),
+                                                ("accepted", "evidence_accept")]):
+            screen.on_engine_event(EngineEvent(RecordDecided(
+                id=f"r2-{n}", decision=decision, reason=reason, mean=None, accepted=4, wanted=3)))
+        await pilot.pause(0.3)
+        assert figure.display and str(figure.render()) == "unverified\n2"
+        assert str(screen.query_one("#n-rejected").render()) == "rejected\n1"
+        assert str(screen.query_one("#n-accepted").render()) == "accepted\n4"
+        assert str(screen.query_one("#n-rate").render()) == "rate\n57%"  # 4 of 7 decided
+        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
+        assert "r2-0: unverified (unverified, μ=–)" in log
 
 
 def test_snapshot(snap_compare, app: GraApp) -> None:

@@ -63,7 +63,7 @@ EVERY_OPTION = {"samples": "2", "max_attempts": "3", "rounds": "2", "panel": "1"
                 "delta": "2", "batch": "2", "seed": "7", "seed_pool": "5",
                 "examples_per_prompt": "2", "dedup_threshold": "off", "minhash": False,
                 "relevance": False, "likelihood": False, "canaries": "1", "calibration": "flag", "min_canary_accuracy": "0.5",
-                "routing": False}
+                "judge": "panel", "routing": False}
 
 
 def fill(screen, values: dict[str, object]) -> None:
@@ -100,7 +100,8 @@ async def test_the_app_sets_every_option(app: GraApp, monkeypatch: pytest.Monkey
                           batch=2, seed=7, seed_pool=5, examples_per_prompt=2,
                           dedup_threshold=None, minhash=False, relevance=False, likelihood=False,
                           canaries=1,
-                          calibration="flag", min_canary_accuracy=0.5, routing=False)
+                          calibration="flag", min_canary_accuracy=0.5, judge="panel",
+                          routing=False)
     assert started and started[0].options == expected
     saved = load_settings()
     assert saved.last_run == expected

@@ -247,3 +247,56 @@ async def test_quality_report_of_an_old_run_says_so(run_dir: Path) -> None:
         await pilot.press("v")
         await pilot.pause()
         assert "made before they existed" in str(app.screen.query_one("#summary", Static).render())
+
+
+UNVERIFIED = {**_record(6, "unverified", "unverified", "qa", (0, 0), "smol", "Why is the sky blue?"),
+              "reviews": [], "mean": None, "std": None,
+              "reason_detail": "no evidence informative when the run ended"}
+
+
+async def test_unverified_records_are_listed_filtered_and_counted(run_dir: Path) -> None:
+    (run_dir / "unverified.jsonl").write_bytes(orjson.dumps(UNVERIFIED) + b"\n")
+    doc = orjson.loads((run_dir / "run.json").read_bytes())
+    doc["counts"]["unverified"] = 1
+    (run_dir / "run.json").write_bytes(orjson.dumps(doc))
+    app = host(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen)
+        table = screen.query_one("#records", DataTable)
+        assert table.row_count == 6
+        label = str(screen.query_one("#runs").get_option_at_index(0).prompt)
+        assert "✓3 ✗2 ?1" in label
+        decision = screen.query_one("#f-decision", Select)
+        decision.value = "unverified"  # a Select refuses a value it does not offer
+        await pilot.pause()
+        assert table.row_count == 1 and list(table.get_row_at(0)[:3]) == ["r1-6", "unverified", "unverified"]
+        detail = str(screen.query_one("#record-detail", Static).render())
+        assert "unverified (unverified)" in detail and "no evidence informative" in detail
+        decision.value = "rejected"
+        await pilot.pause()
+        assert table.row_count == 2  # an unverified record is not a rejected one
+
+
+async def test_quality_report_shows_what_decides_and_each_pieces_standing(run_dir: Path) -> None:
+    from gra_local.tui.widgets.quality_report import QualityReport
+
+    doc = orjson.loads((run_dir / "run.json").read_bytes())
+    calibration = {**QUALITY["calibration"], "judge": "evidence", "panel_not_asked": 6,
+                   "decided_by": "the cheap evidence; likelihood pmi < 0.125 rejects",
+                   "evidence": {"likelihood pmi": {"pairs": 8, "accuracy": 1.0, "p_better": 0.99,
+                                                   "standing": "informative", "threshold": 0.125}}}
+    (run_dir / "run.json").write_bytes(orjson.dumps(doc | {"calibration": calibration}))
+    app = host(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, QualityReport)
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert summary.startswith("Decided by: the cheap evidence; likelihood pmi < 0.125 "
+                                  "rejects; 6 panel slots not asked")
+        table = app.screen.query_one("#evidence", DataTable)
+        assert [str(c.label) for c in table.columns.values()][4:6] == ["standing", "rejects below"]
+        assert list(table.get_row_at(0)[4:6]) == ["informative", "0.125"]

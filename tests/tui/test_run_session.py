@@ -38,7 +38,8 @@ class Target:
 def session(out: Path, backend: FakeBackend) -> RunSession:
     registry = Registry(models=[ModelSpec(name="a", path="/models/a.gguf")])
     request = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, registry=registry, models_source="test",
-                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None),
+                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None,
+                                            judge="panel"),
                          refs={"a": ModelRef(name="a", sha256="0" * 64, quantization="Q4_K_M")},
                          cache_dir=out.parent / "cache")
     return RunSession(request, backend)
@@ -89,7 +90,8 @@ def test_an_endpoint_down_for_good_ends_interrupted_with_its_line(tmp_path: Path
     refs = {"a": ModelRef(name="a", sha256="0" * 64, quantization="Q4_K_M"),
             "e": ModelRef(name="e", endpoint=url, server="llama.cpp", served_model="judge")}
     request = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, registry=registry, models_source="test",
-                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None),
+                         options=RunOptions(samples=3, seed_pool=8, dedup_threshold=None,
+                                            judge="panel"),
                          refs=refs, cache_dir=tmp_path / "cache")
     target = Target()
     RunSession(request, Unreachable()).run(target)  # type: ignore[arg-type]

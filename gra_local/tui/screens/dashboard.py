@@ -31,6 +31,11 @@ from gra_local.tui.app import gra_app
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
 
 MAX_LOG_LINES_PER_FLUSH = 30
+FIGURES = ("accepted", "rejected", "unverified", "adjudicated", "rate", "loads", "elapsed", "eta",
+           "status")
+COUNTED = ("accepted", "rejected", "unverified", "adjudicated")
+"""Counted from RecordDecided events; unverified (kept, no evidence could judge it) is shown
+only once a record is."""
 IDLE_TEXT = "No run yet: set one up on the New run screen (F2)."
 
 
@@ -50,7 +55,7 @@ class DashboardScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.counts = {"accepted": 0, "rejected": 0, "adjudicated": 0}
+        self.counts = dict.fromkeys(COUNTED, 0)
         self.loads = 0
         self.wanted = 0
         self.predicted: float | None = None
@@ -67,8 +72,10 @@ class DashboardScreen(Screen):
             yield Label("accepted", id="accepted-label")
             yield ProgressBar(id="accepted-bar", show_eta=False)
         with Grid(id="numbers"):
-            for key in ("accepted", "rejected", "adjudicated", "rate", "loads", "elapsed", "eta", "status"):
-                yield Static(f"{key}\n–", id=f"n-{key}", classes="figure")
+            for key in FIGURES:
+                figure = Static(f"{key}\n–", id=f"n-{key}", classes="figure")
+                figure.display = key != "unverified"
+                yield figure
         yield Static("", id="live")
         yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
         yield Footer()
@@ -82,11 +89,13 @@ class DashboardScreen(Screen):
         """Render this run from now on: called by the app once this screen is mounted,
         right before it starts the run's engine."""
         if self._session is not None:  # a run after another: its own figures
-            self.counts = dict.fromkeys(self.counts, 0)
+            self.counts = dict.fromkeys(COUNTED, 0)
             self.loads = 0
             self._pending.clear()
-            for key in ("accepted", "rejected", "adjudicated", "rate", "loads", "eta", "status"):
-                self._set(key, MISSING)
+            for key in FIGURES:
+                if key != "elapsed":
+                    self._set(key, MISSING)
+            self.query_one("#n-unverified", Static).display = False
         self._session = session
         self.predicted = session.request.predicted_seconds
         self._started = time.monotonic()
@@ -147,14 +156,18 @@ class DashboardScreen(Screen):
         events, self._pending = self._pending, []
         lines = []
         for event in events:
-            self.counts[event.decision] = self.counts.get(event.decision, 0) + 1
+            if event.decision in ("accepted", "rejected", "unverified"):  # an unknown one: logged only
+                self.counts[event.decision] += 1
             if event.reason.startswith("adjudicated"):
                 self.counts["adjudicated"] += 1
             mean = f"μ={event.mean:.2f}" if event.mean is not None else "μ=–"
             lines.append(f"{event.id}: {event.decision} ({event.reason}, {mean})")
-        for key in ("accepted", "rejected", "adjudicated"):
+        for key in COUNTED:
             self._set(key, str(self.counts[key]))
-        decided = self.counts["accepted"] + self.counts["rejected"]
+        if self.counts["unverified"]:
+            self.query_one("#n-unverified", Static).display = True
+        # Like the CLI's summary: the share of decided records accepted, unverified included.
+        decided = self.counts["accepted"] + self.counts["rejected"] + self.counts["unverified"]
         self._set("rate", pct(self.counts["accepted"] / decided if decided else None))
         last = events[-1]
         self.query_one("#accepted-bar", ProgressBar).update(progress=min(last.accepted, last.wanted))

@@ -43,7 +43,9 @@ PREVIEW = 48
 def _run_label(run: RunInfo) -> str:
     if run.error:
         return f"{escape(run.path.name)}\n  [$error]unreadable[/]"
-    return f"{escape(run.path.name)}\n  [dim]{escape(run.status)} ✓{run.accepted} ✗{run.rejected}[/dim]"
+    unverified = f" ?{run.unverified}" if run.unverified else ""  # kept, neither accepted nor rejected
+    return (f"{escape(run.path.name)}\n  [dim]{escape(run.status)} ✓{run.accepted} "
+            f"✗{run.rejected}{unverified}[/dim]")
 
 
 class ResultsScreen(Screen):
@@ -334,5 +336,7 @@ class ResultsScreen(Screen):
         what = "pairs" if choice.fmt == "preference" else "records"
         extra = (f"; {result.contested_count} contested → {result.contested.name}"
                  if result.contested is not None else "")
+        if result.unverified:
+            extra += f"; {result.unverified} unverified left out"
         self.app.call_from_thread(self.notify, f"{result.exported} {what} → {result.out} "
                                   f"(card: {result.card.name}){extra}", title="Exported")

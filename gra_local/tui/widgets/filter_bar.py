@@ -8,7 +8,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Select
 
-from gra_local.runs.browse import LABELS, RecordFilter
+from gra_local.runs.browse import DECISIONS, RecordFilter
 
 
 def _float(text: str) -> float | None:
@@ -40,7 +40,7 @@ class FilterBar(Horizontal):
             self.filter = flt
 
     def compose(self) -> ComposeResult:
-        yield Select([(label, label) for label in LABELS], prompt="decision: any", id="f-decision")
+        yield Select([(d, d) for d in DECISIONS], prompt="decision: any", id="f-decision")
         yield Select([], prompt="domain: any", id="f-domain")
         yield Select([], prompt="generator: any", id="f-generator")
         yield Select([], prompt="reviewer: any", id="f-reviewer")

@@ -1,7 +1,8 @@
 """A modal with a run's quality figures from run.json: reviewer calibration (canary
 accuracy, injection canaries let through, parse failures, mean scores, agreement, balanced
 accuracy, weights, flags), each piece of evidence's discrimination on canary pairs (the
-reviewers, relevance, likelihood), panel α/κ, dedup, rounds, likelihood and routing."""
+reviewers, relevance, likelihood) with its standing and threshold, what decides samples,
+panel α/κ, dedup, rounds, likelihood and routing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
 from gra_local.core.rundir.report import DedupOn, RunReport
-from gra_local.runs.formatting import num, pct
+from gra_local.runs.formatting import MISSING, num, pct
 
 COLUMNS = ("reviewer", "canary acc.", "canaries", "injection pass", "parse fail", "mean score",
            "good/bad canary", "agreement", "balanced acc.", "weight", "flag")
@@ -33,20 +34,37 @@ def reviewer_rows(run: RunReport) -> list[tuple[str, ...]]:
 
 
 EVIDENCE_COLUMNS = ("evidence", "canary pairs", "original ranked above", "P(better than chance)",
-                    "by corruption kind")
+                    "standing", "rejects below", "by corruption kind")
 
 
 def evidence_rows(run: RunReport) -> list[tuple[str, ...]]:
     """Each piece of evidence (each reviewer's scores and checks, the relevance cosine, each
-    likelihood signal) with its discrimination on the run's canary pairs."""
+    likelihood signal) with its discrimination on the run's canary pairs, its standing
+    (informative, unsettled, at chance; – in runs from before standings) and, for a
+    likelihood check that decides, the threshold its values are rejected below."""
     evidence = run.calibration.evidence if run.calibration is not None else {}
     return [(piece, str(d.pairs), pct(d.accuracy), num(d.p_better, 2),
+             (d.standing or MISSING).replace("_", " "), num(d.threshold, 3),
              ", ".join(f"{kind} {pct(k.accuracy)} of {k.pairs}" for kind, k in d.by_kind.items()))
             for piece, d in evidence.items()]
 
 
+def decided_by_line(run: RunReport) -> str | None:
+    """What decides samples now (and the panel slots never asked), when run.json says."""
+    cal = run.calibration
+    if cal is None or not cal.decided_by:
+        return None
+    line = f"Decided by: {cal.decided_by}"
+    if cal.panel_not_asked:
+        line += (f"; {cal.panel_not_asked} panel slots not asked (no reviewer shown "
+                 "informative)")
+    return line
+
+
 def summary_lines(run: RunReport) -> list[str]:
     lines = []
+    if decided := decided_by_line(run):
+        lines.append(decided)
     cal = run.calibration
     if cal is not None:
         panel = cal.panel
@@ -63,8 +81,10 @@ def summary_lines(run: RunReport) -> list[str]:
     elif run.dedup is not None:
         lines.append("Dedup: off")
     for number, r in sorted(run.rounds.items(), key=lambda kv: int(kv[0])):
+        unverified = f", {r.unverified} unverified" if r.unverified else ""
         lines.append(f"Round {number}: {r.attempts} attempts, {r.accepted} accepted, "
-                     f"{r.rejected} rejected, {r.pool_added} added to the next round's pool")
+                     f"{r.rejected} rejected{unverified}, {r.pool_added} added to the next "
+                     "round's pool")
     if (lk := run.likelihood) is not None:
         lines.append(f"Likelihood: {lk.scored} answers read by {lk.model}" if lk.enabled
                      else f"Likelihood: {lk.note}")
@@ -109,7 +129,8 @@ class QualityReport(ModalScreen[None]):
                         "corrupted canaries; weight 2 × balanced − 1 (smoothed, at least 0.1), "
                         "what a reviewer counts for in μ, σ and vetoes. Evidence: how often each "
                         "piece ranked a canary's original above its corruption (no trust in the "
-                        "original needed). Escape closes.",
+                        "original needed); only informative evidence decides, and a likelihood "
+                        "check rejects values below its threshold. Escape closes.",
                         classes="hint", markup=False)
 
     def action_close(self) -> None:
