@@ -75,6 +75,9 @@ def print_summary(data: RunReport, n_models: int, embedded: bool = False,
     if (lk := data.likelihood) is not None:
         lines.append(f"likelihood: {lk.scored} answers read by {lk.model}" if lk.enabled
                      else f"likelihood: {lk.note}")
+        if lk.enabled and lk.note:
+            lines.append(f"  {lk.note}")
+        lines += [f"  {n} {why}" for why, n in lk.unscored.items()]
     loads = ", ".join(f"{k} {v}" for k, v in data.loads.items())
     lines.append(f"model loads: {loads}")
     lines.append(f"time: {data.seconds:.1f} s over {len(data.sessions)} session(s)")

@@ -87,6 +87,8 @@ class RunStats(BaseModel):
     roles_shared: int = 0
     """Candidates for which a model had to play two roles (too few models)."""
     routing: Routing = Field(default_factory=Routing)
+    unscored: dict[str, int] = Field(default_factory=dict)
+    """Answers the scoring model read only in part or not at all, by why (likelihood)."""
     panel_not_asked: int = 0
     """Panel slots never asked about a sample (checks and scores: two calls each at least)
     because no reviewer was shown better than chance on the canary pairs."""

@@ -165,7 +165,11 @@ def _likelihood(run: RunState, stats: RunStats) -> LikelihoodSection:
     if run.scorer is None:
         return LikelihoodSection(enabled=False, note="off: no GGUF model to score with (a server "
                                  "gives log-probs only for tokens it generates)")
-    return LikelihoodSection(enabled=True, model=run.scorer, scored=scored)
+    note = None
+    if (why := run.pool.drop_reason(run.scorer)) is not None:
+        note = f"{run.scorer} failed ({why}): the run went on without likelihood evidence"
+    return LikelihoodSection(enabled=True, model=run.scorer, scored=scored, note=note,
+                             unscored=dict(sorted(stats.unscored.items())))
 
 
 def _relevance(info: RelevanceSection | None, stats: RunStats,

@@ -83,6 +83,8 @@ def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) ->
         raise Stopped  # nothing applied: a resume scores them again
     for cand, result in zip(todo, results, strict=True):
         cand.likelihood = lk.signals(scorer, result)
+        if (why := lk.shortfall(result)) is not None:
+            ctx.stats.unscored[why] = ctx.stats.unscored.get(why, 0) + 1
         ctx.stats.stage("likelihood").calls += 1
         ctx.snapshot(cand)
     ctx.emit(StageProgress(ctx.round, "likelihood", len(todo), len(todo), scorer))

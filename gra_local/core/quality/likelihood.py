@@ -45,6 +45,21 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def shortfall(result: ScoreResult) -> str | None:
+    """Why a reading is missing or partial, in words (run.json counts them); None: whole."""
+    if result.finish_reason == "empty":
+        return "empty answer: nothing to read"
+    if result.finish_reason == "error":
+        return "no reply from the scoring model"
+    if result.finish_reason != "ok" or not result.logprobs:
+        return "nothing scored (the prompt fills the context)"
+    if result.truncated:
+        return "longer than the context: read on what fits, no end-of-turn log-prob"
+    if result.end_logprob is None:
+        return "no end-of-turn token in the chat template: no end-of-turn log-prob"
+    return None
+
+
 def signals(model: str, result: ScoreResult) -> LikelihoodScore | None:
     """The signals of one scored response; None when nothing was scored."""
     if result.finish_reason != "ok" or not result.logprobs:

@@ -173,6 +173,9 @@ class LikelihoodSection(BaseModel):
     scored: int = 0
     """Answers read (canaries included)."""
     note: str | None = None
+    unscored: dict[str, int] = Field(default_factory=dict)
+    """Answers read in part or not at all, by why (an empty answer, one longer than the
+    context, a chat template with no end-of-turn token, no reply)."""
 
 
 class Placement(BaseModel):

@@ -52,3 +52,18 @@ def test_a_truncated_pair_says_so_and_has_no_end() -> None:
     got = signals("m", ScoreResult(finish_reason="ok", logprobs=[-1.0], baseline_logprobs=[-1.0],
                                    truncated=True, response_tokens=9000))
     assert got is not None and got.truncated and got.end_logprob is None and got.pmi == 0.0
+
+
+def test_shortfall_says_why_a_reading_is_missing_or_partial() -> None:
+    from gra_local.core.backend import ScoreResult
+    from gra_local.core.quality.likelihood import shortfall
+
+    whole = ScoreResult(finish_reason="ok", logprobs=[-1.0], baseline_logprobs=[-2.0],
+                        end_logprob=-0.1, response_tokens=1)
+    assert shortfall(whole) is None
+    assert shortfall(ScoreResult(finish_reason="empty")) == "empty answer: nothing to read"
+    assert "no reply" in (shortfall(ScoreResult(finish_reason="error")) or "")
+    cut = whole.model_copy(update={"truncated": True, "end_logprob": None})
+    assert "longer than the context" in (shortfall(cut) or "")
+    no_end = whole.model_copy(update={"end_logprob": None})
+    assert "no end-of-turn token in the chat template" in (shortfall(no_end) or "")
