@@ -217,7 +217,8 @@ def review(work: Path, data: Path, phase: Phase, args: argparse.Namespace) -> No
     write_models(models, phase.urls, phase.in_flight)
     cmd = [sys.executable, "-m", "gra_local.cli", "review", str(data), "--out", str(out),
            "--models", str(models), "--panel", str(args.panel), "--seed", str(args.seed),
-           "--batch", str(args.pairs), "--no-dedup"]
+           "--batch", str(args.pairs), "--no-dedup",
+           "--judge", "panel"]  # serving judge calls is what this bench measures
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=3600, check=False, preexec_fn=DIE_WITH_PARENT)

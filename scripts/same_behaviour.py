@@ -7,7 +7,7 @@ and writes every output file, normalized, so that two trees can be compared byte
     python scripts/same_behaviour.py --out /tmp/after      # on the new tree
     python scripts/same_behaviour.py --compare /tmp/before /tmp/after
 
-Compared: accepted.jsonl, rejected.jsonl, journal.jsonl, canaries.jsonl and run.json of
+Compared: accepted, rejected, unverified, journal, canaries and pool .jsonl and run.json of
 each scenario, after removing what a clock writes (timestamps, seconds, peak memory,
 versions). Scenarios: generation under each calibration action (weight, flag, drop),
 with and without routing, canaries, relevance and dedup, two rounds, a panel of one;
@@ -40,7 +40,8 @@ from gra_local.core.engine.request import RunRequest  # noqa: E402
 from gra_local.core.options import RunOptions  # noqa: E402
 from gra_local.core.records import ModelRef  # noqa: E402
 
-FILES = ("accepted.jsonl", "rejected.jsonl", "journal.jsonl", "canaries.jsonl", "pool.jsonl")
+FILES = ("accepted.jsonl", "rejected.jsonl", "unverified.jsonl", "journal.jsonl", "canaries.jsonl",
+         "pool.jsonl")
 CLOCK_KEYS = {"created_at", "decided_at", "seconds", "load_seconds", "plan", "gpu_plan", "timings", "sessions", "peak_rss_mb",
               "versions", "eta", "started", "finished", "started_at", "finished_at", "ended_at"}
 SEEDS = REPO / "gra_local" / "data" / "example_seeds.jsonl"

@@ -217,6 +217,7 @@ SET_EVERY = {
     "canaries": (["--canaries", "2"], 2),
     "calibration": (["--calibration", "drop"], "drop"),
     "min_canary_accuracy": (["--min-canary-accuracy", "0.5"], 0.5),
+    "judge": (["--judge", "panel"], "panel"),
     "routing": (["--no-routing"], False),
 }
 
@@ -244,7 +245,7 @@ def test_review_takes_the_options_it_uses() -> None:
     used = {f.name for f in option_fields() if f.surface.review}
     assert used == {"panel", "tau", "delta", "batch", "seed", "dedup_threshold", "minhash",
                     "relevance", "likelihood", "canaries", "calibration", "min_canary_accuracy",
-                    "routing"}
+                    "judge", "routing"}
     flags = [flag for name in sorted(used) for flag in SET_EVERY[name][0]]
     assert parsed("review", *flags) == {name: SET_EVERY[name][1] for name in used}
     with pytest.raises(SystemExit):  # generation options are not review's
@@ -330,7 +331,7 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 def test_other_settings_refused_then_restart(tmp_path: Path, models: Path) -> None:
     out = tmp_path / "out"
     base = ["run", EXAMPLE_SEEDS, "--out", out, "--models", models, "--samples", 1,
-            "--max-attempts", 2, "--panel", 1, "--seed-pool", 3, "--quiet"]
+            "--max-attempts", 2, "--panel", 1, "--seed-pool", 3, "--judge", "panel", "--quiet"]
     first = cli(*base, timeout=300)
     assert first.returncode == 0, first.stderr
     no_traceback(first)

@@ -45,7 +45,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def gra(out: Path) -> int:
     return cli.main(["run", str(EXAMPLE_SEEDS), "--out", str(out), "--samples", "6", "--batch", "3",
-                     "--seed-pool", "8", "--no-dedup", "--quiet"])
+                     "--seed-pool", "8", "--no-dedup", "--judge", "panel", "--quiet"])
 
 
 def decided(out: Path) -> list[tuple[str, str]]:

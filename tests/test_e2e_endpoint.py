@@ -48,6 +48,7 @@ roles = ["reviewer", "adjudicator"]
 def cli(out: Path, models: Path, *more: str) -> list[str]:
     return [sys.executable, "-m", "gra_local.cli", "run", str(EXAMPLE_SEEDS), "--out", str(out),
             "--models", str(models), "--panel", "1", "--seed-pool", "3", "--no-dedup", "--quiet",
+            "--judge", "panel",  # reviews through the server are what these tests need
             *more]
 
 

@@ -47,11 +47,13 @@ def test_review_only_on_a_small_dataset(tmp_path: Path, smol_model: Path, minilm
     data = tmp_path / "mine.jsonl"
     data.write_bytes(b"\n".join(orjson.dumps(r) for r in rows + [{"instruction": "No answer."}]))
     out = tmp_path / "reviewed"
+    # --judge panel: the panel judges every pair, so its probabilities reach the records
+    # (with the default, the embedded panel is not shown informative and is not asked).
     proc = subprocess.run(cli("review", data, "--out", out, "--models",
-                              models_file(tmp_path, smol_model), "--quiet"),
+                              models_file(tmp_path, smol_model), "--judge", "panel", "--quiet"),
                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+    recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl") + read(out / "unverified.jsonl")
     assert sorted(r["source"] for r in recs) == [f"mine.jsonl line {i}" for i in (1, 2, 3)]
     assert all(r["generator"] == "" and r["instruction"] for r in recs)
     run = orjson.loads((out / "run.json").read_bytes())
@@ -62,7 +64,7 @@ def test_review_only_on_a_small_dataset(tmp_path: Path, smol_model: Path, minilm
     assert run["routing"] is not None
     # issue 20: the scoring model read every answer; each piece of evidence is measured
     assert run["likelihood"] == {"enabled": True, "model": "smol", "scored": run["likelihood"]["scored"],
-                                 "note": None} and run["likelihood"]["scored"] >= len(recs)
+                                 "note": None, "unscored": {}} and run["likelihood"]["scored"] >= len(recs)
     for rec in recs:
         lk = rec["likelihood"]
         assert lk["model"] == "smol" and lk["tokens"] > 0 and lk["mean_logprob"] < 0
@@ -80,3 +82,32 @@ def test_review_only_on_a_small_dataset(tmp_path: Path, smol_model: Path, minilm
         assert rv["sampled_score"] == pytest.approx(sum(v for k, v in rv["scores"].items()
                                                         if k != "feedback") / 6)
         assert rv["weight"] is not None
+
+
+def test_a_default_run_is_decided_by_the_evidence_its_canaries_show(tmp_path: Path, smol_model: Path,
+                                                                    minilm) -> None:
+    """Issue 20: with the embedded model alone and default options, the canary pairs show
+    the panel uninformative, so samples are decided by the relevance check and the
+    likelihood signals shown informative, and the records say what was not checked."""
+    out = tmp_path / "out"
+    proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models",
+                              models_file(tmp_path, smol_model), "--samples", "2",
+                              "--max-attempts", "4", "--quiet"),
+                          capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    run = orjson.loads((out / "run.json").read_bytes())
+    cal = run["calibration"]
+    assert cal["judge"] == "evidence" and cal["canaries_judged"] >= 8  # four pairs first
+    assert not any(d["standing"] == "informative" for p, d in cal["evidence"].items()
+                   if p.startswith("reviewer "))
+    informative = [p for p, d in cal["evidence"].items() if d["standing"] == "informative"]
+    assert informative and cal["decided_by"].startswith("the cheap evidence")
+    accepted = read(out / "accepted.jsonl")
+    assert accepted, "the evidence accepted nothing"
+    for rec in accepted:
+        Record.model_validate(rec)
+        assert rec["reason"] == "evidence_accept" and "correctness not checked" in rec["reason_detail"]
+        assert rec["likelihood"]["model"] == "smol" and rec["relevance"]["cosine"] >= rec["relevance"]["threshold"]
+        assert all(rv["verdict"] is None and rv["scores"] is None for rv in rec["reviews"])
+    assert cal["panel_not_asked"] >= 3 * len(accepted)
+    assert "decided by: the cheap evidence" in proc.stdout

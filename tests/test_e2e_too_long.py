@@ -80,4 +80,5 @@ def test_run_skips_a_seed_too_long_for_the_annotator(tmp_path: Path, smol_model:
     assert sorted(p["source"] for p in pool) == ["seed line 1", "seed line 3"]
     run = orjson.loads((out / "run.json").read_bytes())
     assert run["status"] in ("complete", "exhausted") and run["seeds"]["pool"] == 2
-    assert len(read(out / "accepted.jsonl") + read(out / "rejected.jsonl")) == 1
+    assert len(read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
+               + read(out / "unverified.jsonl")) == 1

@@ -124,7 +124,8 @@ def test_the_guard_refuses_and_records_a_connect(offline: Offline) -> None:
 def test_run_works_offline(tmp_path: Path, offline: Offline, models: Path, minilm) -> None:
     out = tmp_path / "out"
     proc = cli(offline, "run", EXAMPLE_SEEDS, "--out", out, "--models", models, "--samples", 1,
-               "--max-attempts", 2, "--panel", 1, "--seed-pool", 3, "--tau", 0, "--quiet")
+               "--max-attempts", 2, "--panel", 1, "--seed-pool", 3, "--tau", 0, "--judge", "panel",
+               "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(decided(out)) == 2
@@ -138,7 +139,8 @@ def test_review_works_offline(tmp_path: Path, offline: Offline, models: Path, mi
     data = tmp_path / "mine.jsonl"
     data.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
     out = tmp_path / "reviewed"
-    proc = cli(offline, "review", data, "--out", out, "--models", models, "--panel", 1, "--quiet")
+    proc = cli(offline, "review", data, "--out", out, "--models", models, "--panel", 1,
+               "--judge", "panel", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(r["source"] for r in decided(out)) == [f"mine.jsonl line {i}" for i in (1, 2, 3)]
@@ -166,7 +168,7 @@ async def test_the_app_runs_offline(tmp_path: Path, offline: Offline, tiny_gguf:
 
     out = tmp_path / "out"
     models = write_models_toml(tmp_path / "models.toml", [("tiny", tiny_gguf)])
-    options = RunOptions(samples=1, max_attempts=2, panel=1, seed_pool=3, tau=0)
+    options = RunOptions(samples=1, max_attempts=2, panel=1, seed_pool=3, tau=0, judge="panel")
     app = GraApp(Services(models_file=models, backend_factory=llama_backend,
                           settings=Settings(last_seeds=str(EXAMPLE_SEEDS), last_out_dir=str(out),
                                             last_run=options)), start="new_run")
