@@ -10,10 +10,10 @@ informative, unsettled or at chance. From the standings:
   until then samples are not sent to it at all (its calls are saved and counted), while
   canaries still are, so that it can earn its place later in the run.
 - **Each likelihood signal** that is informative, overall or on one corruption kind,
-  vetoes: a value below its threshold rejects. The threshold is set on the canaries: the
-  value that best separates the originals from the corruptions it is informative on
-  (balanced accuracy, ties to the lower), then lowered halfway to the next lower value
-  seen, so that the lowest original is not the edge itself.
+  vetoes: a value below its threshold rejects. The threshold is set on the canaries: of
+  the values that keep the originals (all but ORIGINALS_LOST of them), the one that
+  rejects most of the corruptions it is informative on, then lowered halfway to the next
+  lower value seen, so that the lowest original kept is not the edge itself.
 - **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
 
 Where the panel is not informative, a sample that every informative cheap piece passes is
@@ -39,6 +39,11 @@ from gra_local.core.rundir.calibration_report import Discrimination
 
 DIGITS = 4
 """Values and thresholds are rounded to this many decimals before comparing."""
+ORIGINALS_LOST = 0.1
+"""Share of the canaries' originals a likelihood check may reject at most (rounded down:
+none under ten originals). A veto is for what the originals never look like: a signal that
+ranks pairs well but overlaps the originals (a human answer can be unlikely to a small
+model) rejects nothing it cannot tell apart."""
 
 
 @dataclass(frozen=True)
@@ -154,17 +159,23 @@ def evidence_of(readings: list[Reading]) -> Evidence:
 
 
 def veto_threshold(good: list[float], bad: list[float]) -> float | None:
-    """The threshold that best separates `good` values (kept: ≥) from `bad` ones (vetoed:
-    <), lowered halfway to the next lower value seen; None without both."""
+    """Where a veto rejects: of the thresholds that keep all but ORIGINALS_LOST of the
+    `good` values (kept: ≥), the one that vetoes most `bad` ones (<), ties to the lower,
+    then lowered halfway to the next lower value seen; None without both, or when it would
+    veto no `bad` value."""
     if not good or not bad:
         return None
     values = sorted({round(x, DIGITS) for x in [*good, *bad]})
     g = [round(x, DIGITS) for x in good]
     b = [round(x, DIGITS) for x in bad]
-    best, best_acc = values[0], -1.0
+    allowed = int(ORIGINALS_LOST * len(g))
+    best, caught = values[0], 0
     for t in values:  # ascending: a tie keeps the lower one
-        acc = (sum(x >= t for x in g) / len(g) + sum(x < t for x in b) / len(b)) / 2
-        if acc > best_acc:
-            best, best_acc = t, acc
+        if sum(x < t for x in g) > allowed:
+            break
+        if (n := sum(x < t for x in b)) > caught:
+            best, caught = t, n
+    if not caught:
+        return None
     below = [v for v in values if v < best]
-    return round((best + below[-1]) / 2, DIGITS) if below else best
+    return round((best + below[-1]) / 2, DIGITS)

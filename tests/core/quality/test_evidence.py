@@ -80,3 +80,12 @@ def test_nothing_informative_on_two_pairs() -> None:
     ev = evidence_of(pairs("swapped", [({PMI: 1.0, SCORES: 9.0}, {PMI: 0.0, SCORES: 3.0})] * 2))
     assert not ev.panel_decides and not ev.cheap_decides
     assert "no reviewer shown better than chance yet on 2 canary pairs" in ev.panel_note()
+
+
+def test_a_veto_keeps_the_originals_it_cannot_tell_apart() -> None:
+    """A signal that ranks most pairs right but puts one original among the corruptions
+    does not veto there: under ten originals it may lose none, from ten on one in ten."""
+    bad = [-2.0, -2.1, -2.2]
+    assert veto_threshold([-1.0, -1.1, -1.2, -3.0], bad) is None  # would reject the -3 original
+    ten = [-1.0, -1.1, -1.2, -1.3, -1.4, -1.5, -1.6, -1.7, -1.8, -3.0]
+    assert veto_threshold(ten, bad) == pytest.approx(-1.9)  # halfway from -1.8 down to -2.0
