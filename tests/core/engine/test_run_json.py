@@ -57,7 +57,10 @@ def old_build_run_json(run: RunState, elapsed: float) -> dict[str, Any]:
                    "action": run.opts.calibration if run.opts.canaries else None,
                    **book.report.model_dump(mode="json"),
                    # added with canary pairs (issue 20): each piece of evidence's discrimination
-                   "evidence": {k: v.model_dump(mode="json") for k, v in book.evidence().items()}}
+                   "evidence": {k: v.model_dump(mode="json") for k, v in book.evidence().items()},
+                   # added with the calibrated decision (issue 20): what decides, calls saved
+                   "judge": run.opts.judge if run.opts.canaries else None,
+                   "decided_by": book.decided_by(), "panel_not_asked": stats.panel_not_asked}
     return {
         "schema_version": 2,
         "status": run.status,
@@ -85,7 +88,7 @@ def old_build_run_json(run: RunState, elapsed: float) -> dict[str, Any]:
         # added with likelihood evidence (issue 20): which model read the answers
         "likelihood": {"enabled": False, "model": None, "scored": 0,
                        "note": "off: no GGUF model to score with (a server gives log-probs "
-                               "only for tokens it generates)"},
+                               "only for tokens it generates)", "unscored": {}},
         "loads": {name: ms.loads for name, ms in stats.models.items()},
         "placement": {name: {"n_gpu_layers": ms.n_gpu_layers, "plan": ms.gpu_plan}
                       for name, ms in stats.models.items()},

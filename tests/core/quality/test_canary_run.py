@@ -40,7 +40,7 @@ def careless_c(call: Call) -> dict | None:
 def run_canaries(out: Path, backend: FakeBackend | None = None, **opts):
     backend = backend or FakeBackend(script=careless_c)
     req = request(out, ["a", "b", "c"], **({"canaries": 4, "samples": 4, "batch": 2,
-                                             "calibration": "flag"} | opts))
+                                             "calibration": "flag", "judge": "panel"} | opts))
     return Run(req, backend, stop=backend.stop).execute(), backend
 
 
