@@ -15,6 +15,9 @@ informative, unsettled or at chance. From the standings:
   rejects most of the corruptions it is informative on, then lowered halfway to the next
   lower value seen, so that the lowest original kept is not the edge itself.
 - **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
+- A likelihood check is kept only when, on the canary pairs, it rejects more corruptions
+  that the relevance veto and the checks kept before it let through than originals it
+  rejects: signals that catch the same answers do not add their false rejections up.
 
 Where the panel is not informative, a sample that every informative cheap piece passes is
 accepted and its record says what was and was not checked; where no piece is informative
@@ -35,6 +38,7 @@ from gra_local.core.quality.discrimination import (
     Standing,
     discrimination,
 )
+from gra_local.core.quality.relevance import vetoes as relevance_vetoes
 from gra_local.core.rundir.calibration_report import Discrimination
 
 DIGITS = 4
@@ -137,8 +141,9 @@ class Evidence:
                 f"{best.accuracy:.0%}, P(better) {best.p_better:.2f})")
 
 
-def evidence_of(readings: list[Reading]) -> Evidence:
-    """The standings and checks the canary readings so far support."""
+def evidence_of(readings: list[Reading], relevance_threshold: float | None = None) -> Evidence:
+    """The standings and checks the canary readings so far support (`relevance_threshold`:
+    the run's relevance veto, whose catches a likelihood check must add to)."""
     pieces = discrimination(readings)
     good = [r for r in readings if r.kind == "good"]
     bad = [r for r in readings if r.kind != "good" and r.pair is not None]
@@ -153,9 +158,40 @@ def evidence_of(readings: list[Reading]) -> Evidence:
                                        [r.values[name] for r in bad if r.kind in kinds and name in r.values])
             if threshold is not None:
                 checks.append(Check(name, threshold, kinds))
-                d = d.model_copy(update={"threshold": threshold})
         out[name] = d
-    return Evidence(out, tuple(checks))
+    covered: set[str] = set()
+    if relevance_threshold is not None and out.get(RELEVANCE) is not None \
+            and out[RELEVANCE].standing == Standing.INFORMATIVE.value:
+        covered = {r.canary for r in bad if RELEVANCE in r.values
+                   and relevance_vetoes(r.values[RELEVANCE], relevance_threshold)}
+    checks.sort(key=lambda c: -(out[c.piece].p_better or 0.0))  # ties: the surer piece first
+    kept = _adding(checks, good, bad, covered)
+    for check in kept:
+        out[check.piece] = out[check.piece].model_copy(update={"threshold": check.threshold})
+    return Evidence(out, tuple(kept))
+
+
+def _caught(check: Check, rows: list[Reading]) -> set[str]:
+    return {r.canary for r in rows if check.piece in r.values and check.fails(r.values[check.piece])}
+
+
+def _adding(checks: list[Check], good: list[Reading], bad: list[Reading],
+            covered: set[str]) -> list[Check]:
+    """The checks worth their cost, most useful first: on the canary pairs, each kept one
+    rejects more corruptions that the relevance veto and the checks kept before it let
+    through than originals it rejects. Two signals that catch the same answers (mean
+    log-prob and PMI on a swap) do not both veto, so their false rejections do not add up."""
+    kept: list[Check] = []
+    todo = list(checks)
+    while todo:
+        gains = [len(_caught(c, bad) - covered) - len(_caught(c, good)) for c in todo]
+        best = max(range(len(todo)), key=lambda i: (gains[i], -i))
+        if gains[best] <= 0:
+            break
+        check = todo.pop(best)
+        kept.append(check)
+        covered |= _caught(check, bad)
+    return kept
 
 
 def veto_threshold(good: list[float], bad: list[float]) -> float | None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from fakes import FakeBackend
 from test_scheduler import records, request
 
+from gra_local.core.engine.review_only import ReviewSource
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.options import MAX_SAMPLES
+from gra_local.core.quality.canary_flow import READ_ONLY_PAIRS
 
 NAMES = ["a", "b", "c"]
 
@@ -60,7 +64,9 @@ def test_informative_likelihood_decides_when_the_panel_is_not(tmp_path: Path) ->
         assert rec["likelihood"]["pmi"] is not None
     cal = data.calibration
     assert cal is not None and cal.evidence["likelihood pmi"].standing == "informative"
-    assert cal.evidence["likelihood pmi"].threshold is not None
+    # PMI and mean log-prob catch the same canaries here: one of them vetoes, not both
+    vetoes = [p for p, d in cal.evidence.items() if d.threshold is not None]
+    assert len(vetoes) == 1 and vetoes[0] in ("likelihood pmi", "likelihood mean_logprob")
     assert cal.evidence["reviewer a: scores"].standing == "unsettled"
     assert review_calls(backend) == cal.canaries_judged * 3 * 2  # samples never reviewed
     assert cal.canaries_judged == 8  # the first batch's four pairs: enough to decide
@@ -99,3 +105,30 @@ def test_reviewers_at_chance_are_asked_on_one_canary_draw_a_batch(tmp_path: Path
     thinned = [b for b in by_batch.values() if 0 in b]
     assert thinned and all(counts.count(3) == 2 for counts in thinned)  # one pair still asked
     assert review_calls(backend) == sum(map(sum, by_batch.values())) * 2
+
+
+def test_a_reviews_first_batch_adds_pairs_only_the_cheap_evidence_reads(tmp_path: Path) -> None:
+    """In `review` the first batch carries READ_ONLY_PAIRS more pairs, read by the scoring
+    model and the relevance check but asked of no reviewer: three of each corruption kind,
+    so that a likelihood signal can be shown informative on one kind from the start."""
+    rows = [{"instruction": f"Explain step {n} of making bread dough at home.",
+             "output": f"Step {n}: knead the dough for {n + 5} minutes until it is smooth and "
+                       "elastic, then let it rest under a cloth."} for n in range(12)]
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    req = request(tmp_path / "out", NAMES, canaries=4, samples=MAX_SAMPLES, batch=6)
+    req.seeds, req.scorer = data, "a"
+    backend = FakeBackend()
+    result = Run(req, backend, stop=backend.stop, source=ReviewSource()).execute()
+    assert result.status == "complete"
+    canaries = records(tmp_path / "out", "canaries.jsonl")
+    first = [c for c in canaries if int(c["id"].split("-")[1]) <= 8 + 2 * READ_ONLY_PAIRS]
+    read_only = [c for c in first if not c["judgements"]]
+    assert len(first) == 38 and len(read_only) == 2 * READ_ONLY_PAIRS
+    assert all("likelihood" in c for c in read_only)
+    kinds = [c["kind"] for c in read_only if c["kind"] != "good"]
+    # kinds take turns: at least three of each the pairs allow (one domain: no cross_domain)
+    assert len(set(kinds)) == 4 and all(kinds.count(k) >= 3 for k in set(kinds))
+    later = [c for c in canaries if c not in first]
+    assert len(later) == 4  # the second batch: --canaries, every one asked
+    assert review_calls(backend) == 8 * 3 * 2 + sum(len(c["judgements"]) * 2 for c in later)

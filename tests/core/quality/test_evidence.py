@@ -11,6 +11,8 @@ from gra_local.core.quality.evidence import evidence_of, veto_threshold
 PMI = "likelihood pmi"
 END = "likelihood end_logprob"
 SCORES = "reviewer smol: scores"
+MEAN = "likelihood mean_logprob"
+REL = "relevance"
 
 
 def pairs(kind: str, rows: list[tuple[dict[str, float], dict[str, float]]],
@@ -89,3 +91,19 @@ def test_a_veto_keeps_the_originals_it_cannot_tell_apart() -> None:
     assert veto_threshold([-1.0, -1.1, -1.2, -3.0], bad) is None  # would reject the -3 original
     ten = [-1.0, -1.1, -1.2, -1.3, -1.4, -1.5, -1.6, -1.7, -1.8, -3.0]
     assert veto_threshold(ten, bad) == pytest.approx(-1.9)  # halfway from -1.8 down to -2.0
+
+
+def test_a_check_is_kept_only_for_what_it_adds() -> None:
+    """Two signals that catch the same swapped answers: one vetoes. A signal that catches
+    only what relevance already vetoes: none. End of turn catches the truncations the
+    others let through: it is kept."""
+    rows = []
+    for n in range(4):  # swaps: low PMI, low mean, low relevance
+        rows.append(({PMI: 1.0, MEAN: -1.0, END: -1.0, REL: 0.8}, {PMI: -1.0, MEAN: -3.0, END: -1.0, REL: 0.1}))
+    trunc = [({PMI: 1.0, MEAN: -1.0, END: -1.0, REL: 0.8}, {PMI: 1.0, MEAN: -1.0, END: -9.0, REL: 0.8})] * 3
+    readings = pairs("swapped", rows) + pairs("truncated", trunc, start=4)
+    found = evidence_of(readings)  # no relevance veto: the first of PMI and mean, and END
+    assert sorted(c.piece for c in found.checks) == [END, MEAN]
+    with_relevance = evidence_of(readings, relevance_threshold=0.5)  # it catches the swaps
+    assert [c.piece for c in with_relevance.checks] == [END]
+    assert with_relevance.pieces[PMI].threshold is None and with_relevance.pieces[END].threshold == -5.0
