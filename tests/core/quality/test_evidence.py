@@ -97,9 +97,8 @@ def test_a_check_is_kept_only_for_what_it_adds() -> None:
     """Two signals that catch the same swapped answers: one vetoes. A signal that catches
     only what relevance already vetoes: none. End of turn catches the truncations the
     others let through: it is kept."""
-    rows = []
-    for n in range(4):  # swaps: low PMI, low mean, low relevance
-        rows.append(({PMI: 1.0, MEAN: -1.0, END: -1.0, REL: 0.8}, {PMI: -1.0, MEAN: -3.0, END: -1.0, REL: 0.1}))
+    swap = ({PMI: 1.0, MEAN: -1.0, END: -1.0, REL: 0.8}, {PMI: -1.0, MEAN: -3.0, END: -1.0, REL: 0.1})
+    rows = [swap] * 4  # swaps: low PMI, low mean, low relevance
     trunc = [({PMI: 1.0, MEAN: -1.0, END: -1.0, REL: 0.8}, {PMI: 1.0, MEAN: -1.0, END: -9.0, REL: 0.8})] * 3
     readings = pairs("swapped", rows) + pairs("truncated", trunc, start=4)
     found = evidence_of(readings)  # no relevance veto: the first of PMI and mean, and END
