@@ -24,7 +24,7 @@ from gra_local.core.quality.calibration import (
 )
 from gra_local.core.quality.canaries import CanarySource, make_canaries
 from gra_local.core.quality.decision import Calibration
-from gra_local.core.quality.discrimination import REVIEWER, Reading, Standing, reading
+from gra_local.core.quality.discrimination import Reading, Standing, reading, reviewer_piece
 from gra_local.core.quality.evidence import Evidence, evidence_of
 from gra_local.core.quality.relevance import CanaryScore, calibration_line
 from gra_local.core.quality.weights import pairwise_weight
@@ -163,8 +163,8 @@ class CanaryBook:
             return frozenset()
         standings: dict[str, set[str | None]] = {}
         for piece, d in self._evidence.reviewers.items():
-            model = piece.removeprefix(REVIEWER).rpartition(": ")[0]
-            standings.setdefault(model, set()).add(d.standing)
+            if (named := reviewer_piece(piece)) is not None:
+                standings.setdefault(named[0], set()).add(d.standing)
         return frozenset(m for m, s in standings.items() if s == {Standing.AT_CHANCE.value})
 
     def count(self) -> int:
@@ -217,9 +217,9 @@ class CanaryBook:
         """Each reviewer's weight from how its scores rank canary pairs (weights.py)."""
         out = {}
         for piece, d in self._evidence.reviewers.items():
-            model, _, kind = piece.removeprefix(REVIEWER).rpartition(": ")
-            if kind == "scores" and d.accuracy is not None:
-                out[model] = pairwise_weight(d.accuracy * d.pairs, d.pairs)
+            named = reviewer_piece(piece)
+            if named is not None and named[1] == "scores" and d.accuracy is not None:
+                out[named[0]] = pairwise_weight(d.accuracy * d.pairs, d.pairs)
         return out
 
     def decided_by(self) -> str:

@@ -22,6 +22,14 @@ from gra_local.core.rundir.calibration_report import Discrimination, KindDiscrim
 
 REVIEWER = "reviewer "
 """How every LLM reviewer's pieces are named: `reviewer <model>: scores` and `: checks`."""
+def reviewer_piece(piece: str) -> tuple[str, str] | None:
+    """(model, "scores" or "checks") of a reviewer's piece name; None for other pieces."""
+    if not piece.startswith(REVIEWER):
+        return None
+    model, _, kind = piece.removeprefix(REVIEWER).rpartition(": ")
+    return model, kind
+
+
 LIKELIHOOD = "likelihood "
 """How each likelihood signal is named: `likelihood pmi`, …"""
 RELEVANCE = "relevance"
