@@ -26,7 +26,9 @@ pairs judged good and of bad pairs judged bad; 50 % is chance) of:
 - per kind (good, swapped, truncated, numbers_changed, cross_domain, wrong_on_topic) the
   share the decision judged correctly, its unverified pairs, and the decision's AUC
   against the good pairs (the mean of the share of good pairs accepted and of that kind's
-  pairs rejected, an unverified pair counting half): wrong-but-on-topic answers on their own;
+  pairs rejected, an unverified pair counting half), and the AUC of the decision *score*
+  (judging_figures.decision_score: the evidence's margin, or the panel's μ − τ), which
+  also ranks the pairs within each side: wrong-but-on-topic answers on their own;
 - each piece of evidence alone (relevance cosine, each likelihood signal, expected score,
   P(pass)): its AUC against the good pairs per kind of bad answer, and its pairwise
   accuracy, standing and threshold on the run's own canary pairs (calibration.evidence);
@@ -155,12 +157,18 @@ def show(f: Figures, tau: float) -> None:
     print(f"unverified: {f.decision.unverified} of {f.pairs} pairs (no evidence shown "
           "informative: counted as not right)")
     print()
-    aucs = f.decision_auc
+    aucs, scores = f.decision_auc, f.score_auc
+
+    def fmt(table: dict[str, float], k: str) -> str:
+        return "-" if k not in table or math.isnan(table[k]) else f"{table[k]:.2f}"
+
+    print("decision AUC: of accept/reject itself; score AUC: of the decision score (the "
+          "evidence's margin or the panel's μ − τ), which ranks within each side")
     benchlib.print_table(
-        ("kind", "pairs", "unverified", "decision right", "decision AUC vs good"),
+        ("kind", "pairs", "unverified", "decision right", "decision AUC vs good",
+         "score AUC vs good"),
         [(k, t.pairs, t.unverified, benchlib.pct(t.right(k == "good"), t.pairs),
-          "-" if k not in aucs or math.isnan(aucs[k]) else f"{aucs[k]:.2f}")
-         for k, t in f.kinds.items()], "lrrrr")
+          fmt(aucs, k), fmt(scores, k)) for k, t in f.kinds.items()], "lrrrrr")
     print(f"reasons: {benchlib.fmt_reasons(f.reasons)}")
     print("AUC of the panel's raw signals (mean over a pair's reviewers; 0.5 = chance): "
           + ", ".join(f"{name} {a:.2f} on {n} pairs" if not math.isnan(a) else f"{name} n/a"
@@ -266,7 +274,7 @@ def main() -> int:
          "auc": f.relevance_auc},
         "kinds": {k: {"right": t.right(k == "good"), "pairs": t.pairs, "unverified": t.unverified}
                   for k, t in f.kinds.items()},
-        "decision_auc": f.decision_auc,
+        "decision_auc": f.decision_auc, "score_auc": f.score_auc,
         "reasons": f.reasons, "best_single": best.judge if best else None,
         "signal_auc": {k: {"auc": a, "pairs": n} for k, (a, n) in f.signal_auc.items()},
         "panel_gain": f.panel_gain,

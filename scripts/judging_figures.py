@@ -82,6 +82,8 @@ class RecordView(BaseModel):
     reviews: list[ReviewView] = []
     relevance: RelevanceView | None = None
     likelihood: LikelihoodView | None = None
+    mean: float | None = None
+    margin: float | None = None
 
     @field_validator("relevance", mode="before")
     @classmethod
@@ -109,6 +111,20 @@ class RecordView(BaseModel):
         if self.decision == "unverified":
             return None
         return self.decision == "accepted" or self.reason == "duplicate"
+
+
+def decision_score(r: RecordView, tau: float) -> float:
+    """The decision as a score that ranks within each side: the cheap evidence's margin
+    where it decided (≥ 0 accepted), the panel's μ − τ where the panel did, and for a
+    record with neither (a stage's failure, unverified) +inf accepted, −inf rejected, 0
+    unverified (a tie at the line)."""
+    if r.margin is not None:
+        return r.margin
+    if r.mean is not None and r.reason in ("accepted", "low_score", "adjudicated_accept",
+                                           "adjudicated_reject", "duplicate"):
+        return r.mean - tau
+    said = r.says_good
+    return 0.0 if said is None else math.inf if said else -math.inf
 
 
 @dataclass
@@ -213,6 +229,8 @@ class Figures:
     relevance_auc: float
     kinds: dict[str, KindTally]
     reasons: dict[str, int]
+    score_auc: dict[str, float]
+    """Per kind of bad answer: the AUC of `decision_score` against the good pairs."""
     signal_auc: dict[str, tuple[float, int]]
     """AUC of each raw signal the panel had, averaged over a pair's reviewers: "expected
     score" (probability-weighted), "sampled score", "P(pass)"; with the pairs it covers."""
@@ -265,10 +283,14 @@ def figures(items: Sequence[Item], records: Sequence[RecordView], tau: float) ->
         tally.pairs += 1
         tally.accepted += r.says_good is True
         tally.unverified += r.says_good is None
+    scored = [(item.kind, decision_score(r, tau)) for item, r in matched]
+    good = [(True, x) for k, x in scored if k == "good"]
+    score_auc = {k: auc(good + [(False, x) for kk, x in scored if kk == k])
+                 for k in KINDS if k != "good" and k in kinds}
     return Figures(decision, reviewers, relevance,
                    auc([(t, cosine) for t, cosine, _ in rel]),
                    {k: kinds[k] for k in KINDS if k in kinds},
-                   benchlib.tally(r.reason for _, r in matched), signal_aucs(truth))
+                   benchlib.tally(r.reason for _, r in matched), score_auc, signal_aucs(truth))
 
 
 def signal_aucs(truth: Sequence[tuple[bool, RecordView]]) -> dict[str, tuple[float, int]]:

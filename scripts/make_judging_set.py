@@ -21,6 +21,7 @@ import argparse
 import json
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -152,13 +153,15 @@ def _partners(kind: str, src: Item, goods: list[Item]) -> list[Item]:
             and (g.domain == src.domain) == same]
 
 
-def corrupted_items(goods: list[Item], rng: random.Random) -> list[Item]:
-    """CORRUPTIONS[kind] bad pairs of each kind, each from a different good pair where the
-    good pairs allow it (numbers_changed prefers math pairs: numbers matter most there)."""
+def corrupted_items(goods: list[Item], rng: random.Random,
+                    corruptions: dict[str, int] | None = None) -> list[Item]:
+    """corruptions[kind] (default CORRUPTIONS) bad pairs of each kind, each from a different
+    good pair where the good pairs allow it (numbers_changed prefers math pairs: numbers
+    matter most there)."""
     order = rng.sample(goods, len(goods))
     used: set[str] = set()
     out = []
-    for kind, count in CORRUPTIONS.items():
+    for kind, count in (CORRUPTIONS if corruptions is None else corruptions).items():
         pool = [g for g in order if _feasible(kind, g, goods)]
         if kind == "numbers_changed":
             pool.sort(key=lambda g: g.domain != "math")  # stable: math first, rng order kept
@@ -198,19 +201,22 @@ def render(items: list[Item]) -> str:
     return "".join(json.dumps(item.model_dump(), ensure_ascii=False) + "\n" for item in items)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(make: Callable[[], list[Item]] = build, out: Path = OUT, kinds: tuple[str, ...] = KINDS,
+         description: str = (__doc__ or "").splitlines()[0]) -> int:
+    """The command line: writes (or with --check compares) what `make` builds; the defaults
+    are this set's, another set's script passes its own."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--check", action="store_true", help="only say whether the file is up to date")
-    ap.add_argument("--out", type=Path, default=OUT, help=f"where to write (default {OUT.name})")
+    ap.add_argument("--out", type=Path, default=out, help=f"where to write (default {out.name})")
     args = ap.parse_args()
-    items = build()
+    items = make()
     text = render(items)
     if args.check:
         same = args.out.is_file() and args.out.read_text(encoding="utf-8") == text
         print(f"{args.out}: {'up to date' if same else 'differs from what this script makes'}")
         return 0 if same else 1
     args.out.write_text(text, encoding="utf-8")
-    counts = {k: sum(i.kind == k for i in items) for k in KINDS}
+    counts = {k: sum(i.kind == k for i in items) for k in kinds}
     print(f"{args.out}: {len(items)} pairs, "
           + ", ".join(f"{k} {n}" for k, n in counts.items()))
     return 0

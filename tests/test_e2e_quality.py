@@ -109,5 +109,6 @@ def test_a_default_run_is_decided_by_the_evidence_its_canaries_show(tmp_path: Pa
         assert rec["reason"] == "evidence_accept" and "correctness not checked" in rec["reason_detail"]
         assert rec["likelihood"]["model"] == "smol" and rec["relevance"]["cosine"] >= rec["relevance"]["threshold"]
         assert all(rv["verdict"] is None and rv["scores"] is None for rv in rec["reviews"])
+        assert rec["margin"] >= 0  # the decision as a score
     assert cal["panel_not_asked"] >= 3 * len(accepted)
     assert "decided by: the cheap evidence" in proc.stdout

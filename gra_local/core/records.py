@@ -254,6 +254,10 @@ class Record(Strict):
     """The relevance check's cosine and threshold; left out of the file when it did not run."""
     likelihood: LikelihoodScore | None = None
     """The likelihood signals of the response; left out of the file when it was not scored."""
+    margin: float | None = None
+    """Where the cheap evidence decided: its decision score (≥ 0: every informative check
+    passed; 1: as typical as the run's canary originals; docs/method.md). Left out of the
+    file otherwise."""
 
 
 # --- calibration canaries (made by core.quality.canaries, never written as data) -----

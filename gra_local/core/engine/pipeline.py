@@ -139,14 +139,14 @@ class Pipeline:
         return passed, contested
 
     def _keep_distinct(self, passed: list[tuple[Candidate, Decision]]) -> None:
-        """Accept what passed, highest μ first, unless it repeats a seed or a sample
+        """Accept what passed, highest μ (or evidence margin) first, unless it repeats a seed or a sample
         already kept (step 4b); the dropped go to rejected.jsonl as duplicates. Once the
         round has its samples, the rest stay in the journal, undecided."""
         if not passed:
             return
         by_id = {c.id: (c, d) for c, d in passed}
         wanted = self.ctx.options.samples - self.state.dir.accepted_in(passed[0][0].round)
-        items = [(c.id, c.draft.instruction if c.draft else "", d.mean or 0.0) for c, d in passed]
+        items = [(c.id, c.draft.instruction if c.draft else "", _rank(d)) for c, d in passed]
         for cid, dup in self.state.dedup.sift(items, wanted):
             cand, decision = by_id[cid]
             if dup is None:
@@ -155,7 +155,7 @@ class Pipeline:
                 self._write(cand, Decision(
                     Status.REJECT, Reason.DUPLICATE,
                     f"{dup.method} similarity {dup.similarity:.3f} ≥ {dup.threshold} with "
-                    f"{dup.duplicate_of}", decision.mean, decision.std),
+                    f"{dup.duplicate_of}", decision.mean, decision.std, margin=decision.margin),
                     duplicate_of=dup.duplicate_of, similarity=dup.similarity)
 
     def _sampling(self, cand: Candidate) -> dict[str, dict[str, float | int]]:
@@ -189,7 +189,9 @@ class Pipeline:
             extra["relevance"] = cand.relevance
         if cand.likelihood is not None:
             extra["likelihood"] = cand.likelihood
-        left_out = {k for k in ("relevance", "likelihood") if k not in extra}
+        if decision.margin is not None:
+            extra["margin"] = decision.margin
+        left_out = {k for k in ("relevance", "likelihood", "margin") if k not in extra}
         data = record.model_copy(update=extra).model_dump(mode="json", exclude=left_out or None)
         state.outputs[written].append(data)
         state.dir.decided.add(cand.id)
@@ -205,6 +207,13 @@ class Pipeline:
                                                for rv in cand.reviews)
         self.ctx.emit(RecordDecided(cand.id, written.value, decision.reason.value, decision.mean,
                                     state.dir.accepted_in(cand.round), opts.samples))
+
+
+def _rank(decision: Decision) -> float:
+    """Which of two twins dedup keeps: the panel's μ, else the cheap evidence's margin."""
+    if decision.mean is not None:
+        return decision.mean
+    return decision.margin if decision.margin is not None else 0.0
 
 
 def _weigh(cand: Candidate, decision: Decision) -> None:

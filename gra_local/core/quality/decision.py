@@ -231,6 +231,9 @@ class Decision:
     weights: tuple[tuple[int, float], ...] = ()
     """(panel slot, weight) of each review that decided with a calibrated weight; the
     round writes them to the reviews (`Review.weight`), hence to the records."""
+    margin: float | None = None
+    """Where the cheap evidence decided (off_topic, evidence_reject, evidence_accept): its
+    decision score, `Evidence.margin` (≥ 0: every informative check passed)."""
 
     @property
     def final(self) -> bool:
@@ -247,19 +250,23 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if cand.failed is not None:
         return _failure(cand, rule)
     rel = cand.relevance
+    evidence = calibration.evidence
+    values = piece_values(cand) if evidence is not None else {}
+    scored = None if evidence is None else \
+        evidence.margin(values, None if rel is None else rel.threshold)
+    margin = None if scored is None else scored[0]
     if rel is not None and relevance_vetoes(rel.cosine, rel.threshold):
         return Decision(Status.REJECT, Reason.OFF_TOPIC, f"cosine(instruction, response) "
-                        f"{rel.cosine:.4f} < relevance threshold {rel.threshold:.4f}")
-    evidence = calibration.evidence
+                        f"{rel.cosine:.4f} < relevance threshold {rel.threshold:.4f}",
+                        margin=margin)
     if evidence is not None:
-        values = piece_values(cand)
         if (failed := evidence.failing(values)) is not None:
             check, value = failed
             return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{check.piece} {value:.4f} "
                             f"< threshold {check.threshold} (set on {evidence.pairs} canary "
-                            f"pairs; catches {', '.join(check.kinds)})")
+                            f"pairs; catches {', '.join(check.kinds)})", margin=margin)
         if not evidence.panel_decides:
-            return _unreviewed(evidence, values, reached)
+            return _unreviewed(evidence, values, reached, scored)
     weights: dict[int, float] = {}
     if calibration.weighs_vetoes:
         if reached < Reached.CHECKED:
@@ -282,14 +289,17 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     return _scored(cand, rule, calibration, weights, reached)
 
 
-def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached) -> Decision:
+def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached,
+                scored: tuple[float, str] | None) -> Decision:
     """The panel is not informative: the cheap evidence decides, or nothing does yet."""
     if reached < Reached.SCORED:
         return PENDING
     if evidence.cheap_decides:
+        weakest = "" if scored is None else f"; margin {scored[0]:.2f} on {scored[1]}"
         return Decision(Status.ACCEPT, Reason.EVIDENCE_ACCEPT, f"passed every informative "
-                        f"check ({evidence.passed(values)}); correctness not checked: "
-                        f"{evidence.panel_note()}")
+                        f"check ({evidence.passed(values)}{weakest}); correctness not "
+                        f"checked: {evidence.panel_note()}", margin=None if scored is None
+                        else scored[0])
     return Decision(Status.UNVERIFIED, Reason.UNVERIFIED, f"no evidence shown informative on "
                     f"{evidence.pairs} canary pairs; {evidence.panel_note()}")
 

@@ -26,6 +26,7 @@ yet, the sample waits for more canaries and is kept as `unverified` if the run e
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -58,9 +59,19 @@ class Check:
     threshold: float
     kinds: tuple[str, ...]
     """The corruption kinds its threshold was set on (those it is informative on)."""
+    typical: float | None = None
+    """The median of the canaries' originals: where the margin (`Evidence.margin`) is 1."""
 
     def fails(self, value: float) -> bool:
         return round(value, DIGITS) < self.threshold
+
+    def margin(self, value: float) -> float | None:
+        """How far `value` is past the threshold, in units of the distance from the
+        threshold to the typical original: 0 at the threshold (≥ 0 passes), 1 at the typical
+        original, negative below; None without a typical original above the threshold."""
+        if self.typical is None or self.typical - self.threshold <= 10 ** -DIGITS:
+            return None
+        return (round(value, DIGITS) - self.threshold) / (self.typical - self.threshold)
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ class Evidence:
     pieces: Mapping[str, Discrimination] = field(default_factory=dict)
     """Every piece's discrimination, standing and (for a check) threshold."""
     checks: tuple[Check, ...] = ()
+    relevance_typical: float | None = None
+    """The median relevance cosine of the canaries' originals (for the margin)."""
 
     @property
     def pairs(self) -> int:
@@ -104,6 +117,25 @@ class Evidence:
             if value is not None and check.fails(value):
                 return check, value
         return None
+
+    def margin(self, values: Mapping[str, float],
+               relevance_threshold: float | None = None) -> tuple[float, str] | None:
+        """The decision score of the cheap evidence: the smallest margin (`Check.margin`)
+        over the informative checks and, when informative, the relevance veto (at
+        `relevance_threshold`), with the piece it is on. Every check passes exactly when
+        it is ≥ 0, so the accept/reject decision is this score against 0 and the score
+        ranks within each side: a rejected original sits just under 0, a swapped answer
+        far under. None when no informative piece has a value and a typical original."""
+        bounds = list(self.checks)
+        if self.relevance_decides and relevance_threshold is not None:
+            bounds.append(Check(RELEVANCE, round(relevance_threshold, DIGITS), (),
+                                self.relevance_typical))
+        margins = [(m, c.piece) for c in bounds if c.piece in values
+                   and (m := c.margin(values[c.piece])) is not None]
+        if not margins:
+            return None
+        low, piece = min(margins)
+        return round(low, DIGITS), piece
 
     def passed(self, values: Mapping[str, float]) -> str:
         """What the informative cheap evidence found, for an accepted record's detail."""
@@ -157,7 +189,7 @@ def evidence_of(readings: list[Reading], relevance_threshold: float | None = Non
             threshold = veto_threshold([r.values[name] for r in good if name in r.values],
                                        [r.values[name] for r in bad if r.kind in kinds and name in r.values])
             if threshold is not None:
-                checks.append(Check(name, threshold, kinds))
+                checks.append(Check(name, threshold, kinds, _median(good, name)))
         out[name] = d
     covered: set[str] = set()
     if relevance_threshold is not None and out.get(RELEVANCE) is not None \
@@ -168,7 +200,12 @@ def evidence_of(readings: list[Reading], relevance_threshold: float | None = Non
     kept = _adding(checks, good, bad, covered)
     for check in kept:
         out[check.piece] = out[check.piece].model_copy(update={"threshold": check.threshold})
-    return Evidence(out, tuple(kept))
+    return Evidence(out, tuple(kept), _median(good, RELEVANCE))
+
+
+def _median(rows: list[Reading], piece: str) -> float | None:
+    values = [r.values[piece] for r in rows if piece in r.values]
+    return round(statistics.median(values), DIGITS) if values else None
 
 
 def _caught(check: Check, rows: list[Reading]) -> set[str]:

@@ -35,7 +35,8 @@ def render_record(record: dict, override: dict | None = None) -> str:
         lines.append(f"[b $warning]override → {e(str(override.get('label')))}{e(note)}[/]")
     if record.get("reason_detail"):
         lines.append(f"[dim]{e(str(record['reason_detail']))}[/dim]")
-    lines.append(f"μ {num(record.get('mean'))}  σ {num(record.get('std'))}  "
+    margin = f"  margin {num(record['margin'])}" if record.get("margin") is not None else ""
+    lines.append(f"μ {num(record.get('mean'))}  σ {num(record.get('std'))}{margin}  "
                  f"domain {e(str(record.get('domain')))}  generator {e(str(record.get('generator')))}")
     lines += ["", "[b]Instruction[/b]", e(str(record.get("instruction") or "")),
               "", "[b]Response[/b]", e(str(record.get("response") or "")),

@@ -62,6 +62,9 @@ def test_informative_likelihood_decides_when_the_panel_is_not(tmp_path: Path) ->
     for rec in accepted:
         assert "correctness not checked: no reviewer shown better than chance" in rec["reason_detail"]
         assert rec["likelihood"]["pmi"] is not None
+        assert rec["margin"] >= 0 and f"margin {rec['margin']:.2f} on " in rec["reason_detail"]
+    for rec in records(out, "rejected.jsonl"):  # the evidence decided these too
+        assert rec["reason"] not in ("evidence_reject", "off_topic") or rec["margin"] < 0
     cal = data.calibration
     assert cal is not None and cal.evidence["likelihood pmi"].standing == "informative"
     # PMI and mean log-prob catch the same canaries here: one of them vetoes, not both

@@ -211,3 +211,29 @@ def test_extra_reviewers_score_but_are_not_checked() -> None:
     cand.reviews.append(Review(model="e", extra=True, scores=scores(9), score=9.0))
     decision = decide(cand, RULE, WEIGHTS, Reached.SCORED)
     assert decision.status is Status.ACCEPT and dict(decision.weights)[3] == 1.0
+
+
+def test_evidence_decisions_carry_their_margin() -> None:
+    """Where the cheap evidence decides, the decision carries its score (the record's
+    `margin`): ≥ 0 accepted, below 0 rejected, a far-off answer lower than a near miss;
+    where the panel decides, none."""
+    pieces = {"likelihood pmi": Discrimination(pairs=8, accuracy=1.0, p_better=0.99,
+                                               standing="informative", threshold=0.2),
+              "relevance": Discrimination(pairs=8, accuracy=1.0, p_better=0.99,
+                                          standing="informative")}
+    cal = Calibration("weight", evidence=Measured(pieces, (Check("likelihood pmi", 0.2, ("swapped",), 1.2),),
+                                                  relevance_typical=0.8))
+    def margin(pmi: float, cosine: float) -> tuple[Reason | None, float | None]:
+        d = decide(Evidence(verdicts=[None] * 3, pmi=pmi, cosine=cosine).candidate(), RULE, cal,
+                   Reached.SCORED)
+        return d.reason, d.margin
+    assert margin(1.2, 0.8) == (Reason.EVIDENCE_ACCEPT, pytest.approx(1.0))
+    assert margin(0.7, 0.8) == (Reason.EVIDENCE_ACCEPT, pytest.approx(0.5))  # the lower of the two
+    assert margin(0.1, 0.8) == (Reason.EVIDENCE_REJECT, pytest.approx(-0.1))
+    assert margin(-0.8, 0.8) == (Reason.EVIDENCE_REJECT, pytest.approx(-1.0))
+    assert margin(1.2, 0.3) == (Reason.OFF_TOPIC, pytest.approx(-0.25))  # (0.3 − 0.4) / (0.8 − 0.4)
+    assert "margin 0.50 on likelihood pmi" in decide(
+        Evidence(verdicts=[None] * 3, pmi=0.7, cosine=0.8).candidate(), RULE, cal, Reached.SCORED).detail
+    panel = decide(Evidence(scores=[9, 9, 9], pmi=0.7).candidate(), RULE, PANEL_INFORMATIVE,
+                   Reached.SCORED)
+    assert panel.reason is Reason.ACCEPTED and panel.margin is None

@@ -106,3 +106,25 @@ def test_a_check_is_kept_only_for_what_it_adds() -> None:
     with_relevance = evidence_of(readings, relevance_threshold=0.5)  # it catches the swaps
     assert [c.piece for c in with_relevance.checks] == [END]
     assert with_relevance.pieces[PMI].threshold is None and with_relevance.pieces[END].threshold == -5.0
+
+
+def test_the_margin_is_the_decision_as_a_score() -> None:
+    """Each check's margin is 0 at its threshold and 1 at the typical original; the
+    evidence's margin is the smallest over the checks and the relevance veto, so it is
+    ≥ 0 exactly when every check passes, and a far-off answer ranks below a near miss."""
+    rows = [({PMI: 0.5 + n / 10, REL: 0.7}, {PMI: -0.1 - n / 10, REL: 0.7}) for n in range(8)]
+    ev = evidence_of(pairs("swapped", rows))
+    check = ev.checks[0]
+    assert (check.threshold, check.typical) == (pytest.approx(0.2), pytest.approx(0.85))
+    assert check.margin(0.2) == 0 and check.margin(0.85) == pytest.approx(1)
+    assert check.margin(-0.45) == pytest.approx(-1)
+    for value in (-0.5, 0.19994, 0.19995, 0.19996, 0.2, 0.3):  # the sign is the check, rounding too
+        got = ev.margin({PMI: value})
+        assert got is not None and (got[0] >= 0) == (ev.failing({PMI: value}) is None)
+    assert ev.margin({PMI: -0.45}) == (pytest.approx(-1), PMI)
+    assert ev.margin({}) is None
+    rel = evidence_of(pairs("swapped", [({REL: 0.8 + n / 100}, {REL: 0.1}) for n in range(8)]))
+    assert rel.relevance_decides and rel.relevance_typical == pytest.approx(0.835)
+    assert rel.margin({REL: 0.4}, relevance_threshold=0.4) == (0, REL)
+    assert rel.margin({REL: 0.3}, relevance_threshold=0.4) == (pytest.approx(-0.1 / 0.435, abs=1e-4), REL)
+    assert rel.margin({REL: 0.3}) is None  # no threshold given: the veto is not known
