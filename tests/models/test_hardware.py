@@ -148,15 +148,40 @@ def test_memory_facts() -> None:
 
 
 def test_probe_on_this_machine() -> None:
+    """The probe and the planner's facts against what this machine says when asked here:
+    os.cpu_count, /proc/meminfo's MemTotal, nvidia-smi's presence, and llama.cpp itself
+    (imported in this process, apart from the probe's subprocess)."""
     hw = probe()
-    assert hw.cpu_logical >= 1
+    assert hw.cpu_logical == (os.cpu_count() or 1)
     if sys.platform.startswith("linux"):
-        assert hw.ram_total_bytes > 0 and 0 < hw.ram_available_bytes <= hw.ram_total_bytes
+        mem_total_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                            if line.startswith("MemTotal:"))
+        assert hw.ram_total_bytes == mem_total_kb * 1024
+        assert 0 < hw.ram_available_bytes <= hw.ram_total_bytes
     assert hw.llama is not None
     assert hw.llama.version == importlib.metadata.version("llama-cpp-python")
     assert "CPU" in hw.llama.backends
-    if not hw.gpus:  # this project's test machine: no GPU
-        assert hw.memory_facts().gpu_backend is None or hw.llama.gpu_offload
+    llama_cpp = pytest.importorskip("llama_cpp")
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    assert hw.llama.gpu_offload is offload
+    if sys.platform.startswith("linux") and shutil.which("nvidia-smi") is None:
+        assert hw.gpus == []  # no NVIDIA tool, no Apple GPU: nothing found
+    facts = hw.memory_facts()
+    assert facts.ram_total_bytes == hw.ram_total_bytes
+    assert facts.ram_available_bytes == hw.ram_available_bytes
+    if not offload:  # this project's test machine: a CPU build of llama.cpp
+        # nothing to offload to: the planner gets no backend, no VRAM and the reason
+        assert (facts.gpu_backend, facts.vram_total_bytes, facts.vram_free_bytes) == (None, None, None)
+        assert facts.gpu_count == len([g for g in hw.gpus if not g.unified])
+        if hw.llama.backend == "CPU":
+            assert facts.no_gpu_reason == "this llama.cpp build has no GPU backend"
+        else:
+            assert facts.no_gpu_reason == (f"llama.cpp is built with {hw.llama.backend} but found "
+                                           f"no {hw.llama.backend} device")
+    else:  # a GPU build that found its device
+        assert facts.gpu_backend == (hw.llama.backend if hw.llama.backend != "CPU" else "GPU")
+        if hw.gpus and all(g.memory_free_bytes is not None for g in hw.gpus):
+            assert facts.vram_free_bytes == sum(g.memory_free_bytes or 0 for g in hw.gpus)
 
 
 def _fake_exe(folder: Path, name: str, script: str) -> Path:

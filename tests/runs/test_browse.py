@@ -6,8 +6,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import EXAMPLE_SEEDS
+from fakes import Call, FakeBackend, fenced, scores
 
-from gra_local.core.records import Record
+from gra_local.core.config import ModelSpec, Registry
+from gra_local.core.engine.request import RunRequest
+from gra_local.core.engine.scheduler import Run
+from gra_local.core.options import RunOptions
+from gra_local.core.records import ModelRef, Record
 from gra_local.runs.browse import (
     DECISIONS,
     OVERRIDES,
@@ -16,6 +22,7 @@ from gra_local.runs.browse import (
     effective_decision,
     facets,
     find_runs,
+    is_adjudicated,
     load_overrides,
     load_records,
     mean_histogram,
@@ -77,9 +84,58 @@ def write_run(run_dir: Path, records: list[dict] = RECORDS, status: str = "compl
     return run_dir
 
 
-def test_records_follow_the_contract() -> None:
+def engine_run(out: Path) -> None:
+    """A small scripted run (tests/fakes.py's backend, one model, one batch of three):
+    by the order its scores are asked for, one sample is accepted, one scored low, one
+    contested (6, 10, 10) and rejected by its adjudicator (4)."""
+    first_seen: list[str] = []
+    asked: dict[str, int] = {}
+
+    def script(call: Call):
+        if call.role == "review_b":
+            instruction = fenced(call)[0]
+            if instruction not in first_seen:
+                first_seen.append(instruction)
+            asked[instruction] = asked.get(instruction, 0) + 1
+            plan = first_seen.index(instruction)
+            return [scores(9), scores(5), scores(6 if asked[instruction] == 1 else 10)][plan]
+        return scores(4) if call.role == "adjudicate" else None
+
+    names = ["a"]
+    options = RunOptions(samples=3, max_attempts=3, batch=3, seed_pool=8, dedup_threshold=None,
+                         canaries=0, judge="panel")
+    req = RunRequest(seeds=EXAMPLE_SEEDS, out_dir=out, options=options,
+                     registry=Registry(models=[ModelSpec(name=n, path=f"/models/{n}.gguf") for n in names]),
+                     refs={n: ModelRef(name=n, sha256="0" * 64, quantization="Q4_K_M") for n in names},
+                     models_source="test", cache_dir=out.parent / "cache")
+    backend = FakeBackend(script)
+    Run(req, backend, stop=backend.stop).execute()
+
+
+def test_records_follow_the_contract(tmp_path: Path) -> None:
+    """The records browse reads are the ones the engine writes, and they are Records; the
+    hand-made RECORDS the tests below filter and count have the engine's fields."""
+    engine_run(tmp_path / "run")
+    [info] = find_runs(tmp_path)
+    assert (info.status, info.accepted, info.rejected) == ("exhausted", 1, 2)
+    recs = load_records(info.path)
+    assert [(r["attempt"], r["decision"], r["reason"]) for r in recs] == [
+        (1, "accepted", "accepted"), (2, "rejected", "low_score"),
+        (3, "rejected", "adjudicated_reject")]
+    for r in recs:
+        rec = Record.model_validate(r)  # the full contract, on what the engine wrote
+        assert r == rec.model_dump(mode="json", exclude_unset=True)  # read back as written
+    assert [is_adjudicated(r) for r in recs] == [False, False, True]
+    adjudicated = Record.model_validate(recs[2])
+    assert adjudicated.adjudication is not None and adjudicated.adjudication.score == 4.0
+    assert (adjudicated.mean, adjudicated.adjudicator) == (pytest.approx(26 / 3), "a")
+    assert (facets(recs)["generator"], facets(recs)["reviewer"]) == (["a"], ["a"])
+
+    written = set(recs[0])
+    defaulted = {name for name, f in Record.model_fields.items() if not f.is_required()}
     for r in RECORDS:
         Record.model_validate(r)
+        assert set(r) <= written and written - set(r) <= defaulted, r["id"]
 
 
 def test_find_runs_depth_and_order(tmp_path: Path) -> None:

@@ -16,12 +16,14 @@ import orjson
 import pytest
 from ggufs import write_tiny_gguf
 
-from gra_local.backends.llama.decode import Decoder, Job, Outcome
-from gra_local.backends.llama.prompt import chat_prompt, load_llama
-from gra_local.backends.llama.sampling import GrammarError
-from gra_local.core.grammars import GRAMMARS, parse_json, token_budget
-
+# Before the imports below: each of them imports llama_cpp, so without llama-cpp-python
+# the module is skipped here rather than failing to import.
 llama_cpp = pytest.importorskip("llama_cpp")
+
+from gra_local.backends.llama.decode import Decoder, Job, Outcome  # noqa: E402
+from gra_local.backends.llama.prompt import chat_prompt, load_llama  # noqa: E402
+from gra_local.backends.llama.sampling import GrammarError  # noqa: E402
+from gra_local.core.grammars import GRAMMARS, parse_json, token_budget  # noqa: E402
 
 SMALL = r'''root ::= "{\"a\": " digit ", \"b\": \"" [a-z ]{1,12} "\"}"
 digit ::= [0-9]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from conftest import EXAMPLE_SEEDS
-from fakes import PASS, Call, FakeBackend, scores
+from fakes import PASS, Call, FakeBackend, default_reply, fenced, scores
 
 from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.request import RunRequest
@@ -58,7 +60,19 @@ def test_happy_path_writes_full_records_and_run_json(tmp_path: Path) -> None:
     assert data.counts.accepted == 3 and data.counts.attempts >= 3
     assert data.loads == {"a": 1}  # one model: loaded once for the whole run
     assert data.judge_validity["a"].valid == 1.0
-    assert data.prefix_cache["review_b"].prompt_evaluated < data.prefix_cache["review_b"].prompt_tokens
+    # The engine's token books against the calls the backend answered: each fake reply
+    # reports 100 prompt tokens, 30 of them evaluated (the rest from the prefix cache) and
+    # 20 completion tokens; every call counts once, in its stage and for its model.
+    stage_of = {"annotate": "annotate", "draft": "generate", "answer": "generate",
+                "review_a": "review_a", "review_b": "review_b"}
+    per_stage = Counter(stage_of[c.role] for c in backend.calls)
+    assert set(per_stage) == {"annotate", "generate", "review_a", "review_b"}
+    assert {stage: (pc.prompt_tokens, pc.prompt_evaluated, pc.reused)
+            for stage, pc in data.prefix_cache.items()} == \
+        {stage: (100 * n, 30 * n, 0.7) for stage, n in per_stage.items()}
+    n = len(backend.calls)
+    assert data.tokens["a"].model_dump() == {"prompt": 100 * n, "prompt_evaluated": 30 * n,
+                                            "completion": 20 * n}
 
 
 def test_loads_do_not_grow_with_samples(tmp_path: Path) -> None:
@@ -72,19 +86,46 @@ def test_loads_do_not_grow_with_samples(tmp_path: Path) -> None:
 
 
 def test_panel_excludes_generator_and_adjudicator_is_fresh(tmp_path: Path) -> None:
+    """Every sample contested, so every one goes to an adjudicator: the panel's first score
+    of a sample is 6 and its other two 10 (μ 8.67 ≥ τ 8, σ 1.89 > δ 1.5). Adjudicators b
+    and c score 9 (kept), the others 4 (rejected). The paper's rule: judge="panel"."""
+    keepers = {"b", "c"}
+    drafts = itertools.count(1)
+    asked: Counter[str] = Counter()  # score calls per instruction
+
     def script(call: Call):
-        if call.role == "review_b":  # force disagreement: one 10, others 7 → μ≈8, σ>1.5?
-            return scores(10) if call.request.seed % 2 else scores(6)
+        if call.role == "draft":  # instructions unique per draft, to count calls by them
+            return default_reply(call) | {"instruction": f"Question {next(drafts)}: what is 2 plus 2?"}
+        if call.role == "review_b":
+            instruction = fenced(call)[0]
+            asked[instruction] += 1
+            return scores(6 if asked[instruction] == 1 else 10)
+        if call.role == "adjudicate":
+            return scores(9 if call.model in keepers else 4)
         return None
 
     result, backend = run(tmp_path / "out", ["a", "b", "c", "d", "e"], FakeBackend(script),
-                          tau=6.0, delta=0.5, samples=6)
-    for rec in records(tmp_path / "out", "accepted.jsonl") + records(tmp_path / "out", "rejected.jsonl"):
+                          samples=6, judge="panel")
+    recs = records(tmp_path / "out", "accepted.jsonl") + records(tmp_path / "out", "rejected.jsonl")
+    adjudications = [c for c in backend.calls if c.role == "adjudicate"]
+    assert len(recs) == result.run_json.counts.adjudicated and len(adjudications) >= len(recs)
+    reasons = Counter(r["reason"] for r in recs)
+    assert reasons["adjudicated_accept"] == 6 and reasons["adjudicated_reject"] >= 1
+    assert set(reasons) == {"adjudicated_accept", "adjudicated_reject"}
+    for rec in recs:
         assert rec["generator"] not in rec["reviewers"]
         assert len(set(rec["reviewers"])) == 3 and rec["roles_shared"] is False
-        if rec["adjudication"]:
-            assert rec["adjudicator"] not in {rec["generator"], *rec["reviewers"]}
-            assert rec["reason"] in ("adjudicated_accept", "adjudicated_reject")
+        assert sorted(rv["score"] for rv in rec["reviews"]) == [6.0, 10.0, 10.0]
+        assert rec["mean"] == pytest.approx(26 / 3) and rec["std"] == pytest.approx(1.8856, abs=1e-4)
+        # one adjudicator, fresh (neither the generator nor a reviewer), asked about this sample
+        [call] = [c for c in adjudications if fenced(c)[0] == rec["instruction"]]
+        assert rec["adjudicator"] == call.model == rec["adjudication"]["model"]
+        assert rec["adjudicator"] not in {rec["generator"], *rec["reviewers"]}
+        kept = rec["adjudicator"] in keepers  # what it decided: its score against τ
+        assert rec["adjudication"]["score"] == (9.0 if kept else 4.0)
+        assert rec["adjudication"]["kept"] is kept
+        assert (rec["decision"], rec["reason"]) == (("accepted", "adjudicated_accept") if kept
+                                                    else ("rejected", "adjudicated_reject"))
 
 
 def test_instruction_fail_rejects(tmp_path: Path) -> None:
