@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TextIO
 
 from gra_local.backends.llama.process import LlamaProcessBackend
@@ -37,9 +39,17 @@ def review_command(args: argparse.Namespace, values: Mapping[str, object],
 
 def _execute(args: argparse.Namespace, options: RunOptions, stop: threading.Event,
              source: Source | None = None) -> int:
-    registry, models_file = load_models(args.models)
-    request = prepare_run(args.seeds, args.out, options, registry, models_file, args.restart,
-                          review=source is not None)
+    try:
+        with _stop_at_once():
+            registry, models_file = load_models(args.models)
+            request = prepare_run(args.seeds, args.out, options, registry, models_file,
+                                  args.restart, review=source is not None)
+        if stop.is_set():  # a Ctrl-C just before or after the checks
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        print(f"\ngra-local: interrupted while the run was being prepared: it did not start, "
+              f"nothing was written to {args.out}", file=sys.stderr)
+        return 130
     view = ProgressView(quiet=args.quiet)
     backend = RoutingBackend(LlamaProcessBackend(log_dir=args.out / "logs"))
     try:
@@ -49,6 +59,26 @@ def _execute(args: argparse.Namespace, options: RunOptions, stop: threading.Even
     print_summary(result.run_json, len(registry.models),
                   embedded=any(m.is_default for m in registry.models))
     return 130 if result.status == "interrupted" else 0
+
+
+@contextmanager
+def _stop_at_once() -> Iterator[None]:
+    """While the run is prepared (models hashed, servers contacted, the embedder loaded),
+    Ctrl-C or SIGTERM stops at once: nothing is written yet, so there is nothing to finish
+    or save. The run's own handler (cli._install_stop) is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def at_once(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, at_once) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def print_summary(data: RunReport, n_models: int, embedded: bool = False,

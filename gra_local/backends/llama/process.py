@@ -53,7 +53,9 @@ FIRST_RATE = 2.0
 """Tokens a second assumed before a session has measured its own (a slow CPU's 8B model
 decodes about that): a generous first deadline; silence still catches a stopped worker."""
 LOAD_TIMEOUT_S = 900.0
-"""Loading (reading weights, allocating, warming up) gets this long."""
+"""Loading (reading weights, allocating, warming up) gets this long (LOAD_TIMEOUT_ENV sets
+another); a load past it fails as any other (ModelError), so the CPU is tried next."""
+LOAD_TIMEOUT_ENV = "GRA_LOCAL_LOAD_TIMEOUT_S"
 CLOSE_WAIT_S = 5.0
 """An idle worker exits at once when asked; one that has not after this long is killed."""
 CANCEL_GRACE_S = 15.0
@@ -125,7 +127,7 @@ class LlamaProcessSession:
             "n_threads": spec.n_threads,
             "spare_cores": spare_cores,
             "chat_format": spec.chat_format,
-        }, loading=True, deadline_s=LOAD_TIMEOUT_S)
+        }, loading=True, deadline_s=float(os.environ.get(LOAD_TIMEOUT_ENV) or LOAD_TIMEOUT_S))
         self.info = LoadInfo(
             name=spec.name,
             seconds=reply["seconds"],
@@ -180,6 +182,13 @@ class LlamaProcessSession:
         self.lost = WorkerLost(f"model {self.spec.name!r}: {why}; worker killed; log {self.log_path}")
         return self.lost
 
+    def _timed_out(self, deadline_s: float) -> ModelError:
+        """Kill a worker whose load missed its deadline: a load failure (`load` falls back)."""
+        self._kill("load timeout")
+        return ModelError(f"model {self.spec.name!r}: {self.path} did not load within the load "
+                          f"timeout of {deadline_s:g} s ({LOAD_TIMEOUT_ENV}); worker killed; "
+                          f"log {self.log_path}")
+
     def _deadline_for(self, requests: Sequence[ChatRequest]) -> tuple[float, str]:
         """Seconds a call may take: SLACK × its tokens (prompt, counted generously as a
         token per 2 bytes, plus the whole token budget) at the slowest speed measured so
@@ -226,11 +235,15 @@ class LlamaProcessSession:
                     if now - signalled >= RESIGNAL_S:
                         self._proc.send_signal(signal.SIGUSR1)
                         signalled = now
-                if deadline_s is not None and now - start > deadline_s:
-                    raise self._kill(f"missed its deadline of {deadline_s:.0f} s ({why})")
+                wait = WAKE_S if cancel is not None else 1.0
+                if deadline_s is not None:
+                    if now - start > deadline_s:
+                        raise self._timed_out(deadline_s) if loading else self._kill(
+                            f"missed its deadline of {deadline_s:.0f} s ({why})")
+                    wait = min(wait, start + deadline_s - now + 0.01)
                 if not loading and now - last > stall_s:
                     raise self._kill(f"gave no sign of life for {now - last:.0f} s")
-                line = self._readline(WAKE_S if cancel is not None else 1.0)
+                line = self._readline(wait)
                 if line is None:
                     continue
                 if not line:

@@ -199,6 +199,15 @@ def _fail(kind: str, exc: BaseException) -> dict:
     return {"ok": False, "kind": kind, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _request(line: bytes) -> dict | None:
+    """The request a line holds; None for one that is not a JSON object."""
+    try:
+        req = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return req if isinstance(req, dict) else None
+
+
 def main() -> None:
     # Ctrl-C in the terminal reaches the whole process group; the parent decides when to
     # stop, and this worker finishes its current call first.
@@ -213,7 +222,11 @@ def main() -> None:
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
-        req = orjson.loads(line)
+        req = _request(line)
+        if req is None:  # answered, as a call that failed: the parent raises, the worker serves on
+            worker._send({"ok": False, "kind": "protocol",
+                          "error": f"malformed request line {line[:80]!r}: not a JSON object"})
+            continue
         op = req.get("op")
         if op == "close":
             channel.write(orjson.dumps({"ok": True}) + b"\n")
