@@ -1,7 +1,8 @@
 """The `gra-local` command: parse arguments, call the engine, render its events.
 
 Every user error becomes one line on stderr and exit code 2 (`--debug` shows the
-traceback); Ctrl-C stops after the current model call, writes run.json and exits 130.
+traceback); Ctrl-C stops after the current model call, writes run.json and exits 130 (while
+a run is being prepared, at once: commands/run.py).
 """
 
 from __future__ import annotations

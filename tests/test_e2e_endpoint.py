@@ -142,6 +142,9 @@ def test_a_server_killed_mid_run_interrupts_and_a_restart_resumes(tmp_path: Path
     assert run["worker_failures"]["remote"]["dropped"]
     before = [r["id"] for r in records(out)]
     assert 0 < len(before) < 60
+    # the outage became no verdict: no record says its model gave no reply (issue 21)
+    assert not [r["id"] for r in records(out) if "no reply" in r["reason_detail"]]
+    assert "no reply (the model's worker failed)" not in str(run["judge_validity"])
     kept = {name: (out / name).read_bytes() for name in ("accepted.jsonl", "rejected.jsonl")
             if (out / name).exists()}
 

@@ -62,6 +62,10 @@ class Candidate(BaseModel):
     relevance: RelevanceScore | None = Field(default=None, exclude=True)
     """The relevance check's figures (evidence the decision reads); recomputed on resume,
     never journaled."""
+    faulted: str | None = Field(default=None, exclude=True)
+    """Why a call of it got no answer (its model was dropped after repeated worker losses):
+    a fault, never a verdict. Left undecided for the rest of the session; never journaled,
+    so a rerun finishes it from its last snapshot."""
     failed: str | None = None  # a Reason value once the candidate is rejected early
     failed_detail: str = ""
     failed_reviewers: list[str] = Field(default_factory=list)

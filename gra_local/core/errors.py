@@ -35,15 +35,21 @@ class BackendError(GraError):
 
 class WorkerLost(BackendError):
     """A model's worker died (crash, OOM kill) or stopped answering within its deadline and
-    was killed. The run goes on: the calls count as that model's failures, the next call
-    starts a fresh worker, and a model that keeps failing is dropped for the run."""
+    was killed, or every server of an endpoint model was down through a call. A fault, never
+    a verdict: the calls of that wave are asked again of a fresh worker (or session), and a
+    model lost MAX_WORKER_LOSSES times stops the run (`ModelDown`)."""
 
 
-class EndpointDown(GraError):
+class ModelDown(GraError):
+    """A model the run needs was lost too often (its worker died or missed deadlines, or
+    its servers stayed unreachable): the run stops as `interrupted`, since it cannot go on
+    as configured without recording a fault as a verdict, and rerunning the same command
+    resumes it. The message names the model (an endpoint credential-free)."""
+
+
+class EndpointDown(ModelDown):
     """An endpoint model's servers stayed unreachable until the model was dropped (or were
-    unreachable when it was first needed): the run stops as `interrupted`, since it cannot
-    go on as configured, and rerunning the same command resumes it. The message names the
-    endpoint, credential-free."""
+    unreachable when it was first needed)."""
 
 
 class OutputError(GraError):

@@ -18,7 +18,7 @@ from textual.message import Message
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.errors import EndpointDown, error_message, error_notes
+from gra_local.core.errors import ModelDown, error_message, error_notes
 from gra_local.core.events import Event, Notice
 from gra_local.tui.errors import EXPECTED_ERRORS
 
@@ -101,8 +101,8 @@ class RunSession:
                          live_text=True)
             result = engine.execute()
         except EXPECTED_ERRORS as exc:  # as the CLI says it: one line, then what failed after
-            if isinstance(exc, EndpointDown) and engine is not None and not error_notes(exc):
-                # a server gone for good stops the run resumable, and run.json says so:
+            if isinstance(exc, ModelDown) and engine is not None and not error_notes(exc):
+                # a model lost for good stops the run resumable, and run.json says so:
                 # shown as a stop with its one line, not as a failure
                 self.sink(Notice(error_message(exc)))
                 result = RunResult(status=engine.status, out_dir=engine.out,

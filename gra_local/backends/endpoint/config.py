@@ -187,7 +187,8 @@ class Tuning:
     connect_timeout_s: float = 10.0
     probe_timeout_s: float = 10.0
     """Timeout of each detection request at connect time."""
-    lost_after_calls: int = 2
-    """Straight `chat_many` calls in which no request got a reply while every server was
-    down (benched for connection faults, timeouts, 5xx or garbage; a 429 is not down): at
-    this many, the session raises WorkerLost."""
+    lost_after_calls: int = 1
+    """Straight `chat_many` calls in which a request got no reply and every server is down
+    (benched for connection faults, timeouts, 5xx or garbage; a 429 is not down): at this
+    many, the session raises WorkerLost, so an outage's failed requests are asked again by
+    the engine rather than recorded as the model's failures."""

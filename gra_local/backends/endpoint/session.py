@@ -270,10 +270,10 @@ class EndpointSession:
             await asyncio.sleep(0.02)
 
     def _account(self, results: list[ChatResult]) -> None:
-        """Count calls in which nothing got a reply while every server was down."""
-        if any(r.finish_reason != "error" for r in results):
-            self._dead_calls = 0
-        elif all_down(self._servers, time.monotonic()):
+        """Count calls in which a request got no reply and every server is down at the end:
+        an outage, whose "error" results must not be handed out as the model's failures
+        (the caller gets WorkerLost and asks the whole call again)."""
+        if any(r.finish_reason == "error" for r in results) and all_down(self._servers, time.monotonic()):
             self._dead_calls += 1
         else:
             self._dead_calls = 0

@@ -9,7 +9,9 @@ resident, every model is loaded once for the whole run.
 An endpoint model (served by OpenAI-compatible servers) costs no local memory: it stays
 "loaded" (its session open) beside any local models and never counts against the budget or
 `max_models`. When its servers stay down until the model is dropped, the run stops with
-`EndpointDown` instead of going on without it.
+`EndpointDown` instead of going on without it. A local model whose worker is lost
+MAX_WORKER_LOSSES times is dropped: the samples waiting on it are left undecided for a rerun
+(waves.py), and the run goes on with the other models. A fault never becomes a verdict.
 
 The pool keeps the worker-loss books of this session: what a failed load means (`session`),
 which models are dropped and why (`lost`, `dropped`, `drop_reason`). run.json's
@@ -28,7 +30,8 @@ from gra_local.core.events import EventSink, ModelLoaded, ModelUnloaded, Notice
 from gra_local.core.stats import RunStats
 
 MAX_WORKER_LOSSES = 3
-"""A model whose worker dies or misses its deadline this often is dropped for the run."""
+"""A model whose worker dies or misses its deadline this often is dropped for the session
+(a rerun gives every model a new chance)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ class ModelPool:
     def lost(self, name: str, error: WorkerLost) -> None:
         """The model's worker is gone (crashed, or killed for missing a deadline): forget
         the session, so the next call loads a fresh one, unless this was one loss too many:
-        then the model is dropped for the rest of the run."""
+        then the model is dropped for the rest of the session (an endpoint model stops the
+        run: EndpointDown)."""
         sess = self._loaded.pop(name, None)
         if sess is not None:
             sess.close()
@@ -124,11 +128,11 @@ class ModelPool:
         if losses >= MAX_WORKER_LOSSES:
             if not self._local(name):
                 raise self._down(name, error.message)
-            self.emit(Notice(f"model {name!r} dropped for the rest of the run after "
-                             f"{losses} worker failures (last: {error.message})"))
+            self.emit(Notice(f"model {name!r} dropped for the rest of the run after {losses} "
+                             f"worker failures (last: {error.message}); the samples waiting "
+                             "on it are left for a rerun to finish"))
         else:
-            self.emit(Notice(f"{error.message}; its calls count as failures, and the next "
-                             "one starts a fresh worker"))
+            self.emit(Notice(f"{error.message}; its calls are asked again of a fresh worker"))
 
     def _down(self, name: str, reason: str) -> EndpointDown:
         """The run cannot go on without an endpoint model: stop it, resumable. Its URLs were

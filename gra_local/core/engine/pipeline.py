@@ -48,6 +48,9 @@ class Pipeline:
         self.routing = Routing(self.rule, state.book.calibration) if state.opts.routing else None
         self.held: list[Candidate] = []
         """Samples nothing informative could decide yet: they join the next batch."""
+        self.faulted: dict[str, str] = {}
+        """Candidates left undecided by a fault in this session (id → why): the run ends
+        interrupted, and a rerun finishes them."""
 
     def decide(self, cand: Candidate, reached: Reached) -> Decision:
         """The decision on `cand` under the calibration the canaries have given so far."""
@@ -108,7 +111,11 @@ class Pipeline:
         self.held = []
 
     def _live(self, cands: list[Candidate]) -> list[Candidate]:
-        return [c for c in cands if c.id not in self.state.dir.decided]
+        """Not decided yet, nor left by a fault (`Candidate.faulted`: for a rerun)."""
+        for cand in cands:
+            if cand.faulted and cand.id not in self.faulted:
+                self.faulted[cand.id] = cand.faulted
+        return [c for c in cands if c.id not in self.state.dir.decided and not c.faulted]
 
     def _settle(self, cands: list[Candidate], reached: Reached, checkpoint: bool = True) -> None:
         """Write every rejection the evidence up to the instruction checks settles (a

@@ -25,7 +25,7 @@ from gra_local.core.engine.run_json import build_run_json
 from gra_local.core.engine.source import Source
 from gra_local.core.engine.state import RunState, open_state
 from gra_local.core.engine.waves import StageContext, Stopped
-from gra_local.core.errors import BackendError, ConfigError, EndpointDown, error_message
+from gra_local.core.errors import ConfigError, ModelDown, error_message
 from gra_local.core.events import EventSink, Notice, RunFinished, RunStarted, ignore
 from gra_local.core.quality.dedup_gate import DedupGate
 from gra_local.core.quality.relevance import MIN_GOOD, Relevance
@@ -140,8 +140,9 @@ class Run:
                 self.source.prepare(self, seeds_sha, scan)
                 self._start_relevance()
                 state.status = self.source.rounds(self)
-            except (Stopped, KeyboardInterrupt, EndpointDown) as exc:
-                # a second Ctrl-C too, or a server gone for good: the directory resumes
+                self._left_by_faults()
+            except (Stopped, KeyboardInterrupt, ModelDown) as exc:
+                # a second Ctrl-C too, or a model lost for good: the directory resumes
                 state.status = "interrupted"
                 if not isinstance(exc, Stopped):
                     raise
@@ -155,6 +156,21 @@ class Run:
         stats = self.state.stats
         self.emit(RunFinished(self.status, stats.counts.accepted, stats.counts.rejected))
         return RunResult(status=self.status, out_dir=self.out, run_json=self.run_json)
+
+    def _left_by_faults(self) -> None:
+        """Samples a dropped model left undecided: unless the run has its samples anyway
+        (then they stay in the journal, as the contested do), it is not over (ModelDown: it
+        ends interrupted, and rerunning the same command finishes them)."""
+        faulted = self.pipeline.faulted
+        if not faulted:
+            return
+        why = "; ".join(sorted(set(faulted.values())))
+        if self.state.status == "complete":
+            self.emit(Notice(f"{len(faulted)} samples were left undecided ({why}); the run has "
+                             "its samples without them"))
+            return
+        raise ModelDown(f"{len(faulted)} samples were left undecided: {why}; rerun the same "
+                        "command to finish them")
 
     def _close(self, outer: BaseException | None) -> None:
         """The run's last bookkeeping, every step tried. While an error is on its way out
@@ -231,13 +247,13 @@ class Run:
 
     def usable(self, role: Role) -> list[str]:
         """The models that can play `role`, less those dropped after repeated worker
-        failures; BackendError when none is left (the run ends resumable)."""
+        failures; ModelDown when none is left (the run ends interrupted, resumable)."""
         names = [m.name for m in self.req.registry.with_role(role)]
         usable = self.state.pool.usable(names)
         if not usable:
-            raise BackendError(f"every model that can play the {role.value} role was dropped after "
-                               f"repeated worker failures ({', '.join(names)}); see the notes above "
-                               "and the model logs, then resume")
+            why = "; ".join(f"{n}: {self.state.pool.drop_reason(n)}" for n in names)
+            raise ModelDown(f"every model that can play the {role.value} role was dropped ({why}); "
+                            "the run stopped: rerun the same command to resume")
         return usable
 
     def canaries(self, round_no: int) -> list[Candidate]:

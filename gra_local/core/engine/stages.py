@@ -37,8 +37,8 @@ from gra_local.core.records import RelevanceScore, Review
 
 def generate(ctx: StageContext, cands: list[Candidate]) -> None:
     """Draft and answer for each candidate that has none (given pairs and canaries have)."""
-    todo = [c for c in cands if not c.failed and c.response is None]
-    run_tasks(ctx, "generate", [Task(c.generator, generate_steps(ctx, c), generate_calls(c))
+    todo = [c for c in cands if not c.failed and not c.faulted and c.response is None]
+    run_tasks(ctx, "generate", [Task(c.generator, generate_steps(ctx, c), generate_calls(c), cand=c)
                                 for c in todo])
 
 
@@ -56,9 +56,9 @@ def relevance(cands: list[Candidate], check: Relevance | None) -> None:
 
 def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) -> None:
     """The scoring model reads each answer (core.quality.likelihood): one forward pass per
-    pair, no sampling. A model that cannot score (a server), a lost worker (counted as the
-    model's loss) or a pair with nothing to score leaves the candidate without this
-    evidence; the decision does without it."""
+    pair, no sampling. A model that cannot score (a server) or a pair with nothing to score
+    leaves the candidate without this evidence; the decision does without it. A lost worker
+    is a fault, not missing evidence: the pairs are read again by a fresh one."""
     todo = [c for c in cands if not c.failed and c.response is not None and c.draft is not None
             and c.likelihood is None]
     if scorer is None or not todo or ctx.pool.dropped(scorer):
@@ -66,17 +66,20 @@ def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) ->
     ctx.checkpoint()
     ctx.emit(StageStarted(ctx.round, "likelihood", len(todo)))
     start = time.perf_counter()
+    requests = [lk.request(prompts.answer(c.draft.instruction), c.response or "")
+                for c in todo if c.draft is not None]
     try:
-        session = ctx.pool.session(scorer)
-        if not isinstance(session, Scorer):
-            return
-        results = session.score_many([lk.request(prompts.answer(c.draft.instruction), c.response or "")
-                                      for c in todo if c.draft is not None], cancel=ctx.stop)
-    except WorkerLost as exc:
-        if ctx.stop.is_set():
-            raise Stopped from None
-        ctx.pool.lost(scorer, exc)
-        return
+        while True:  # a lost worker is a fault: the same pairs again, on a fresh one
+            try:
+                session = ctx.pool.session(scorer)
+                if not isinstance(session, Scorer):
+                    return
+                results = session.score_many(requests, cancel=ctx.stop)
+                break
+            except WorkerLost as exc:
+                if ctx.stop.is_set():
+                    raise Stopped from None
+                ctx.pool.lost(scorer, exc)  # one loss too many stops the run (ModelDown)
     finally:
         ctx.stats.stage("likelihood").seconds += time.perf_counter() - start
     if any(r.finish_reason == "cancelled" for r in results):
@@ -99,8 +102,8 @@ def _passes(ctx: StageContext, stage: str, cands: list[Candidate], needs: Needs,
     """Ask every slot that `needs` asking (`slots`: only these of each candidate); a failed
     slot gets a replacement reviewer, asked in the next pass."""
     for _ in range(MAX_SLOT_FAILURES + 1):
-        tasks = [Task(rv.model, steps(ctx, c, slot))
-                 for c in cands if not c.failed
+        tasks = [Task(rv.model, steps(ctx, c, slot), cand=c)
+                 for c in cands if not c.failed and not c.faulted
                  for slot, rv in enumerate(c.reviews)
                  if needs(rv) and (slots is None or slot in slots(c))]
         if not tasks:
@@ -170,10 +173,10 @@ def adjudicate(ctx: StageContext, cands: list[Candidate]) -> None:
     for _ in range(MAX_ADJUDICATORS):
         tasks = []
         for c in cands:
-            if c.failed or c.adjudication is not None:
+            if c.failed or c.faulted or c.adjudication is not None:
                 continue
             model = c.adjudicators[c.adjudication_tries % len(c.adjudicators)]
-            tasks.append(Task(model, adjudicate_steps(ctx, c, model)))
+            tasks.append(Task(model, adjudicate_steps(ctx, c, model), cand=c))
         if not tasks:
             return
         run_tasks(ctx, "adjudicate", tasks)

@@ -41,7 +41,7 @@ from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry
 from gra_local.core.engine.concurrent import SERIAL, Aborted, Gate, run_groups
 from gra_local.core.engine.model_pool import ModelPool
-from gra_local.core.errors import BackendError, WorkerLost
+from gra_local.core.errors import BackendError, ModelDown, WorkerLost
 from gra_local.core.events import EventSink, Generating, StageProgress, StageStarted
 from gra_local.core.options import RunOptions
 from gra_local.core.quality.decision import PENDING, Decision, Reached
@@ -95,6 +95,9 @@ class Task:
     calls: int = 1
     """Calls the task expects to make (the stage's progress total); retries add to it."""
     made: int = 0
+    cand: Candidate | None = None
+    """The candidate it works on (None: a seed's annotation): left undecided, `faulted`, when
+    the task's model is dropped before answering it."""
 
 
 class _Progress:
@@ -169,14 +172,17 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
         requests = [request for _, request in pending]
         try:
             with gate.held():
+                if ctx.pool.dropped(model):
+                    _leave(ctx, model, [t for t, _ in pending], progress)
+                    return
                 session = _session(ctx, stage, model, gate)
             results = _wave(ctx, session, requests, gate)
         except WorkerLost as exc:
             if ctx.stop.is_set():
                 raise Stopped from None  # a stop killed it, or it died meanwhile: resume redoes the wave
-            with gate.held():
-                ctx.pool.lost(model, exc)
-            results = [_failed(request) for request in requests]
+            with gate.held():  # a fault, never a verdict: the same calls again, on a fresh
+                ctx.pool.lost(model, exc)  # worker, until the model is dropped
+            continue
         except BackendError as exc:  # name the step: the worker knows only the request
             raise BackendError(f"{stage} with {model}: {exc}") from None
         with gate.held():  # the whole wave at once: no other group sees half of it
@@ -189,31 +195,35 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
         pending = following
 
 
-def _session(ctx: StageContext, stage: str, model: str, gate: Gate) -> Session | None:
-    """The model's session, loaded if need be; None when the model was dropped. What a
-    failed load means is the pool's to say (`ModelPool.session`): a reload after a lost
-    worker that fails raises WorkerLost, which the caller counts as one more loss."""
-    if ctx.pool.dropped(model):
-        return None
+def _session(ctx: StageContext, stage: str, model: str, gate: Gate) -> Session:
+    """The model's session, loaded if need be. What a failed load means is the pool's to
+    say (`ModelPool.session`): a reload after a lost worker that fails raises WorkerLost,
+    which the caller counts as one more loss."""
     session = ctx.pool.session(model)
     if ctx.live_text and hasattr(session, "on_partial"):
         session.on_partial = partial(_emit_partial, ctx, gate, model, stage)
     return session
 
 
-def _failed(request: ChatRequest) -> ChatResult:
-    """The result of a call that got no reply (the worker was lost, or its model dropped)."""
-    return ChatResult(text="", finish_reason="error", prompt_tokens=0, completion_tokens=0)
+def _leave(ctx: StageContext, model: str, tasks: list[Task], progress: _Progress) -> None:
+    """The model was dropped with these tasks unanswered: a fault, never a verdict. Their
+    candidates are left undecided (`faulted`: the journal keeps them as they were, and a
+    rerun finishes them); a seed's annotation cannot wait, so the run stops (ModelDown)."""
+    why = ctx.pool.drop_reason(model)
+    if any(t.cand is None for t in tasks):
+        raise ModelDown(f"model {model!r} was dropped ({why}) before it annotated every seed; "
+                        "the run stopped: rerun the same command to resume")
+    for task in tasks:
+        task.steps.close()  # nothing of the unanswered call reaches the candidate
+        progress.finished(task)
+        assert task.cand is not None
+        task.cand.faulted = f"model {model!r} was dropped ({why})"
 
 
-def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest],
+def _wave(ctx: StageContext, session: Session, requests: list[ChatRequest],
           gate: Gate) -> list[ChatResult]:
     """The results of one wave, in request order; raises Stopped (Aborted: another group
-    failed), with nothing handed out, when that cut the wave short. Without a session (its
-    model dropped), every call fails."""
-    if session is None:
-        ctx.checkpoint(gate.abort)
-        return [_failed(request) for request in requests]
+    failed), with nothing handed out, when that cut the wave short."""
     results: list[ChatResult | None] = [None] * len(requests)
     while True:
         todo = [i for i, result in enumerate(results) if result is None]
@@ -223,7 +233,7 @@ def _wave(ctx: StageContext, session: Session | None, requests: list[ChatRequest
         with _interrupt(ctx, gate.abort) as cancel:
             got = session.chat_many([requests[i] for i in todo], cancel=cancel)
         if len(got) != len(todo):
-            raise RuntimeError(f"{session.info.name}: chat_many answered {len(got)} of "
+            raise BackendError(f"{session.info.name}: chat_many answered {len(got)} of "
                                f"{len(todo)} requests")
         cut = False
         for i, result in zip(todo, got, strict=True):

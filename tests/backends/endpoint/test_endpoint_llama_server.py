@@ -76,7 +76,9 @@ def test_grammar_bound_replies_are_valid_and_in_request_order(llama_server: Llam
     assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 and r.seconds > 0 for r in results)
 
 
-def test_a_killed_server_errors_then_is_lost_and_a_restarted_one_serves(tmp_path: Path) -> None:
+def test_a_killed_server_is_lost_at_once_and_a_restarted_one_serves(tmp_path: Path) -> None:
+    """An outage is a fault, never the model's failed replies: the call in flight when the
+    server dies raises WorkerLost (the engine asks it again), no "error" result is handed out."""
     endless = write_tiny_gguf(tmp_path / "endless.gguf", eos_bias=-20)  # never stops by itself
     server = LlamaServer(endless, tmp_path / "server.log").start()
     config = EndpointConfig(name="remote-endless", urls=(server.url,))
@@ -87,10 +89,9 @@ def test_a_killed_server_errors_then_is_lost_and_a_restarted_one_serves(tmp_path
         killer = threading.Timer(1.0, server.kill)  # the first call takes ~5 s, the rest queue
         killer.start()
         try:
-            results = session.chat_many([long_call, long_call, long_call])
-            assert [r.finish_reason for r in results] == ["error"] * 3, results
-            assert all(r.text == "" and r.completion_tokens == 0 for r in results)
             with pytest.raises(WorkerLost) as lost:
+                session.chat_many([long_call, long_call, long_call])
+            with pytest.raises(WorkerLost):  # and stays lost
                 session.chat_many([long_call])
         finally:
             killer.cancel()

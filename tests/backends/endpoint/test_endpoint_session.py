@@ -103,13 +103,10 @@ def test_a_reply_past_its_deadline_is_retried(fake: FakeServer) -> None:
     assert time.monotonic() - started < 2.5  # the 0.5 s deadline cut the first call short
 
 
-@pytest.mark.parametrize(("faults", "posts", "fault", "benched"), [
-    ([Reply(status=500, body=b"{}") for _ in range(10)], FAST.retries + 1, "HTTP 500", True),
-    ([Reply(status=400, body=b'{"error": "bad grammar"}')], 1, "HTTP 400", False),
-], ids=["5xx-retried-a-bounded-number-of-times", "rejected-not-retried"])
-def test_a_call_that_keeps_failing_is_an_error_result(fake: FakeServer, faults: list[Reply], posts: int,
-                                                      fault: str, benched: bool) -> None:
-    fake.script = faults
+def test_a_request_the_server_rejects_is_an_error_result(fake: FakeServer) -> None:
+    """A 4xx is the request's own problem: not retried, the server not benched, the
+    result "error" (the call's failure, not an outage)."""
+    fake.script = [Reply(status=400, body=b'{"error": "bad grammar"}')]
     session = open_session(fake.url)
     try:
         result = session.chat(request())
@@ -117,9 +114,24 @@ def test_a_call_that_keeps_failing_is_an_error_result(fake: FakeServer, faults: 
     finally:
         session.close()
     assert (result.finish_reason, result.text, result.completion_tokens) == ("error", "", 0)
-    assert len(fake.posts()) == posts
-    assert status.last_fault is not None and status.last_fault.startswith(fault)
-    assert status.benched is benched  # a server that rejects a request is not down
+    assert len(fake.posts()) == 1
+    assert status.last_fault is not None and status.last_fault.startswith("HTTP 400")
+    assert status.benched is False  # a server that rejects a request is not down
+
+
+def test_a_server_failing_every_retry_is_a_fault_not_a_reply(fake: FakeServer) -> None:
+    """5xx on every retry benches the only server: an outage, so the call raises WorkerLost
+    (the engine asks it again) instead of handing out an "error" result as the model's."""
+    fake.script = [Reply(status=500, body=b"{}") for _ in range(10)]
+    session = open_session(fake.url)
+    try:
+        with pytest.raises(WorkerLost, match="HTTP 500"):
+            session.chat(request())
+        status = session.servers()[0]
+    finally:
+        session.close()
+    assert len(fake.posts()) == FAST.retries + 1
+    assert status.benched is True
 
 
 def test_a_url_refusing_connections_is_benched_and_the_other_answers(fake: FakeServer) -> None:
@@ -151,15 +163,13 @@ def test_a_server_that_dies_is_benched_while_the_other_carries_on() -> None:
     assert states[0].benched and states[1].replies == 8
 
 
-def test_worker_lost_once_every_server_stays_down(fake: FakeServer) -> None:
+def test_worker_lost_as_soon_as_every_server_is_down(fake: FakeServer) -> None:
     session = open_session(fake.url)
     try:
         assert session.chat(request()).finish_reason == "stop"
         fake.close()
-        first = session.chat_many([request(), request()])
-        assert [r.finish_reason for r in first] == ["error", "error"]
-        with pytest.raises(WorkerLost) as lost:
-            session.chat_many([request()])
+        with pytest.raises(WorkerLost) as lost:  # at once: no "error" result is handed out
+            session.chat_many([request(), request()])
         with pytest.raises(WorkerLost):  # the session stays dead: a fresh connect replaces it
             session.chat(request())
     finally:
