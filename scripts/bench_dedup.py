@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: semantic dedup at 50K, and real all-MiniLM-L6-v2 throughput.
+"""Benchmark: semantic dedup at 50K (or any size), and real all-MiniLM-L6-v2 throughput.
 
 a. Index: --refs synthetic unit vectors (dim 384) become references (add_reference), then
    --items new items are filtered in batches of --batch. A fraction of the items are
@@ -14,12 +14,14 @@ b. One item per filter() call (what DedupGate.check does) for --single more item
 c. MiniLM: if the embedder is fetched, texts/s for --minilm-texts (256, the cache batch
    size) instructions of 15-40 words in one embed() call, best of --repeat.
 
-The last line printed is exactly `dedup_50k_seconds=<add_reference + filter>`.
-A benchmark, not a test: run it on an otherwise idle machine.
+The last line printed is `dedup_<n>_seconds=<add_reference + filter seconds>`, its name
+carrying the size measured (figure_name): `dedup_50k_seconds` for the default 50K
+references + 50K items, `dedup_5k_seconds` in quick mode, `dedup_<refs>refs_<items>items_seconds`
+when the two differ. A benchmark, not a test: run it on an otherwise idle machine.
 
 `--quick` (CI, seconds): 5000 references + 5000 items, 100 naive and 50 single items,
-64 MiniLM texts timed once; the figure keeps its name (it is then a 5K figure). Config,
-cache and data dirs are private temporary ones (benchlib.private_user_dirs).
+64 MiniLM texts timed once; the figure is then `dedup_5k_seconds`. Config, cache and data
+dirs are private temporary ones (benchlib.private_user_dirs).
 """
 
 from __future__ import annotations
@@ -84,6 +86,17 @@ def synthetic(refs: int, items: int, dim: int, seed: int = 0) -> tuple[list[str]
             texts[i] = texts[src].upper().replace(" #", "! #") + " ."
     scores = rng.uniform(0, 10, items).round(2).tolist()
     return texts, vecs, scores
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def figure_name(refs: int, items: int) -> str:
+    """The headline's name, saying the size it was measured at."""
+    if refs == items:
+        return f"dedup_{_size(refs)}_seconds"
+    return f"dedup_{_size(refs)}refs_{_size(items)}items_seconds"
 
 
 def naive_per_item(ref_vecs: np.ndarray, vecs: np.ndarray, scores: list[float], threshold: float) -> float:
@@ -199,7 +212,7 @@ def main() -> int:
           f"({t_naive / n * args.items / t_filter:.1f}x the batched filter)")
 
     bench_minilm(args.repeat, args.minilm_texts)
-    print(f"dedup_50k_seconds={t_ref + t_filter:.2f}")
+    print(f"{figure_name(args.refs, args.items)}={t_ref + t_filter:.2f}")
     return 0
 
 

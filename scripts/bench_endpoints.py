@@ -1,35 +1,41 @@
 #!/usr/bin/env python3
-"""Benchmark: one review job through one llama-cpp-python server, then through two.
+"""Benchmark: one review job through one llama-cpp-python server, then through two, on
+the same total number of threads.
 
 Starts real OpenAI-compatible servers on loopback, `python -m llama_cpp.server` serving the
-embedded SmolLM2-135M GGUF (or --model) with one thread each (`--n_threads 1
---n_threads_batch 1`: the batch threads default to every core), `--n_ctx 2048` and a fixed
-`--seed`, and runs the same `gra-local review` twice: the same instruction/response pairs
-(the bundled example seeds, which all carry a response; cycled when --pairs asks for more),
-`--panel`, `--seed`, `--no-dedup`, one batch, with a models.toml whose one reviewer and
-adjudicator is the endpoint model `smol-server`:
+embedded SmolLM2-135M GGUF (or --model) with `--n_ctx 2048` and a fixed `--seed`: one
+server with --threads threads (default 2), then two servers with half of them each
+(`--n_threads T --n_threads_batch T`: the batch threads would default to every core), so
+both setups use the same cores and only how they are served changes. It runs the same
+`gra-local review` on each: the same instruction/response pairs (the bundled example
+seeds, which all carry a response; cycled when --pairs asks for more), `--panel`,
+`--seed`, `--no-dedup`, `--judge panel`, one batch, with a models.toml whose one reviewer
+and adjudicator is the endpoint model `smol-server`:
 - one server: `endpoint = URL`, `max_in_flight = --in-flight` (default 4);
 - two servers: `endpoint = [URL1, URL2]`, `max_in_flight = --in-flight / 2` each.
-The total in flight is the same both ways, so the client offers the same concurrency and
-only the serving side changes. llama-cpp-python's server decodes one request at a time (a
-lock around its model), so a queue of 2 per server is enough to keep it from ever idling
-between requests; more would only wait there. Each setup gets fresh servers, started
-before the timed review (each server evaluates its first prompt of a stage without a
-cached prefix: two servers pay that once more per stage, a few % of a full run).
+The total in flight is the same both ways, so the client offers the same concurrency.
+llama-cpp-python's server decodes one request at a time (a lock around its model), so a
+queue of 2 per server is enough to keep it from ever idling between requests. Each setup
+gets fresh servers, started before the timed review (each server evaluates its first
+prompt of a stage without a cached prefix: two servers pay that once more per stage).
 
-Throughput is judge calls (run.json `stats.models`, retries included) per second of the
-review's stages (run.json `timings`: the engine's time in review A, review B and
-adjudication, without the CLI's start and the connection to the servers, the same in both);
-the wall time of the whole command is shown beside it. Judge validity is run.json
+Throughput is completion tokens (run.json `tokens`, as the servers report them: the same
+counter on both setups) per second of the review's stages (run.json `timings`: the
+engine's time in review A, review B and adjudication, without the CLI's start and the
+connection to the servers, the same clock in both). Tokens, not calls: the two runs need
+not make the same number of calls (retries, adjudications), nor calls of the same length.
+Calls/s and the whole command's wall time are shown beside it. Judge validity is run.json
 `judge_validity` of the endpoint model, pooled over both runs (goal >= 95 %, as
-in-process). Prints a table; the last line is
-`scale_2_endpoints=<calls/s with two / with one> validity=<percent>` (goal >= 1.6 on a
-2-core machine). The servers are stopped on every way out (an error, Ctrl-C, SIGTERM;
-on Linux they also die with this script if it is killed outright).
+in-process). Prints a table; the last line is `scale_2_endpoints=<completion tok/s with
+two servers of T/2 threads ÷ with one server of T threads> validity=<percent>` (above 1:
+splitting the same cores over two servers serves more; before issue 21 it compared one
+1-thread server with two, i.e. measured a second core). The servers are stopped on every
+way out (an error, Ctrl-C, SIGTERM; on Linux they also die with this script if it is
+killed outright).
 
 Config, cache and data dirs are private temporary ones (benchlib.private_user_dirs).
 Run alone, on an otherwise idle machine: `python scripts/bench_endpoints.py [--pairs 21]
-[--panel 3] [--in-flight 4] [--wait-idle 120] [--json FILE]`.
+[--panel 3] [--in-flight 4] [--threads 2] [--wait-idle 120] [--json FILE]`.
 `--quick` (CI, well under 2 min): 4 pairs, a panel of 1; checks the mechanics only (both
 reviews complete and decide every pair, run.json names the servers used, each of the two
 servers answered calls), not the figures.
@@ -95,19 +101,22 @@ class Server:
     port: int
     log: Path
     seed: int
+    threads: int = 1
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
+                "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", str(self.threads),
+                "--n_threads_batch", str(self.threads), "--n_ctx", "2048", "--seed", str(self.seed)]
+
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
-               "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "1",
-               "--n_threads_batch", "1", "--n_ctx", "2048", "--seed", str(self.seed)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=DIE_WITH_PARENT)
 
     def wait_ready(self, deadline: float) -> None:
@@ -141,10 +150,18 @@ class Server:
         return text.count('"POST /v1/chat/completions HTTP/1.1" 200')
 
 
+def threads_each(total: int, n: int) -> int:
+    """Threads per server when n servers share `total` threads (the same cores both ways)."""
+    if total < n or total % n:
+        raise ValueError(f"{total} threads do not split evenly over {n} servers")
+    return total // n
+
+
 @contextmanager
-def servers(model: Path, n: int, work: Path, seed: int) -> Iterator[list[Server]]:
-    """n fresh servers, started together and stopped whatever happens."""
-    started = [Server(model, port, work / f"server-{i + 1}.log", seed)
+def servers(model: Path, n: int, work: Path, seed: int, threads: int) -> Iterator[list[Server]]:
+    """n fresh servers of `threads` threads each, started together and stopped whatever
+    happens."""
+    started = [Server(model, port, work / f"server-{i + 1}.log", seed, threads)
                for i, port in enumerate(free_ports(n))]
     try:
         for server in started:
@@ -194,6 +211,8 @@ class Phase:
     setup: str
     urls: list[str]
     in_flight: int
+    threads: int = 1
+    """Per server."""
     wall_s: float = 0.0
     review_s: float = 0.0
     status: str = ""
@@ -210,6 +229,15 @@ class Phase:
     @property
     def calls_s(self) -> float:
         return self.calls / self.review_s if self.review_s > 0 else math.nan
+
+    @property
+    def tok_s(self) -> float:
+        return benchlib.tok_s(self.completion_tokens, self.review_s)
+
+
+def scale(one: Phase, two: Phase) -> tuple[float | None, str]:
+    """The headline: completion tokens/s of the review stages, two servers ÷ one."""
+    return benchlib.ratio(two.tok_s, one.tok_s)
 
 
 def review(work: Path, data: Path, phase: Phase, args: argparse.Namespace) -> None:
@@ -275,11 +303,15 @@ def main() -> int:
                     "(default 4): max_in_flight of the one server, half of it on each of two")
     ap.add_argument("--seed", type=int, default=0, help="the review's --seed and the servers' "
                     "(default 0)")
+    ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads in all (default "
+                    "2): all of them on the one server, half on each of two")
     benchlib.add_common_args(ap, "write the figures to this JSON file")
     args = benchlib.parse_args(ap, {"pairs": 4, "panel": 1}, "4 pairs, a panel of 1, "
                                "mechanics checked, figures not")
-    if args.pairs < 1 or args.panel < 1 or args.in_flight < 2 or args.in_flight % 2:
-        ap.error("--pairs and --panel must be at least 1, --in-flight an even number >= 2")
+    if (args.pairs < 1 or args.panel < 1 or args.in_flight < 2 or args.in_flight % 2
+            or args.threads < 2 or args.threads % 2):
+        ap.error("--pairs and --panel must be at least 1, --in-flight and --threads even "
+                 "numbers >= 2")
     benchlib.private_user_dirs()
     _stop_on_sigterm()
     model = benchlib.resolve_model(args.model)
@@ -292,16 +324,18 @@ def main() -> int:
         data = root / "pairs.jsonl"
         distinct = write_pairs(data, args.pairs)
         print(f"model {model.name}; {args.pairs} pairs ({distinct} distinct), panel "
-              f"{args.panel}, seed {args.seed}; {args.in_flight} requests in flight in all; "
+              f"{args.panel}, seed {args.seed}; {args.in_flight} requests in flight and "
+              f"{args.threads} threads in all; "
               f"{'quick mode' if args.quick else 'full mode'}")
         phases: list[Phase] = []
         try:
             for n in (1, 2):
                 work = root / f"{n}-server"
                 work.mkdir()
-                with servers(model, n, work, args.seed) as running:
+                each = threads_each(args.threads, n)
+                with servers(model, n, work, args.seed, each) as running:
                     phase = Phase(f"{n} server{'s' * (n > 1)}", [s.url for s in running],
-                                  args.in_flight // n)
+                                  args.in_flight // n, each)
                     review(work, data, phase, args)
                 phase.per_server_calls = [s.chat_calls() for s in running]
                 phases.append(phase)
@@ -311,34 +345,39 @@ def main() -> int:
             return 1
     cpu, _share = watch.report()
     one, two = phases
-    rows = [(p.setup, p.in_flight, f"{p.wall_s:.1f}", f"{p.review_s:.1f}", p.calls,
-             f"{p.calls_s:.2f}", f"{benchlib.tok_s(p.completion_tokens, p.review_s):.1f}",
-             f"{100 * p.valid:.1f}%", "+".join(map(str, p.per_server_calls)), p.status)
-            for p in phases]
-    benchlib.print_table(("setup", "in flight/server", "wall s", "review s", "calls", "calls/s",
-                          "tok/s", "valid", "server calls", "status"), rows, "lrrrrrrrll")
+    rows = [(p.setup, p.threads, p.in_flight, f"{p.wall_s:.1f}", f"{p.review_s:.1f}", p.calls,
+             f"{p.calls_s:.2f}", p.completion_tokens, f"{p.tok_s:.1f}", f"{100 * p.valid:.1f}%",
+             "+".join(map(str, p.per_server_calls)), p.status) for p in phases]
+    benchlib.print_table(("setup", "threads/server", "in flight/server", "wall s", "review s",
+                          "calls", "calls/s", "tokens", "tok/s", "valid", "server calls", "status"),
+                         rows, "lrrrrrrrrrll")
     print(cpu)
     structured = sum(p.structured_calls for p in phases)
     validity = (100 * sum(p.valid * p.structured_calls for p in phases) / structured
                 if structured else math.nan)
-    scale = two.calls_s / one.calls_s if one.calls_s > 0 else math.nan
-    wall_scale = (two.calls / two.wall_s) / (one.calls / one.wall_s) if one.calls else math.nan
-    print(f"scale by wall time of the whole command: {wall_scale:.2f}; goals: scale >= 1.6, "
-          "validity >= 95 %")
+    value, why = scale(one, two)
+    wall_scale, _ = benchlib.ratio(benchlib.tok_s(two.completion_tokens, two.wall_s),
+                                   benchlib.tok_s(one.completion_tokens, one.wall_s))
+    calls_scale, _ = benchlib.ratio(two.calls_s, one.calls_s)
+    print(f"tok/s by wall time of the whole command, two ÷ one: "
+          f"{wall_scale if wall_scale is not None else math.nan:.2f}; calls/s of the stages, two ÷ "
+          f"one: {calls_scale if calls_scale is not None else math.nan:.2f} (calls differ in "
+          "number and length); goal: validity >= 95 %")
     if args.quick:
         print("quick mode: too few calls for the figures to mean anything (each server "
               "evaluates its first prompt of a stage without a cached prefix)")
     benchlib.save_json(args.json, {
         "model": str(model), "pairs": args.pairs, "panel": args.panel, "seed": args.seed,
-        "in_flight": args.in_flight, "quick": args.quick, "cpu": cpu,
-        "phases": [{**asdict(p), "calls_s": p.calls_s} for p in phases],
-        "scale_2_endpoints": scale, "scale_by_wall": wall_scale, "validity_percent": validity})
+        "in_flight": args.in_flight, "threads": args.threads, "quick": args.quick, "cpu": cpu,
+        "phases": [{**asdict(p), "calls_s": p.calls_s, "tok_s": p.tok_s} for p in phases],
+        "scale_2_endpoints": value, "scale_by_wall": wall_scale, "calls_scale": calls_scale,
+        "validity_percent": validity})
     problems = mechanics(phases, args.pairs)
     for problem in problems:
         print(f"mechanics check failed: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print(f"scale_2_endpoints={scale:.3f} validity={validity:.1f}%")
+    print(benchlib.figure_line("scale_2_endpoints", value, why, extra=f"validity={validity:.1f}%"))
     return 0
 
 

@@ -7,8 +7,12 @@ a. Generation overhead: the same N free-text prompts (prompts.answer on the bund
    example seeds, fixed seeds, temperature 0.8, max_tokens 128) through the pipeline
    backend (LlamaProcessBackend -> worker process -> session.chat) and through
    llama-cpp-python in this process. Both are warmed with one untimed call, the order
-   alternates per prompt, and tokens/s = sum(completion tokens) / sum(wall seconds seen
-   by the caller), so the pipeline's figure includes IPC.
+   alternates per prompt, and on both sides tokens/s = sum(tokens) / sum(wall seconds seen
+   by the caller), tokens being the model's own tokenizer over each side's produced text
+   (benchlib.TokenCounter, the same count whichever side made the text), so the
+   pipeline's figure includes IPC. The diagnosis's `worker_ratio`: the same pipeline
+   tokens over the worker's own seconds (no IPC) ÷ the raw tok/s (before issue 21 it
+   divided seconds, i.e. compared different amounts of text when the texts differ).
 b. Judge formats on M review-B prompts (prompts.review_response on seed instruction and
    seed output), all on the in-process model so the format is the only variable:
    gbnf   - grammars.GRAMMARS[Scores], the pipeline's choice
@@ -22,7 +26,7 @@ b. Judge formats on M review-B prompts (prompts.review_response on seed instruct
 c. Prefix reuse: the gbnf review calls again through the pipeline backend, reporting
    prompt tokens sent vs evaluated (ChatResult.prompt_evaluated).
 
-The last line printed is exactly `overhead_ratio=<pipeline tok/s / raw tok/s>`.
+The last line printed is `overhead_ratio=<pipeline tok/s / raw tok/s>` (part a's).
 A benchmark, not a test: run it on an otherwise idle machine.
 
 `--quick` (CI): one generation prompt of 16 tokens, one review-B prompt (schema and free
@@ -145,7 +149,7 @@ def pipe_chat(session: Any, messages: list[dict[str, str]], *, max_tokens: int, 
 
 
 def bench_generation(llm: Any, session: Any, items: list[Seed], warm: Seed,
-                     max_tokens: int) -> dict:
+                     max_tokens: int, count: benchlib.TokenCounter) -> dict:
     msgs = prompts.answer(warm.instruction)
     raw_chat(llm, msgs, max_tokens=max_tokens, seed=7, sampling=GEN)
     pipe_chat(session, msgs, max_tokens=max_tokens, seed=7, sampling=GEN)
@@ -163,29 +167,38 @@ def bench_generation(llm: Any, session: Any, items: list[Seed], warm: Seed,
             "seed_line": seed.line,
             "first": "pipeline" if i % 2 == 0 else "raw",
             "pipeline": {"wall": p_wall, "worker_seconds": p["seconds"],
-                         "completion_tokens": p["completion_tokens"],
+                         "tokens": count(p["text"]), "completion_tokens": p["completion_tokens"],
                          "prompt_tokens": p["prompt_tokens"],
                          "prompt_evaluated": p["prompt_evaluated"],
                          "finish_reason": p["finish_reason"]},
-            "raw": {"wall": r_wall, "completion_tokens": r["completion_tokens"],
+            "raw": {"wall": r_wall, "tokens": count(r["text"]),
+                    "completion_tokens": r["completion_tokens"],
                     "prompt_tokens": r["prompt_tokens"], "finish_reason": r["finish_reason"]},
             "same_text": p["text"] == r["text"],
         })
-    p_tok = sum(r["pipeline"]["completion_tokens"] for r in rows)
+    return {"prompts": len(rows), "max_tokens": max_tokens, "sampling": GEN,
+            "identical_outputs": sum(r["same_text"] for r in rows), **speeds(rows), "rows": rows}
+
+
+def speeds(rows: list[dict]) -> dict:
+    """Both sides' tokens/s over the same prompts (tokens: each row's `tokens`, the same
+    tokenizer's count on both sides): the pipeline over the caller's wall seconds
+    (`ratio`, the headline) and over the worker's own seconds (`worker_ratio`), each ÷
+    the raw side's tokens over its wall seconds."""
+    p_tok = sum(r["pipeline"]["tokens"] for r in rows)
     p_sec = sum(r["pipeline"]["wall"] for r in rows)
     w_sec = sum(r["pipeline"]["worker_seconds"] for r in rows)
-    r_tok = sum(r["raw"]["completion_tokens"] for r in rows)
+    r_tok = sum(r["raw"]["tokens"] for r in rows)
     r_sec = sum(r["raw"]["wall"] for r in rows)
+    raw = tok_s(r_tok, r_sec)
+    ratio, why = benchlib.ratio(tok_s(p_tok, p_sec), raw)
+    worker_ratio, _ = benchlib.ratio(tok_s(p_tok, w_sec), raw)
     return {
-        "prompts": len(rows),
-        "max_tokens": max_tokens,
-        "sampling": GEN,
-        "pipeline": {"completion_tokens": p_tok, "seconds": p_sec, "tok_s": tok_s(p_tok, p_sec),
-                     "worker_seconds": w_sec, "ipc_seconds": p_sec - w_sec},
-        "raw": {"completion_tokens": r_tok, "seconds": r_sec, "tok_s": tok_s(r_tok, r_sec)},
-        "identical_outputs": sum(r["same_text"] for r in rows),
-        "ratio": tok_s(p_tok, p_sec) / tok_s(r_tok, r_sec),
-        "rows": rows,
+        "pipeline": {"tokens": p_tok, "seconds": p_sec, "tok_s": tok_s(p_tok, p_sec),
+                     "worker_seconds": w_sec, "worker_tok_s": tok_s(p_tok, w_sec),
+                     "ipc_seconds": p_sec - w_sec},
+        "raw": {"tokens": r_tok, "seconds": r_sec, "tok_s": raw},
+        "ratio": ratio, "why": why, "worker_ratio": worker_ratio,
     }
 
 
@@ -318,7 +331,8 @@ def main() -> int:
     raw_load = time.perf_counter() - load0
     spec = ModelSpec(name="bench", path=str(model), n_ctx=4096, n_threads=n_threads)
     with benchlib.pipeline_session(spec) as (session, pipe_load):
-        gen = bench_generation(llm, session, gen_items, warm, args.gen_max_tokens)
+        gen = bench_generation(llm, session, gen_items, warm, args.gen_max_tokens,
+                               benchlib.TokenCounter(model))
         judges, pipe_judge = bench_judges(llm, session, judge_items,
                                           args.schema_max_tokens, args.free_max_tokens)
 
@@ -337,15 +351,15 @@ def main() -> int:
           f"temperature {GEN['temperature']}, top_p {GEN['top_p']}, "
           f"repeat_penalty {GEN['repeat_penalty']}, alternating order")
     benchlib.print_table(["path", "tokens", "seconds", "tok/s"], [
-        [key, gen[key]["completion_tokens"], f"{gen[key]['seconds']:.2f}", f"{gen[key]['tok_s']:.1f}"]
+        [key, gen[key]["tokens"], f"{gen[key]['seconds']:.2f}", f"{gen[key]['tok_s']:.1f}"]
         for key in ("pipeline", "raw")], "lrrr", indent="   ")
     print(f"   pipeline: {gen['pipeline']['worker_seconds']:.2f} s inside the worker, "
           f"{gen['pipeline']['ipc_seconds']:.3f} s IPC/serialisation; identical text on "
           f"{gen['identical_outputs']}/{gen['prompts']} prompts")
     ipc_share = gen["pipeline"]["ipc_seconds"] / gen["pipeline"]["seconds"]
-    worker_ratio = gen["raw"]["seconds"] / gen["pipeline"]["worker_seconds"]
+    worker_ratio = gen["worker_ratio"] if gen["worker_ratio"] is not None else float("nan")
     print(f"   diagnosis: IPC is {ipc_share:.1%} of the pipeline's time; inside the worker alone "
-          f"the ratio would be {worker_ratio:.3f}; same sampling on both paths: "
+          f"the tok/s ratio would be {worker_ratio:.3f}; same sampling on both paths: "
           f"{'yes' if gen['identical_outputs'] == gen['prompts'] else 'NO'} "
           f"({gen['identical_outputs']}/{gen['prompts']} identical texts); other CPU load "
           f"{load_share:.0%}")
@@ -378,7 +392,7 @@ def main() -> int:
         "chosen_judge_format": name, "why": why, "runtime_seconds": total,
         "overhead_ratio": gen["ratio"], "other_cpu_share": load_share,
     })
-    print(f"overhead_ratio={gen['ratio']:.3f}")
+    print(benchlib.figure_line("overhead_ratio", gen["ratio"], gen["why"]))
     return 0
 
 

@@ -1,6 +1,7 @@
 """What the scripts/bench_*.py and scripts/tune_prompts.py share: private user directories,
-the model to use, the bundled seeds, the pipeline backend, CPU-load watching, table
-printing and JSON output.
+the model to use, the bundled seeds, the pipeline backend, CPU-load watching, ratios that
+are n/a rather than smoothed when a side is 0, one tokenizer count for both sides of a
+comparison, the figure line, table printing and JSON output.
 
 Not part of the product; the scripts put this folder on sys.path to import it.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import resource
 import shutil
@@ -196,6 +198,43 @@ def std(xs: Sequence[float]) -> float:
 
 def tok_s(tokens: int, seconds: float) -> float:
     return tokens / seconds if seconds > 0 else float("nan")
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ratio(ours: float, theirs: float) -> tuple[float | None, str]:
+    """ours / theirs when both are finite and > 0, with "" as the reason; else None and why.
+    Nothing is smoothed: a side at 0 gives no ratio rather than a made-up one."""
+    for side, v in (("ours", ours), ("theirs", theirs)):
+        if not math.isfinite(v):
+            return None, f"{side} is not a number"
+        if v <= 0:
+            return None, f"{side} is 0"
+    return ours / theirs, ""
+
+
+def figure_line(name: str, value: float | None, why: str = "", digits: int = 3,
+                extra: str = "") -> str:
+    """A bench's last line: `name=value[ extra]`, or `name=n/a[ extra]  (why)` when there is
+    no value (tests/scripts/test_benches.py parses it)."""
+    shown = "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    line = f"{name}={shown}" + (f" {extra}" if extra else "")
+    return line + (f"  ({why})" if why and shown == "n/a" else "")
+
+
+class TokenCounter:
+    """The model's own tokenizer (vocabulary only, no weights, ~0.3 s to load): counts the
+    tokens of a produced text the same way whichever side produced it."""
+
+    def __init__(self, model: Path) -> None:
+        import llama_cpp
+
+        self._llm = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
+
+    def __call__(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
 
 
 def pct(a: int, b: int) -> str:
