@@ -37,6 +37,12 @@ class ChatRequest(BaseModel):
     and at the position after a probed one whose chosen token is all digits (a number's
     further digits: "1" may become "10"). Empty: no probes. A backend that cannot see token
     probabilities returns no choices; the engine then uses the sampled values."""
+    fresh_cache: bool = False
+    """Empty the model's prompt cache before the call that holds this request (set by the
+    engine on a stage's first call to each model, waves.py): what a stage decodes then
+    depends only on its own requests, never on what the worker decoded before (a warm
+    annotation cache skips calls, and reused prefixes change batched numerics). A backend
+    without such a cache ignores it."""
 
 
 class TokenChoice(BaseModel):

@@ -16,6 +16,8 @@ class ModelStats(BaseModel):
     n_gpu_layers: int | None = None
     gpu_plan: str | None = None
     """Why the model runs where it does (planner reason, retries after a failed load)."""
+    n_parallel: int | None = None
+    """Sequences its last load decodes together (records depend on it)."""
     calls: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0

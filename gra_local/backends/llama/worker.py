@@ -161,6 +161,8 @@ class Worker:
     def chat_many(self, req: dict) -> dict:
         self.cancel_requested = False  # a late signal for the previous call (the parent resends)
         jobs = [self._job(r) for r in req["requests"]]
+        if any(r.get("fresh_cache") for r in req["requests"]):
+            self.decoder.clear()  # a stage's first call: nothing decoded before it is reused
         self.decoder.run(
             jobs, cancelled=self._poll,
             on_done=lambda index, outcome: self._send({"index": index, **vars(outcome)}),

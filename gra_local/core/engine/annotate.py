@@ -1,7 +1,9 @@
 """Annotation: domain, keyword triple and summary for each seed in the pool.
 
 Results are cached per seed file (by content hash) and annotator model, so a rerun, or
-another run on the same seeds, does not redo them.
+another run on the same seeds, does not redo them. A seed whose annotation stayed invalid
+is cached as such too: asked again in a smaller batch its reply could differ, and a warm
+cache must give the pool a cold one gives (the same command, the same records).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class CachedAnnotation(BaseModel):
     """One line of the annotation cache."""
 
     key: str
-    annotation: Annotation
+    annotation: Annotation | None
+    """None: the annotator's reply stayed invalid (the seed is not used)."""
 
 
 class AnnotationCache:
@@ -55,7 +58,7 @@ class AnnotationCache:
         except OSError as exc:
             raise files.write_error(folder, exc, "create") from None
         self.path = folder / f"{seeds_sha256[:24]}.jsonl"
-        self.entries: dict[str, Annotation] = {}
+        self.entries: dict[str, Annotation | None] = {}
         found = scan_jsonl(self.path)
         problems = list(found.problems)
         for line, row in found.rows:
@@ -73,7 +76,7 @@ class AnnotationCache:
                 CachedAnnotation(key=k, annotation=a).model_dump() for k, a in self.entries.items()))
         self._out = JsonlAppender(self.path)
 
-    def put(self, key: str, annotation: Annotation) -> None:
+    def put(self, key: str, annotation: Annotation | None) -> None:
         self.entries[key] = annotation
         self._out.append(CachedAnnotation(key=key, annotation=annotation).model_dump())
 
@@ -105,7 +108,8 @@ def annotate_seeds(ctx: StageContext, seeds: list[Seed], refs: dict[str, ModelRe
         model = random.Random(f"{ctx.options.seed}/annotate/{seed.index}").choice(annotators)
         key = _cache_key(seed, refs[model])
         if key in cache.entries:
-            results[seed.index] = _entry(seed, cache.entries[key])
+            if (cached := cache.entries[key]) is not None:
+                results[seed.index] = _entry(seed, cached)
         else:
             tasks.append(Task(model, _annotate_one(ctx, seed, model, key, cache, results, long)))
     run_tasks(ctx, "annotate", tasks)
@@ -149,8 +153,9 @@ def _annotate_one(ctx: StageContext, seed: Seed, model: str, key: str, cache: An
         Tokens())
     if ann.too_long is not None:  # never cached: a larger n_ctx later may fit it
         long[seed.index] = ann.too_long
+        return
+    cache.put(key, ann.value)  # an invalid one too (None): a rerun skips it as this run did
     if ann.value is not None:
-        cache.put(key, ann.value)
         results[seed.index] = _entry(seed, ann.value)
 
 

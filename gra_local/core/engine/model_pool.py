@@ -98,6 +98,7 @@ class ModelPool:
         ms.loads += 1
         ms.load_seconds += sess.info.seconds
         ms.n_gpu_layers = None if spec.is_endpoint else sess.info.n_gpu_layers
+        ms.n_parallel = sess.info.n_parallel
         plan = sess.info.details.get("gpu_plan")
         ms.gpu_plan = str(plan) if plan is not None else None
         self._loaded[name] = sess

@@ -209,7 +209,7 @@ class Pipeline:
             state.stats.roles_shared += 1
         state.stats.record_decision(cand.round, written.value, decision.reason.value,
                                     cand.adjudication is not None)
-        if decision.reason in (Reason.EVIDENCE_ACCEPT, Reason.UNVERIFIED):
+        if decision.reason in (Reason.EVIDENCE_ACCEPT, Reason.EVIDENCE_REJECT, Reason.UNVERIFIED):
             state.stats.panel_not_asked += sum(rv.verdict is None and rv.scores is None
                                                for rv in cand.reviews)
         self.ctx.emit(RecordDecided(cand.id, written.value, decision.reason.value, decision.mean,

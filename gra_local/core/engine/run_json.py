@@ -122,7 +122,8 @@ def build_run_json(run: RunState, elapsed: float | None = None) -> RunReport:
         relevance=_relevance(run.relevance_info, stats, opts.panel),
         likelihood=_likelihood(run, stats),
         loads={name: ms.loads for name, ms in models},
-        placement={name: Placement(n_gpu_layers=ms.n_gpu_layers, plan=ms.gpu_plan)
+        placement={name: Placement(n_gpu_layers=ms.n_gpu_layers, plan=ms.gpu_plan,
+                                   n_parallel=ms.n_parallel)
                    for name, ms in models},
         residency=(None if req.residency is None else
                    ResidencyBudget(budget_bytes=req.residency.budget_bytes,

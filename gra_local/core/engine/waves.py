@@ -168,8 +168,11 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
     # not loaded.
     with gate.held():
         pending = [(t, r) for t in tasks if (r := _advance(t, None, progress)) is not None]
+    first = True
     while pending:
         requests = [request for _, request in pending]
+        if first:  # the stage starts from an empty prompt cache: reproducible (ChatRequest.fresh_cache)
+            requests[0] = requests[0].model_copy(update={"fresh_cache": True})
         try:
             with gate.held():
                 if ctx.pool.dropped(model):
@@ -177,6 +180,7 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
                     return
                 session = _session(ctx, stage, model, gate)
             results = _wave(ctx, session, requests, gate)
+            first = False
         except WorkerLost as exc:
             if ctx.stop.is_set():
                 raise Stopped from None  # a stop killed it, or it died meanwhile: resume redoes the wave

@@ -154,5 +154,6 @@ class CalibrationSection(BaseModel):
     decided_by: str = ""
     """What decides samples now, in words (core.quality.evidence.Evidence.summary)."""
     panel_not_asked: int = 0
-    """Panel slots never asked about a sample because no reviewer was shown informative:
-    calls saved (two a slot at least: checks and scores)."""
+    """Panel slots never asked about a sample the cheap evidence decided (evidence_accept,
+    evidence_reject) or left unverified: calls saved (two a slot at least: checks and
+    scores)."""

@@ -185,6 +185,10 @@ class Placement(BaseModel):
     """Layers offloaded to the GPU at the last load; None: never loaded."""
     plan: str | None
     """Why (the planner's reason, retries after a failed load)."""
+    n_parallel: int | None = None
+    """Sequences decoded together at the last load (None: never loaded, or a run.json
+    written before it was recorded). With the seed, the models and the llama.cpp build
+    (`versions`), what a run's records depend on: the same values give the same records."""
 
 
 class ResidencyBudget(BaseModel):

@@ -92,3 +92,32 @@ def test_an_endpoint_models_annotations_are_keyed_by_the_model_it_served() -> No
     elsewhere = served.model_copy(update={"endpoint": "http://other-box:8080/v1"})
     keys = {_cache_key(seed, ref) for ref in (served, other, elsewhere)}
     assert len(keys) == 3 and _cache_key(seed, served) == _cache_key(seed, served.model_copy())
+
+
+def test_an_invalid_annotation_is_cached_so_a_warm_rerun_builds_the_same_pool(tmp_path: Path) -> None:
+    """A seed whose annotation stays invalid is cached as such: the rerun skips it as the
+    first run did instead of asking again (in a smaller batch, whose reply could differ),
+    so a warm cache gives the pool a cold one gives (issue 21, reruns reproduce)."""
+    chosen: list[str] = []
+
+    def invalid_for_one_seed(call):  # the first seed asked about stays invalid
+        if call.role != "annotate":
+            return None
+        user = call.request.messages[-1]["content"]
+        chosen[:] = chosen or [user]
+        return "not json" if user == chosen[0] else None
+
+    first = request(tmp_path / "first", ["a"], samples=1)
+    backend = FakeBackend(invalid_for_one_seed)
+    Run(first, backend).execute()
+    asked = [c for c in backend.calls if c.role == "annotate"]
+    (path,) = (first.cache_dir / "annotations").glob("*.jsonl")
+    cached = [orjson.loads(x)["annotation"] for x in path.read_bytes().splitlines()]
+    assert len(asked) == 9 and cached.count(None) == 1  # 8 seeds, the invalid one asked twice
+
+    second = request(tmp_path / "second", ["a"], samples=1)
+    second.cache_dir = first.cache_dir
+    again = FakeBackend()  # would annotate it validly now
+    Run(second, again).execute()
+    assert [c for c in again.calls if c.role == "annotate"] == []
+    assert (tmp_path / "second" / j.POOL).read_bytes() == (tmp_path / "first" / j.POOL).read_bytes()
