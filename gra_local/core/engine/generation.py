@@ -172,7 +172,7 @@ class Generation:
                                  [p.example for p in picked], draw)
             state.snapshot(cand)
             batch.append(cand)
-        batch += run.canaries(round_no)
+        batch += run.canaries(round_no, n)
         attempts[round_no] += n
         state.stats.round(round_no).attempts = attempts[round_no]
         state.stats.counts.attempts += n

@@ -256,8 +256,9 @@ class Run:
                             "the run stopped: rerun the same command to resume")
         return usable
 
-    def canaries(self, round_no: int) -> list[Candidate]:
-        """A batch's canaries, journaled (none when the run makes none)."""
+    def canaries(self, round_no: int, samples: int = 0) -> list[Candidate]:
+        """A batch's canaries (for `samples` new samples), journaled (none when the run
+        makes none)."""
         def draw_for(cid: str) -> RoleDraw:
             rng = random.Random(f"{self.opts.seed}/{cid}")
             draw = draw_roles(rng, [""], self.usable(Role.REVIEWER), self.usable(Role.ADJUDICATOR),
@@ -265,7 +266,7 @@ class Run:
             # A canary measures models, not panel slots: each distinct reviewer once.
             return replace(draw, panel=list(dict.fromkeys(draw.panel)))
 
-        made = self.state.book.make(round_no, self.source.canary_sources(self), draw_for)
+        made = self.state.book.make(round_no, self.source.canary_sources(self), draw_for, samples)
         for cand in made:
             self.state.snapshot(cand)
         return made

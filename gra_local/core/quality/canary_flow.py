@@ -42,6 +42,11 @@ READ_ONLY_PAIRS = 15
 """Pairs read only by the cheap evidence in a review's first batch: three of each of the
 five corruption kinds (kinds take turns), and 3 of 3 pairs ranked right make a signal
 informative on that kind (P 0.94)."""
+READ_ONLY_FROM = 30
+"""In `run`, a first batch of at least this many samples carries the READ_ONLY_PAIRS too
+(two forward passes each, against the batch's generated answers): a 50-sample run makes
+one batch of 100 attempts, which four judged pairs alone left to the relevance check
+(measured: likelihood never informative, 50 of 50 accepted on relevance alone)."""
 
 
 def canary_id(round_no: int, seq: int) -> str:
@@ -122,8 +127,9 @@ class CanaryBook:
             self._out.close()
 
     def make(self, round_no: int, sources: list[CanarySource],
-             draw_for: Callable[[str], RoleDraw]) -> list[Candidate]:
-        """A batch's canaries, each with its own panel draw (never written as data)."""
+             draw_for: Callable[[str], RoleDraw], samples: int = 0) -> list[Candidate]:
+        """A batch's canaries (for `samples` new samples), each with its own panel draw
+        (never written as data)."""
         if not self.enabled or not sources:
             return []
         seed = self.opts.seed
@@ -133,7 +139,7 @@ class CanaryBook:
         set_aside = self.set_aside()
         fresh = 0
         made = [(c, False) for c in make_canaries(sources, rng, self.count())]
-        made += [(c, True) for c in make_canaries(sources, rng, self.read_only_count())]
+        made += [(c, True) for c in make_canaries(sources, rng, self.read_only_count(samples))]
         for canary, read_only in made:
             self.made += 1
             cid = canary_id(round_no, self.made)
@@ -175,14 +181,16 @@ class CanaryBook:
             return max(self.opts.canaries, 2 * FIRST_PAIRS)
         return self.opts.canaries
 
-    def read_only_count(self) -> int:
-        """Canaries that only the cheap evidence reads (no reviewer asked), in a review's
-        first batch with likelihood on (judge `evidence`): READ_ONLY_PAIRS pairs, so that a
+    def read_only_count(self, samples: int = 0) -> int:
+        """Canaries that only the cheap evidence reads (no reviewer asked), in the first
+        batch with likelihood on (judge `evidence`): READ_ONLY_PAIRS pairs, so that a
         likelihood signal can be shown informative on one corruption kind before the first
-        pair is decided. In `run` the generator's answers are checked for an end by its own
-        finish, so truncation matters less there and the quickstart stays short."""
-        if self.opts.judge == "evidence" and not self.trusted and self.opts.likelihood \
-                and not self.made:
+        sample is decided. In `run` only for a first batch of READ_ONLY_FROM samples or
+        more: the generator's answers are checked for an end by its own finish, so
+        truncation matters less there, and a small run (the quickstart) stays short."""
+        if self.opts.judge != "evidence" or not self.opts.likelihood or self.made:
+            return 0
+        if not self.trusted or samples >= READ_ONLY_FROM:
             return 2 * READ_ONLY_PAIRS
         return 0
 

@@ -13,7 +13,7 @@ from test_scheduler import records, request
 from gra_local.core.engine.review_only import ReviewSource
 from gra_local.core.engine.scheduler import Run
 from gra_local.core.options import MAX_SAMPLES
-from gra_local.core.quality.canary_flow import READ_ONLY_PAIRS
+from gra_local.core.quality.canary_flow import READ_ONLY_FROM, READ_ONLY_PAIRS
 
 NAMES = ["a", "b", "c"]
 
@@ -135,3 +135,16 @@ def test_a_reviews_first_batch_adds_pairs_only_the_cheap_evidence_reads(tmp_path
     later = [c for c in canaries if c not in first]
     assert len(later) == 4  # the second batch: --canaries, every one asked
     assert review_calls(backend) == 8 * 3 * 2 + sum(len(c["judgements"]) * 2 for c in later)
+
+
+def test_a_large_first_batch_in_run_adds_read_only_pairs_a_small_one_does_not(tmp_path: Path) -> None:
+    """In `run` the read-only pairs come with a first batch of READ_ONLY_FROM samples or
+    more (a 50-sample run: one batch of 100 attempts), never with a small one (the quickstart)."""
+    counts = {}
+    for batch in (READ_ONLY_FROM, READ_ONLY_FROM - 1):
+        out = tmp_path / f"b{batch}"
+        go(out, scorer="a", samples=3, max_attempts=batch, batch=batch)
+        canaries = records(out, "canaries.jsonl")
+        counts[batch] = (len(canaries), sum(not c["judgements"] for c in canaries))
+    assert counts == {READ_ONLY_FROM: (8 + 2 * READ_ONLY_PAIRS, 2 * READ_ONLY_PAIRS),
+                      READ_ONLY_FROM - 1: (8, 0)}
