@@ -20,8 +20,11 @@ from gra_local.core.errors import EmbedderError
 from gra_local.embed.minilm_files import NAME, WEIGHTS_SHA256, WEIGHTS_SIZE
 
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: longer texts are truncated
-BATCH_TOKENS = 8192  # padded tokens per forward pass: keeps attention buffers small
+# padded tokens per forward pass: its activations stay ~40 MB (8192 took 180 MB beside the
+# weights, and was ~1.4x slower: the blocks fall out of the CPU caches)
+BATCH_TOKENS = 2048
 MAX_BATCH = 128
+ATTN_BYTES = 16 << 20  # attention scores computed at once (the rest of a batch waits its turn)
 
 _HOW_TO_FIX = "run `gra-local models pull-embedder` again (or pass --no-dedup)"
 
@@ -117,20 +120,37 @@ def _layer_norm_(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
     return x
 
 
+def _attention(heads: np.ndarray, bias: np.ndarray, scale: np.float32, ctx: np.ndarray) -> None:
+    """Softmax attention of heads (3 × b × h × length × d: q, k, v) into ctx (b × length ×
+    h × d), a few sequences at a time: the whole batch's scores (b × h × length²) would be
+    100 MB at 256 tokens; the products are per sequence anyway, so this is no slower."""
+    _, b, h, length, _ = heads.shape
+    rows = max(1, ATTN_BYTES // (h * length * length * 4))
+    for lo in range(0, b, rows):
+        q, k, v = heads[:, lo:lo + rows]
+        scores = (q * scale) @ k.transpose(0, 1, 3, 2)
+        scores += bias[lo:lo + rows]
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        ctx[lo:lo + rows] = (scores @ v).transpose(0, 2, 1, 3)
+
+
 class _Layer:
     def __init__(self, t: dict[str, np.ndarray], i: int) -> None:
         p = f"encoder.layer.{i}."
         a = p + "attention.self."
-        # one fused QKV matmul instead of three; weights are stored [out, in]
+        # one fused QKV matmul instead of three (its copy is the only one: 11 MB in all); the
+        # other weights stay [out, in] in the memory map, read transposed by the same GEMMs
         self.w_qkv = np.ascontiguousarray(np.concatenate(
             [t[a + "query.weight"], t[a + "key.weight"], t[a + "value.weight"]]).T)
         self.b_qkv = np.concatenate([t[a + "query.bias"], t[a + "key.bias"], t[a + "value.bias"]])
-        self.w_o = np.ascontiguousarray(t[p + "attention.output.dense.weight"].T)
+        self.w_o = t[p + "attention.output.dense.weight"].T
         self.b_o = t[p + "attention.output.dense.bias"]
         self.ln1 = (t[p + "attention.output.LayerNorm.weight"], t[p + "attention.output.LayerNorm.bias"])
-        self.w_i = np.ascontiguousarray(t[p + "intermediate.dense.weight"].T)
+        self.w_i = t[p + "intermediate.dense.weight"].T
         self.b_i = t[p + "intermediate.dense.bias"]
-        self.w_out = np.ascontiguousarray(t[p + "output.dense.weight"].T)
+        self.w_out = t[p + "output.dense.weight"].T
         self.b_out = t[p + "output.dense.bias"]
         self.ln2 = (t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"])
 
@@ -235,24 +255,20 @@ class MiniLMEmbedder:
         bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]  # padded keys get no weight
         h, d = self._heads, hidden // self._heads
         scale = np.float32(1.0 / np.sqrt(d))
+        ctx = np.empty((b, length, h, d), dtype=np.float32)
         for layer in self._layers:
             qkv = x @ layer.w_qkv
             qkv += layer.b_qkv
-            qkv = qkv.reshape(b, length, 3, h, d).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = (q * scale) @ k.transpose(0, 1, 3, 2)
-            scores += bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n, hidden)
-            attn = ctx @ layer.w_o
+            _attention(qkv.reshape(b, length, 3, h, d).transpose(2, 0, 3, 1, 4), bias, scale, ctx)
+            del qkv  # each large temporary goes before the next one is made
+            attn = ctx.reshape(n, hidden) @ layer.w_o
             attn += layer.b_o
             attn += x
             x = _layer_norm_(attn, *layer.ln1, eps)
             inter = x @ layer.w_i
             inter += layer.b_i
             out = _gelu_(inter) @ layer.w_out
+            del inter
             out += layer.b_out
             out += x
             x = _layer_norm_(out, *layer.ln2, eps)

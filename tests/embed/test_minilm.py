@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import gra_local.embed.minilm as minilm_module
 from gra_local.core.errors import EmbedderError
 from gra_local.embed.minilm import MiniLMEmbedder, read_safetensors
 from gra_local.embed.minilm_files import FILES, WEIGHTS_SIZE
@@ -64,6 +66,21 @@ def test_rows_are_unit_and_independent_of_batching(minilm: MiniLMEmbedder) -> No
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert minilm.embed([]).shape == (0, 384)
     assert (minilm.name, minilm.dim, minilm.sha256) == ("all-MiniLM-L6-v2", 384, FILES["model.safetensors"])
+
+
+def test_long_batches_stay_small_in_memory(minilm: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 24 texts of 256 tokens: whole-batch attention scores and 8192-token activations
+    # held ~300 MB at once (run.json's main peak RSS); now ~45 MB. numpy reports to tracemalloc.
+    texts = [SENTENCES[-1] + str(i) for i in range(24)]
+    tracemalloc.start()
+    try:
+        vecs = minilm.embed(texts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB"
+    monkeypatch.setattr(minilm_module, "ATTN_BYTES", 1)  # attention one sequence at a time
+    np.testing.assert_allclose(minilm.embed(texts), vecs, atol=1e-6, rtol=0)
 
 
 def test_text_beyond_256_tokens_is_ignored(minilm: MiniLMEmbedder) -> None:
