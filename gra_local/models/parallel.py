@@ -25,7 +25,8 @@ per-sequence context n_ctx.  The rule, kept simple:
   reserve), a split model keeps its GPU layers, and what lands in RAM leaves
   ``RAM_RESERVE`` (2 GiB) to the OS, as residency does.  Parallel sequences never push a
   layer off the GPU nor the machine into swap; where free VRAM is unknown (Vulkan on AMD)
-  no cells are added beyond n_ctx.
+  no cells are added beyond n_ctx. Free memory is read in steps of 256 MiB
+  (``STEADY_STEP``), so that a rerun gets the same n_parallel, hence the same records.
 * **Caps:** at most 8 on a CPU build (batching gains flatten out there once the matrix
   products turn compute-bound) and 16 with a GPU backend; at least 1.  A pinned
   ``n_parallel`` (1–64) wins, but one whose KV cache cannot fit at all (the layer plan
@@ -111,6 +112,20 @@ def _placement_text(plan: LayerPlan, mem: MemoryFacts, reserve_bytes: int) -> st
     return f"the model needs {total} of {gib(mem.ram_available_bytes)} available RAM"
 
 
+STEADY_STEP = 256 * 2**20
+"""Free RAM and VRAM are rounded down to this step before "auto" picks: the same command
+on an idle machine then gets the same n_parallel (and so the same records) whatever a
+few MB of free-memory noise say, unless free memory crosses a step."""
+
+
+def steady(mem: MemoryFacts) -> MemoryFacts:
+    """`mem` with its free-memory figures rounded down to STEADY_STEP."""
+    def down(x: int | None) -> int | None:
+        return None if x is None else x - x % STEADY_STEP
+    return mem.model_copy(update={"ram_available_bytes": down(mem.ram_available_bytes),
+                                  "vram_free_bytes": down(mem.vram_free_bytes)})
+
+
 def choose_parallel(
     facts: ModelFacts,
     n_ctx: int,
@@ -124,6 +139,8 @@ def choose_parallel(
     """The rule of this module over plain facts (pure; ``plan_parallel`` for a spec).
 
     Raises ModelError naming ``model`` and the key when a pinned value cannot fit."""
+    if pinned == "auto":
+        mem = steady(mem)
 
     def layers(cells: int) -> LayerPlan:
         return plan_layers(facts, n_ctx, mem, n_gpu_layers, reserve_bytes, kv_cells=cells)

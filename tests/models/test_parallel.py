@@ -19,6 +19,7 @@ from gra_local.models.parallel import (
     DEFAULT_MAX_CPU,
     DEFAULT_MAX_GPU,
     SEQ_CELLS,
+    STEADY_STEP,
     choose_parallel,
     kv_cells_for,
     plan_parallel,
@@ -70,6 +71,19 @@ def test_auto_takes_more_sequences_with_more_free_memory() -> None:
     assert counts[-1] == DEFAULT_MAX_GPU
     ram = [choose_parallel(SEVEN_B, 1024, cpu(r)).n_parallel for r in (6.5, 7, 8, 32)]
     assert ram == sorted(ram) and ram[0] < ram[-1] == DEFAULT_MAX_CPU
+
+
+def test_auto_does_not_flip_on_a_few_mb_of_free_memory_noise() -> None:
+    """Free memory is read in STEADY_STEP steps: within a step every figure gives the same
+    n_parallel (a rerun gets the same records), though across 4–9 GiB it does change."""
+    mib = 2**20
+    picks = []
+    for step in range(16, 36):
+        within = {choose_parallel(SEVEN_B, 4096, gpu((step * STEADY_STEP + d) / GiB)).n_parallel
+                  for d in (mib, 5 * mib, 100 * mib, STEADY_STEP - mib)}
+        assert len(within) == 1, (step, within)
+        picks.append(within.pop())
+    assert len(set(picks)) > 3
 
 
 def test_auto_takes_fewer_sequences_for_a_bigger_model() -> None:
@@ -208,8 +222,9 @@ def test_reserve_is_the_planners() -> None:
     # exactly at the edge: the footprint of n sequences equals free VRAM minus the reserve
     n_cells = kv_cells_for(10, 4096)
     edge = estimate_memory(SEVEN_B, 4096, n_cells).total_bytes + DEFAULT_RESERVE
+    edge += -edge % STEADY_STEP  # free memory is read in steps: the first that holds it
     mem = MemoryFacts(ram_total_bytes=32 * GiB, ram_available_bytes=32 * GiB, gpu_backend="CUDA",
                       vram_total_bytes=edge, vram_free_bytes=edge, gpu_count=1)
     assert choose_parallel(SEVEN_B, 4096, mem).n_parallel == 10
-    less = mem.model_copy(update={"vram_free_bytes": edge - 1})
+    less = mem.model_copy(update={"vram_free_bytes": edge - 1})  # a step less
     assert choose_parallel(SEVEN_B, 4096, less).n_parallel == 9
