@@ -10,27 +10,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
+import make_heldout_set as mk_heldout  # noqa: E402
 import make_judging_set as mk  # noqa: E402
 
 ITEMS = mk.build()
 GOOD = {(i.instruction, i.input): i for i in ITEMS if i.label == "good"}
 
 
-def test_the_committed_file_is_what_the_script_makes() -> None:
-    assert mk.OUT.read_text(encoding="utf-8") == mk.render(ITEMS)
-    assert mk.render(mk.build()) == mk.render(ITEMS)  # deterministic
+SETS = [mk, mk_heldout]  # both labeled sets: made the same way, checked the same way
 
 
-def test_check_mode_tells_a_stale_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", SETS, ids=["judging", "heldout"])
+def test_the_committed_file_is_what_the_script_makes(module) -> None:
+    items = module.build()
+    assert module.OUT.read_text(encoding="utf-8") == module.render(items)
+    assert module.render(module.build()) == module.render(items)  # deterministic
+
+
+@pytest.mark.parametrize("module", SETS, ids=["judging", "heldout"])
+def test_check_mode_tells_a_stale_file(tmp_path: Path, module) -> None:
     stale = tmp_path / "set.jsonl"
-    stale.write_text(mk.render(ITEMS[:-1]), encoding="utf-8")
-    script = [sys.executable, str(REPO / "scripts" / "make_judging_set.py"), "--check", "--out"]
+    stale.write_text(module.render(module.build()[:-1]), encoding="utf-8")
+    script = [sys.executable, str(Path(module.__file__)), "--check", "--out"]
     proc = subprocess.run([*script, str(stale)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1 and "differs" in proc.stdout
-    proc = subprocess.run([*script, str(mk.OUT)], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([*script, str(module.OUT)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and "up to date" in proc.stdout
 
 
