@@ -13,13 +13,11 @@ run ends before its fault is spent):
   the worker inherits (llama.cpp's load log outgrows it first); `mid-run`, the same limit
   set on the running gra-local process alone (prlimit) once its journal outgrew it.
 
-Counts, over all cases:
-- faults: faults injected.
-- lost: ids seen decided or in flight (accepted/rejected/canaries/journal, read after
-  every fault and at the end) or within the attempts run.json counts (r<round>-<attempt>),
-  missing from accepted.jsonl + rejected.jsonl + canaries.jsonl at the end; plus one per
-  run directory whose final run.json status is not complete/exhausted, and one per
-  sigstop/sigsegv run that did not itself end with exit 0 and such a status.
+Counts, over all cases (faults: faults injected):
+- lost: ids seen (read after every fault and at the end) or within run.json's attempts,
+  missing from the DECIDED files at the end, less those a complete run kept undecided in
+  its journal (not needed: for a rerun asking for more; shown apart); plus one per run
+  whose final status is not complete/exhausted, or sigstop/sigsegv run not ending exit 0.
 - duplicated: ids written more than once across accepted/rejected/canaries (each extra copy).
 - tracebacks: gra-local processes whose stdout or stderr holds "Traceback".
 - hangs: gra-local processes that did not end within --limit s, and workers still running
@@ -56,7 +54,7 @@ from gra_local.embed.minilm_files import is_present  # noqa: E402
 
 WORKER = "gra_local.backends.llama.worker"
 FINAL = ("complete", "exhausted")
-DECIDED = ("accepted.jsonl", "rejected.jsonl", "canaries.jsonl")
+DECIDED = ("accepted.jsonl", "rejected.jsonl", "unverified.jsonl", "canaries.jsonl")
 ERROR = "gra-local: error:"
 
 
@@ -336,14 +334,17 @@ class Episode:
         dups = len(ids) - len(set(ids))
         attempted = {f"r{int(r)}-{n:06d}" for r, fig in (self.run_json().get("rounds") or {}).items()
                      for n in range(1, int(fig.get("attempts", 0)) + 1)}
-        lost = sorted((self.seen | attempted) - set(ids))
-        status = self.status()
+        status = self.status()  # a complete run keeps the candidates it did not need: not lost
+        journaled = {r["id"] for r in complete_lines(self.out / "journal.jsonl") if "id" in r}
+        kept = sorted(journaled - set(ids)) if status == "complete" else []
+        lost = sorted((self.seen | attempted) - set(ids) - set(kept))
         c = self.d.c
         c.duplicated += dups
         c.lost += len(lost) + (status not in FINAL)
         self.d.say(self.case, f"{self.name}: final status {status}; {len(set(ids))} decided in "
                    f"{self.starts} start(s); lost {len(lost)}{' ' + ','.join(lost[:5]) if lost else ''}; "
-                   f"duplicated {dups}", status=status, decided=len(set(ids)), lost=lost, duplicated=dups)
+                   f"duplicated {dups}; kept undecided in the journal {len(kept)}", status=status,
+                   decided=len(set(ids)), lost=lost, duplicated=dups, kept=kept)
 
 
 def main() -> int:

@@ -25,8 +25,9 @@ per-sequence context n_ctx.  The rule, kept simple:
   reserve), a split model keeps its GPU layers, and what lands in RAM leaves
   ``RAM_RESERVE`` (2 GiB) to the OS, as residency does.  Parallel sequences never push a
   layer off the GPU nor the machine into swap; where free VRAM is unknown (Vulkan on AMD)
-  no cells are added beyond n_ctx. Free memory is read in steps of 256 MiB
-  (``STEADY_STEP``), so that a rerun gets the same n_parallel, hence the same records.
+  no cells are added beyond n_ctx. Sequences beyond the first are judged on free memory
+  read in steps of 256 MiB (``STEADY_STEP``), so that a rerun gets the same n_parallel,
+  hence the same records.
 * **Caps:** at most 8 on a CPU build (batching gains flatten out there once the matrix
   products turn compute-bound) and 16 with a GPU backend; at least 1.  A pinned
   ``n_parallel`` (1–64) wins, but one whose KV cache cannot fit at all (the layer plan
@@ -113,9 +114,10 @@ def _placement_text(plan: LayerPlan, mem: MemoryFacts, reserve_bytes: int) -> st
 
 
 STEADY_STEP = 256 * 2**20
-"""Free RAM and VRAM are rounded down to this step before "auto" picks: the same command
-on an idle machine then gets the same n_parallel (and so the same records) whatever a
-few MB of free-memory noise say, unless free memory crosses a step."""
+"""Free RAM and VRAM are rounded down to this step before "auto" adds a sequence (one
+sequence is planned on the figures as read): the same command on an idle machine then
+gets the same n_parallel (and so the same records) whatever a few MB of free-memory noise
+say, unless free memory crosses a step."""
 
 
 def steady(mem: MemoryFacts) -> MemoryFacts:
@@ -139,11 +141,8 @@ def choose_parallel(
     """The rule of this module over plain facts (pure; ``plan_parallel`` for a spec).
 
     Raises ModelError naming ``model`` and the key when a pinned value cannot fit."""
-    if pinned == "auto":
-        mem = steady(mem)
-
-    def layers(cells: int) -> LayerPlan:
-        return plan_layers(facts, n_ctx, mem, n_gpu_layers, reserve_bytes, kv_cells=cells)
+    def layers(cells: int, at: MemoryFacts = mem) -> LayerPlan:
+        return plan_layers(facts, n_ctx, at, n_gpu_layers, reserve_bytes, kv_cells=cells)
 
     base_cells = kv_cells_for(1, n_ctx)
     base = layers(base_cells)
@@ -176,7 +175,8 @@ def choose_parallel(
     if base.where == "wont_fit":
         return result(1, base_cells, base, "1 sequence: the model does not fit even alone (see the GPU plan)")
     unknown_vram = bool(mem.gpu_backend) and mem.vram_free_bytes is None
-    ram_budget = mem.ram_available_bytes - ram_reserve_bytes
+    grid = steady(mem)  # more sequences are judged on free memory read in steps
+    ram_budget = grid.ram_available_bytes - ram_reserve_bytes
 
     def why_not(plan: LayerPlan) -> str | None:
         """None when this plan is as good as one sequence's; else what it would cost."""
@@ -199,7 +199,7 @@ def choose_parallel(
     stop = capped
     for m in range(2, cap + 1):
         m_cells = kv_cells_for(m, n_ctx)
-        m_plan = layers(m_cells)
+        m_plan = base if m_cells <= base_cells else layers(m_cells, grid)
         if m_cells > base_cells:
             if unknown_vram:
                 stop = (f"free GPU memory is unknown, so no KV cells are added beyond n_ctx {n_ctx}; "
