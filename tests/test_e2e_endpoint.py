@@ -26,21 +26,24 @@ from gra_local.core.records import Record
 KEY_VAR = "GRA_TEST_JUDGE_KEY"
 
 
-def models_toml(path: Path, gguf: Path, url: str) -> Path:
+def models_toml(path: Path, gguf: Path, url: str, remote_generates: bool = False) -> Path:
+    local, remote = '"generator", "annotator"', '"reviewer", "adjudicator"'
+    if remote_generates:  # the server writes the samples; the local model judges them
+        local, remote = '"annotator", "reviewer", "adjudicator"', '"generator"'
     path.write_text(f"""
 [[models]]
 name = "local-tiny"
 path = "{gguf}"
 n_ctx = 2048
 n_threads = 1
-roles = ["generator", "annotator"]
+roles = [{local}]
 
 [[models]]
 name = "remote"
 endpoint = "{url}"
 api_key_env = "{KEY_VAR}"
 max_in_flight = 4
-roles = ["reviewer", "adjudicator"]
+roles = [{remote}]
 """, encoding="utf-8")
     return path
 
@@ -163,3 +166,50 @@ def test_a_server_killed_mid_run_interrupts_and_a_restart_resumes(tmp_path: Path
     assert set(before) < set(after)
     assert sorted(after) == [f"r1-{n:06d}" for n in range(1, run["counts"]["attempts"] + 1)]
     assert len(after) == run["counts"]["accepted"] + run["counts"]["rejected"]
+
+
+def test_a_server_killed_mid_generate_is_no_verdict_and_a_restart_resumes(tmp_path: Path,
+                                                                          tiny_gguf: Path,
+                                                                          key: str) -> None:
+    """Issue 21: the server is the generator and dies while it writes the first batch. No
+    sample is rejected for it (no `generation_failed` "no reply"): the run stops
+    interrupted in one line, and the same command after a restart finishes every id once."""
+    server = LlamaServer(tiny_gguf, tmp_path / "server.log", api_key=key).start()
+    out = tmp_path / "out"
+    models = models_toml(tmp_path / "models.toml", tiny_gguf, server.url, remote_generates=True)
+    args = cli(out, models, "--samples", "3", "--max-attempts", "6", "--batch", "3")
+    env = {**os.environ, KEY_VAR: key}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "pool.jsonl").exists():  # annotated: generation comes next
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never got to generate"
+            time.sleep(0.02)
+        server.kill()
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        server.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"gra-local: error: endpoint model 'remote' at {server.url} is unreachable")
+    first = orjson.loads((out / "run.json").read_bytes())
+    assert first["status"] == "interrupted"
+    assert not [r["id"] for r in records(out) if r["reason"] == "generation_failed"]
+    # nor counted as the model's invalid replies: the outage's calls were asked again
+    assert "no reply" not in str(first["stats"]["models"].get("remote", {}))
+
+    restarted = LlamaServer(tiny_gguf, tmp_path / "server.log", port=server.port, api_key=key).start()
+    try:
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+    finally:
+        restarted.stop()
+    assert again.returncode == 0, again.stderr
+    run = orjson.loads((out / "run.json").read_bytes())
+    assert run["status"] in ("complete", "exhausted") and len(run["sessions"]) == 2
+    ids = [r["id"] for r in records(out)]
+    assert len(ids) == len(set(ids)) and ids
+    assert not [r["id"] for r in records(out) if "no reply" in r["reason_detail"]]
