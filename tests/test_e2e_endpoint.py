@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -69,6 +69,45 @@ def files_under(*roots: Path) -> Iterator[Path]:
                 yield path
 
 
+def killed_mid_run(server: LlamaServer, args: list[str], env: dict[str, str], what: str,
+                   ready: Callable[[], bool]) -> tuple[str, str]:
+    """Start the command, kill the server once `ready()`; the run must stop in one line
+    naming the endpoint, exit 2. Its stdout and stderr."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, what
+            time.sleep(0.02)
+        server.kill()
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        server.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"gra-local: error: endpoint model 'remote' at {server.url} is unreachable")
+    return stdout, stderr
+
+
+def rerun_after_restart(tmp_path: Path, gguf: Path, port: int, key: str, args: list[str],
+                        env: dict[str, str]) -> dict:
+    """Restart the server on the same port, run the same command again: it resumes and
+    ends; its run.json."""
+    restarted = LlamaServer(gguf, tmp_path / "server.log", port=port, api_key=key).start()
+    try:
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+    finally:
+        restarted.stop()
+    assert again.returncode == 0, again.stderr
+    run = orjson.loads((tmp_path / "out" / "run.json").read_bytes())
+    assert run["status"] in ("complete", "exhausted") and len(run["sessions"]) == 2
+    return run
+
+
 @pytest.fixture
 def key() -> str:
     return "sk-" + secrets.token_urlsafe(24)
@@ -123,22 +162,9 @@ def test_a_server_killed_mid_run_interrupts_and_a_restart_resumes(tmp_path: Path
     models = models_toml(tmp_path / "models.toml", tiny_gguf, server.url)
     args = cli(out, models, "--samples", "60", "--max-attempts", "60", "--batch", "3")
     env = {**os.environ, KEY_VAR: key}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not any(r["reviews"] and r["reviews"][0]["verdict"] for r in records(out)):
-            assert proc.poll() is None and time.monotonic() < deadline, "no review through the server"
-            time.sleep(0.05)
-        server.kill()  # mid-run: the reviews of the batches still to come have no server
-        stdout, stderr = proc.communicate(timeout=90)
-    finally:
-        server.stop()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith(f"gra-local: error: endpoint model 'remote' at {server.url} is unreachable")
+    # mid-run: the reviews of the batches still to come have no server
+    stdout, stderr = killed_mid_run(server, args, env, "no review through the server", lambda: any(
+        r["reviews"] and r["reviews"][0]["verdict"] for r in records(out)))
     assert "rerun the same command to resume" in stderr and key not in stdout + stderr
     run = orjson.loads((out / "run.json").read_bytes())
     assert run["status"] == "interrupted"
@@ -151,15 +177,7 @@ def test_a_server_killed_mid_run_interrupts_and_a_restart_resumes(tmp_path: Path
     kept = {name: (out / name).read_bytes() for name in ("accepted.jsonl", "rejected.jsonl")
             if (out / name).exists()}
 
-    restarted = LlamaServer(tiny_gguf, tmp_path / "server.log", port=server.port, api_key=key).start()
-    try:
-        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                               stdin=subprocess.DEVNULL)
-    finally:
-        restarted.stop()
-    assert again.returncode == 0, again.stderr
-    run = orjson.loads((out / "run.json").read_bytes())
-    assert run["status"] in ("complete", "exhausted") and len(run["sessions"]) == 2
+    run = rerun_after_restart(tmp_path, tiny_gguf, server.port, key, args, env)
     after = [r["id"] for r in records(out)]
     for name, lines in kept.items():  # what was decided stays, as it was, first
         assert (out / name).read_bytes().startswith(lines)
@@ -179,37 +197,15 @@ def test_a_server_killed_mid_generate_is_no_verdict_and_a_restart_resumes(tmp_pa
     models = models_toml(tmp_path / "models.toml", tiny_gguf, server.url, remote_generates=True)
     args = cli(out, models, "--samples", "3", "--max-attempts", "6", "--batch", "3")
     env = {**os.environ, KEY_VAR: key}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / "pool.jsonl").exists():  # annotated: generation comes next
-            assert proc.poll() is None and time.monotonic() < deadline, "the run never got to generate"
-            time.sleep(0.02)
-        server.kill()
-        _, stderr = proc.communicate(timeout=90)
-    finally:
-        server.stop()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith(f"gra-local: error: endpoint model 'remote' at {server.url} is unreachable")
+    # annotated: generation comes next
+    killed_mid_run(server, args, env, "the run never got to generate", (out / "pool.jsonl").exists)
     first = orjson.loads((out / "run.json").read_bytes())
     assert first["status"] == "interrupted"
     assert not [r["id"] for r in records(out) if r["reason"] == "generation_failed"]
     # nor counted as the model's invalid replies: the outage's calls were asked again
     assert "no reply" not in str(first["stats"]["models"].get("remote", {}))
 
-    restarted = LlamaServer(tiny_gguf, tmp_path / "server.log", port=server.port, api_key=key).start()
-    try:
-        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                               stdin=subprocess.DEVNULL)
-    finally:
-        restarted.stop()
-    assert again.returncode == 0, again.stderr
-    run = orjson.loads((out / "run.json").read_bytes())
-    assert run["status"] in ("complete", "exhausted") and len(run["sessions"]) == 2
+    rerun_after_restart(tmp_path, tiny_gguf, server.port, key, args, env)
     ids = [r["id"] for r in records(out)]
     assert len(ids) == len(set(ids)) and ids
     assert not [r["id"] for r in records(out) if "no reply" in r["reason_detail"]]
