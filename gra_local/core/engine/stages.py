@@ -79,7 +79,11 @@ def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) ->
             except WorkerLost as exc:
                 if ctx.stop.is_set():
                     raise Stopped from None
-                ctx.pool.lost(scorer, exc)  # one loss too many stops the run (ModelDown)
+                ctx.pool.lost(scorer, exc)
+                if ctx.pool.dropped(scorer):  # lost once too often: left for a rerun, as waves._leave
+                    for cand in todo:
+                        cand.faulted = f"model {scorer!r} was dropped ({ctx.pool.drop_reason(scorer)})"
+                    return
     finally:
         ctx.stats.stage("likelihood").seconds += time.perf_counter() - start
     if any(r.finish_reason == "cancelled" for r in results):

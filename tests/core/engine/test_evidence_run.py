@@ -148,3 +148,21 @@ def test_a_large_first_batch_in_run_adds_read_only_pairs_a_small_one_does_not(tm
         counts[batch] = (len(canaries), sum(not c["judgements"] for c in canaries))
     assert counts == {READ_ONLY_FROM: (8 + 2 * READ_ONLY_PAIRS, 2 * READ_ONLY_PAIRS),
                       READ_ONLY_FROM - 1: (8, 0)}
+
+
+def test_a_scorer_lost_too_often_leaves_its_samples_for_a_rerun(tmp_path: Path, monkeypatch) -> None:
+    """The scoring model's worker keeps dying: each loss reads the pairs again on a fresh
+    worker; once it is dropped its samples are left undecided (never decided without the
+    evidence, never read again forever), and the run ends interrupted."""
+    import fakes
+    import pytest
+
+    from gra_local.core.errors import ModelDown, WorkerLost
+
+    def dies(self, requests, cancel=None):
+        raise WorkerLost(f"model {self.name!r}: worker process died while scoring")
+
+    monkeypatch.setattr(fakes.FakeSession, "score_many", dies)
+    with pytest.raises(ModelDown, match="samples were left undecided: model 'a' was dropped"):
+        go(tmp_path / "out", scorer="a")
+    assert records(tmp_path / "out", "accepted.jsonl") == []
