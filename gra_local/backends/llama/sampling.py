@@ -113,8 +113,6 @@ class Picker:
         """Tokens the chain chose and the grammar refused."""
         self.shortlisted = 0
         """Refused tokens replaced from the shortlist (the rest cost a whole-vocabulary pass)."""
-        self._top_logit = 0.0
-        """The best logit of the row `_shortlist_mass` read last."""
         self._ids = np.arange(n_vocab, dtype=np.intc)
         self._cur = np.recarray((n_vocab,), dtype=_TOKEN_DTYPE)
         self._cur_arr = llama_cpp.llama_token_data_array(
@@ -157,16 +155,16 @@ class Picker:
         self._cur_arr.size, self._cur_arr.selected, self._cur_arr.sorted = n, -1, False
         return float(self._cur.logit[:n].min())
 
-    def _shortlist_mass(self, row: int) -> float:
-        """`_shortlist(row)`; returns the summed weight, exp(logit − the row's best), of
-        every token left out of it (`_top_logit`: that best)."""
+    def _shortlist_mass(self, row: int) -> tuple[float, float]:
+        """`_shortlist(row)`; returns the row's best logit and the summed weight,
+        exp(logit − that best), of every token left out of the shortlist."""
         self._shortlist(row)
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, row),
                                        shape=(self.n_vocab,)).astype(np.float64)
-        self._top_logit = float(logits.max())
-        total = np.exp(logits - self._top_logit).sum()
+        top = float(logits.max())
         n = self._cur_arr.size
-        return float(total - np.exp(self._cur.logit[:n].astype(np.float64) - self._top_logit).sum())
+        kept = np.exp(self._cur.logit[:n].astype(np.float64) - top).sum()
+        return top, float(np.exp(logits - top).sum() - kept)
 
     def _from_shortlist(self, row: int, chain: Any, grammar: Any, plain: bool) -> int | None:
         """A grammar-allowed token chosen among the most likely ones, when a whole-vocabulary
@@ -202,11 +200,10 @@ class Picker:
         Applying a grammar sampler leaves its state as it was (only accepting a token
         moves it), and `pick` reloads the row: no sampler changes."""
         if grammar is not None and self.n_vocab > SHORTLIST:
-            left_out = self._shortlist_mass(row)
+            top, left_out = self._shortlist_mass(row)
             got = self._allowed_probs(grammar, top=None)
-            n = self._cur_arr.size
-            kept = self._cur.logit[:n].astype(np.float64)
-            if got and left_out <= PROBE_TOKEN_FLOOR * np.exp(kept[np.isfinite(kept)] - self._top_logit).sum():
+            allowed = self._cur.logit[:self._cur_arr.size].astype(np.float64)  # refused: -inf
+            if got and left_out <= PROBE_TOKEN_FLOOR * np.exp(allowed - top).sum():
                 return got
         self._load(row)
         return self._allowed_probs(grammar, top=PROBE_TOP if grammar is None else None)

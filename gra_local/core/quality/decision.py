@@ -33,7 +33,7 @@ means "wait" in the middle of a stage and "decide" after it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Literal
@@ -252,19 +252,25 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     rel = cand.relevance
     evidence = calibration.evidence
     values = piece_values(cand) if evidence is not None else {}
-    scored = None if evidence is None else \
-        evidence.margin(values, None if rel is None else rel.threshold)
-    margin = None if scored is None else scored[0]
+
+    def scored() -> tuple[float, str] | None:
+        """The cheap evidence's margin, asked only where it decides."""
+        return None if evidence is None else \
+            evidence.margin(values, None if rel is None else rel.threshold)
+
+    def margin() -> float | None:
+        return None if (s := scored()) is None else s[0]
+
     if rel is not None and relevance_vetoes(rel.cosine, rel.threshold):
         return Decision(Status.REJECT, Reason.OFF_TOPIC, f"cosine(instruction, response) "
                         f"{rel.cosine:.4f} < relevance threshold {rel.threshold:.4f}",
-                        margin=margin)
+                        margin=margin())
     if evidence is not None:
         if (failed := evidence.failing(values)) is not None:
             check, value = failed
             return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{check.piece} {value:.4f} "
                             f"< threshold {check.threshold} (set on {evidence.pairs} canary "
-                            f"pairs; catches {', '.join(check.kinds)})", margin=margin)
+                            f"pairs; catches {', '.join(check.kinds)})", margin=margin())
         if not evidence.panel_decides:
             return _unreviewed(evidence, values, reached, scored)
     weights: dict[int, float] = {}
@@ -290,11 +296,12 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
 
 
 def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached,
-                scored: tuple[float, str] | None) -> Decision:
+                margin_of: Callable[[], tuple[float, str] | None]) -> Decision:
     """The panel is not informative: the cheap evidence decides, or nothing does yet."""
     if reached < Reached.SCORED:
         return PENDING
     if evidence.cheap_decides:
+        scored = margin_of()
         weakest = "" if scored is None else f"; margin {scored[0]:.2f} on {scored[1]}"
         return Decision(Status.ACCEPT, Reason.EVIDENCE_ACCEPT, f"passed every informative "
                         f"check ({evidence.passed(values)}{weakest}); correctness not "

@@ -22,6 +22,8 @@ from gra_local.core.rundir.calibration_report import Discrimination, KindDiscrim
 
 REVIEWER = "reviewer "
 """How every LLM reviewer's pieces are named: `reviewer <model>: scores` and `: checks`."""
+
+
 def reviewer_piece(piece: str) -> tuple[str, str] | None:
     """(model, "scores" or "checks") of a reviewer's piece name; None for other pieces."""
     if not piece.startswith(REVIEWER):
