@@ -250,7 +250,8 @@ class CanaryBook:
         self._trust = calibrate(self.judgements, [], self.opts.tau,
                                 min_accuracy=self.opts.min_canary_accuracy)
         self._evidence = evidence_of(self.readings,
-                                     self.relevance[-1][2] if self.relevance else None)
+                                     self.relevance[-1][2] if self.relevance else None,
+                                     trusted=self.trusted)
         self._full = None
         self._calibration = self._make_calibration()
 

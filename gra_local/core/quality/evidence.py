@@ -9,15 +9,25 @@ informative, unsettled or at chance. From the standings:
   adjudicator for the contested) only when one of its reviewers' pieces is informative;
   until then samples are not sent to it at all (its calls are saved and counted), while
   canaries still are, so that it can earn its place later in the run.
-- **Each likelihood signal** that is informative, overall or on one corruption kind,
-  vetoes: a value below its threshold rejects. The threshold is set on the canaries: of
-  the values that keep the originals (all but ORIGINALS_LOST of them), the one that
-  rejects most of the corruptions it is informative on, then lowered halfway to the next
-  lower value seen, so that the lowest original kept is not the edge itself.
+- **Each likelihood signal**, on each corruption kind it is informative on, may veto: a
+  value below its threshold rejects. The threshold is where the share of that kind's
+  corruptions below it most exceeds the share of originals below it (ties to the lower),
+  lowered halfway to the next lower value seen. That point does not move when some
+  originals are themselves bad answers of the kind (review mode: the originals are the
+  data in doubt), since those add the same to both shares; and in review mode an original
+  the signal puts below every corruption of the kind is taken as such a bad input, not as
+  a good answer lost.
 - **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
-- A likelihood check is kept only when, on the canary pairs, it rejects more corruptions
-  that the relevance veto and the checks kept before it let through than originals it
-  rejects: signals that catch the same answers do not add their false rejections up.
+- A likelihood check is kept only when it pays on the canary pairs: the share of its
+  kind's corruptions it catches that the relevance veto and the checks kept before it let
+  through must exceed K times the share of originals it rejects, K being the number of
+  corruption kinds (bad answers taken as common as good ones and spread evenly over the
+  kinds: a check answers for one kind, a good answer lost counts whole), and that share
+  is its upper credible bound (UPPER), not the count: 0 of 20 originals rejected may still
+  be one good answer in ten. Signals that catch the same answers do not add their false
+  rejections up, and a signal that separates pairs but not values (mean log-prob on
+  changed numbers: the change moves it less than answers differ from each other) rejects
+  nothing.
 
 Where the panel is not informative, a sample that every informative cheap piece passes is
 accepted and its record says what was and was not checked; where no piece is informative
@@ -26,9 +36,11 @@ yet, the sample waits for more canaries and is kept as `unverified` if the run e
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gra_local.core.quality.discrimination import (
     INFORMATIVE,
@@ -44,11 +56,8 @@ from gra_local.core.rundir.calibration_report import Discrimination
 
 DIGITS = 4
 """Values and thresholds are rounded to this many decimals before comparing."""
-ORIGINALS_LOST = 0.1
-"""Share of the canaries' originals a likelihood check may reject at most (rounded down:
-none under ten originals). A veto is for what the originals never look like: a signal that
-ranks pairs well but overlaps the originals (a human answer can be unlikely to a small
-model) rejects nothing it cannot tell apart."""
+UPPER = 0.9
+"""The credible level of the bound on the share of originals a check rejects."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ class Check:
     piece: str
     threshold: float
     kinds: tuple[str, ...]
-    """The corruption kinds its threshold was set on (those it is informative on)."""
+    """The corruption kind its threshold was set on (one it is informative on)."""
     typical: float | None = None
     """The median of the canaries' originals: where the margin (`Evidence.margin`) is 1."""
 
@@ -173,34 +182,67 @@ class Evidence:
                 f"{best.accuracy:.0%}, P(better) {best.p_better:.2f})")
 
 
-def evidence_of(readings: list[Reading], relevance_threshold: float | None = None) -> Evidence:
+def evidence_of(readings: list[Reading], relevance_threshold: float | None = None,
+                trusted: bool = True) -> Evidence:
     """The standings and checks the canary readings so far support (`relevance_threshold`:
-    the run's relevance veto, whose catches a likelihood check must add to)."""
+    the run's relevance veto, whose catches a likelihood check must add to; `trusted`:
+    the originals are known good, the seeds of `run`, not the input of `review`)."""
     pieces = discrimination(readings)
     good = [r for r in readings if r.kind == "good"]
     bad = [r for r in readings if r.kind != "good" and r.pair is not None]
-    checks = []
-    out = {}
-    for name, d in pieces.items():
-        kinds = tuple(k for k, kd in d.by_kind.items()
-                      if kd.p_better is not None and kd.p_better >= INFORMATIVE and (kd.accuracy or 0) > 0.5)
-        if name.startswith(LIKELIHOOD) and (kinds or d.standing == Standing.INFORMATIVE.value):
-            kinds = kinds or tuple(d.by_kind)
-            threshold = veto_threshold([r.values[name] for r in good if name in r.values],
-                                       [r.values[name] for r in bad if r.kind in kinds and name in r.values])
-            if threshold is not None:
-                checks.append(Check(name, threshold, kinds, _median(good, name)))
-        out[name] = d
+    candidates = [c for name, d in pieces.items() if name.startswith(LIKELIHOOD)
+                  for kind in _kinds(d)
+                  if (c := _candidate(name, kind, good, bad, trusted)) is not None]
     covered: set[str] = set()
-    if relevance_threshold is not None and out.get(RELEVANCE) is not None \
-            and out[RELEVANCE].standing == Standing.INFORMATIVE.value:
+    if relevance_threshold is not None and pieces.get(RELEVANCE) is not None \
+            and pieces[RELEVANCE].standing == Standing.INFORMATIVE.value:
         covered = {r.canary for r in bad if RELEVANCE in r.values
                    and relevance_vetoes(r.values[RELEVANCE], relevance_threshold)}
-    checks.sort(key=lambda c: -(out[c.piece].p_better or 0.0))  # ties: the surer piece first
-    kept = _adding(checks, good, bad, covered)
-    for check in kept:
+    kept = _adding(candidates, bad, covered)
+    out = dict(pieces)
+    for check in reversed(kept):  # a signal's piece shows its first (most useful) threshold
         out[check.piece] = out[check.piece].model_copy(update={"threshold": check.threshold})
     return Evidence(out, tuple(kept), _median(good, RELEVANCE))
+
+
+def _kinds(d: Discrimination) -> list[str]:
+    """The corruption kinds a signal may veto: those it is informative on, and when it is
+    informative overall, every kind it ranks right more often than not."""
+    overall = d.standing == Standing.INFORMATIVE.value
+    return [k for k, kd in d.by_kind.items() if (kd.accuracy or 0) > 0.5
+            and (overall or (kd.p_better is not None and kd.p_better >= INFORMATIVE))]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A possible check with the canaries it was set on."""
+
+    check: Check
+    corruptions: list[Reading]
+    """The canaries of its kind that carry its signal."""
+    originals: list[Reading]
+    """The originals it is measured against (review mode: those not below every corruption)."""
+
+    def caught(self, rows: list[Reading]) -> set[str]:
+        return {r.canary for r in rows if self.check.piece in r.values
+                and self.check.fails(r.values[self.check.piece])}
+
+
+def _candidate(piece: str, kind: str, good: list[Reading], bad: list[Reading],
+               trusted: bool) -> _Candidate | None:
+    corruptions = [r for r in bad if r.kind == kind and piece in r.values]
+    originals = [r for r in good if piece in r.values]
+    if not corruptions:
+        return None
+    if not trusted:  # an input pair below every corruption of the kind is one of them
+        lowest = min(round(r.values[piece], DIGITS) for r in corruptions)
+        originals = [r for r in originals if round(r.values[piece], DIGITS) >= lowest]
+    threshold = veto_threshold([r.values[piece] for r in originals],
+                               [r.values[piece] for r in corruptions])
+    if threshold is None:
+        return None
+    return _Candidate(Check(piece, threshold, (kind,), _median(originals, piece)),
+                      corruptions, originals)
 
 
 def _median(rows: list[Reading], piece: str) -> float | None:
@@ -208,47 +250,66 @@ def _median(rows: list[Reading], piece: str) -> float | None:
     return round(statistics.median(values), DIGITS) if values else None
 
 
-def _caught(check: Check, rows: list[Reading]) -> set[str]:
-    return {r.canary for r in rows if check.piece in r.values and check.fails(r.values[check.piece])}
+def _adding(candidates: list[_Candidate], bad: list[Reading], covered: set[str]) -> list[Check]:
+    """The checks that pay, most useful first (see the module docstring). A check's gain is
+    the mean over the K corruption kinds of the share of that kind's corruptions it catches
+    that the relevance veto (`covered`) and the checks kept before it let through, less the
+    upper bound of its share of originals rejected; kept while > 0."""
+    by_kind: dict[str, list[Reading]] = {}
+    for r in bad:
+        by_kind.setdefault(r.kind, []).append(r)
+    cost = {id(c): upper_share(len(c.caught(c.originals)), len(c.originals)) for c in candidates}
 
+    def gain(c: _Candidate) -> float:
+        caught = [len(c.caught(rows) - covered) / len(rows) for rows in by_kind.values()]
+        return math.fsum(caught) / len(caught) - cost[id(c)]
 
-def _adding(checks: list[Check], good: list[Reading], bad: list[Reading],
-            covered: set[str]) -> list[Check]:
-    """The checks worth their cost, most useful first: on the canary pairs, each kept one
-    rejects more corruptions that the relevance veto and the checks kept before it let
-    through than originals it rejects. Two signals that catch the same answers (mean
-    log-prob and PMI on a swap) do not both veto, so their false rejections do not add up."""
     kept: list[Check] = []
-    todo = list(checks)
+    todo = list(candidates)
     while todo:
-        gains = [len(_caught(c, bad) - covered) - len(_caught(c, good)) for c in todo]
+        gains = [gain(c) for c in todo]
         best = max(range(len(todo)), key=lambda i: (gains[i], -i))
         if gains[best] <= 0:
             break
-        check = todo.pop(best)
-        kept.append(check)
-        covered |= _caught(check, bad)
+        chosen = todo.pop(best)
+        kept.append(chosen.check)
+        covered |= chosen.caught(bad)
     return kept
 
 
+@lru_cache(maxsize=1024)
+def upper_share(hits: int, n: int, level: float = UPPER, steps: int = 2000) -> float:
+    """The `level` quantile of Beta(1 + hits, 1 + n − hits): with `hits` of `n` seen, the
+    share is below it with that probability (midpoint rule; 1.0 when n is 0)."""
+    if n <= 0:
+        return 1.0
+    a, b = 1.0 + hits, 1.0 + n - hits
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    h = 1.0 / steps
+    cum = 0.0
+    for i in range(steps):
+        x = (i + 0.5) * h
+        cum += math.exp(log_norm + (a - 1) * math.log(x) + (b - 1) * math.log1p(-x)) * h
+        if cum >= level:
+            return round(x, DIGITS)
+    return 1.0
+
+
 def veto_threshold(good: list[float], bad: list[float]) -> float | None:
-    """Where a veto rejects: of the thresholds that keep all but ORIGINALS_LOST of the
-    `good` values (kept: ≥), the one that vetoes most `bad` ones (<), ties to the lower,
-    then lowered halfway to the next lower value seen; None without both, or when it would
-    veto no `bad` value."""
+    """Where a veto rejects (<): the value at which the share of `bad` values below it most
+    exceeds the share of `good` ones below it, ties to the lower, then lowered halfway to
+    the next lower value seen; None without both, or when no value does better than none."""
     if not good or not bad:
         return None
-    values = sorted({round(x, DIGITS) for x in [*good, *bad]})
     g = [round(x, DIGITS) for x in good]
     b = [round(x, DIGITS) for x in bad]
-    allowed = int(ORIGINALS_LOST * len(g))
-    best, caught = values[0], 0
+    values = sorted({*g, *b})
+    best, lead = None, 0.0
     for t in values:  # ascending: a tie keeps the lower one
-        if sum(x < t for x in g) > allowed:
-            break
-        if (n := sum(x < t for x in b)) > caught:
-            best, caught = t, n
-    if not caught:
+        below = sum(x < t for x in b) / len(b) - sum(x < t for x in g) / len(g)
+        if below > lead + 1e-12:
+            best, lead = t, below
+    if best is None:
         return None
-    below = [v for v in values if v < best]
-    return round((best + below[-1]) / 2, DIGITS)
+    lower = [v for v in values if v < best]
+    return round((best + lower[-1]) / 2, DIGITS)

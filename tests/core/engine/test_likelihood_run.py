@@ -12,6 +12,9 @@ from test_scheduler import records, request
 
 from gra_local.core.engine.scheduler import Run
 
+FILES = ("accepted.jsonl", "rejected.jsonl", "unverified.jsonl")
+"""Every outcome's records, unverified included: each carries the reading."""
+
 
 def go(out: Path, backend: FakeBackend | None = None, scorer: str | None = "a", **opts):
     backend = backend or FakeBackend()
@@ -23,7 +26,7 @@ def go(out: Path, backend: FakeBackend | None = None, scorer: str | None = "a", 
 def test_every_answer_is_scored_once_and_records_carry_it(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result, backend = go(out)
-    recs = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
+    recs = [r for f in FILES for r in records(out, f)]
     assert recs and all(r["likelihood"]["model"] == "a" for r in recs)
     rec = recs[0]["likelihood"]
     assert rec["tokens"] == len(recs[0]["response"].split())
@@ -62,5 +65,5 @@ def test_a_resumed_run_does_not_score_again(tmp_path: Path) -> None:
     # no answer read twice: the two sessions read what one straight run reads (texts can
     # repeat within a run: two canary pairs may share their original)
     assert sorted(both) == sorted(asked(straight))
-    decided = records(out, "accepted.jsonl") + records(out, "rejected.jsonl")
-    assert decided and all("likelihood" in r for r in decided)
+    written = [r for f in FILES for r in records(out, f)]
+    assert written and all("likelihood" in r for r in written)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gra_local.core.quality.discrimination import Reading, Standing, standing
-from gra_local.core.quality.evidence import evidence_of, veto_threshold
+from gra_local.core.quality.evidence import evidence_of, upper_share, veto_threshold
 
 PMI = "likelihood pmi"
 END = "likelihood end_logprob"
@@ -84,13 +84,56 @@ def test_nothing_informative_on_two_pairs() -> None:
     assert "no reviewer shown better than chance yet on 2 canary pairs" in ev.panel_note()
 
 
-def test_a_veto_keeps_the_originals_it_cannot_tell_apart() -> None:
-    """A signal that ranks most pairs right but puts one original among the corruptions
-    does not veto there: under ten originals it may lose none, from ten on one in ten."""
-    bad = [-2.0, -2.1, -2.2]
-    assert veto_threshold([-1.0, -1.1, -1.2, -3.0], bad) is None  # would reject the -3 original
-    ten = [-1.0, -1.1, -1.2, -1.3, -1.4, -1.5, -1.6, -1.7, -1.8, -3.0]
-    assert veto_threshold(ten, bad) == pytest.approx(-1.9)  # halfway from -1.8 down to -2.0
+def test_the_threshold_does_not_move_when_originals_are_bad_answers_of_the_kind() -> None:
+    """Review mode: some originals are themselves cut answers. They add the same to both
+    shares at every threshold, so the point that separates most is where it was."""
+    good = [-1.0, -1.5, -2.0, -3.0, -0.5]
+    cut = [-12.0, -20.0, -22.0]
+    assert veto_threshold(good, cut) == pytest.approx(-7.5)  # halfway from -3 down to -12
+    assert veto_threshold(good + [-21.0, -25.0], cut) == pytest.approx(-7.5)
+
+
+def test_a_check_pays_for_the_originals_it_may_reject() -> None:
+    """A signal that ranks every pair right but moves a value less than originals differ
+    from each other (mean log-prob on changed numbers) rejects nothing: the few changed
+    answers below every original are one kind of several, and the originals it may reject
+    (0 of 16 seen, up to 1 in 7 by the bound) cost more. One far past every original (end
+    of turn on a cut answer) is kept."""
+    near = [({MEAN: -1.0 - n / 4, END: -1.0}, {MEAN: -1.3 - n / 4, END: -1.0}) for n in range(8)]
+    far = [({MEAN: -1.0 - n / 4, END: -1.0 - n / 4}, {MEAN: -1.0 - n / 4, END: -15.0 - n})
+           for n in range(8)]
+    ev = evidence_of(pairs("numbers_changed", near) + pairs("truncated", far, start=8))
+    assert ev.pieces[MEAN].by_kind["numbers_changed"].accuracy == 1.0
+    assert [(c.piece, c.kinds) for c in ev.checks] == [(END, ("truncated",))]
+    assert ev.checks[0].threshold == pytest.approx(-8.875)  # halfway from -2.75 down to -15
+    alone = evidence_of(pairs("numbers_changed", near))  # the only kind: its tail pays
+    assert [c.piece for c in alone.checks] == [MEAN]
+
+
+def test_too_few_originals_for_a_check_that_catches_a_few() -> None:
+    """The share of originals rejected counts by its upper bound: on 4 pairs a check that
+    catches one corruption in four is not worth what it may reject; on 20 it is."""
+    rows = [({END: -1.0}, {END: -1.05}), ({END: -1.1}, {END: -1.15}),
+            ({END: -1.2}, {END: -1.25}), ({END: -1.3}, {END: -20.0})]
+    assert evidence_of(pairs("truncated", rows)).pieces[END].standing == "informative"
+    assert not evidence_of(pairs("truncated", rows)).checks
+    assert [c.threshold for c in evidence_of(pairs("truncated", rows * 5)).checks] == [-10.65]
+    assert upper_share(0, 4) == pytest.approx(0.369, abs=1e-3)
+    assert upper_share(0, 20) == pytest.approx(0.104, abs=1e-3)  # 0 of 20 seen: up to 1 in 10
+    assert upper_share(1, 20) > upper_share(0, 20)
+
+
+def test_in_review_an_original_below_every_corruption_is_one_of_them() -> None:
+    """The input's own cut answers, drawn as originals of other corruptions, would make the
+    end-of-turn veto pay for rejecting them; in review mode (untrusted originals) one below
+    every corruption of the kind is not counted as a good answer lost. With the seeds of
+    `run` (trusted) it is, and there the check does not pay."""
+    rows = [({END: -1.0 - n / 10}, {END: -15.0 - n}) for n in range(6)]
+    cut_inputs = [({END: -30.0}, {END: -0.5})] * 5  # injected text after a cut answer
+    readings = pairs("truncated", rows) + pairs("injection", cut_inputs, start=6)
+    untrusted = evidence_of(readings, trusted=False)
+    assert [(c.threshold, c.typical) for c in untrusted.checks] == [(-8.25, -1.25)]
+    assert not evidence_of(readings).checks
 
 
 def test_a_check_is_kept_only_for_what_it_adds() -> None:
