@@ -42,7 +42,7 @@ def test_a_warm_annotation_cache_gives_the_same_records(tmp_path: Path, smol_mod
     for name in ("cold", "warm"):
         out = tmp_path / name
         proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models,
-                                  "--samples", "1", "--max-attempts", "3", "--seed-pool", "4",
+                                  "--samples", "1", "--max-attempts", "2", "--seed-pool", "4", "--canaries", "0",
                                   "--no-dedup", "--seed", "21", "--quiet"),
                               env=env, capture_output=True, text=True, timeout=600,
                               stdin=subprocess.DEVNULL)
