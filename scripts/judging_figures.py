@@ -70,6 +70,13 @@ class LikelihoodView(BaseModel):
     low_tail: float
 
 
+class ArithmeticView(BaseModel):
+    """The arithmetic check in a record (core.quality.arithmetic)."""
+    model_config = ConfigDict(extra="ignore")
+    equations: int
+    wrong: list[str] = []
+
+
 class RecordView(BaseModel):
     """What this bench reads of a record (the record contract; `relevance` when the run
     had the relevance reviewer: {cosine, threshold}, or a bare cosine)."""
@@ -82,6 +89,7 @@ class RecordView(BaseModel):
     reviews: list[ReviewView] = []
     relevance: RelevanceView | None = None
     likelihood: LikelihoodView | None = None
+    arithmetic: ArithmeticView | None = None
     mean: float | None = None
     margin: float | None = None
 
@@ -320,6 +328,8 @@ def evidence_of(r: RecordView) -> dict[str, float]:
             value = getattr(r.likelihood, name)
             if value is not None:
                 out[f"likelihood {name}"] = value
+    if r.arithmetic is not None:
+        out["arithmetic"] = 0.0 if r.arithmetic.wrong else 1.0
     scores = [v.score for v in r.reviews if v.score is not None]
     if scores:
         out["expected score"] = sum(scores) / len(scores)

@@ -216,6 +216,19 @@ class LikelihoodScore(Strict):
     truncated: bool = False
 
 
+class Arithmetic(BaseModel):
+    """What the arithmetic check found in an answer (core.quality.arithmetic)."""
+
+    equations: int = Field(ge=1)
+    """Chains of equal signs read and worked again."""
+    wrong: list[str] = Field(default_factory=list)
+    """Those that do not hold, as written, each with what its first side comes to."""
+
+    @property
+    def share_right(self) -> float:
+        return round((self.equations - len(self.wrong)) / self.equations, 4)
+
+
 class Record(Strict):
     """One candidate, as written to accepted.jsonl or rejected.jsonl."""
 
@@ -254,6 +267,8 @@ class Record(Strict):
     """The relevance check's cosine and threshold; left out of the file when it did not run."""
     likelihood: LikelihoodScore | None = None
     """The likelihood signals of the response; left out of the file when it was not scored."""
+    arithmetic: Arithmetic | None = None
+    """The equations the response writes out, worked again; left out when it writes none."""
     margin: float | None = None
     """Where the cheap evidence decided: its decision score (≥ 0: every informative check
     passed; 1: as typical as the run's canary originals; docs/method.md). Left out of the

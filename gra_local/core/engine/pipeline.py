@@ -28,6 +28,7 @@ from gra_local.core.engine.confidence import Routing
 from gra_local.core.engine.state import RunState
 from gra_local.core.engine.waves import StageContext
 from gra_local.core.events import EventSink, RecordDecided
+from gra_local.core.quality import arithmetic
 from gra_local.core.quality.decision import Decision, Reached, Rule, Status, decide
 from gra_local.core.records import Decision as Written
 from gra_local.core.records import Reason
@@ -196,9 +197,11 @@ class Pipeline:
             extra["relevance"] = cand.relevance
         if cand.likelihood is not None:
             extra["likelihood"] = cand.likelihood
+        if (sums := arithmetic.check(record.response)) is not None:
+            extra["arithmetic"] = sums
         if decision.margin is not None:
             extra["margin"] = decision.margin
-        left_out = {k for k in ("relevance", "likelihood", "margin") if k not in extra}
+        left_out = {k for k in ("relevance", "likelihood", "arithmetic", "margin") if k not in extra}
         data = record.model_copy(update=extra).model_dump(mode="json", exclude=left_out or None)
         state.outputs[written].append(data)
         state.dir.decided.add(cand.id)

@@ -40,7 +40,8 @@ from typing import Literal
 
 from gra_local.core.candidate import Candidate
 from gra_local.core.options import RunOptions
-from gra_local.core.quality.discrimination import piece_values
+from gra_local.core.quality import arithmetic
+from gra_local.core.quality.discrimination import ARITHMETIC, piece_values
 from gra_local.core.quality.evidence import Evidence
 from gra_local.core.quality.relevance import vetoes as relevance_vetoes
 from gra_local.core.records import Reason, Review
@@ -268,7 +269,7 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if evidence is not None:
         if (failed := evidence.failing(values)) is not None:
             check, value = failed
-            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{check.piece} {value:.4f} "
+            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{_failed_piece(cand, check.piece, value)} "
                             f"< threshold {check.threshold} (set on {evidence.pairs} canary "
                             f"pairs; catches {', '.join(check.kinds)})", margin=margin())
         if not evidence.panel_decides:
@@ -293,6 +294,14 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if reached < Reached.SCORED:
         return Decision(Status.PENDING, weights=tuple(weights.items()))
     return _scored(cand, rule, calibration, weights, reached)
+
+
+def _failed_piece(cand: Candidate, piece: str, value: float) -> str:
+    """The failing value, in words; for the arithmetic check, the equations that do not hold."""
+    if piece == ARITHMETIC and (sums := arithmetic.check(cand.response or "")) is not None:
+        return (f"arithmetic {value:.0f}: {len(sums.wrong)} of {sums.equations} equations do not "
+                f"hold ({'; '.join(sums.wrong)})")
+    return f"{piece} {value:.4f}"
 
 
 def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached,

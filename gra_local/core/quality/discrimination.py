@@ -2,7 +2,8 @@
 
 A canary pair is an original and a corruption of that same original (core.quality.canaries),
 judged by the same panel. A piece of evidence — an LLM reviewer's expected score or its
-instruction checks, the relevance cosine, each likelihood signal — is right on a pair when
+instruction checks, the relevance cosine, each likelihood signal, the arithmetic of the
+written-out equations — is right on a pair when
 it gives the original the higher value. This needs no trust in the original, so it holds in
 review mode on data whose quality is in doubt: a reviewer that rejects a bad input pair is
 not counted wrong for it, only one that ranks a corruption above what it was made from.
@@ -17,6 +18,7 @@ from enum import Enum
 from pydantic import BaseModel
 
 from gra_local.core.candidate import Candidate
+from gra_local.core.quality import arithmetic
 from gra_local.core.quality.likelihood import SIGNALS
 from gra_local.core.rundir.calibration_report import Discrimination, KindDiscrimination
 
@@ -35,6 +37,9 @@ def reviewer_piece(piece: str) -> tuple[str, str] | None:
 LIKELIHOOD = "likelihood "
 """How each likelihood signal is named: `likelihood pmi`, …"""
 RELEVANCE = "relevance"
+ARITHMETIC = "arithmetic"
+"""1 when every equation an answer writes out holds, 0 when one does not; no value without
+an equation (core.quality.arithmetic)."""
 
 INFORMATIVE = 0.9
 """P(pairwise accuracy > ½) at or above which a piece is informative: it may decide."""
@@ -90,6 +95,8 @@ def piece_values(cand: Candidate) -> dict[str, float]:
         out[f"{REVIEWER}{model}: checks"] = math.fsum(values) / len(values)
     if cand.relevance is not None:
         out[RELEVANCE] = cand.relevance.cosine
+    if cand.response and (sums := arithmetic.check(cand.response)) is not None:
+        out[ARITHMETIC] = 0.0 if sums.wrong else 1.0
     if (lk := cand.likelihood) is not None:
         for name in SIGNALS:
             value = getattr(lk, name)

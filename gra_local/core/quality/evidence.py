@@ -9,7 +9,8 @@ informative, unsettled or at chance. From the standings:
   adjudicator for the contested) only when one of its reviewers' pieces is informative;
   until then samples are not sent to it at all (its calls are saved and counted), while
   canaries still are, so that it can earn its place later in the run.
-- **Each likelihood signal**, on each corruption kind it is informative on, may veto: a
+- **Each likelihood signal and the arithmetic check** (a check, for short), on each
+  corruption kind it is informative on, may veto: a
   value below its threshold rejects. The threshold is where the share of that kind's
   corruptions below it most exceeds the share of originals below it (ties to the lower),
   lowered halfway to the next lower value seen. That point does not move when some
@@ -18,13 +19,13 @@ informative, unsettled or at chance. From the standings:
   the signal puts below every corruption of the kind is taken as such a bad input, not as
   a good answer lost.
 - **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
-- A likelihood check is kept only when it pays on the canary pairs: the share of its
-  kind's corruptions it catches that the relevance veto and the checks kept before it let
-  through must exceed K times the share of originals it rejects, K being the number of
-  corruption kinds (bad answers taken as common as good ones and spread evenly over the
-  kinds: a check answers for one kind, a good answer lost counts whole), and that share
-  is its upper credible bound (UPPER), not the count: 0 of 20 originals rejected may still
-  be one good answer in ten. Signals that catch the same answers do not add their false
+- A check is kept only when it pays on the canary pairs: the share of each kind's
+  corruptions it catches that the relevance veto and the checks kept before it let
+  through, averaged over the corruption kinds (bad answers taken as common as good ones
+  and spread evenly over the kinds), must exceed the share of originals it rejects,
+  counted by its upper credible bound (UPPER): 0 of 20 originals rejected may still be one
+  good answer in ten. An original without the check's value (an answer with no equation)
+  is one it cannot reject. Checks that catch the same answers do not add their false
   rejections up, and a signal that separates pairs but not values (mean log-prob on
   changed numbers: the change moves it less than answers differ from each other) rejects
   nothing.
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gra_local.core.quality.discrimination import (
+    ARITHMETIC,
     INFORMATIVE,
     LIKELIHOOD,
     RELEVANCE,
@@ -190,8 +192,8 @@ def evidence_of(readings: list[Reading], relevance_threshold: float | None = Non
     pieces = discrimination(readings)
     good = [r for r in readings if r.kind == "good"]
     bad = [r for r in readings if r.kind != "good" and r.pair is not None]
-    candidates = [c for name, d in pieces.items() if name.startswith(LIKELIHOOD)
-                  for kind in _kinds(d)
+    candidates = [c for name, d in pieces.items()
+                  if name.startswith(LIKELIHOOD) or name == ARITHMETIC for kind in _kinds(d)
                   if (c := _candidate(name, kind, good, bad, trusted)) is not None]
     covered: set[str] = set()
     if relevance_threshold is not None and pieces.get(RELEVANCE) is not None \
@@ -221,7 +223,8 @@ class _Candidate:
     corruptions: list[Reading]
     """The canaries of its kind that carry its signal."""
     originals: list[Reading]
-    """The originals it is measured against (review mode: those not below every corruption)."""
+    """The originals it is measured against: all of them, less in review mode those below
+    every corruption (one without its value is one it cannot reject)."""
 
     def caught(self, rows: list[Reading]) -> set[str]:
         return {r.canary for r in rows if self.check.piece in r.values
@@ -231,13 +234,14 @@ class _Candidate:
 def _candidate(piece: str, kind: str, good: list[Reading], bad: list[Reading],
                trusted: bool) -> _Candidate | None:
     corruptions = [r for r in bad if r.kind == kind and piece in r.values]
-    originals = [r for r in good if piece in r.values]
     if not corruptions:
         return None
+    originals = list(good)
     if not trusted:  # an input pair below every corruption of the kind is one of them
         lowest = min(round(r.values[piece], DIGITS) for r in corruptions)
-        originals = [r for r in originals if round(r.values[piece], DIGITS) >= lowest]
-    threshold = veto_threshold([r.values[piece] for r in originals],
+        originals = [r for r in originals
+                     if piece not in r.values or round(r.values[piece], DIGITS) >= lowest]
+    threshold = veto_threshold([r.values[piece] for r in originals if piece in r.values],
                                [r.values[piece] for r in corruptions])
     if threshold is None:
         return None

@@ -13,6 +13,7 @@ END = "likelihood end_logprob"
 SCORES = "reviewer smol: scores"
 MEAN = "likelihood mean_logprob"
 REL = "relevance"
+ARITH = "arithmetic"
 
 
 def pairs(kind: str, rows: list[tuple[dict[str, float], dict[str, float]]],
@@ -134,6 +135,21 @@ def test_in_review_an_original_below_every_corruption_is_one_of_them() -> None:
     untrusted = evidence_of(readings, trusted=False)
     assert [(c.threshold, c.typical) for c in untrusted.checks] == [(-8.25, -1.25)]
     assert not evidence_of(readings).checks
+
+
+def test_the_arithmetic_check_vetoes_once_its_pairs_show_it() -> None:
+    """Most answers write no equation: an original without the value is one the check
+    cannot reject, so the few pairs that have one are enough when every original counts
+    (here 4 changed-numbers pairs with equations among 22, of three kinds)."""
+    sums = [({ARITH: 1.0, END: -1.0}, {ARITH: 0.0, END: -1.0})] * 4
+    plain = [({END: -1.0 - n / 10}, {END: -15.0 - n}) for n in range(12)]
+    swaps = [({END: -1.0}, {END: -1.0})] * 6
+    ev = evidence_of(pairs("numbers_changed", sums) + pairs("truncated", plain, start=4)
+                     + pairs("swapped", swaps, start=16))
+    assert ev.pieces[ARITH].pairs == 4 and ev.pieces[ARITH].standing == "informative"
+    assert sorted((c.piece, c.threshold) for c in ev.checks) == [(ARITH, 0.5), (END, -8.55)]
+    assert ev.failing({ARITH: 0.5, END: -1.0}) is None
+    assert ev.failing({ARITH: 0.0, END: -1.0}) is not None and ev.failing({END: -1.0}) is None
 
 
 def test_a_check_is_kept_only_for_what_it_adds() -> None:
