@@ -20,7 +20,6 @@ from collections import Counter
 from pydantic import BaseModel
 
 from gra_local.core import prompts
-from gra_local.core.quality import arithmetic
 from gra_local.core.records import Canary, CanaryKind, Scores
 
 # A number is a run of ASCII digits with an optional decimal part; digits inside words
@@ -160,10 +159,8 @@ def _feasible(kind: CanaryKind, sources: list[CanarySource], partners: _Partners
         return [s for s in sources if len(s.response.split()) >= MIN_WORDS_TO_TRUNCATE]
     if kind is CanaryKind.NUMBERS_CHANGED:
         found = [s for s in sources if _NUMBER.search(s.response)]
-        # Numbers matter most in math answers and in written-out equations (which the
-        # change breaks, so that the arithmetic check can be measured on the pair too).
-        preferred = [s for s in found if s.domain == "math" or arithmetic.check(s.response)]
-        return preferred or found
+        math_ones = [s for s in found if s.domain == "math"]  # numbers matter most there
+        return math_ones or found
     return [s for s in sources if partners.count(s, kind is CanaryKind.CROSS_DOMAIN) > 0]
 
 

@@ -19,8 +19,9 @@ The evidence, in the order a round gathers it, and what each can decide:
 5. **The adjudicator**, for the contested: its score ≥ τ keeps the sample.
 
 With canaries, what decides is measured (`Calibration.evidence`, core.quality.evidence):
-an informative likelihood signal below its threshold rejects `evidence_reject` from the
-start (2.); the panel (3.–5.) decides only where it is informative. Where it is not, a
+an equation the answer writes out that does not hold (core.quality.arithmetic; unless the
+canary pairs set that check aside) and an informative likelihood signal below its
+threshold reject `evidence_reject` from the start (2.); the panel (3.–5.) decides only where it is informative. Where it is not, a
 sample that passed every informative cheap check is accepted `evidence_accept`, its
 detail saying that correctness was not checked, and where nothing is informative it is
 `unverified` (the round holds it for later canaries, and keeps it so if the run ends).
@@ -41,7 +42,7 @@ from typing import Literal
 from gra_local.core.candidate import Candidate
 from gra_local.core.options import RunOptions
 from gra_local.core.quality import arithmetic
-from gra_local.core.quality.discrimination import ARITHMETIC, piece_values
+from gra_local.core.quality.discrimination import piece_values
 from gra_local.core.quality.evidence import Evidence
 from gra_local.core.quality.relevance import vetoes as relevance_vetoes
 from gra_local.core.records import Reason, Review
@@ -56,6 +57,9 @@ _PRECISION = 9
 
 VETO_LEVEL = 0.5
 """Summed weight of failing verdicts that rejects a sample (weighted vetoes)."""
+WRONG_SUMS_MARGIN = -1.0
+"""The decision score of an answer whose arithmetic does not hold (at most): as far below
+every threshold as a typical original is above it."""
 
 
 # --- the τ/δ rule --------------------------------------------------------------------
@@ -267,9 +271,14 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
                         f"{rel.cosine:.4f} < relevance threshold {rel.threshold:.4f}",
                         margin=margin())
     if evidence is not None:
+        if evidence.arithmetic_vetoes and (sums := arithmetic.check(cand.response or "")) \
+                and sums.wrong:
+            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"arithmetic: {len(sums.wrong)} "
+                            f"of {sums.equations} equations do not hold ({'; '.join(sums.wrong)})",
+                            margin=min(margin() or 0.0, WRONG_SUMS_MARGIN))
         if (failed := evidence.failing(values)) is not None:
             check, value = failed
-            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{_failed_piece(cand, check.piece, value)} "
+            return Decision(Status.REJECT, Reason.EVIDENCE_REJECT, f"{check.piece} {value:.4f} "
                             f"< threshold {check.threshold} (set on {evidence.pairs} canary "
                             f"pairs; catches {', '.join(check.kinds)})", margin=margin())
         if not evidence.panel_decides:
@@ -294,14 +303,6 @@ def decide(cand: Candidate, rule: Rule, calibration: Calibration, reached: Reach
     if reached < Reached.SCORED:
         return Decision(Status.PENDING, weights=tuple(weights.items()))
     return _scored(cand, rule, calibration, weights, reached)
-
-
-def _failed_piece(cand: Candidate, piece: str, value: float) -> str:
-    """The failing value, in words; for the arithmetic check, the equations that do not hold."""
-    if piece == ARITHMETIC and (sums := arithmetic.check(cand.response or "")) is not None:
-        return (f"arithmetic {value:.0f}: {len(sums.wrong)} of {sums.equations} equations do not "
-                f"hold ({'; '.join(sums.wrong)})")
-    return f"{piece} {value:.4f}"
 
 
 def _unreviewed(evidence: Evidence, values: Mapping[str, float], reached: Reached,

@@ -9,8 +9,8 @@ informative, unsettled or at chance. From the standings:
   adjudicator for the contested) only when one of its reviewers' pieces is informative;
   until then samples are not sent to it at all (its calls are saved and counted), while
   canaries still are, so that it can earn its place later in the run.
-- **Each likelihood signal and the arithmetic check** (a check, for short), on each
-  corruption kind it is informative on, may veto: a
+- **Each likelihood signal** (a check, for short), on each corruption kind it is
+  informative on, may veto: a
   value below its threshold rejects. The threshold is where the share of that kind's
   corruptions below it most exceeds the share of originals below it (ties to the lower),
   lowered halfway to the next lower value seen. That point does not move when some
@@ -19,13 +19,19 @@ informative, unsettled or at chance. From the standings:
   the signal puts below every corruption of the kind is taken as such a bad input, not as
   a good answer lost.
 - **The relevance check** vetoes by its own threshold, set on the seeds (relevance.py).
+- **The arithmetic check** (arithmetic.py) is a calculation, not a judgement: an equation
+  the answer writes out that does not hold rejects from the start, with no threshold to
+  set. Its canary pairs (changed numbers in an answer with equations) still measure it,
+  and a run whose pairs rank originals below their corruptions more often than not sets
+  it aside (`arithmetic_vetoes`). It never makes a sample accepted: an answer without an
+  equation passes it without having been checked.
 - A check is kept only when it pays on the canary pairs: the share of each kind's
   corruptions it catches that the relevance veto and the checks kept before it let
   through, averaged over the corruption kinds (bad answers taken as common as good ones
   and spread evenly over the kinds), must exceed the share of originals it rejects,
   counted by its upper credible bound (UPPER): 0 of 20 originals rejected may still be one
-  good answer in ten. An original without the check's value (an answer with no equation)
-  is one it cannot reject. Checks that catch the same answers do not add their false
+  good answer in ten. An original without the signal's value is one it cannot reject.
+  Checks that catch the same answers do not add their false
   rejections up, and a signal that separates pairs but not values (mean log-prob on
   changed numbers: the change moves it less than answers differ from each other) rejects
   nothing.
@@ -113,6 +119,13 @@ class Evidence:
         return any(d.standing == Standing.INFORMATIVE.value for d in self.reviewers.values())
 
     @property
+    def arithmetic_vetoes(self) -> bool:
+        """A wrong equation rejects, unless the canary pairs rank originals below their
+        corruptions on it more often than not (see the module docstring)."""
+        d = self.pieces.get(ARITHMETIC)
+        return d is None or d.standing != Standing.AT_CHANCE.value and (d.accuracy or 0) >= 0.5
+
+    @property
     def relevance_decides(self) -> bool:
         return self._informative(RELEVANCE)
 
@@ -192,8 +205,8 @@ def evidence_of(readings: list[Reading], relevance_threshold: float | None = Non
     pieces = discrimination(readings)
     good = [r for r in readings if r.kind == "good"]
     bad = [r for r in readings if r.kind != "good" and r.pair is not None]
-    candidates = [c for name, d in pieces.items()
-                  if name.startswith(LIKELIHOOD) or name == ARITHMETIC for kind in _kinds(d)
+    candidates = [c for name, d in pieces.items() if name.startswith(LIKELIHOOD)
+                  for kind in _kinds(d)
                   if (c := _candidate(name, kind, good, bad, trusted)) is not None]
     covered: set[str] = set()
     if relevance_threshold is not None and pieces.get(RELEVANCE) is not None \

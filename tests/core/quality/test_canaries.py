@@ -11,7 +11,6 @@ from itertools import permutations
 import pytest
 
 from gra_local.core import prompts
-from gra_local.core.quality import arithmetic
 from gra_local.core.quality.canaries import (
     CORRUPTIONS,
     INJECTION_PREFIXES,
@@ -136,19 +135,6 @@ def test_numbers_are_all_changed_keeping_their_shape() -> None:
         assert new[6].startswith("0") and len(new[6]) == 3  # 007 stays padded
     assert change_numbers("no digits here", rng) == "no digits here"
     assert change_numbers("0", random.Random(0)) in {"1", "2", "3", "5"}
-
-
-def test_changed_numbers_prefer_answers_with_equations_which_the_change_breaks() -> None:
-    """Without domains (review mode) an answer with an equation is corrupted first: the
-    arithmetic check can then be measured on the pair, as the likelihood signals are."""
-    sources = [CanarySource(id=f"line {n}", instruction=f"Question {n}?", response=text)
-               for n, text in enumerate(["It has 206 bones.", "12 × 15 = 180.", "Born in 1879.",
-                                         "No digits in this one at all, none."])]
-    changed = [c for seed in range(20)
-               for c in make_canaries(sources, random.Random(seed), 10)
-               if c.kind is CanaryKind.NUMBERS_CHANGED]
-    assert changed and {c.sources[0] for c in changed} == {"line 1"}
-    assert all(arithmetic.check(c.response).wrong for c in changed)  # type: ignore[union-attr]
 
 
 def test_truncation_cuts_at_word_boundaries_keeping_whitespace() -> None:

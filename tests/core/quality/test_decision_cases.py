@@ -240,14 +240,16 @@ def test_evidence_decisions_carry_their_margin() -> None:
 
 
 def test_an_arithmetic_reject_names_the_equation_that_does_not_hold() -> None:
-    pieces = {"arithmetic": Discrimination(pairs=4, accuracy=1.0, p_better=0.97,
-                                           standing="informative", threshold=0.5)}
-    cal = Calibration("weight", evidence=Measured(pieces, (Check("arithmetic", 0.5, ("numbers_changed",), 1.0),)))
-    cand = Evidence(verdicts=[None] * 3).candidate()
+    """With evidence judging a wrong equation rejects before anything else is asked, its
+    decision score far under 0; with the paper's rule (no evidence) it is the panel's."""
+    cal = measured("at_chance", "informative", relevance="informative")
+    cand = Evidence(verdicts=[None] * 3, pmi=1.0, cosine=0.8).candidate()
     cand.response = "2 + 2 = 5, and 3 × 3 = 9."
-    decision = decide(cand, RULE, cal, Reached.SCORED)
-    assert decision.reason is Reason.EVIDENCE_REJECT
-    assert decision.detail.startswith("arithmetic 0: 1 of 2 equations do not hold (2 + 2 = 5 (the "
-                                      "first side is 4)) < threshold 0.5")
+    decision = decide(cand, RULE, cal, Reached.GENERATED)
+    assert (decision.status, decision.reason) == (Status.REJECT, Reason.EVIDENCE_REJECT)
+    assert decision.detail == "arithmetic: 1 of 2 equations do not hold (2 + 2 = 5 (the first side is 4))"
+    assert decision.margin == -1.0
     cand.response = "2 + 2 = 4, and 3 × 3 = 9."
     assert decide(cand, RULE, cal, Reached.SCORED).reason is Reason.EVIDENCE_ACCEPT
+    cand.response = "2 + 2 = 5."
+    assert decide(cand, RULE, ANY_FAIL, Reached.GENERATED).status is Status.PENDING
