@@ -126,6 +126,8 @@ class FakeSession:
         self.name = name
         self.info = LoadInfo(name=name, seconds=0.01, n_gpu_layers=0, n_ctx=2048)
         self.closed = False
+        self.on_result: Callable[[int, int], None] | None = None
+        """As a worker's session: told of each result before chat_many returns."""
 
     def chat_many(self, requests: Sequence[ChatRequest],
                   cancel: threading.Event | None = None) -> list[ChatResult]:
@@ -142,6 +144,8 @@ class FakeSession:
                                       completion_tokens=0))
             else:
                 out.append(self.chat(request, wave))
+                if self.on_result is not None:
+                    self.on_result(len(out) - 1, out[-1].completion_tokens)
         return out
 
     def chat(self, request: ChatRequest, wave: int | None = None) -> ChatResult:

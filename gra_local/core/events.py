@@ -41,12 +41,18 @@ class StageStarted(Event):
 
 @dataclass(frozen=True)
 class StageProgress(Event):
+    """A stage's calls done of its total, sent as each call's result comes back (not only
+    per wave: a stage's calls are often one wave), with the tokens its calls produced so
+    far where the backend reports them per result."""
+
     can_replace: ClassVar[bool] = True
     round: int
     stage: str
     done: int
     total: int
     model: str
+    tokens: int = 0
+    """Completion tokens (scored tokens, for the likelihood stage) of the stage so far."""
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
 
-from gra_local.core.events import ModelLoaded, RecordDecided
+from gra_local.core.events import ModelLoaded, RecordDecided, StageProgress, StageStarted
 from gra_local.core.options import RunOptions
 from gra_local.tui.app import GraApp
 from gra_local.tui.run_session import EngineEvent
@@ -86,6 +87,39 @@ async def test_unverified_records_are_counted_apart_never_as_rejected(app: GraAp
         assert str(screen.query_one("#n-rate").render()) == "rate\n57%"  # 4 of 7 decided
         log = "\n".join(str(line) for line in screen.query_one("#log").lines)
         assert "r2-0: unverified (unverified, μ=–)" in log
+
+
+def test_a_stage_pace_gives_tokens_a_second_and_the_time_left() -> None:
+    rate = dashboard.StageRate(started=100.0)
+    assert rate.tokens_per_s(100.0) is None and rate.seconds_left(100.0, 0, 10) is None
+    rate.seen(101.0, 1, 50)
+    assert rate.tokens_per_s(101.0) is None  # one point: no span yet
+    rate.seen(103.0, 3, 150)
+    assert rate.tokens_per_s(103.0) == pytest.approx(50.0)  # (150 - 50) / 2 s
+    assert rate.seconds_left(103.0, 3, 10) == pytest.approx(7.0)  # 1 s a call so far, 7 to go
+    for t in range(104, 120):
+        rate.seen(float(t), 3, 150 + 10 * (t - 103))
+    assert rate.tokens_per_s(119.0) == pytest.approx(10.0)  # the last seconds only
+
+
+async def test_the_stage_line_counts_calls_and_tokens_as_results_come(app: GraApp) -> None:
+    """With no run estimate, the ETA is the stage's own, from its pace."""
+    async with app.run_test(size=(100, 32)) as pilot:
+        await finish_run(pilot)
+        screen = app.screen
+        screen.predicted = None
+        screen._session.finished = False  # type: ignore[union-attr]  # as if still running
+        screen.on_engine_event(EngineEvent(StageStarted(round=2, stage="generate", total=8)))
+        assert "0/8 calls" in str(screen.query_one("#stage").render())
+        screen.stage = dashboard.StageRate(started=time.monotonic() - 4.0)
+        screen.stage.seen(time.monotonic() - 2.0, 1, 100)
+        screen.on_engine_event(EngineEvent(StageProgress(round=2, stage="generate", done=2,
+                                                         total=8, model="tiny", tokens=300)))
+        line = str(screen.query_one("#stage").render())
+        assert "round 2 · generate · tiny · 2/8 calls · " in line and line.endswith(" tok/s")
+        assert screen.query_one("#stage-bar").progress == 2
+        screen._tick()
+        assert str(screen.query_one("#n-eta").render()).startswith("eta\nstage ")
 
 
 def test_snapshot(snap_compare, app: GraApp) -> None:

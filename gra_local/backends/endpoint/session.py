@@ -15,7 +15,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -174,6 +174,9 @@ class EndpointSession:
         self._dead_calls = 0
         self._lost: str | None = None
         self._closed = False
+        self.on_result: Callable[[int, int], None] | None = None
+        """Receives (request index, completion tokens) as each request of a `chat_many`
+        finishes, before the call returns (on the session's event-loop thread)."""
         first = servers[0].facts
         self.info = LoadInfo(
             name=config.name, seconds=seconds, n_gpu_layers=0,
@@ -250,6 +253,10 @@ class EndpointSession:
             done, _ = await asyncio.wait(pending | ({watcher} if watcher else set()),
                                          return_when=asyncio.FIRST_COMPLETED)
             pending -= done
+            if self.on_result is not None:
+                for index, one in enumerate(tasks):
+                    if one in done and not one.cancelled() and one.exception() is None:
+                        self.on_result(index, one.result().completion_tokens)
             if watcher is not None and watcher in done:
                 cancelled = True
                 break

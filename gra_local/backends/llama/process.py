@@ -96,6 +96,9 @@ class LlamaProcessSession:
         self.path = path
         self.on_partial: Callable[[str], None] | None = None
         """Receives the text generated so far, a few times a second, when requests ask."""
+        self.on_result: Callable[[int, int], None] | None = None
+        """Receives (request index, tokens) as each request of a `chat_many` or `score_many`
+        call finishes, before the call returns: completion tokens, or the tokens scored."""
         self.log_path = log_path
         self._log: IO[bytes] = os.fdopen(files.open_fd(log_path, os.O_WRONLY | os.O_APPEND), "ab")
         self._buffer = b""
@@ -259,6 +262,9 @@ class LlamaProcessSession:
                 lines.append(reply)
                 if "index" not in reply:
                     break
+                if self.on_result is not None and reply.get("finish_reason") != "cancelled":
+                    self.on_result(int(reply["index"]), int(reply.get("completion_tokens")
+                                                            or reply.get("response_tokens") or 0))
             finished = True
         except (BrokenPipeError, OSError):
             raise self._died(loading) from None

@@ -74,7 +74,14 @@ def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) ->
                 session = ctx.pool.session(scorer)
                 if not isinstance(session, Scorer):
                     return
-                results = session.score_many(requests, cancel=ctx.stop)
+                read = _Read(ctx, scorer, len(todo))
+                if hasattr(session, "on_result"):
+                    session.on_result = read.result
+                try:
+                    results = session.score_many(requests, cancel=ctx.stop)
+                finally:
+                    if hasattr(session, "on_result"):
+                        session.on_result = None
                 break
             except WorkerLost as exc:
                 if ctx.stop.is_set():
@@ -95,6 +102,19 @@ def likelihood(ctx: StageContext, cands: list[Candidate], scorer: str | None) ->
         ctx.stats.stage("likelihood").calls += 1
         ctx.snapshot(cand)
     ctx.emit(StageProgress(ctx.round, "likelihood", len(todo), len(todo), scorer))
+
+
+class _Read:
+    """The likelihood stage's progress, as each pair's reading comes back."""
+
+    def __init__(self, ctx: StageContext, scorer: str, total: int) -> None:
+        self.ctx, self.scorer, self.total = ctx, scorer, total
+        self.done = self.tokens = 0
+
+    def result(self, _index: int, tokens: int) -> None:
+        self.done, self.tokens = min(self.done + 1, self.total), self.tokens + tokens
+        self.ctx.emit(StageProgress(self.ctx.round, "likelihood", self.done, self.total,
+                                    self.scorer, self.tokens))
 
 
 Needs = Callable[[Review], bool]

@@ -101,21 +101,48 @@ class Task:
 
 
 class _Progress:
-    """Done and total calls of a stage: a retry grows the total, a skipped step shrinks it."""
+    """Done and total calls of a stage: a retry grows the total, a skipped step shrinks it.
+    While a wave runs, each result its session reports (`on_result`) moves the count at
+    once; the wave's results are then counted for good when it returns (`called`)."""
 
     def __init__(self, ctx: StageContext, stage: str, tasks: list[Task]) -> None:
         self.ctx, self.stage = ctx, stage
         self.done, self.total = 0, sum(t.calls for t in tasks)
+        self.tokens = 0
+        self._in_wave: dict[str, int] = {}
+        self._shown = (0, self.total, 0)
+        self._lock = threading.Lock()  # results come from each group's thread
+
+    def wave(self, model: str) -> None:
+        """A wave of `model` starts (again, after a lost worker): none of it is done yet."""
+        with self._lock:
+            self._in_wave[model] = 0
+
+    def result(self, model: str, tokens: int) -> None:
+        """One result of `model`'s running wave came back."""
+        with self._lock:
+            self._in_wave[model] = self._in_wave.get(model, 0) + 1
+            self.tokens += tokens
+            self._emit(model)
 
     def called(self, task: Task) -> None:
-        task.made += 1
-        self.done += 1
-        if task.made > task.calls:
-            self.total += 1
-        self.ctx.emit(StageProgress(self.ctx.round, self.stage, self.done, self.total, task.model))
+        with self._lock:
+            task.made += 1
+            self.done += 1
+            if task.made > task.calls:
+                self.total += 1
+            self._in_wave[task.model] = max(0, self._in_wave.get(task.model, 0) - 1)
+            self._emit(task.model)
+
+    def _emit(self, model: str) -> None:
+        shown = (min(self.done + sum(self._in_wave.values()), self.total), self.total, self.tokens)
+        if shown != self._shown:  # a wave's results counted for good move nothing already shown
+            self._shown = shown
+            self.ctx.emit(StageProgress(self.ctx.round, self.stage, shown[0], shown[1], model, shown[2]))
 
     def finished(self, task: Task) -> None:
-        self.total -= max(0, task.calls - task.made)
+        with self._lock:
+            self.total -= max(0, task.calls - task.made)
 
 
 def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
@@ -178,8 +205,13 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
                 if ctx.pool.dropped(model):
                     _leave(ctx, model, [t for t, _ in pending], progress)
                     return
-                session = _session(ctx, stage, model, gate)
-            results = _wave(ctx, session, requests, gate)
+                session = _session(ctx, stage, model, gate, progress)
+            progress.wave(model)
+            try:
+                results = _wave(ctx, session, requests, gate)
+            finally:
+                if hasattr(session, "on_result"):  # a later call of another stage is not ours
+                    session.on_result = None
             first = False
         except WorkerLost as exc:
             if ctx.stop.is_set():
@@ -199,13 +231,16 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
         pending = following
 
 
-def _session(ctx: StageContext, stage: str, model: str, gate: Gate) -> Session:
-    """The model's session, loaded if need be. What a failed load means is the pool's to
-    say (`ModelPool.session`): a reload after a lost worker that fails raises WorkerLost,
-    which the caller counts as one more loss."""
+def _session(ctx: StageContext, stage: str, model: str, gate: Gate, progress: _Progress) -> Session:
+    """The model's session, loaded if need be, its results reported to `progress` as they
+    come. What a failed load means is the pool's to say (`ModelPool.session`): a reload
+    after a lost worker that fails raises WorkerLost, which the caller counts as one more
+    loss."""
     session = ctx.pool.session(model)
     if ctx.live_text and hasattr(session, "on_partial"):
         session.on_partial = partial(_emit_partial, ctx, gate, model, stage)
+    if hasattr(session, "on_result"):
+        session.on_result = lambda _index, tokens: progress.result(model, tokens)
     return session
 
 

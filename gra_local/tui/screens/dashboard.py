@@ -8,6 +8,7 @@ after the current call (the run stays resumable); all are bindings with ids.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -31,6 +32,10 @@ from gra_local.tui.app import gra_app
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
 
 MAX_LOG_LINES_PER_FLUSH = 30
+RATE_WINDOW_S = 5.0
+"""Tokens a second are shown over this many last seconds of a stage."""
+MIN_RATE_SPAN_S = 0.5
+"""Fewer seconds than this between the first and last result seen: no rate yet."""
 FIGURES = ("accepted", "rejected", "unverified", "adjudicated", "rate", "loads", "elapsed", "eta",
            "status")
 COUNTED = ("accepted", "rejected", "unverified", "adjudicated")
@@ -44,6 +49,31 @@ def _clock(seconds: float | None) -> str:
         return MISSING
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class StageRate:
+    """A stage's pace from its progress events: tokens a second over the last RATE_WINDOW_S
+    seconds, and the time its remaining calls will take at its pace so far."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.points: deque[tuple[float, int]] = deque()
+
+    def seen(self, now: float, done: int, tokens: int) -> None:
+        self.points.append((now, tokens))
+        while len(self.points) > 2 and now - self.points[1][0] > RATE_WINDOW_S:
+            self.points.popleft()
+
+    def tokens_per_s(self, now: float) -> float | None:
+        if len(self.points) < 2 or self.points[-1][1] == 0:
+            return None
+        (t0, n0), (t1, n1) = self.points[0], self.points[-1]
+        return (n1 - n0) / (t1 - t0) if t1 - t0 >= MIN_RATE_SPAN_S else None
+
+    def seconds_left(self, now: float, done: int, total: int) -> float | None:
+        if done <= 0 or now <= self.started:
+            return None
+        return (now - self.started) / done * max(0, total - done)
 
 
 class DashboardScreen(Screen):
@@ -60,6 +90,8 @@ class DashboardScreen(Screen):
         self.wanted = 0
         self.predicted: float | None = None
         self._session: RunSession | None = None
+        self.stage = StageRate(time.monotonic())
+        self.stage_left: float | None = None
         self._started: float | None = None
         self._pending: list[RecordDecided] = []
 
@@ -97,6 +129,7 @@ class DashboardScreen(Screen):
                     self._set(key, MISSING)
             self.query_one("#n-unverified", Static).display = False
         self._session = session
+        self.stage_left = None
         self.predicted = session.request.predicted_seconds
         self._started = time.monotonic()
         self.query_one("#idle", Static).display = False
@@ -111,6 +144,8 @@ class DashboardScreen(Screen):
         self._set("elapsed", _clock(elapsed))
         if self.predicted is not None:
             self._set("eta", _clock(max(0.0, self.predicted - elapsed)))
+        elif self.stage_left is not None:  # no run estimate: this stage's, from its own pace
+            self._set("eta", f"stage {_clock(self.stage_left)}")
 
     def _log(self, text: str) -> None:
         self.query_one("#log", RichLog).write(text)
@@ -123,11 +158,19 @@ class DashboardScreen(Screen):
             self._log(f"{'resuming' if event.resumed else 'starting'} run in {event.out_dir}")
             self._set("status", "running")
         elif isinstance(event, StageStarted):
-            self.query_one("#stage", Label).update(f"round {event.round} · {event.stage}")
+            self.stage, self.stage_left = StageRate(time.monotonic()), None
+            self.query_one("#stage", Label).update(f"round {event.round} · {event.stage} · "
+                                                   f"0/{event.total} calls")
             self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=0)
         elif isinstance(event, StageProgress):
-            self.query_one("#stage", Label).update(f"round {event.round} · {event.stage} · {event.model}")
+            self.stage.seen(time.monotonic(), event.done, event.tokens)
+            rate = self.stage.tokens_per_s(time.monotonic())
+            speed = f" · {rate:.0f} tok/s" if rate is not None else ""
+            self.query_one("#stage", Label).update(
+                f"round {event.round} · {event.stage} · {event.model} · "
+                f"{event.done}/{event.total} calls{speed}")
             self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=event.done)
+            self.stage_left = self.stage.seconds_left(time.monotonic(), event.done, event.total)
         elif isinstance(event, Generating):
             tail = " ".join(event.text.split())[-400:]
             self.query_one("#live", Static).update(Text(f"{event.model} · {event.stage}: {tail}"))

@@ -128,6 +128,23 @@ def test_chat_many_in_order_and_the_same_on_fresh_workers(tiny_worker: Worker) -
     assert texts[0] == texts[1]
 
 
+def test_each_result_is_reported_as_it_finishes(tiny_worker: Worker) -> None:
+    """`on_result` hears of every request of a call, with its completion tokens, before the
+    call returns (the stage bar moves within a wave); a short request is heard of before a
+    long one that started with it."""
+    session = tiny_worker(n_ctx=1024, n_parallel=2)
+    heard: list[tuple[int, int, float]] = []
+    session.on_result = lambda index, tokens: heard.append((index, tokens, time.monotonic()))
+    requests = [request("a long one", max_tokens=60), request("a short one", max_tokens=4),
+                request("another", max_tokens=8)]
+    results = session.chat_many([r.model_copy(update={"seed": 3}) for r in requests])
+    returned = time.monotonic()
+    assert sorted(i for i, _, _ in heard) == [0, 1, 2] and all(t <= returned for _, _, t in heard)
+    assert {i: n for i, n, _ in heard} == {i: r.completion_tokens for i, r in enumerate(results)}
+    if results[0].completion_tokens > results[1].completion_tokens:
+        assert [i for i, _, _ in heard].index(1) < [i for i, _, _ in heard].index(0)
+
+
 def test_cancel_ends_the_call_soon_with_the_unfinished_marked(tmp_path: Path, tiny_worker: Worker) -> None:
     from ggufs import write_tiny_gguf
 

@@ -198,13 +198,48 @@ def test_stage_progress_counts_calls_retries_included(tmp_path: Path) -> None:
             stages[-1][1].append(event)
     assert [s.stage for s, _ in stages] == ["annotate", "generate", "review_a", "review_b"]
     for _, progress in stages:
-        assert [p.done for p in progress] == list(range(1, len(progress) + 1))  # one per call
+        done = [p.done for p in progress]  # a step per call (a retry grows the total alone)
+        assert done == sorted(done) and sorted(set(done)) == list(range(1, done[-1] + 1))
         assert progress[-1].done == progress[-1].total
     generate = stages[1]
     assert generate[0].total == 12 and generate[1][-1].total == 12  # a draft and an answer each
     review_b = stages[3]
     b_calls = len([c for c in backend.calls if c.role == "review_b" and c.model == "b"])
     assert b_calls and review_b[0].total == 18 and review_b[1][-1].total == 18 + b_calls // 2  # + retries
+
+
+def test_stage_progress_moves_as_each_result_comes_back(tmp_path: Path) -> None:
+    """A stage's calls are often one wave: its bar moves with each result the session
+    reports, before the wave returns, not from 0 to 100 % at its end; tokens add up."""
+    from gra_local.core.events import StageProgress
+
+    events: list = []
+    backend = FakeBackend()
+    load = backend.load
+
+    def marking(spec):  # marks in the event stream where each wave returned
+        session = load(spec)
+        inner = session.chat_many
+        session.chat_many = lambda requests, cancel=None: (
+            out := inner(requests, cancel), events.append(("returned", len(requests))))[0]
+        return session
+
+    backend.load = marking  # type: ignore[method-assign]
+    req = request(tmp_path / "out", ["a"], samples=4, batch=4, max_attempts=4)
+    Run(req, backend, events.append, stop=backend.stop).execute()
+    waves = []  # per wave of 2 calls or more: the stage's done counts seen before it returned
+    seen: list[StageProgress] = []
+    for event in events:
+        if isinstance(event, StageProgress):
+            seen.append(event)
+        elif isinstance(event, tuple):
+            if event[1] > 1:
+                waves.append((event[1], [p.done for p in seen]))
+            seen = []
+    assert waves and all(len(done) == n and done == sorted(done) and len(set(done)) == n
+                         for n, done in waves)  # one step per result, inside the wave
+    last = [e for e in events if isinstance(e, StageProgress) and e.stage == "review_b"][-1]
+    assert last.done == last.total and last.tokens == 20 * last.total  # the fake: 20 tokens a call
 
 
 def test_a_backend_error_names_the_stage_and_the_model(tmp_path: Path) -> None:
