@@ -220,8 +220,13 @@ def test_stage_progress_moves_as_each_result_comes_back(tmp_path: Path) -> None:
     def marking(spec):  # marks in the event stream where each wave returned
         session = load(spec)
         inner = session.chat_many
-        session.chat_many = lambda requests, cancel=None: (
-            out := inner(requests, cancel), events.append(("returned", len(requests))))[0]
+
+        def chat_many(requests, cancel=None):
+            out = inner(requests, cancel)
+            events.append(("returned", len(requests)))
+            return out
+
+        session.chat_many = chat_many
         return session
 
     backend.load = marking  # type: ignore[method-assign]
