@@ -300,3 +300,23 @@ async def test_quality_report_shows_what_decides_and_each_pieces_standing(run_di
         table = app.screen.query_one("#evidence", DataTable)
         assert [str(c.label) for c in table.columns.values()][4:6] == ["standing", "rejects below"]
         assert list(table.get_row_at(0)[4:6]) == ["informative", "0.125"]
+
+
+async def test_a_run_without_scores_says_so_instead_of_an_empty_axis(tmp_path: Path) -> None:
+    """Decided by the cheap evidence: no record has a panel score, so the score plots give
+    way to one line that says why; a run with scores draws them."""
+    run_dir = tmp_path / "evidence-run"
+    run_dir.mkdir()
+    unscored = [{**r, "reviews": [], "mean": None, "std": None, "reason": "evidence_accept"}
+                for r in RECORDS if r["decision"] == "accepted"]
+    (run_dir / "accepted.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in unscored))
+    (run_dir / "run.json").write_bytes(orjson.dumps({"schema_version": 1, "status": "complete",
+                                                     "counts": {"attempts": 3, "accepted": 3}}))
+    for where, drawn in ((run_dir, False), (write_run(tmp_path / "scored"), True)):
+        app = host(where)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            empty = app.screen.query_one("#hist-empty", Static)
+            assert empty.display is not drawn and app.screen.query_one("#plot-hist").display is drawn
+            assert app.screen.query_one("#spread-empty", Static).display is not drawn
+            assert str(empty.render()).startswith("no scores yet")

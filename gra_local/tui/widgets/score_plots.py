@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from gra_local.runs.browse import acceptance_by, mean_histogram, reviewer_scores
+
+NO_SCORES = ("no scores yet: no record here was scored by a reviewer (the cheap evidence "
+             "decided, or no review ran); each record's reason says what decided it")
 
 
 def _short(name: str, width: int = 12) -> str:
@@ -22,6 +25,7 @@ class ScorePlots(Vertical):
     ScorePlots TabbedContent { height: 1fr; }
     ScorePlots TabPane { padding: 0; height: 1fr; }
     ScorePlots PlotextPlot { height: 1fr; min-height: 4; }
+    ScorePlots .no-scores { padding: 1 2; color: $text-muted; }
     """
 
     @property
@@ -31,8 +35,10 @@ class ScorePlots(Vertical):
     def compose(self) -> ComposeResult:
         with TabbedContent(id="plots"):
             with TabPane("Scores", id="plot-scores"):
+                yield Static(NO_SCORES, id="hist-empty", classes="no-scores")
                 yield PlotextPlot(id="plot-hist")
             with TabPane("Reviewers", id="plot-reviewers"):
+                yield Static(NO_SCORES, id="spread-empty", classes="no-scores")
                 yield PlotextPlot(id="plot-spread")
             with TabPane("Acceptance", id="plot-acceptance"):
                 yield PlotextPlot(id="plot-accept")
@@ -48,6 +54,7 @@ class ScorePlots(Vertical):
         plt.clear_data()
         plt.clear_figure()
         edges, counts = mean_histogram(records)
+        self._shown("hist", any(counts))
         plt.bar([f"{e:g}" for e in edges], counts)
         top = max(counts, default=0)
         if 0 < top <= 6:
@@ -55,12 +62,18 @@ class ScorePlots(Vertical):
         plt.title("μ per record (bins of 1)")
         plot.refresh()
 
+    def _shown(self, plot: str, drawn: bool) -> None:
+        """A plot with nothing to draw gives way to a line that says so (no empty axis)."""
+        self.query_one(f"#{plot}-empty", Static).display = not drawn
+        self.query_one(f"#plot-{plot}", PlotextPlot).display = drawn
+
     def _spread(self, records: list[dict]) -> None:
         plot = self.query_one("#plot-spread", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         scores = reviewer_scores(records)
+        self._shown("spread", bool(scores))
         if scores:
             names = [_short(n) for n in scores]
             lows = [min(v) for v in scores.values()]
