@@ -49,6 +49,16 @@ class Services:
         self.save_settings()
 
 
+DEMO_NOTICE = ("the embedded SmolLM2-135M is a demo model (it cannot judge answers); add your "
+               "own GGUF models on Models: a Add, d Discover, e endpoint")
+
+
+def demo_notice(registry: Registry) -> str | None:
+    """The one line a first run needs when the registry holds the embedded model alone."""
+    models = registry.models
+    return DEMO_NOTICE if models and all(m.is_default for m in models) else None
+
+
 @runtime_checkable
 class HasServices(Protocol):
     """An app that carries Services: GraApp, and the tests' one-screen host."""

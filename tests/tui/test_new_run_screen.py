@@ -14,7 +14,7 @@ from textual.widgets import Select, Switch
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.options import RunOptions, option_fields
 from gra_local.tui.app import GraApp
-from gra_local.tui.services import Services
+from gra_local.tui.services import DEMO_NOTICE, Services
 from gra_local.tui.settings import Settings, load_settings
 
 
@@ -51,6 +51,23 @@ async def test_preview_and_models(app: GraApp) -> None:
             if "not found" in str(app.screen.query_one("#preview").render()):
                 break
         assert "missing.jsonl" in str(app.screen.query_one("#preview").render())
+
+
+async def test_the_embedded_model_alone_is_named_a_demo_once(app: GraApp) -> None:
+    """A first run's registry holds the embedded model only: one line says it is a demo and
+    how to add real ones; with a model of the user's, nothing is said."""
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        assert "demo model" not in str(app.screen.query_one("#models").render())
+    Path("models.toml").write_text('[[models]]\nname = "smollm2-135m"\npath = "default"\n',
+                                   encoding="utf-8")
+    first_run = GraApp(Services(models_file=Path("models.toml"), settings=app.services.settings),
+                       start="new_run")
+    async with first_run.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        models = str(first_run.screen.query_one("#models").render())
+        assert models.count("demo model") == 1
+        assert models.splitlines()[-1] == f"note: {DEMO_NOTICE}"
 
 
 def test_snapshot(snap_compare, app: GraApp) -> None:

@@ -16,3 +16,14 @@ def test_the_apps_backend_routes_gguf_and_endpoint_models(tmp_path: Path) -> Non
     assert isinstance(backend, RoutingBackend)
     assert isinstance(backend.local, LlamaProcessBackend)
     assert backend.local.log_dir == tmp_path / "logs" and backend.local.spare_cores == 1
+
+
+def test_the_demo_notice_is_for_the_embedded_model_alone() -> None:
+    from gra_local.core.config import ModelSpec, Registry
+    from gra_local.tui.services import DEMO_NOTICE, demo_notice
+
+    embedded = ModelSpec(name="smollm2-135m", path="default")
+    own = ModelSpec(name="qwen", path="/models/qwen.gguf")
+    assert demo_notice(Registry(models=[embedded])) == DEMO_NOTICE
+    assert demo_notice(Registry(models=[embedded, own])) is None
+    assert demo_notice(Registry(models=[])) is None

@@ -19,7 +19,7 @@ from gra_local.core.config import ModelSpec, Role
 from gra_local.models.describe import human_size
 from gra_local.models.hardware import Hardware
 from gra_local.tui.errors import EXPECTED_ERRORS
-from gra_local.tui.services import services_of
+from gra_local.tui.services import demo_notice, services_of
 from gra_local.tui.widgets.confirm import ConfirmScreen
 from gra_local.tui.widgets.endpoint_form import EndpointEntry, EndpointForm
 from gra_local.tui.widgets.endpoint_worker import EndpointAdded, EndpointsChecked, EndpointWorker, Reach
@@ -153,6 +153,8 @@ class ModelsScreen(Screen):
         try:
             registry, where = services_of(self.app).registry()
             source = f"registry: {Path(where).name}  ({len(registry.models)} model(s))"
+            if (notice := demo_notice(registry)) is not None:
+                source += f"\nnote: {notice}"
         except GraError as exc:
             self.app.call_from_thread(self._show, [], "registry: none yet", None)
             if services_of(self.app).models_file is not None:

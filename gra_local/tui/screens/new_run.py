@@ -25,6 +25,7 @@ from gra_local.core.errors import GraError
 from gra_local.core.options import OptionField, RunOptions, option_fields
 from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
+from gra_local.tui.services import demo_notice
 from gra_local.tui.widgets.path_prompt import PathPrompt
 
 if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
@@ -117,6 +118,8 @@ class NewRunScreen(Screen):
         for role in Role:
             names = ", ".join(m.name for m in registry.with_role(role)) or "none"
             lines.append(f"  {role.value:12} {names}")
+        if (notice := demo_notice(registry)) is not None:
+            lines.append(f"note: {notice}")
         self.app.call_from_thread(self._show, "#models", "\n".join(lines))
 
     def _show(self, selector: str, text: str) -> None:
