@@ -19,7 +19,7 @@ from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ConfigError, SeedError
 from gra_local.core.grammars import FEEDBACK_MAX, INSTRUCTION_MAX
-from gra_local.core.options import RunOptions, option_field
+from gra_local.core.options import MAX_SAMPLES, RunOptions, option_field
 from gra_local.core.records import SCORE_FIELDS, DraftInstruction, ModelRef, Review, Scores
 from gra_local.models.bench import BenchStore
 from gra_local.models.fit import context_for, residency_for
@@ -46,6 +46,13 @@ def build_options(values: Mapping[str, object], set_by: SetBy) -> RunOptions:
             field = option_field(name)
             name = field.flag if set_by == "cli" else field.surface.label
         raise ConfigError(f"{name}: {msg}") from None
+
+
+def review_options(values: Mapping[str, object], set_by: SetBy) -> RunOptions:
+    """build_options for a review-only run (`gra-local review`, the app's review mode). It
+    has no samples to ask for: RunOptions needs one, and the review source judges every
+    pair whatever it is (review_only.judge_every_pair); the ETA reads this one."""
+    return build_options({"samples": MAX_SAMPLES, **values}, set_by)
 
 
 def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Registry,
@@ -173,7 +180,8 @@ def _predict(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
             speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
                                       bench.load_seconds)
     if missing:
-        return None, f"no ETA: run `gra-local models bench NAME` once for {', '.join(missing)}"
+        return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
+                      "load on this machine (a few seconds)")
     seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
                               opts.seed_pool)
     return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"

@@ -70,6 +70,9 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     root = tmp_path_factory.mktemp("gra-dirs")
     monkeypatch.setenv("GRA_LOCAL_CONFIG_DIR", str(root / "config"))
     monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(root / "cache"))
+    # A model's first load in a fresh cache measures its speed (backends.llama.speed): a
+    # second or two per real model that tests not about it skip; the ones that are set "1".
+    monkeypatch.setenv("GRA_LOCAL_SPEED_PROBE", "0")
     return root
 
 

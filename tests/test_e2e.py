@@ -64,13 +64,25 @@ def resume_loses_nothing(args: list[str], out: Path) -> tuple[list[dict], dict]:
 
 
 def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
+    """Also: on a machine where the model was never benched, its first load measures its
+    speed and the run's ETA is printed within the first 10 s."""
     out = tmp_path / "out"
-    proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models",
-                              models_file(tmp_path, smol_model), "--samples", "1",
-                              "--max-attempts", "3", "--seed-pool", "6"),
-                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    start = time.monotonic()
+    proc = subprocess.Popen(cli("run", EXAMPLE_SEEDS, "--out", out, "--models",
+                                models_file(tmp_path, smol_model), "--samples", "1",
+                                "--max-attempts", "3", "--seed-pool", "6"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "GRA_LOCAL_SPEED_PROBE": "1"})
+    assert proc.stdout is not None and proc.stderr is not None
+    lines, eta_at = [], None
+    for line in proc.stdout:
+        if eta_at is None and line.startswith("predicted duration: about "):
+            eta_at = time.monotonic() - start
+        lines.append(line)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, stderr
+    assert "Traceback" not in stderr
+    assert eta_at is not None and eta_at < 10, "".join(lines)
     recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl")
     # --samples 1 --max-attempts 3: one to three candidates decided, at most one kept
     assert 1 <= len(recs) <= 3, "a run must decide candidates"
@@ -84,7 +96,8 @@ def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
     assert run["counts"]["accepted"] + run["counts"]["rejected"] == len(recs)
     assert run["judge_validity"]["smol"]["structured_calls"] > 0
     assert run["prefix_cache"]["review_a"]["prompt_evaluated"] < run["prefix_cache"]["review_a"]["prompt_tokens"]
-    assert "status:" in proc.stdout and "smol" in proc.stdout
+    assert run["eta"]["predicted_seconds"] > 0
+    assert "status:" in "".join(lines) and "smol" in "".join(lines)
     assert (out / "logs" / "smol.log").stat().st_size > 0  # llama.cpp talked to the log, not us
 
 

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from gra_local.core.events import (
+    Estimate,
     Event,
     ModelLoaded,
     Notice,
@@ -58,6 +59,8 @@ class ProgressView:
                 self.stage_task = self.progress.add_task("starting", total=1)
         elif isinstance(event, Notice):
             self._line(f"note: {event.message}")
+        elif isinstance(event, Estimate):
+            self._line(event.note)
         elif isinstance(event, ModelLoaded):
             self._line(loaded_line(event))
         elif isinstance(event, StageStarted):

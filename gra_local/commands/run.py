@@ -14,10 +14,10 @@ from gra_local.backends.llama.process import LlamaProcessBackend
 from gra_local.backends.routing import RoutingBackend
 from gra_local.commands.progress import ProgressView
 from gra_local.core.engine.scheduler import Run, Source
-from gra_local.core.options import MAX_SAMPLES, RunOptions
+from gra_local.core.options import RunOptions
 from gra_local.core.rundir.report import DedupOn, RunReport, duplicates
 from gra_local.models.registry import load_models
-from gra_local.prepare import build_options, prepare_run
+from gra_local.prepare import build_options, prepare_run, review_options
 from gra_local.runs.formatting import num, pct
 
 
@@ -31,10 +31,7 @@ def review_command(args: argparse.Namespace, values: Mapping[str, object],
                    stop: threading.Event) -> int:
     from gra_local.core.engine.review_only import ReviewSource
 
-    # `review` has no --samples: RunOptions needs one, and the review source judges every
-    # pair whatever it is (review_only.judge_every_pair); the ETA reads this one.
-    options = build_options({"samples": MAX_SAMPLES, **values}, "cli")
-    return _execute(args, options, stop, ReviewSource())
+    return _execute(args, review_options(values, "cli"), stop, ReviewSource())
 
 
 def _execute(args: argparse.Namespace, options: RunOptions, stop: threading.Event,

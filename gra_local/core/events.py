@@ -75,6 +75,19 @@ class ModelLoaded(Event):
     credentials); None for a GGUF model loaded on this machine. `seconds`: connecting."""
     server: str | None = None
     """An endpoint model's server kind (llama.cpp, vllm, ollama, lmstudio, openai)."""
+    prompt_tokens_per_s: float | None = None
+    """A local model's speed on this machine, measured at its first load (else None)."""
+    decode_tokens_per_s: float | None = None
+    speed_error: str | None = None
+    """Why its speed could not be measured."""
+
+
+@dataclass(frozen=True)
+class Estimate(Event):
+    """The run's predicted duration (from its start), once its models' speeds are known."""
+
+    predicted_seconds: float
+    note: str
 
 
 @dataclass(frozen=True)

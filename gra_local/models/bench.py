@@ -1,11 +1,13 @@
 """`gra-local models bench NAME`: a short real load + generation, stored for ETAs.
 
-Figures are keyed by the model file (resolved path, size, mtime) and how it was placed
-(GPU layers, threads), so a changed file or placement is measured again.
+Figures are keyed by the model file (resolved path, size, mtime), how it was placed (GPU
+layers), the machine's cores and the llama.cpp build, so a change of any is measured again.
+A model's first load measures the same, shorter (backends.llama.speed).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from gra_local.core.backend import Backend, ChatRequest
+from gra_local.core.backend import Backend, ChatRequest, Session
 from gra_local.core.config import ModelSpec
 from gra_local.core.rundir.journal import write_json_atomic
 
@@ -32,9 +34,34 @@ class BenchResult(BaseModel):
     measured_at: float
 
 
+def _build() -> str:
+    """The llama.cpp build measured with: figures of another build are measured again."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def _key(path: Path, n_gpu_layers: int) -> str:
     st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|gpu{n_gpu_layers}|cpu{os.cpu_count()}"
+    return (f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|gpu{n_gpu_layers}|cpu{os.cpu_count()}"
+            f"|llama{_build()}")
+
+
+def measure(session: Session, name: str, load_seconds: float, decode_tokens: int = 64) -> BenchResult:
+    """Time a ~300-token prompt, then `decode_tokens` generated after the same prompt (its
+    prefix cached, so almost all decoding), on a loaded session."""
+    messages = [{"role": "user", "content": _PROMPT}]
+    prompt = session.chat(ChatRequest(messages=messages, temperature=0.0, top_p=1.0,
+                                      max_tokens=1, seed=0))
+    decode = session.chat(ChatRequest(messages=messages, temperature=0.7, top_p=0.95,
+                                      max_tokens=decode_tokens, seed=1))
+    evaluated = prompt.prompt_evaluated or prompt.prompt_tokens
+    return BenchResult(
+        model=name, load_seconds=round(load_seconds, 3),
+        prompt_tokens_per_s=round(evaluated / max(prompt.seconds, 1e-6), 1),
+        decode_tokens_per_s=round(decode.completion_tokens / max(decode.seconds, 1e-6), 1),
+        n_gpu_layers=session.info.n_gpu_layers, measured_at=time.time())
 
 
 def run_bench(spec: ModelSpec, backend: Backend, decode_tokens: int = 64) -> BenchResult:
@@ -42,20 +69,9 @@ def run_bench(spec: ModelSpec, backend: Backend, decode_tokens: int = 64) -> Ben
     session = backend.load(spec)
     load = time.perf_counter() - start
     try:
-        messages = [{"role": "user", "content": _PROMPT}]
-        prompt = session.chat(ChatRequest(messages=messages, temperature=0.0, top_p=1.0,
-                                          max_tokens=1, seed=0))
-        # Same prompt again: its prefix is cached, so this call is almost all decoding.
-        decode = session.chat(ChatRequest(messages=messages, temperature=0.7, top_p=0.95,
-                                          max_tokens=decode_tokens, seed=1))
+        return measure(session, spec.name, load, decode_tokens)
     finally:
         session.close()
-    evaluated = prompt.prompt_evaluated or prompt.prompt_tokens
-    return BenchResult(
-        model=spec.name, load_seconds=round(load, 3),
-        prompt_tokens_per_s=round(evaluated / max(prompt.seconds, 1e-6), 1),
-        decode_tokens_per_s=round(decode.completion_tokens / max(decode.seconds, 1e-6), 1),
-        n_gpu_layers=session.info.n_gpu_layers, measured_at=time.time())
 
 
 class BenchStore:
@@ -77,12 +93,21 @@ class BenchStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, data)
 
+    def get(self, model_file: Path, n_gpu_layers: int) -> BenchResult | None:
+        """The figures for this file, build and machine with this placement; None: none yet."""
+        value = self._read().get(_key(model_file, n_gpu_layers))
+        try:
+            return None if value is None else BenchResult.model_validate(value)
+        except ValidationError:
+            return None
+
     def latest(self, model_file: Path) -> BenchResult | None:
         """The newest figures for this file, whatever placement they were taken with."""
-        prefix = _key(model_file, 0).rsplit("|gpu", 1)[0]
+        prefix, _, build = _key(model_file, 0).partition("|gpu")
+        build = build.partition("|llama")[2]
         found = []
         for key, value in self._read().items():
-            if key.startswith(prefix + "|"):
+            if key.startswith(prefix + "|") and key.endswith(f"|llama{build}"):
                 try:
                     found.append(BenchResult.model_validate(value))
                 except ValidationError:

@@ -23,6 +23,7 @@ from gra_local.tui.services import Services
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not before the first frame
     from gra_local.core.engine.request import RunRequest
+    from gra_local.core.engine.source import Source
     from gra_local.tui.run_session import RunEnded, RunSession, RunView
 
 BUSY = "a run is already going: cancel it first (F3, then x)"
@@ -83,9 +84,10 @@ class GraApp(App[None]):
         """A run was started and has not ended (its engine may not have started yet)."""
         return self.current_run is not None and not self.current_run.finished
 
-    def start_run(self, request: RunRequest) -> bool:
+    def start_run(self, request: RunRequest, source: Source | None = None) -> bool:
         """Run a prepared request: show the dashboard, then start the engine. False (with a
-        warning) while another run is going."""
+        warning) while another run is going. `source`: the run's source of candidates
+        (review_only.ReviewSource for a review; None: generation), as `Run` takes it."""
         if self.run_going:
             self.notify(BUSY, severity="warning")
             return False
@@ -96,7 +98,7 @@ class GraApp(App[None]):
         # Everything alive now (app, screens, engine modules) lives as long as the app:
         # out of the collector's way, a full collection during the run is far shorter.
         gc.freeze()
-        session = RunSession(request, self.services.backend(request.out_dir / "logs"))
+        session = RunSession(request, self.services.backend(request.out_dir / "logs"), source)
         self.current_run = session
         self.run_dir = request.out_dir
         self._show_then_launch(session)

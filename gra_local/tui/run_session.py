@@ -18,6 +18,7 @@ from textual.message import Message
 from gra_local.core.backend import Backend
 from gra_local.core.engine.request import RunRequest, RunResult
 from gra_local.core.engine.scheduler import Run
+from gra_local.core.engine.source import Source
 from gra_local.core.errors import ModelDown, error_message, error_notes
 from gra_local.core.events import Event, Notice
 from gra_local.tui.errors import EXPECTED_ERRORS
@@ -62,6 +63,8 @@ class RunSession:
 
     request: RunRequest
     backend: Backend
+    source: Source | None = None
+    """Where candidates come from (a review's ReviewSource); None: generation."""
 
     def __post_init__(self) -> None:
         self.stop = threading.Event()
@@ -98,7 +101,7 @@ class RunSession:
         result, error, engine = None, None, None
         try:
             engine = Run(self.request, self.backend, self.sink, self.stop, self.pause,
-                         live_text=True)
+                         live_text=True, source=self.source)
             result = engine.execute()
         except EXPECTED_ERRORS as exc:  # as the CLI says it: one line, then what failed after
             if isinstance(exc, ModelDown) and engine is not None and not error_notes(exc):

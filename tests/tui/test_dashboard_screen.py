@@ -23,6 +23,7 @@ from gra_local.tui.settings import Settings
 def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> GraApp:
     monkeypatch.chdir(tmp_path)  # relative paths on screen
     monkeypatch.setattr(dashboard, "_clock", lambda seconds: "0:00:01" if seconds is not None else "–")
+    monkeypatch.setattr(dashboard.StageRate, "tokens_per_s", lambda self, now: 42.0)  # no clock
     monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(tmp_path / "cache"))
     shutil.copy(EXAMPLE_SEEDS, tmp_path / "seeds.jsonl")
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")

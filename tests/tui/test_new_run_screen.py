@@ -103,7 +103,8 @@ async def test_the_form_has_a_row_per_run_option(app: GraApp) -> None:
 
 async def test_the_app_sets_every_option(app: GraApp, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[RunRequest] = []
-    monkeypatch.setattr(GraApp, "start_run", lambda self, request: started.append(request) or True)
+    monkeypatch.setattr(GraApp, "start_run",
+                        lambda self, request, source=None: started.append(request) or True)
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         fill(app.screen, EVERY_OPTION)

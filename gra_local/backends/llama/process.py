@@ -69,16 +69,11 @@ def stall_floor_s() -> float:
 
 
 def _result(reply: dict) -> ChatResult:
-    return ChatResult(
-        text=reply["text"],
-        finish_reason=reply["finish_reason"],
-        prompt_tokens=reply["prompt_tokens"],
-        completion_tokens=reply["completion_tokens"],
-        prompt_evaluated=reply.get("prompt_evaluated"),
-        seconds=reply["seconds"],
-        first_token_seconds=reply.get("first_token_seconds"),
-        choices=[TokenChoice(offset=c["offset"], probs=c["probs"]) for c in reply.get("choices") or []],
-    )
+    choices = [TokenChoice(offset=c["offset"], probs=c["probs"]) for c in reply.get("choices") or []]
+    return ChatResult(text=reply["text"], finish_reason=reply["finish_reason"],
+                      prompt_tokens=reply["prompt_tokens"], completion_tokens=reply["completion_tokens"],
+                      prompt_evaluated=reply.get("prompt_evaluated"), seconds=reply["seconds"],
+                      first_token_seconds=reply.get("first_token_seconds"), choices=choices)
 
 
 def _score_tokens(request: ScoreRequest) -> int:
@@ -97,8 +92,7 @@ class LlamaProcessSession:
         self.on_partial: Callable[[str], None] | None = None
         """Receives the text generated so far, a few times a second, when requests ask."""
         self.on_result: Callable[[int, int], None] | None = None
-        """Receives (request index, tokens) as each request of a `chat_many` or `score_many`
-        call finishes, before the call returns: completion tokens, or the tokens scored."""
+        """(request index, tokens made or scored) as each request of a call finishes."""
         self.log_path = log_path
         self._log: IO[bytes] = os.fdopen(files.open_fd(log_path, os.O_WRONLY | os.O_APPEND), "ab")
         self._buffer = b""
@@ -399,5 +393,8 @@ class LlamaProcessBackend:
                 why = f"{why}; running with {tried} GPU layers instead"
             session.info.details["gpu_plan"] = why
             session.info.details["parallel_plan"] = parallel.reason
+            from gra_local.backends.llama.speed import attach_speed  # it imports this module
+
+            attach_speed(spec, path, session)
             return session
         raise AssertionError("unreachable")

@@ -104,9 +104,13 @@ class ModelPool:
         self._loaded[name] = sess
         facts = sess.info.details if spec.is_endpoint else {}  # where a server runs it
         endpoint, kind = facts.get("endpoint"), facts.get("server_kind")
+        details = sess.info.details
         self.emit(ModelLoaded(name, sess.info.seconds, sess.info.n_gpu_layers,
                               None if endpoint is None else str(endpoint),
-                              None if kind is None else str(kind)))
+                              None if kind is None else str(kind),
+                              _number(details.get("prompt_tokens_per_s")),
+                              _number(details.get("decode_tokens_per_s")),
+                              None if (err := details.get("speed_error")) is None else str(err)))
         return sess
 
     def _unload(self, name: str) -> None:
@@ -170,3 +174,7 @@ class ModelPool:
     def close_all(self) -> None:
         for name in list(self._loaded):
             self._unload(name)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from gra_local.core.backend import Backend
 from gra_local.core.candidate import Candidate
 from gra_local.core.config import Registry, Role
+from gra_local.core.engine.estimate import Estimator
 from gra_local.core.engine.generation import Generation
 from gra_local.core.engine.pipeline import Pipeline
 from gra_local.core.engine.request import RunRequest, RunResult
@@ -55,7 +56,7 @@ class Run:
         self.opts = self.source.options(req.options)
         self.req = req.model_copy(update={"options": self.opts})
         self.backend = backend
-        self.emit = emit
+        self.emit: EventSink = Estimator(self.req, emit)  # an ETA from the models' speeds as they load
         self.stop = stop or threading.Event()
         self.pause = pause
         self.live_text = live_text

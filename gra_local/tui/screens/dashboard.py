@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
 
 from gra_local.core.events import (
+    Estimate,
     Generating,
     ModelLoaded,
     Notice,
@@ -27,6 +28,7 @@ from gra_local.core.events import (
     StageProgress,
     StageStarted,
 )
+from gra_local.core.options import MAX_SAMPLES
 from gra_local.runs.formatting import MISSING, pct
 from gra_local.tui.app import gra_app
 from gra_local.tui.run_session import EngineEvent, RunEnded, RunSession
@@ -154,7 +156,11 @@ class DashboardScreen(Screen):
         event = message.event
         if isinstance(event, RunStarted):
             self.wanted = event.samples
-            self.query_one("#accepted-bar", ProgressBar).update(total=event.samples, progress=0)
+            judged_all = event.samples >= MAX_SAMPLES  # a review: no target, every pair judged
+            self.query_one("#accepted-label", Label).update(
+                "accepted (a review judges every pair)" if judged_all else "accepted")
+            self.query_one("#accepted-bar", ProgressBar).update(
+                total=None if judged_all else event.samples, progress=0)
             self._log(f"{'resuming' if event.resumed else 'starting'} run in {event.out_dir}")
             self._set("status", "running")
         elif isinstance(event, StageStarted):
@@ -186,6 +192,9 @@ class DashboardScreen(Screen):
             self._record(event)
         elif isinstance(event, Notice):
             self._log(f"note: {event.message}")
+        elif isinstance(event, Estimate):
+            self.predicted = event.predicted_seconds
+            self._log(event.note)
         elif isinstance(event, RunFinished):
             self._set("status", event.status)
 

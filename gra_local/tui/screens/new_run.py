@@ -1,5 +1,9 @@
 """New run: seed file with a preview, the models per role, the run's options, the ETA.
 
+In review mode (`gra-local review` in the app) the file is a dataset of pairs to judge:
+the preview counts its usable pairs and names its bad lines, and the options of
+generation and rounds (RunOptions fields without `Surface.review`) are hidden.
+
 The options' rows are built from RunOptions (`option_fields`): label, hint, the value the
 last run used. Checking (seed scan, model headers and hashes, probe) runs in worker
 threads; the screen moves to the dashboard only once the run is prepared, and stays,
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -30,10 +34,34 @@ from gra_local.tui.widgets.path_prompt import PathPrompt
 
 if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
     from gra_local.core.engine.request import RunRequest
+    from gra_local.core.engine.review_only import ReviewData
+    from gra_local.core.engine.source import Source
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
 OFF = ("off", "none", "no")
 """What turns a threshold off when typed in its field (RunOptions' None)."""
+Mode = Literal["run", "review"]
+MODES = [("generate", "run"), ("review a dataset", "review")]
+FILE_LABEL = {"run": "seed file", "review": "pairs file"}
+
+
+def pairs_preview(data: ReviewData) -> list[str]:
+    """A review's input as the preview shows it: the usable pairs, then for each kind of
+    bad line how many and the first (a record that is not a pair is skipped; one with no
+    response is not reviewed), then a few pairs."""
+    lines = [f"pairs: {len(data.pairs)} usable ({data.format})"]
+    if data.skipped:
+        first = data.skipped[0]
+        lines.append(f"  {len(data.skipped)} bad line(s) skipped, the first line {first.line}: "
+                     f"{first.reason}")
+    if data.without_response:
+        lines.append(f"  {len(data.without_response)} record(s) with no response, not reviewed, "
+                     f"the first line {data.without_response[0]}")
+    for pair in data.pairs[:5]:
+        instruction = " ".join(pair.instruction.split())[:50]
+        response = " ".join((pair.response or "").split())[:36]
+        lines.append(f"  · {instruction} → {response}")
+    return lines
 
 
 def option_input(field: OptionField, value: object) -> Widget:
@@ -50,7 +78,7 @@ class NewRunScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="new_run.start"),
         Binding("ctrl+t", "preview", "Check seeds", id="new_run.preview", show=False),
-        Binding("ctrl+o", "browse", "Pick seed file", id="new_run.browse"),
+        Binding("ctrl+o", "browse", "Pick file", id="new_run.browse"),
     ]
     DEFAULT_CSS = """
     NewRunScreen #form { grid-size: 4; grid-columns: 18 1fr 20 1fr; grid-rows: 3; height: auto; padding: 0 1; }
@@ -71,15 +99,19 @@ class NewRunScreen(Screen):
         yield Header()
         with VerticalScroll():
             with Grid(id="form"):
-                yield Label("seed file")
-                yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
+                # generate, or review a dataset (`gra-local review`): it says what the file is
+                yield Label("mode")
+                yield Select(MODES, value="run", allow_blank=False, id="mode")
                 yield Label("output dir")
                 yield Input(settings.last_out_dir or str(Path(settings.default_out_dir) / "run"),
-                            id="out", classes="wide")
+                            id="out")
+                yield Label(FILE_LABEL["run"], id="seeds-label")
+                yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
                 # The options two to a row, so that the seed preview and the models stay in view.
                 for field in option_fields():
-                    yield Label(field.surface.label)
-                    yield option_input(field, last[field.name])
+                    only = "" if field.surface.review else "generation-only"
+                    yield Label(field.surface.label, classes=only)
+                    yield option_input(field, last[field.name]).set_classes(only)
             yield Static("seeds: checking…", id="preview", classes="box")
             yield Static("models: loading the registry…", id="models", classes="box")
             yield Static("", id="estimate", classes="box")
@@ -91,9 +123,38 @@ class NewRunScreen(Screen):
         self.action_preview()
         self._models()
 
+    @property
+    def mode(self) -> Mode:
+        return "review" if self.query_one("#mode", Select).value == "review" else "run"
+
+    @on(Select.Changed, "#mode")
+    def _mode_changed(self) -> None:
+        review = self.mode == "review"
+        self.query_one("#seeds-label", Label).update(FILE_LABEL[self.mode])
+        for widget in self.query(".generation-only"):
+            widget.display = not review
+        self.query_one("#start", Button).label = "Start review" if review else "Start run"
+        self._show("#estimate", "")
+        self.action_preview()
+
     @on(Input.Submitted, "#seeds")
     def action_preview(self) -> None:
-        self._scan(Path(self.query_one("#seeds", Input).value).expanduser())
+        path = Path(self.query_one("#seeds", Input).value).expanduser()
+        if self.mode == "review":
+            self._show("#preview", "pairs: checking…")
+            self._scan_pairs(path)
+        else:
+            self._scan(path)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def _scan_pairs(self, path: Path) -> None:
+        from gra_local.core.engine.review_only import read_review_data
+
+        try:
+            lines = pairs_preview(read_review_data(path))
+        except GraError as exc:
+            lines = [f"pairs: {exc}"]
+        self.app.call_from_thread(self._show, "#preview", "\n".join(lines))
 
     @work(thread=True, exclusive=True, group="preview")
     def _scan(self, path: Path) -> None:
@@ -130,6 +191,8 @@ class NewRunScreen(Screen):
         when it cannot), an empty field takes the default, "off" turns a threshold off."""
         values: dict[str, object] = {}
         for field in option_fields():
+            if self.mode == "review" and not field.surface.review:
+                continue  # generation only: a review takes none
             if field.kind is bool:
                 values[field.name] = self.query_one(f"#{field.name}", Switch).value
             elif field.choices:
@@ -143,9 +206,11 @@ class NewRunScreen(Screen):
         return values
 
     def action_browse(self) -> None:
-        self.app.push_screen(PathPrompt("Seed file: type its path or pick it below",
+        review = self.mode == "review"
+        what = "Pairs file (to review)" if review else "Seed file"
+        self.app.push_screen(PathPrompt(f"{what}: type its path or pick it below",
                                         value=self.query_one("#seeds", Input).value,
-                                        browse=(".jsonl", ".json", ".txt"),
+                                        browse=(".jsonl", ".json") if review else (".jsonl", ".json", ".txt"),
                                         hint="Enter to use it, Escape to cancel"), self._picked)
 
     def _picked(self, path: str | None) -> None:
@@ -161,37 +226,48 @@ class NewRunScreen(Screen):
         if self._checking:
             return
         self._checking = True
-        self._show("#estimate", "checking seeds and models…")
-        self._prepare(self.query_one("#seeds", Input).value.strip(),
+        self._show("#estimate", f"checking {'pairs' if self.mode == 'review' else 'seeds'} "
+                                "and models…")
+        self._prepare(self.mode, self.query_one("#seeds", Input).value.strip(),
                       self.query_one("#out", Input).value.strip(), self._values())
 
     @work(thread=True, exclusive=True, group="prepare")
-    def _prepare(self, seeds: str, out: str, values: dict[str, object]) -> None:
+    def _prepare(self, mode: Mode, seeds: str, out: str, values: dict[str, object]) -> None:
+        """As `gra-local run` or `gra-local review` prepares (commands/run.py)."""
         # Imported here, off the event loop: the checks and the engine the run will need.
         import gra_local.tui.run_session  # noqa: F401
-        from gra_local.prepare import build_options, prepare_run
+        from gra_local.core.engine.review_only import ReviewSource
+        from gra_local.prepare import build_options, prepare_run, review_options
 
+        review = mode == "review"
         try:
-            options = build_options(values, "app")
-            registry, source = gra_app(self).services.registry()
+            options = review_options(values, "app") if review else build_options(values, "app")
+            registry, models_source = gra_app(self).services.registry()
             request = prepare_run(Path(seeds).expanduser(), Path(out).expanduser(), options,
-                                  registry, source)
+                                  registry, models_source, review=review)
         except GraError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
-        self.app.call_from_thread(self._ready, request, seeds, out, options)
+        source = ReviewSource() if review else None
+        self.app.call_from_thread(self._ready, request, seeds, out, options, source)
 
     def _failed(self, message: str) -> None:
         self._checking = False
         self._show("#estimate", f"not started: {message}")
         self.notify(message, title="Cannot start", severity="error", timeout=10)
 
-    def _ready(self, request: RunRequest, seeds: str, out: str, options: RunOptions) -> None:
+    def _ready(self, request: RunRequest, seeds: str, out: str, options: RunOptions,
+               source: Source | None) -> None:
         self._checking = False
         self._show("#estimate", request.eta_note or "")
         app = gra_app(self)
+        if source is not None:  # a review keeps the seed file and the generation options
+            last = app.services.settings
+            seeds = last.last_seeds
+            options = last.last_run.model_copy(update={
+                f.name: getattr(options, f.name) for f in option_fields() if f.surface.review})
         try:
             app.services.remember_run(seeds, out, options)
         except OSError as exc:
             self.notify(f"settings not saved: {exc}", severity="warning")
-        app.start_run(request)
+        app.start_run(request, source)

@@ -1,4 +1,6 @@
-"""Runs and results: past runs, a filterable record browser, detail, plots, overrides."""
+"""Runs and results: past runs, a filterable record browser, detail, plots, overrides.
+
+A review-only run (`gra-local review`, or New run's review mode) is listed as "review"."""
 
 from __future__ import annotations
 
@@ -40,11 +42,25 @@ COLUMNS = ("id", "decision", "reason", "domain", "μ", "σ", "generator", "instr
 PREVIEW = 48
 
 
-def _run_label(run: RunInfo) -> str:
+def is_review(run_dir: Path) -> bool:
+    """A review-only run: its run.json's identity (or, before the identity had a mode, its
+    input) says so. Read in the scan's worker thread; an unreadable run.json is no review."""
+    try:
+        report = read_report(run_dir / RUN_JSON, any_schema=True)
+    except GraError:
+        return False
+    if report is None:
+        return False
+    mode = report.identity.mode if report.identity is not None else None
+    return mode == "review" or report.seeds.mode == "review"
+
+
+def _run_label(run: RunInfo, review: bool = False) -> str:
     if run.error:
         return f"{escape(run.path.name)}\n  [$error]unreadable[/]"
     unverified = f" ?{run.unverified}" if run.unverified else ""  # kept, neither accepted nor rejected
-    return (f"{escape(run.path.name)}\n  [dim]{escape(run.status)} ✓{run.accepted} "
+    mode = "review " if review else ""
+    return (f"{escape(run.path.name)}\n  [dim]{mode}{escape(run.status)} ✓{run.accepted} "
             f"✗{run.rejected}{unverified}[/dim]")
 
 
@@ -76,6 +92,8 @@ class ResultsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[RunInfo] = []
+        self.reviews: set[Path] = set()
+        """The listed runs that are review-only runs."""
         self.run_dir: Path | None = None
         self.records: list[dict] = []
         self.overrides: dict[str, dict] = {}
@@ -127,14 +145,18 @@ class ResultsScreen(Screen):
         runs = list(seen.values())
         if wanted is not None and wanted.resolve() not in seen:
             runs.insert(0, run_info(wanted))  # e.g. a run whose run.json is not written yet
-        self.app.call_from_thread(self._runs_found, runs, wanted)
+        reviews = {r.path for r in runs if not r.error and is_review(r.path)}
+        self.app.call_from_thread(self._runs_found, runs, wanted, reviews)
 
-    def _runs_found(self, runs: list[RunInfo], wanted: Path | None) -> None:
+    def _runs_found(self, runs: list[RunInfo], wanted: Path | None,
+                    reviews: set[Path] | None = None) -> None:
         current = self.run_dir
         self.runs = runs
+        self.reviews = reviews or set()
         olist = self.query_one("#runs", OptionList)
         olist.clear_options()
-        olist.add_options([Option(_run_label(r), id=str(i)) for i, r in enumerate(runs)])
+        olist.add_options([Option(_run_label(r, r.path in self.reviews), id=str(i))
+                           for i, r in enumerate(runs)])
         if not runs:
             self._status("No runs found: start one from the New run screen (F2).")
             return
@@ -203,6 +225,8 @@ class ResultsScreen(Screen):
         n_ov = sum(1 for r in self.records if str(r.get("id")) in self.overrides)
         ov = f", {n_ov} overridden (*)" if n_ov else ""
         name = self.run_dir.name if self.run_dir else ""
+        if self.run_dir in self.reviews:
+            name += " (review)"
         self._status(f"{name}: {len(self.shown)} of {len(self.records)} records{ov}")
         self.query_one(ScorePlots).update_plots(self.shown, self.overrides)
         self._show_detail()

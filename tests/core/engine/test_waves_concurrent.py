@@ -56,6 +56,16 @@ class ThreadedSession(FakeSession):
     backend: ThreadedBackend
     cancel: threading.Event | None = None
 
+    @property  # type: ignore[override]
+    def on_result(self) -> None:
+        """No per-result progress here: a group's StageProgress then marks its wave applied,
+        which the tests below wait on."""
+        return None
+
+    @on_result.setter
+    def on_result(self, value: object) -> None:
+        pass
+
     def chat_many(self, requests: Sequence[ChatRequest],
                   cancel: threading.Event | None = None) -> list[ChatResult]:
         role = ROLE_BY_SYSTEM[requests[0].messages[0]["content"]]
