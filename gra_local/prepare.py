@@ -183,5 +183,5 @@ def _predict(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
         return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
                       "load on this machine (a few seconds)")
     seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
-                              opts.seed_pool)
+                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries)
     return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"

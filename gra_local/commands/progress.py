@@ -59,7 +59,7 @@ class ProgressView:
                 self.stage_task = self.progress.add_task("starting", total=1)
         elif isinstance(event, Notice):
             self._line(f"note: {event.message}")
-        elif isinstance(event, Estimate):
+        elif isinstance(event, Estimate) and not event.refined:  # refinements: the app's
             self._line(event.note)
         elif isinstance(event, ModelLoaded):
             self._line(loaded_line(event))

@@ -86,8 +86,11 @@ class ModelLoaded(Event):
 class Estimate(Event):
     """The run's predicted duration (from its start), once its models' speeds are known."""
 
+    can_replace: ClassVar[bool] = True
     predicted_seconds: float
     note: str
+    refined: bool = False
+    """From the run's own pace (sent every few seconds), not from the models' speeds alone."""
 
 
 @dataclass(frozen=True)

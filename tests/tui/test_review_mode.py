@@ -14,13 +14,20 @@ from fakes import FakeBackend
 from textual.widgets import Button, Input, Label, OptionList
 
 from gra_local.core.options import MAX_SAMPLES, RunOptions, option_fields
+from gra_local.models.hardware import Hardware, LlamaBuild
 from gra_local.tui.app import GraApp
 from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings
+from gra_local.tui.widgets import run_plan
 
 PAIRS = [{"instruction": f"Add {n} and {n}.", "output": f"{2 * n}", "domain": "math"}
          for n in range(4)]
 BAD = [["not", "an", "object"], {"instruction": "No answer here."}, {"output": "no question"}]
+
+
+def fixed_hardware() -> Hardware:
+    return Hardware(system="Linux", machine="x86_64", cpu_logical=8, cpu_physical=4,
+                    ram_total_bytes=16 * 1024**3, ram_available_bytes=8 * 1024**3, llama=LlamaBuild())
 
 
 def write_pairs(path: Path, rows: list[object]) -> Path:
@@ -32,6 +39,7 @@ def write_pairs(path: Path, rows: list[object]) -> Path:
 def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> GraApp:
     monkeypatch.chdir(tmp_path)  # relative paths on screen: the snapshot is the same anywhere
     monkeypatch.setenv("GRA_LOCAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(run_plan, "probe_hardware", fixed_hardware)  # the plan box: same anywhere
     shutil.copy(EXAMPLE_SEEDS, tmp_path / "seeds.jsonl")
     shutil.copy(tiny_gguf, tmp_path / "tiny.gguf")
     write_models_toml(Path("models.toml"), [("tiny", Path("tiny.gguf"))])
@@ -138,6 +146,7 @@ def test_snapshot_review_mode(snap_compare, app: GraApp) -> None:
     async def review_mode(pilot) -> None:
         await to_review_mode(pilot)
         await wait_for(pilot, "#preview", "pairs: 4 usable")
+        await wait_for(pilot, "#plan", "every usable pair")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 40), run_before=review_mode)

@@ -4,13 +4,16 @@ Per candidate: a draft and an answer by the generator, a verdict and scores by e
 `panel` reviewers, adjudication for some. Token counts per call are typical figures
 measured on the embedded model's runs (run.json tokens / calls); the acceptance rate
 decides how many candidates the run needs. The estimate is meant to say "minutes or
-hours", not to the second: run.json reports predicted against actual.
+hours", not to the second: run.json reports predicted against actual, and a running job
+refines it from its own pace (`refined_seconds`, core.engine.estimate).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from gra_local.core.engine.generation import MAX_AUTO_BATCH
 
 # (prompt tokens evaluated after prefix reuse, completion tokens) per call kind.
 CALL_TOKENS = {
@@ -20,8 +23,12 @@ CALL_TOKENS = {
     "review_a": (60, 25),
     "review_b": (230, 60),
     "adjudicate": (300, 60),
+    "likelihood": (260, 0),  # the answer read after its instruction and after none
 }
 ADJUDICATED_SHARE = 0.15
+ACCEPTANCE = 0.5
+"""Share of candidates assumed accepted before any is decided (the engine's own first
+guess when it sizes a batch)."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,40 @@ def _call_seconds(kind: str, speed: Speed) -> float:
     return prompt / max(speed.prompt_tokens_per_s, 1e-3) + completion / max(speed.decode_tokens_per_s, 1e-3)
 
 
-def predict_seconds(speeds: dict[str, Speed], samples: int, max_attempts: int, rounds: int,
-                    panel: int, seed_pool: int, acceptance: float = 0.5) -> float:
-    """Seconds for the whole run, with every model's calls at the mean speed of the pool."""
+def expected_candidates(samples: int, max_attempts: int, acceptance: float = ACCEPTANCE) -> int:
+    """Candidates one round generates to keep `samples` at `acceptance`, within the cap."""
+    return min(max_attempts, math.ceil(samples / max(acceptance, 0.05)))
+
+
+def expected_calls(samples: int, max_attempts: int, rounds: int, panel: int, seed_pool: int,
+                   canaries: int = 0, batch: int | None = None,
+                   acceptance: float = ACCEPTANCE) -> dict[str, int]:
+    """Calls per stage over the whole run, as the ETA counts them: `annotate` the seed pool,
+    `generate` a draft and an answer per candidate, `review_a` and `review_b` one per
+    panel reviewer per candidate, `adjudicate` the disputed share; `canaries` counts the
+    canary pairs mixed into the review batches (`canaries` per batch of `batch`, default
+    adaptive batches of up to MAX_AUTO_BATCH)."""
+    candidates = expected_candidates(samples, max_attempts, acceptance)
+    batches = math.ceil(candidates / (batch or MAX_AUTO_BATCH)) if candidates else 0
+    return {"annotate": seed_pool,
+            "generate": rounds * 2 * candidates,
+            "review_a": rounds * panel * candidates,
+            "review_b": rounds * panel * candidates,
+            "adjudicate": rounds * math.ceil(ADJUDICATED_SHARE * candidates),
+            "canaries": rounds * canaries * batches}
+
+
+def predict_stages(speeds: dict[str, Speed], samples: int, max_attempts: int, rounds: int,
+                   panel: int, seed_pool: int, acceptance: float = ACCEPTANCE,
+                   judge: str = "panel", canaries: int = 0) -> dict[str, tuple[int, float]]:
+    """(calls, seconds) each stage is expected to take over the whole run, every model's
+    calls at the mean speed of the pool (`loads` counts model loads).
+
+    `judge` "panel": every candidate reviewed by the panel (the paper's rule). "evidence"
+    (the default judge): a candidate is read once by the scoring model and the panel judges
+    only the canaries (`canaries` pairs a batch, each side asked once of each distinct
+    reviewer), as where the panel is not shown informative; where it is, the run takes
+    longer than this says."""
     if not speeds:
         raise ValueError("no speeds")
     names = list(speeds)
@@ -46,9 +84,43 @@ def predict_seconds(speeds: dict[str, Speed], samples: int, max_attempts: int, r
     def mean_call(kind: str) -> float:
         return sum(_call_seconds(kind, speeds[n]) for n in names) / len(names)
 
-    candidates = min(max_attempts, math.ceil(samples / max(acceptance, 0.05)))
-    per_candidate = (mean_call("draft") + mean_call("answer")
-                     + panel * (mean_call("review_a") + mean_call("review_b"))
-                     + ADJUDICATED_SHARE * mean_call("adjudicate"))
-    loads = sum(s.load_seconds for s in speeds.values()) * 4  # about one load per stage
-    return rounds * (candidates * per_candidate + loads) + seed_pool * mean_call("annotate")
+    candidates = rounds * expected_candidates(samples, max_attempts, acceptance)
+    batches = math.ceil(candidates / MAX_AUTO_BATCH) if candidates else 0
+    judged = 2 * canaries * batches  # a canary pair is an original and its corruption
+    asked = min(panel, len(names)) if judge == "evidence" else panel
+    reviewed = judged * asked + (0 if judge == "evidence" else candidates * panel)
+    stages = {"annotate": (seed_pool, seed_pool * mean_call("annotate")),
+              "generate": (2 * candidates, candidates * (mean_call("draft") + mean_call("answer"))),
+              "review_a": (reviewed, reviewed * mean_call("review_a")),
+              "review_b": (reviewed, reviewed * mean_call("review_b")),
+              "loads": (4 * rounds, 4 * rounds * sum(s.load_seconds for s in speeds.values()))}
+    if judge == "evidence":
+        reads = candidates + judged
+        stages["likelihood"] = (reads, reads * mean_call("likelihood"))
+    else:
+        disputed = math.ceil(ADJUDICATED_SHARE * candidates)
+        stages["adjudicate"] = (disputed, disputed * mean_call("adjudicate"))
+    return stages
+
+
+def predict_seconds(speeds: dict[str, Speed], samples: int, max_attempts: int, rounds: int,
+                    panel: int, seed_pool: int, acceptance: float = ACCEPTANCE,
+                    judge: str = "panel", canaries: int = 0) -> float:
+    """Seconds for the whole run (the sum of `predict_stages`)."""
+    stages = predict_stages(speeds, samples, max_attempts, rounds, panel, seed_pool,
+                            acceptance, judge, canaries)
+    return math.fsum(seconds for _, seconds in stages.values())
+
+
+def refined_seconds(stages: dict[str, tuple[int, float]], done: dict[str, int],
+                    elapsed: float, floor: float = 0.1) -> float | None:
+    """The run's duration from its own pace: the share of the predicted work done so far
+    (each stage's predicted seconds × the share of its predicted calls made, capped at 1)
+    against the seconds it took; None before `floor` of the work is done."""
+    total = math.fsum(seconds for _, seconds in stages.values())
+    if total <= 0:
+        return None
+    worked = math.fsum(seconds * min(1.0, done.get(stage, 0) / calls)
+                       for stage, (calls, seconds) in stages.items() if calls)
+    share = worked / total
+    return None if share < floor else elapsed / share

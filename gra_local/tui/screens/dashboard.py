@@ -194,7 +194,8 @@ class DashboardScreen(Screen):
             self._log(f"note: {event.message}")
         elif isinstance(event, Estimate):
             self.predicted = event.predicted_seconds
-            self._log(event.note)
+            if not event.refined:
+                self._log(event.note)
         elif isinstance(event, RunFinished):
             self._set("status", event.status)
 

@@ -1,4 +1,10 @@
-"""New run: seed file with a preview, the models per role, the run's options, the ETA.
+"""New run: seed file with a preview, the models per role, the run's options, and the
+plan: per model its memory plan, the calls each stage is expected to make, the ETA.
+
+The few basic options (samples, max attempts) are in view; the others are in the Advanced
+section, folded at first (f6 opens and closes it), whose title names each option set away
+from its default. The plan is computed in a worker (the hardware probed once) and again
+shortly after an option changes (gra_local/tui/widgets/run_plan.py).
 
 In review mode (`gra-local review` in the app) the file is a dataset of pairs to judge:
 the preview counts its usable pairs and names its bad lines, and the options of
@@ -16,13 +22,15 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static, Switch
 
 from gra_local.core.config import Role
 from gra_local.core.errors import GraError
@@ -30,12 +38,15 @@ from gra_local.core.options import OptionField, RunOptions, option_fields
 from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
 from gra_local.tui.services import demo_notice
+from gra_local.tui.widgets import run_plan
 from gra_local.tui.widgets.path_prompt import PathPrompt
 
 if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
+    from gra_local.core.config import ModelSpec, Registry
     from gra_local.core.engine.request import RunRequest
     from gra_local.core.engine.review_only import ReviewData
     from gra_local.core.engine.source import Source
+    from gra_local.models.gguf_info import GGUFInfo
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
 OFF = ("off", "none", "no")
@@ -43,6 +54,9 @@ OFF = ("off", "none", "no")
 Mode = Literal["run", "review"]
 MODES = [("generate", "run"), ("review a dataset", "review")]
 FILE_LABEL = {"run": "seed file", "review": "pairs file"}
+PLAN_TITLE = {"run": "plan (calls at 50% accepted)", "review": "plan"}
+PREVIEW_LINES = 6
+"""Lines of the seed (or pairs) preview: it shares a row with the models, above the plan."""
 
 
 def pairs_preview(data: ReviewData) -> list[str]:
@@ -79,26 +93,39 @@ class NewRunScreen(Screen):
         Binding("ctrl+r", "start", "Start run", id="new_run.start"),
         Binding("ctrl+t", "preview", "Check seeds", id="new_run.preview", show=False),
         Binding("ctrl+o", "browse", "Pick file", id="new_run.browse"),
+        Binding("f6", "advanced", "Advanced options", id="new_run.advanced"),
     ]
     DEFAULT_CSS = """
-    NewRunScreen #form { grid-size: 4; grid-columns: 18 1fr 20 1fr; grid-rows: 3; height: auto; padding: 0 1; }
-    NewRunScreen #form Label { padding: 1 0 0 1; }
-    NewRunScreen #form .wide { column-span: 3; }
+    NewRunScreen .options { grid-size: 4; grid-columns: 18 1fr 20 1fr; grid-rows: 3; height: auto; padding: 0 1; }
+    NewRunScreen .options Label { padding: 1 0 0 1; }
+    NewRunScreen .options .wide { column-span: 3; }
+    NewRunScreen #advanced { border-top: none; padding: 0 1; background: $surface; }
+    NewRunScreen #advanced > Contents { padding: 0; }
+    NewRunScreen #advanced-form { padding: 0 1 0 0; }
+    NewRunScreen #checks { height: auto; }
+    NewRunScreen #checks .box { width: 1fr; }
+    NewRunScreen #preview { text-wrap: nowrap; text-overflow: ellipsis; }
     NewRunScreen .box { border: round $primary-background; height: auto; padding: 0 1; }
     NewRunScreen #actions { height: 3; padding: 0 1; }
+    NewRunScreen #estimate { width: 1fr; padding: 0 2; }
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._checking = False
         """Start was pressed and the checks have not answered yet."""
+        self._plan_models: tuple[list[str], list[tuple[ModelSpec, GGUFInfo]], list[str]] | None = None
+        """The plan's model lines, the GGUF models read and the endpoint names (worker-made)."""
+        self._plan_generation = 0
+        """Each request for a plan counts: an older worker's answer is dropped."""
+        self._plan_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         settings = gra_app(self).services.settings
         last = settings.last_run.model_dump()
         yield Header()
         with VerticalScroll():
-            with Grid(id="form"):
+            with Grid(id="form", classes="options"):
                 # generate, or review a dataset (`gra-local review`): it says what the file is
                 yield Label("mode")
                 yield Select(MODES, value="run", allow_blank=False, id="mode")
@@ -108,20 +135,104 @@ class NewRunScreen(Screen):
                 yield Label(FILE_LABEL["run"], id="seeds-label")
                 yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
                 # The options two to a row, so that the seed preview and the models stay in view.
-                for field in option_fields():
-                    only = "" if field.surface.review else "generation-only"
-                    yield Label(field.surface.label, classes=only)
-                    yield option_input(field, last[field.name]).set_classes(only)
-            yield Static("seeds: checking…", id="preview", classes="box")
-            yield Static("models: loading the registry…", id="models", classes="box")
-            yield Static("", id="estimate", classes="box")
+                yield from self._option_rows(
+                    [f for f in option_fields() if f.name in run_plan.BASIC], last)
+            with Collapsible(title=self._advanced_title(last), collapsed=True, id="advanced"), \
+                    Grid(id="advanced-form", classes="options"):
+                yield from self._option_rows(run_plan.advanced_fields(), last)
+            with Horizontal(id="checks"):
+                yield Static("seeds: checking…", id="preview", classes="box", markup=False)
+                yield Static("models: loading the registry…", id="models", classes="box")
+            plan = Static("plan: probing this machine…", id="plan", classes="box", markup=False)
+            plan.border_title = PLAN_TITLE["run"]
+            yield plan
             with Horizontal(id="actions"):
                 yield Button("Start run", id="start", variant="primary")
+                yield Static("", id="estimate")
         yield Footer()
+
+    @staticmethod
+    def _option_rows(fields: list[OptionField], last: dict[str, object]) -> ComposeResult:
+        for field in fields:
+            only = "" if field.surface.review else "generation-only"
+            yield Label(field.surface.label, classes=only)
+            yield option_input(field, last[field.name]).set_classes(only)
+
+    def _advanced_title(self, values: dict[str, object] | None = None) -> str:
+        """The Advanced section's title from `values` (default: the form's)."""
+        review = self.is_mounted and self.mode == "review"
+        changes = []
+        for field in run_plan.advanced_fields():
+            if review and not field.surface.review:
+                continue
+            value = values[field.name] if values is not None else self.query_one(f"#{field.name}").value  # type: ignore[attr-defined]
+            if (change := run_plan.changed(field, value)) is not None:
+                changes.append(change)
+        return run_plan.advanced_title(changes)
+
+    def action_advanced(self) -> None:
+        """Open or fold the Advanced section; opened, its first option takes the focus."""
+        section = self.query_one("#advanced", Collapsible)
+        section.collapsed = not section.collapsed
+        if not section.collapsed:
+            first = next((w for w in section.query("Input, Switch, Select") if w.display), None)
+            if first is not None:
+                first.focus()
+
+    @on(Input.Changed)
+    @on(Switch.Changed)
+    @on(Select.Changed)
+    def _option_changed(self, event: Input.Changed | Switch.Changed | Select.Changed) -> None:
+        if event.control.id in RunOptions.model_fields:
+            self.query_one("#advanced", Collapsible).title = self._advanced_title()
+            self._plan_soon()
+
+    def _plan_soon(self) -> None:
+        """Plan again once typing pauses (a keystroke would otherwise start a worker)."""
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self._plan_timer = self.set_timer(0.3, self._request_plan)
+
+    def _request_plan(self) -> None:
+        review = self.mode == "review"
+        options = None
+        if not review:
+            try:
+                options = RunOptions(**self._values())
+            except ValidationError:
+                pass  # the calls wait for a valid value; Start names the bad one
+        self._plan_generation += 1
+        self._plan(options, review, self._plan_generation)
+
+    @work(thread=True, exclusive=True, group="plan")
+    def _plan(self, options: RunOptions | None, review: bool, generation: int) -> None:
+        if self._plan_models is None:
+            try:
+                registry, _ = gra_app(self).services.registry()
+            except GraError as exc:
+                self.app.call_from_thread(self._show_plan, generation, f"plan: {exc}")
+                return
+            self._plan_models = self._model_plan(registry)
+        lines, checked, endpoints = self._plan_models
+        lines = lines + [run_plan.calls_line(options, review)]
+        if eta := run_plan.eta_line(options, checked, endpoints, review):
+            lines.append(eta)
+        self.app.call_from_thread(self._show_plan, generation, "\n".join(lines))
+
+    @staticmethod
+    def _model_plan(registry: Registry) -> tuple[list[str], list[tuple[ModelSpec, GGUFInfo]], list[str]]:
+        hw = run_plan.probe_hardware() if any(not s.is_endpoint for s in registry.models) else None
+        lines, checked = run_plan.plan_lines(registry, hw)
+        return lines, checked, [s.name for s in registry.models if s.is_endpoint]
+
+    def _show_plan(self, generation: int, text: str) -> None:
+        if generation == self._plan_generation:
+            self._show("#plan", text)
 
     def on_mount(self) -> None:
         self.action_preview()
         self._models()
+        self._request_plan()
 
     @property
     def mode(self) -> Mode:
@@ -134,7 +245,10 @@ class NewRunScreen(Screen):
         for widget in self.query(".generation-only"):
             widget.display = not review
         self.query_one("#start", Button).label = "Start review" if review else "Start run"
+        self.query_one("#advanced", Collapsible).title = self._advanced_title()
         self._show("#estimate", "")
+        self.query_one("#plan").border_title = PLAN_TITLE[self.mode]
+        self._plan_soon()
         self.action_preview()
 
     @on(Input.Submitted, "#seeds")
@@ -154,7 +268,7 @@ class NewRunScreen(Screen):
             lines = pairs_preview(read_review_data(path))
         except GraError as exc:
             lines = [f"pairs: {exc}"]
-        self.app.call_from_thread(self._show, "#preview", "\n".join(lines))
+        self.app.call_from_thread(self._show, "#preview", "\n".join(lines[:PREVIEW_LINES]))
 
     @work(thread=True, exclusive=True, group="preview")
     def _scan(self, path: Path) -> None:
@@ -164,9 +278,9 @@ class NewRunScreen(Screen):
             self.app.call_from_thread(self._show, "#preview", f"seeds: {exc}")
             return
         lines = [f"seeds: {scan.usable} usable, {scan.skipped} skipped ({scan.format})"]
-        lines += [f"  line {s.line}: skipped, {s.reason}" for s in scan.skipped_examples[:3]]
+        lines += [f"  line {s.line}: skipped, {s.reason}" for s in scan.skipped_examples[:2]]
         lines += [f"  · {' '.join(s.instruction.split())[:90]}" for s in scan.sample[:5]]
-        self.app.call_from_thread(self._show, "#preview", "\n".join(lines))
+        self.app.call_from_thread(self._show, "#preview", "\n".join(lines[:PREVIEW_LINES]))
 
     @work(thread=True, exclusive=True, group="models")
     def _models(self) -> None:

@@ -13,7 +13,7 @@ from gra_local.core.config import ModelSpec
 from gra_local.core.engine.estimate import Estimator
 from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.scheduler import Run
-from gra_local.core.events import Estimate, ModelLoaded, Notice
+from gra_local.core.events import Estimate, ModelLoaded, Notice, StageProgress, StageStarted
 
 
 def loaded(name: str, decode: float | None = 50.0, error: str | None = None) -> ModelLoaded:
@@ -28,7 +28,8 @@ def test_each_new_speed_gives_a_prediction_from_the_speeds_known(tmp_path: Path)
     sink(loaded("a", 50.0))
     opts = req.options
     one = predict_seconds({"a": Speed(400.0, 50.0, 0.5)}, opts.samples, opts.attempt_cap,
-                          opts.rounds, opts.panel, opts.seed_pool)
+                          opts.rounds, opts.panel, opts.seed_pool, judge=opts.judge,
+                          canaries=opts.canaries)
     assert isinstance(seen[1], Estimate) and seen[1].predicted_seconds == pytest.approx(one, abs=0.1)
     assert req.predicted_seconds == seen[1].predicted_seconds and "as a loaded" in seen[1].note
     sink(loaded("a", 50.0))  # loaded again (after an unload): nothing new
@@ -52,6 +53,31 @@ def test_a_failed_probe_says_the_eta_is_unknown_and_a_benched_run_keeps_its_own(
     Estimator(request(tmp_path / "out3", ["a"]), seen.append)(
         ModelLoaded("remote", 0.1, 0, endpoint="http://127.0.0.1:8080/v1"))
     assert len(seen) == 1  # a server's model is not timed
+
+
+def test_the_prediction_is_refined_from_the_runs_own_pace(tmp_path: Path) -> None:
+    """Half the predicted work done in twice the time it should have taken: the run is
+    predicted at twice its first estimate. Annotation that made fewer calls than the seed
+    pool (fewer seeds) counts as done once another stage starts."""
+    req = request(tmp_path / "out", ["a"], samples=4, seed_pool=10)
+    seen: list = []
+    sink = Estimator(req, seen.append)
+    clock = [sink.started]
+    sink.now = lambda: clock[0]  # type: ignore[method-assign]
+    sink(loaded("a", 50.0))
+    first = seen[-1].predicted_seconds
+    stages = dict(sink.stages)
+    sink(StageStarted(1, "annotate", 6))
+    sink(StageProgress(1, "annotate", 6, 6, "a"))  # 6 seeds: the pool of 10 is not filled
+    sink(StageStarted(1, "generate", stages["generate"][0]))
+    assert sink.stages["annotate"] == (6, pytest.approx(stages["annotate"][1] * 0.6))
+    work = sink.stages["annotate"][1] + stages["generate"][1] / 2
+    clock[0] += 2 * work
+    sink(StageProgress(1, "generate", stages["generate"][0] // 2, stages["generate"][0], "a"))
+    refined = [e for e in seen if isinstance(e, Estimate) and e.refined]
+    total = sum(s for _, s in sink.stages.values())
+    assert refined and refined[-1].predicted_seconds == pytest.approx(2 * total, rel=0.02)
+    assert refined[-1].note.endswith("(from the run's own pace)") and req.predicted_seconds == first
 
 
 class TimedBackend(FakeBackend):

@@ -1,0 +1,141 @@
+"""What a run will cost before it starts (New run's plan box) and which options the folded
+Advanced section hides: plain functions, so that the screen's worker and the tests call
+them alike.
+
+The plan is, per model of the registry, its memory plan on this machine (GPU layers,
+sequences decoded together, KV cache: `models.parallel.plan_parallel` and
+`models.fit.plan_for`, as a load would make them; an endpoint model is served by its
+server), the calls each stage is expected to make (`eta.expected_calls`), and the ETA line
+`gra-local run` prints (`prepare._predict`: from cached speed figures, else a word that
+the ETA comes at the first load).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from gra_local.core.config import ModelSpec, Registry
+from gra_local.core.engine.eta import expected_calls
+from gra_local.core.errors import GraError
+from gra_local.core.options import OptionField, RunOptions, option_fields
+from gra_local.models.gguf_info import GGUFInfo
+from gra_local.models.hardware import Hardware
+from gra_local.models.planner import gib
+
+BASIC = ("samples", "max_attempts")
+"""The options New run shows unfolded; every other one is in the Advanced section."""
+SYMBOL = {"tau": "τ", "delta": "δ"}
+"""How the folded line names a threshold the method writes as a letter."""
+
+
+def probe_hardware() -> Hardware:
+    """This machine (the tests put a fixed one here)."""
+    from gra_local.models.hardware import probe
+
+    return probe()
+
+
+def advanced_fields() -> list[OptionField]:
+    return [f for f in option_fields() if f.name not in BASIC]
+
+
+def _same(field: OptionField, value: object) -> bool:
+    """`value` (as the form holds it: text, a switch, a choice) is the field's default."""
+    if value is None or isinstance(value, bool) or field.kind is str:
+        return value == field.default
+    text = str(value).strip()
+    if field.none_is_off and text.lower() in ("off", "none", "no"):
+        return field.default is None
+    if not text:  # an empty field takes the default
+        return True
+    try:
+        return field.default is not None and float(text) == float(field.default)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+
+
+def changed(field: OptionField, value: object) -> str | None:
+    """How the folded line names an option set away from its default ("τ 7.5", "no
+    minhash", "dedup at off"); None when it is at its default."""
+    if _same(field, value):
+        return None
+    name = SYMBOL.get(field.name, field.surface.label)
+    if isinstance(value, bool):
+        return name if value else f"no {name}"
+    if field.none_is_off and (value is None or str(value).strip().lower() in ("off", "none", "no")):
+        return f"no {name.removesuffix(' at')}"
+    return f"{name} {str(value).strip()}"
+
+
+def advanced_title(changes: list[str], key: str = "f6") -> str:
+    """The Advanced section's title: the changed options, so that a folded one still shows."""
+    if not changes:
+        return f"Advanced options ({key}): all at their defaults"
+    return f"Advanced options ({key}): {', '.join(changes)}"
+
+
+def calls_line(options: RunOptions | None, review: bool) -> str:
+    """The calls each stage is expected to make, at the acceptance the ETA assumes (the
+    plan box's title says it); `canaries` counts canary pairs, left out when off."""
+    if review:
+        return "calls: review_a and review_b each panel × every usable pair; no ETA for a review"
+    if options is None:
+        return "calls: — (an option above is not valid yet)"
+    calls = expected_calls(options.samples, options.attempt_cap, options.rounds, options.panel,
+                           options.seed_pool, options.canaries, options.batch)
+    return "calls: " + " · ".join(f"{stage} {n}" for stage, n in calls.items()
+                                  if n or stage != "canaries")
+
+
+def served_by(spec: ModelSpec) -> str:
+    urls = spec.endpoints
+    host = urlsplit(urls[0]).netloc if urls else "?"
+    more = f" +{len(urls) - 1}" if len(urls) > 1 else ""
+    return f"served by {spec.server or 'a server'} at {host}{more}"
+
+
+def memory_line(spec: ModelSpec, info: GGUFInfo, hw: Hardware) -> str:
+    """One model's memory plan: where it goes, GPU layers, sequences, KV cache."""
+    from gra_local.models.fit import context_for, plan_for
+    from gra_local.models.parallel import plan_parallel
+
+    n_ctx = context_for(spec, info)
+    parallel = plan_parallel(spec, info, n_ctx, hw)
+    plan = plan_for(spec, info, n_ctx, hw, kv_cells=parallel.kv_cells)
+    where = {"gpu": "GPU", "split": "GPU+CPU", "cpu": "CPU", "wont_fit": "WON'T FIT"}[plan.where]
+    layers = f"{plan.n_gpu_layers}/{plan.max_layers}" if plan.n_gpu_layers >= 0 else "all"
+    return (f"{where} · GPU layers {layers} · n_parallel {parallel.n_parallel} · KV "
+            f"{parallel.kv_cells} cells ({gib(parallel.kv_bytes)}) · {gib(plan.estimate.total_bytes)} "
+            "in all")
+
+
+def plan_lines(registry: Registry, hw: Hardware | None) -> tuple[list[str], list[tuple[ModelSpec, GGUFInfo]]]:
+    """A line per model (its memory plan, or where it is served, or why it cannot be
+    planned), and the GGUF models whose headers were read (for the ETA)."""
+    from gra_local.models.resolve import inspect_spec
+
+    width = max((len(s.name) for s in registry.models), default=0)
+    lines: list[str] = []
+    checked: list[tuple[ModelSpec, GGUFInfo]] = []
+    for spec in registry.models:
+        try:
+            if spec.is_endpoint:
+                text = served_by(spec)
+            else:
+                info = inspect_spec(spec)
+                checked.append((spec, info))
+                text = memory_line(spec, info, hw if hw is not None else probe_hardware())
+        except GraError as exc:
+            text = str(exc)
+        lines.append(f"{spec.name:{width}}  {text}")
+    return lines, checked
+
+
+def eta_line(options: RunOptions | None, checked: list[tuple[ModelSpec, GGUFInfo]],
+             endpoints: list[str], review: bool) -> str:
+    """The line `gra-local run` prints about the ETA (prepare._predict)."""
+    if review or options is None:
+        return ""
+    from gra_local.prepare import _predict
+
+    return _predict(options, checked, endpoints)[1]
