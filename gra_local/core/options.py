@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gra_local.core.surface import OptionField, Surface, option_field_of
 
 MAX_SAMPLES = 10_000_000
+MAX_AUTO_BATCH = 256
+"""The most candidates a batch holds when `batch` is left to adapt (core.engine.generation)."""
 
 
 class RunOptions(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gra_local.core.engine.generation import MAX_AUTO_BATCH
+from gra_local.core.options import MAX_AUTO_BATCH
 
 # (prompt tokens evaluated after prefix reuse, completion tokens) per call kind.
 CALL_TOKENS = {

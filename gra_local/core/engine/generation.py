@@ -18,7 +18,7 @@ from gra_local.core.engine.annotate import AnnotationCache, annotate_kept, annot
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.engine.source import RunHandle
 from gra_local.core.events import Notice
-from gra_local.core.options import RunOptions
+from gra_local.core.options import MAX_AUTO_BATCH, RunOptions
 from gra_local.core.quality.canaries import CanarySource
 from gra_local.core.roles import draw_roles
 from gra_local.core.rundir import files
@@ -26,8 +26,6 @@ from gra_local.core.rundir import journal as j
 from gra_local.core.rundir.report import SeedsInfo
 from gra_local.core.seeds.pool import PoolEntry, check_pool
 from gra_local.core.seeds.scan import SeedScan, scan_seeds
-
-MAX_AUTO_BATCH = 256
 
 
 class Generation:
