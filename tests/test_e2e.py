@@ -125,32 +125,6 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, smol_m
     assert [s["status"] for s in run["sessions"]][-1] in ("complete", "exhausted")
 
 
-def test_the_same_settings_make_the_same_records_twice(tmp_path: Path, smol_model: Path) -> None:
-    """Same seed, model, build and n_parallel (pinned: "auto" follows free memory), from
-    the same state: byte-identical records, apart from their timestamps. Each run gets its
-    own empty cache dir: with the annotation cache of the first, the second would skip
-    those calls, its worker would reuse other prompt prefixes, and a prompt evaluated in
-    another batch shape differs in the last float bits."""
-    models = tmp_path / "models.toml"
-    text = MODELS.format(path=smol_model).replace("n_ctx = 2048\n", "n_ctx = 2048\nn_parallel = 4\n")
-    models.write_text(text, encoding="utf-8")
-    outs = []
-    for name in ("first", "second"):
-        out = tmp_path / name
-        env = dict(os.environ, GRA_LOCAL_CACHE_DIR=str(tmp_path / f"cache-{name}"))
-        proc = subprocess.run(cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models,
-                                  "--samples", "1", "--max-attempts", "2", "--seed-pool", "4",
-                                  "--no-dedup", "--quiet"),
-                              capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-                              env=env)
-        assert proc.returncode == 0, proc.stderr
-        recs = read(out / "accepted.jsonl") + read(out / "rejected.jsonl") + read(out / "pool.jsonl")
-        outs.append([{k: v for k, v in r.items() if k not in ("created_at", "decided_at")}
-                     for r in recs])
-    assert len(outs[0]) >= 5  # the pool (4) and at least one decided candidate
-    assert outs[0] == outs[1]
-
-
 def test_disk_full_mid_run_is_one_line_and_the_resume_loses_and_repeats_nothing(
         tmp_path: Path, smol_model: Path) -> None:
     """`ulimit -f 8` (8 KiB a file) stands for a full disk: the journal (or run.json)
