@@ -24,7 +24,10 @@ QUESTIONS = ["What is 2+2?", "Name five primes.", "What is the capital of France
 
 
 def load(smol_model: Path, tmp_path: Path, n_parallel: int = 4) -> LlamaProcessSession:
-    spec = ModelSpec(name="smol", path=str(smol_model), n_ctx=2048, n_parallel=n_parallel)
+    # Threads pinned: left to the governor, they follow the machine's load at each load, and
+    # two workers with other thread counts sum floats in another order (other texts).
+    spec = ModelSpec(name="smol", path=str(smol_model), n_ctx=2048, n_parallel=n_parallel,
+                     n_threads=2)
     return LlamaProcessBackend(log_dir=tmp_path).load(spec)
 
 
