@@ -64,7 +64,7 @@ class Estimator:
             if event.stage == "annotate":  # the seeds to annotate: the pool may not fill
                 self._annotate = event.total
                 self._rescale("annotate", event.total)
-            if event.stage != "annotate":  # annotation is over: what it really made
+            else:  # annotation is over: what it really made
                 self._rescale("annotate", self.done.get("annotate", 0))
             self._refine(force=True)
         elif isinstance(event, StageProgress):
