@@ -80,7 +80,7 @@ def prepare_run(seeds: Path, out_dir: Path, options: RunOptions, registry: Regis
                          restart=restart, residency=residency_for(checked, endpoints=endpoints),
                          embedder=load_embedder(options), scorer=pick_scorer(checked))
     if not review:  # the ETA model covers generation runs
-        request.predicted_seconds, request.eta_note = _predict(options, checked, endpoints)
+        request.predicted_seconds, request.eta_note = predict_from_cache(options, checked, endpoints)
     return request
 
 
@@ -165,8 +165,8 @@ def load_embedder(options: RunOptions) -> object | None:
     return MiniLMEmbedder(embedder_path(data))
 
 
-def _predict(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
-             endpoints: list[str]) -> tuple[float | None, str]:
+def predict_from_cache(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
+                       endpoints: list[str]) -> tuple[float | None, str]:
     """Predicted duration from stored `models bench` figures, and the line that says so."""
     if endpoints:
         return None, f"no ETA: {', '.join(endpoints)} run(s) on a server, which `models bench` does not time"
@@ -183,5 +183,6 @@ def _predict(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
         return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
                       "load on this machine (a few seconds)")
     seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
-                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries)
+                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries,
+                              batch=opts.batch)
     return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"

@@ -161,7 +161,8 @@ def bench_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"no model named {args.name!r} (registered: "
                           f"{', '.join(m.name for m in registry.models) or 'none'})") from None
     print(f"benchmarking {spec.name}: load, ~300 prompt tokens, 64 generated tokens…", flush=True)
-    result = run_bench(spec, LlamaProcessBackend(log_dir=paths.cache_dir() / "bench-logs"))
+    result = run_bench(spec, LlamaProcessBackend(log_dir=paths.cache_dir() / "bench-logs",
+                                              probe_speed=False))
     BenchStore(paths.cache_dir()).save(model_path(spec), result)
     print(f"load {result.load_seconds:.2f} s, prompt {result.prompt_tokens_per_s:.0f} tok/s, "
           f"decode {result.decode_tokens_per_s:.1f} tok/s ({result.n_gpu_layers} GPU layers); "

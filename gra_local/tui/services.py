@@ -14,12 +14,13 @@ from gra_local.models.registry import load_models
 from gra_local.tui.settings import Settings, load_settings, save_settings
 
 
-def llama_backend(log_dir: Path, spare_cores: int = 0) -> Backend:
+def llama_backend(log_dir: Path, spare_cores: int = 0, probe_speed: bool = True) -> Backend:
     """llama.cpp worker processes for GGUF models, and endpoint models through their servers."""
     from gra_local.backends.llama.process import LlamaProcessBackend
     from gra_local.backends.routing import RoutingBackend
 
-    return RoutingBackend(LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores))
+    return RoutingBackend(LlamaProcessBackend(log_dir=log_dir, spare_cores=spare_cores,
+                                              probe_speed=probe_speed))
 
 
 @dataclass
@@ -30,10 +31,12 @@ class Services:
     """log dir → Backend, for tests; None: llama.cpp worker processes (see `backend`)."""
     settings: Settings = field(default_factory=load_settings)
 
-    def backend(self, log_dir: Path) -> Backend:
+    def backend(self, log_dir: Path, probe_speed: bool = True) -> Backend:
+        """`probe_speed` False: a bench, which measures the speed itself."""
         if self.backend_factory is not None:
             return self.backend_factory(log_dir)
-        return llama_backend(log_dir, spare_cores=1 if self.settings.spare_core else 0)
+        return llama_backend(log_dir, spare_cores=1 if self.settings.spare_core else 0,
+                             probe_speed=probe_speed)
 
     def registry(self) -> tuple[Registry, str]:
         return load_models(self.models_file)

@@ -152,9 +152,10 @@ async def test_the_plan_per_model_calls_and_eta(app: GraApp) -> None:
         lines = str(app.screen.query_one("#plan").render()).splitlines()
         assert lines[0].startswith("tiny  CPU · GPU layers 0/") and "n_parallel 8" in lines[0]
         assert "KV 16384 cells" in lines[0]
-        # 5 samples at 50% accepted: 10 candidates, a panel of 3, 4 canaries in one batch
-        assert lines[1] == ("calls: annotate 64 · generate 20 · review_a 30 · review_b 30 · "
-                            "adjudicate 2 · canaries 4")
+        # 5 samples at 50% accepted: 10 candidates, 4 canary pairs in one batch; the default
+        # judge reads each candidate and canary side once, and the one model judges the 8 sides
+        assert lines[1] == ("calls: annotate 64 · generate 20 · review_a 8 · review_b 8 · "
+                            "likelihood 18")
         assert lines[2].startswith("ETA: once the speed of tiny is measured at its first load")
         # an option changes: the calls follow; speed figures cached: a predicted duration
         BenchStore(paths.cache_dir()).save(Path("tiny.gguf"), BenchResult(

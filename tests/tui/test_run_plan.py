@@ -28,10 +28,16 @@ def test_the_folded_line_names_options_away_from_their_defaults() -> None:
 
 
 def test_calls_line() -> None:
-    assert calls_line(RunOptions(samples=5), review=False) == (
-        "calls: annotate 64 · generate 20 · review_a 30 · review_b 30 · adjudicate 2 · canaries 4")
+    # the default judge (evidence) reads every candidate and canary once; one model stands
+    # for the panel on the canaries (4 pairs: 8 sides)
+    assert calls_line(RunOptions(samples=5), review=False, reviewers=1) == (
+        "calls: annotate 64 · generate 20 · review_a 8 · review_b 8 · likelihood 18")
+    assert calls_line(RunOptions(samples=5, judge="panel"), review=False) == (
+        "calls: annotate 64 · generate 20 · review_a 54 · review_b 54 · adjudicate 2")
     assert "not valid" in calls_line(None, review=False)
-    assert "every usable pair" in calls_line(None, review=True)
+    assert "panel on the canaries only" in calls_line(None, review=True)
+    assert "review_a and review_b each panel × every usable pair" in calls_line(
+        RunOptions(samples=5, judge="panel"), review=True)
 
 
 def test_plan_lines_per_model(tiny_gguf: Path) -> None:

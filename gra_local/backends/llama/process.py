@@ -361,12 +361,12 @@ class LlamaProcessSession:
 class LlamaProcessBackend:
     """Loads each model in a fresh worker; logs go to `log_dir/<model>.log`."""
 
-    def __init__(self, log_dir: Path, data_dir: Path | None = None, spare_cores: int = 0) -> None:
+    def __init__(self, log_dir: Path, data_dir: Path | None = None, spare_cores: int = 0,
+                 probe_speed: bool = True) -> None:
         self.log_dir = log_dir
         self.data_dir = data_dir
-        self.spare_cores = spare_cores
-        """Cores left free for the caller (the app's event loop) when a model's n_threads
-        is not pinned."""
+        self.spare_cores = spare_cores  # left free for the app's event loop (n_threads unpinned)
+        self.probe_speed = probe_speed  # time a first load (speed.py); `models bench` times itself
 
     def load(self, spec: ModelSpec) -> LlamaProcessSession:
         path, info = check_model_file(spec, self.data_dir)
@@ -393,8 +393,8 @@ class LlamaProcessBackend:
                 why = f"{why}; running with {tried} GPU layers instead"
             session.info.details["gpu_plan"] = why
             session.info.details["parallel_plan"] = parallel.reason
-            from gra_local.backends.llama.speed import attach_speed  # it imports this module
-
-            attach_speed(spec, path, session)
+            if self.probe_speed:
+                from gra_local.backends.llama.speed import attach_speed  # it imports this module
+                attach_speed(spec, path, session)
             return session
         raise AssertionError("unreachable")

@@ -83,7 +83,7 @@ class Estimator:
         opts = self.req.options
         self.stages = predict_stages(self.speeds, opts.samples, opts.attempt_cap, opts.rounds,
                                      opts.panel, opts.seed_pool, judge=opts.judge,
-                                     canaries=opts.canaries)
+                                     canaries=opts.canaries, batch=opts.batch)
         if self._annotate is not None:
             self._rescale("annotate", self._annotate)
         seconds = round(sum(s for _, s in self.stages.values()), 1)

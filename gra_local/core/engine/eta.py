@@ -49,34 +49,42 @@ def expected_candidates(samples: int, max_attempts: int, acceptance: float = ACC
 
 
 def expected_calls(samples: int, max_attempts: int, rounds: int, panel: int, seed_pool: int,
-                   canaries: int = 0, batch: int | None = None,
-                   acceptance: float = ACCEPTANCE) -> dict[str, int]:
-    """Calls per stage over the whole run, as the ETA counts them: `annotate` the seed pool,
-    `generate` a draft and an answer per candidate, `review_a` and `review_b` one per
-    panel reviewer per candidate, `adjudicate` the disputed share; `canaries` counts the
-    canary pairs mixed into the review batches (`canaries` per batch of `batch`, default
-    adaptive batches of up to MAX_AUTO_BATCH)."""
-    candidates = expected_candidates(samples, max_attempts, acceptance)
+                   canaries: int = 0, batch: int | None = None, acceptance: float = ACCEPTANCE,
+                   judge: str = "panel", reviewers: int | None = None) -> dict[str, int]:
+    """Calls per stage over the whole run, as the ETA counts them (one function for the
+    plan New run shows and the estimate a run prints).
+
+    `annotate` the seed pool; `generate` a draft and an answer per candidate; `canaries`
+    canary pairs go into every review batch (of `batch` candidates, default adaptive
+    batches of up to MAX_AUTO_BATCH), each pair an original and its corruption. `judge`
+    "panel": the panel reviews every candidate and canary (`review_a` and `review_b` one
+    per reviewer each) and `adjudicate` takes the disputed share. "evidence" (the default
+    judge): the scoring model reads every candidate and canary once (`likelihood`), and
+    the panel judges only the canaries, each side asked once of each distinct reviewer
+    (`reviewers`: the distinct models, default `panel`), as where the panel is not shown
+    informative; where it is, the run makes more panel calls than this says."""
+    candidates = rounds * expected_candidates(samples, max_attempts, acceptance)
     batches = math.ceil(candidates / (batch or MAX_AUTO_BATCH)) if candidates else 0
-    return {"annotate": seed_pool,
-            "generate": rounds * 2 * candidates,
-            "review_a": rounds * panel * candidates,
-            "review_b": rounds * panel * candidates,
-            "adjudicate": rounds * math.ceil(ADJUDICATED_SHARE * candidates),
-            "canaries": rounds * canaries * batches}
+    judged = 2 * canaries * batches
+    evidence = judge == "evidence"
+    asked = min(panel, reviewers or panel) if evidence else panel
+    reviewed = judged * asked + (0 if evidence else candidates * panel)
+    calls = {"annotate": seed_pool, "generate": 2 * candidates,
+             "review_a": reviewed, "review_b": reviewed}
+    if evidence:
+        calls["likelihood"] = candidates + judged
+    else:
+        calls["adjudicate"] = math.ceil(ADJUDICATED_SHARE * candidates)
+    return calls
 
 
 def predict_stages(speeds: dict[str, Speed], samples: int, max_attempts: int, rounds: int,
                    panel: int, seed_pool: int, acceptance: float = ACCEPTANCE,
-                   judge: str = "panel", canaries: int = 0) -> dict[str, tuple[int, float]]:
-    """(calls, seconds) each stage is expected to take over the whole run, every model's
-    calls at the mean speed of the pool (`loads` counts model loads).
-
-    `judge` "panel": every candidate reviewed by the panel (the paper's rule). "evidence"
-    (the default judge): a candidate is read once by the scoring model and the panel judges
-    only the canaries (`canaries` pairs a batch, each side asked once of each distinct
-    reviewer), as where the panel is not shown informative; where it is, the run takes
-    longer than this says."""
+                   judge: str = "panel", canaries: int = 0,
+                   batch: int | None = None) -> dict[str, tuple[int, float]]:
+    """(calls, seconds) each stage is expected to take over the whole run: the calls of
+    `expected_calls` (the loaded models are the distinct reviewers), every call at the mean
+    speed of the pool; `loads` counts model loads."""
     if not speeds:
         raise ValueError("no speeds")
     names = list(speeds)
@@ -84,31 +92,23 @@ def predict_stages(speeds: dict[str, Speed], samples: int, max_attempts: int, ro
     def mean_call(kind: str) -> float:
         return sum(_call_seconds(kind, speeds[n]) for n in names) / len(names)
 
-    candidates = rounds * expected_candidates(samples, max_attempts, acceptance)
-    batches = math.ceil(candidates / MAX_AUTO_BATCH) if candidates else 0
-    judged = 2 * canaries * batches  # a canary pair is an original and its corruption
-    asked = min(panel, len(names)) if judge == "evidence" else panel
-    reviewed = judged * asked + (0 if judge == "evidence" else candidates * panel)
-    stages = {"annotate": (seed_pool, seed_pool * mean_call("annotate")),
-              "generate": (2 * candidates, candidates * (mean_call("draft") + mean_call("answer"))),
-              "review_a": (reviewed, reviewed * mean_call("review_a")),
-              "review_b": (reviewed, reviewed * mean_call("review_b")),
-              "loads": (4 * rounds, 4 * rounds * sum(s.load_seconds for s in speeds.values()))}
-    if judge == "evidence":
-        reads = candidates + judged
-        stages["likelihood"] = (reads, reads * mean_call("likelihood"))
-    else:
-        disputed = math.ceil(ADJUDICATED_SHARE * candidates)
-        stages["adjudicate"] = (disputed, disputed * mean_call("adjudicate"))
+    calls = expected_calls(samples, max_attempts, rounds, panel, seed_pool, canaries, batch,
+                           acceptance, judge, reviewers=len(names))
+    per_call = {"annotate": mean_call("annotate"),
+                "generate": (mean_call("draft") + mean_call("answer")) / 2,
+                "review_a": mean_call("review_a"), "review_b": mean_call("review_b"),
+                "likelihood": mean_call("likelihood"), "adjudicate": mean_call("adjudicate")}
+    stages = {stage: (n, n * per_call[stage]) for stage, n in calls.items()}
+    stages["loads"] = (4 * rounds, 4 * rounds * sum(s.load_seconds for s in speeds.values()))
     return stages
 
 
 def predict_seconds(speeds: dict[str, Speed], samples: int, max_attempts: int, rounds: int,
                     panel: int, seed_pool: int, acceptance: float = ACCEPTANCE,
-                    judge: str = "panel", canaries: int = 0) -> float:
+                    judge: str = "panel", canaries: int = 0, batch: int | None = None) -> float:
     """Seconds for the whole run (the sum of `predict_stages`)."""
     stages = predict_stages(speeds, samples, max_attempts, rounds, panel, seed_pool,
-                            acceptance, judge, canaries)
+                            acceptance, judge, canaries, batch)
     return math.fsum(seconds for _, seconds in stages.values())
 
 

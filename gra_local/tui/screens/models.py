@@ -358,7 +358,7 @@ class ModelsScreen(Screen):
 
         try:
             with tempfile.TemporaryDirectory(prefix="gra-bench-") as logs:
-                result = run_bench(spec, services_of(self.app).backend(Path(logs)))
+                result = run_bench(spec, services_of(self.app).backend(Path(logs), probe_speed=False))
             BenchStore(paths.cache_dir()).save(model_path(spec), result)
         except EXPECTED_ERRORS as exc:  # ModelError, BackendError, WorkerLost; a disk error
             self.app.call_from_thread(self._done, f"Bench of {spec.name} failed: {exc}", "error")

@@ -34,7 +34,7 @@ from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, S
 
 from gra_local.core.config import Role
 from gra_local.core.errors import GraError
-from gra_local.core.options import OptionField, RunOptions, option_fields
+from gra_local.core.options import MAX_SAMPLES, OptionField, RunOptions, option_fields
 from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
 from gra_local.tui.services import demo_notice
@@ -196,11 +196,13 @@ class NewRunScreen(Screen):
     def _request_plan(self) -> None:
         review = self.mode == "review"
         options = None
-        if not review:
-            try:
-                options = RunOptions(**self._values())
-            except ValidationError:
-                pass  # the calls wait for a valid value; Start names the bad one
+        values = self._values()
+        if review:  # as prepare.review_options (every pair is judged)
+            values = {"samples": MAX_SAMPLES, **values}
+        try:
+            options = RunOptions(**values)
+        except ValidationError:
+            pass  # the calls wait for a valid value; Start names the bad one
         self._plan_generation += 1
         self._plan(options, review, self._plan_generation)
 
@@ -214,7 +216,7 @@ class NewRunScreen(Screen):
                 return
             self._plan_models = self._model_plan(registry)
         lines, checked, endpoints = self._plan_models
-        lines = lines + [run_plan.calls_line(options, review)]
+        lines = lines + [run_plan.calls_line(options, review, reviewers=len(lines))]
         if eta := run_plan.eta_line(options, checked, endpoints, review):
             lines.append(eta)
         self.app.call_from_thread(self._show_plan, generation, "\n".join(lines))

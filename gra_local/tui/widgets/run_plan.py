@@ -6,7 +6,7 @@ The plan is, per model of the registry, its memory plan on this machine (GPU lay
 sequences decoded together, KV cache: `models.parallel.plan_parallel` and
 `models.fit.plan_for`, as a load would make them; an endpoint model is served by its
 server), the calls each stage is expected to make (`eta.expected_calls`), and the ETA line
-`gra-local run` prints (`prepare._predict`: from cached speed figures, else a word that
+`gra-local run` prints (`prepare.predict_from_cache`: from cached speed figures, else a word that
 the ETA comes at the first load).
 """
 
@@ -74,17 +74,22 @@ def advanced_title(changes: list[str], key: str = "f6") -> str:
     return f"Advanced options ({key}): {', '.join(changes)}"
 
 
-def calls_line(options: RunOptions | None, review: bool) -> str:
+def calls_line(options: RunOptions | None, review: bool, reviewers: int | None = None) -> str:
     """The calls each stage is expected to make, at the acceptance the ETA assumes (the
-    plan box's title says it); `canaries` counts canary pairs, left out when off."""
+    plan box's title says it), counted as the run's own estimate counts them
+    (`eta.expected_calls`, judge-aware; `reviewers`: the distinct models)."""
     if review:
+        judge = options.judge if options is not None else RunOptions.model_fields["judge"].default
+        if judge == "evidence":
+            return ("calls: likelihood 1 per pair and canary side; panel on the canaries "
+                    "only; no ETA for a review")
         return "calls: review_a and review_b each panel × every usable pair; no ETA for a review"
     if options is None:
         return "calls: — (an option above is not valid yet)"
     calls = expected_calls(options.samples, options.attempt_cap, options.rounds, options.panel,
-                           options.seed_pool, options.canaries, options.batch)
-    return "calls: " + " · ".join(f"{stage} {n}" for stage, n in calls.items()
-                                  if n or stage != "canaries")
+                           options.seed_pool, options.canaries, options.batch,
+                           judge=options.judge, reviewers=reviewers)
+    return "calls: " + " · ".join(f"{stage} {n}" for stage, n in calls.items())
 
 
 def served_by(spec: ModelSpec) -> str:
@@ -133,9 +138,9 @@ def plan_lines(registry: Registry, hw: Hardware | None) -> tuple[list[str], list
 
 def eta_line(options: RunOptions | None, checked: list[tuple[ModelSpec, GGUFInfo]],
              endpoints: list[str], review: bool) -> str:
-    """The line `gra-local run` prints about the ETA (prepare._predict)."""
+    """The line `gra-local run` prints about the ETA (prepare.predict_from_cache)."""
     if review or options is None:
         return ""
-    from gra_local.prepare import _predict
+    from gra_local.prepare import predict_from_cache
 
-    return _predict(options, checked, endpoints)[1]
+    return predict_from_cache(options, checked, endpoints)[1]

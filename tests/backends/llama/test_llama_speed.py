@@ -59,3 +59,23 @@ def test_off_means_nothing_is_measured(tiny_worker: Worker, monkeypatch: pytest.
     monkeypatch.setenv(speed.PROBE_ENV, "0")
     details = tiny_worker().info.details
     assert "speed_source" not in details and "speed_error" not in details
+
+
+def test_a_bench_loads_without_the_probe_and_measures_once(tiny_gguf: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from gra_local.backends.llama.process import LlamaProcessBackend
+    from gra_local.core.config import ModelSpec
+    from gra_local.models import bench
+
+    measured: list[int] = []
+    real = bench.measure
+
+    def counted(session: object, name: str, load: float, tokens: int) -> bench.BenchResult:
+        measured.append(tokens)
+        return real(session, name, load, tokens)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "measure", counted)
+    monkeypatch.setattr(speed, "measure", counted)
+    backend = LlamaProcessBackend(log_dir=tmp_path, probe_speed=False)
+    bench.run_bench(ModelSpec(name="tiny", path=str(tiny_gguf)), backend, decode_tokens=8)
+    assert measured == [8]  # the bench's own measure, not the load's probe before it
