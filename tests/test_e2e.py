@@ -98,6 +98,7 @@ def test_short_run_writes_full_schema(tmp_path: Path, smol_model: Path) -> None:
     assert run["prefix_cache"]["review_a"]["prompt_evaluated"] < run["prefix_cache"]["review_a"]["prompt_tokens"]
     assert run["eta"]["predicted_seconds"] > 0
     assert "status:" in output and "smol" in output
+    assert "decided by: " in output  # the CLI says what decided (tests/tui/test_dashboard_real_run.py checks it)
     assert (out / "logs" / "smol.log").stat().st_size > 0  # llama.cpp talked to the log, not us
 
 

@@ -52,7 +52,11 @@ class StageProgress(Event):
     total: int
     model: str
     tokens: int = 0
-    """Completion tokens (scored tokens, for the likelihood stage) of the stage so far."""
+    """Completion tokens (scored tokens, for the likelihood stage) of the stage so far,
+    those of calls still running included where the backend reports them."""
+    running: float = 0.0
+    """Calls in flight, counted by the share of their token budgets made (under 1 each):
+    the bar shows `done + running`, so it moves between results."""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,16 @@ class RunSession:
             self._last_post = now
             self._post(event)
 
+    def flush(self) -> None:
+        """Post the event the throttle holds once THROTTLE_S has passed since the last post:
+        the engine may go quiet right after it (a long call, a load), and the screen would
+        show a stale count until its next event. The UI's timer calls this."""
+        with self._lock:
+            now = time.monotonic()
+            if self._held is not None and now - self._last_post >= THROTTLE_S:
+                self._post(self._held)
+                self._held, self._last_post = None, now
+
     def run(self, target: RunView) -> None:
         """The worker thread's body; `target` receives the messages."""
         self._target = target

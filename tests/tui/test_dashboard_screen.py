@@ -1,8 +1,10 @@
-"""The Run dashboard at a fixed size after a scripted run (clock frozen for the snapshot)."""
+"""The Run dashboard at a fixed size after a scripted run, and in the middle of a stage
+(clock frozen for the snapshots)."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from gra_local.tui.services import Services
 from gra_local.tui.settings import Settings
 
 
-@pytest.fixture
-def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> GraApp:
+def scripted_app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch,
+                 backend: FakeBackend | None = None) -> GraApp:
     monkeypatch.chdir(tmp_path)  # relative paths on screen
     monkeypatch.setattr(dashboard, "_clock", lambda seconds: "0:00:01" if seconds is not None else "–")
     monkeypatch.setattr(dashboard.StageRate, "tokens_per_s", lambda self, now: 42.0)  # no clock
@@ -33,8 +35,32 @@ def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Gra
                         # are not measured on canaries)
                         last_run=RunOptions(samples=3, max_attempts=6, relevance=False,
                                             judge="panel"))
-    return GraApp(Services(models_file=Path("models.toml"), backend_factory=lambda d: FakeBackend(),
-                           settings=settings), start="new_run")
+    return GraApp(Services(models_file=Path("models.toml"),
+                           backend_factory=lambda d: backend or FakeBackend(), settings=settings),
+                  start="new_run")
+
+
+@pytest.fixture
+def app(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> GraApp:
+    return scripted_app(tmp_path, tiny_gguf, monkeypatch)
+
+
+class Held:
+    """A script that holds the run at the `nth` call of the first wave of `role` that has
+    one, until released (or HOLD_S)."""
+
+    HOLD_S = 5.0
+
+    def __init__(self, role: str, nth: int) -> None:
+        self.role, self.nth = role, nth
+        self.in_wave: dict[int | None, int] = {}
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, call) -> None:
+        self.in_wave[call.wave] = self.in_wave.get(call.wave, 0) + 1
+        if call.role == self.role and self.in_wave[call.wave] == self.nth and not self.reached.is_set():
+            self.reached.set()
+            self.release.wait(self.HOLD_S)
 
 
 async def finish_run(pilot) -> None:
@@ -125,3 +151,24 @@ async def test_the_stage_line_counts_calls_and_tokens_as_results_come(app: GraAp
 
 def test_snapshot(snap_compare, app: GraApp) -> None:
     assert snap_compare(app, terminal_size=(100, 32), run_before=finish_run)
+
+
+def test_snapshot_mid_stage(snap_compare, tmp_path: Path, tiny_gguf: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run held at the fourth call of a scores wave: the stage line and bar show the 3
+    calls before it done, the figures what was decided so far, the status running."""
+    held = Held("review_b", 4)
+    app = scripted_app(tmp_path, tiny_gguf, monkeypatch, FakeBackend(script=held))
+
+    async def mid_stage(pilot) -> None:
+        await pilot.press("ctrl+r")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if held.reached.is_set() and "review_b" in str(pilot.app.screen.query_one("#stage").render()):
+                break
+        await pilot.pause(0.4)  # events are rendered ten times a second
+
+    try:
+        assert snap_compare(app, terminal_size=(100, 32), run_before=mid_stage)
+    finally:
+        held.release.set()

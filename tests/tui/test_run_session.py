@@ -15,7 +15,7 @@ from fakes import Call, FakeBackend, FakeSession
 from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ModelError
-from gra_local.core.events import Notice
+from gra_local.core.events import Notice, StageProgress
 from gra_local.core.options import RunOptions
 from gra_local.core.records import ModelRef
 from gra_local.core.rundir import journal as j
@@ -120,3 +120,26 @@ def test_a_bug_is_raised_for_the_worker_after_the_run_is_said_to_end(tmp_path: P
         session(tmp_path / "out", FakeBackend(bug)).run(target)  # type: ignore[arg-type]
     end = ended(target)
     assert end.result is None and end.error == "TypeError: a bug"
+
+
+def test_a_held_progress_is_posted_once_the_engine_goes_quiet(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throttle holds a replaceable event that comes too soon after the last post; if
+    the engine then says nothing (a long call), the UI's timer posts it (`flush`)."""
+    from gra_local.tui import run_session
+
+    clock = [100.0]
+    monkeypatch.setattr(run_session.time, "monotonic", lambda: clock[0])
+    run, target = session(tmp_path / "out", FakeBackend()), Target()
+    run._target = target  # type: ignore[assignment]
+    first, second = (StageProgress(1, "generate", n, 8, "a") for n in (1, 2))
+    run.sink(first)
+    clock[0] += 0.01
+    run.sink(second)  # held: 10 ms after the first
+    run.flush()  # too soon still: nothing more
+    assert [m.event for m in target.messages] == [first]  # type: ignore[attr-defined]
+    clock[0] += run_session.THROTTLE_S
+    run.flush()
+    assert [m.event for m in target.messages] == [first, second]  # type: ignore[attr-defined]
+    run.flush()  # posted once
+    assert len(target.messages) == 2

@@ -27,6 +27,7 @@ same texts; the same call on a worker that has already run others may not.
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,6 +40,14 @@ from gra_local.backends.llama.kv import KvBook, common_prefix
 from gra_local.backends.llama.sampling import PROBE_TEXT_FLOOR, Grammars, Picker, make_chain
 from gra_local.backends.llama.threads import ThreadGovernor
 
+PROMPT_STEP = 256
+"""Prompt tokens one decode step takes at most (n_batch, if smaller): about a second of a
+small model's prefill on two CPU cores, so that a watching UI sees a long prompt advance
+(one step can't be observed inside); measured about as fast as 512-token steps there, and
+a GPU takes a step in milliseconds either way."""
+PROMPT_TOKEN_COST = 0.1
+"""A prompt token's weight against a generated one in `in_flight` (prompts decode in
+batches, many times faster a token): a display figure, not a measurement."""
 PARTIAL_EVERY_S = 0.25  # live text for a watching UI: a few updates a second, not per token
 PARTIAL_CHARS = 600
 ABORTABLE_STEP = 64
@@ -136,6 +145,18 @@ class Decoder:
     def _active(self) -> list[Running]:
         return [r for r in self.running if r is not None]
 
+    def in_flight(self) -> tuple[float, int]:
+        """How far the running sequences are, for a watching UI (a call's progress between
+        its results): the sum of each one's share of its work done, capped at 0.99 (a
+        sequence is done when it ends), and the tokens they generated. A sequence's work is
+        its prompt still to decode at admission, each token weighed PROMPT_TOKEN_COST, and
+        its token budget."""
+        active = self._active()
+        share = math.fsum(min((PROMPT_TOKEN_COST * (r.evaluated - len(r.pending)) + len(r.gen))
+                              / max(PROMPT_TOKEN_COST * r.evaluated + r.budget, 1e-9), 0.99)
+                          for r in active)
+        return share, sum(len(r.gen) for r in active)
+
     def _budget(self, job: Job) -> int:
         room = self.n_ctx - len(job.tokens)
         return job.max_tokens if 0 < job.max_tokens < room else room
@@ -196,7 +217,7 @@ class Decoder:
         """Each running sequence's sampled token, then prompt chunks, within n_batch."""
         active = self._active()
         entries = [(r, [r.last]) for r in active if r.last is not None]
-        room = self.n_batch - len(entries)
+        room = min(self.n_batch, PROMPT_STEP) - len(entries)
         for run in active:
             if run.pending and room > 0:
                 entries.append((run, run.pending[:room]))

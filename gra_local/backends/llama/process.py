@@ -89,10 +89,9 @@ class LlamaProcessSession:
                  spare_cores: int = 0, n_parallel: int = 1, kv_cells: int | None = None) -> None:
         self.spec = spec
         self.path = path
-        self.on_partial: Callable[[str], None] | None = None
-        """Receives the text generated so far, a few times a second, when requests ask."""
-        self.on_result: Callable[[int, int], None] | None = None
-        """(request index, tokens made or scored) as each request of a call finishes."""
+        self.on_partial: Callable[[str], None] | None = None  # text so far, when requests ask
+        self.on_result: Callable[[int, int], None] | None = None  # (index, tokens) per result
+        self.on_progress: Callable[[float, int], None] | None = None  # the worker's tick: in flight
         self.log_path = log_path
         self._log: IO[bytes] = os.fdopen(files.open_fd(log_path, os.O_WRONLY | os.O_APPEND), "ab")
         self._buffer = b""
@@ -107,13 +106,9 @@ class LlamaProcessSession:
         self._longest_gap = 0.0
         """The longest silence seen in a call that then answered (a long prompt step)."""
         self._stall_floor_s = stall_floor_s()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "gra_local.backends.llama.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=worker_env(),
-        )
+        self._proc = subprocess.Popen([sys.executable, "-m", "gra_local.backends.llama.worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log, env=worker_env())
         reply = self._call({
             "op": "load",
             "path": str(path),
@@ -248,6 +243,8 @@ class LlamaProcessSession:
                 gap, last = max(gap, time.monotonic() - last), time.monotonic()
                 reply = orjson.loads(line)
                 if "tick" in reply:
+                    if self.on_progress is not None and "running" in reply:
+                        self.on_progress(float(reply["running"]), int(reply.get("tokens") or 0))
                     continue
                 if "partial" in reply:
                     if self.on_partial is not None:

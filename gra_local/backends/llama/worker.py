@@ -18,7 +18,9 @@ Replies:   {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}; "c
            at the positions "probe_after" asked for (decode.Decoder._probe). While a
            request with "stream_partials" runs, lines {"partial": text, "index": i} (a
            few a second) may come before any reply;
-           {"tick": true} comes about once a second while a call decodes.
+           {"tick": true, "running": share, "tokens": n} comes about once a second while
+           a call decodes: the running requests' share of their token budgets made, and
+           their tokens so far (decode.Decoder.in_flight).
            "score_many" answers {"index": i, <result>} the same way, a result with the
            fields of core.backend.ScoreResult (scoring.Scored), then {"ok": true,
            "done": true}; it samples nothing and streams no partials.
@@ -186,7 +188,8 @@ class Worker:
         now = time.monotonic()
         if now - self._ticked >= TICK_S:
             self._ticked = now
-            self._send({"tick": True})
+            share, tokens = self.decoder.in_flight() if self.decoder is not None else (0.0, 0)
+            self._send({"tick": True, "running": round(share, 3), "tokens": tokens})
         return self.cancel_requested
 
 

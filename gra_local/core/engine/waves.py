@@ -94,6 +94,8 @@ class Task:
     steps: Steps
     calls: int = 1
     """Calls the task expects to make (the stage's progress total); retries add to it."""
+    asked: int = 0
+    """Requests it has sent: a retry beyond `calls` grows the total as it is sent."""
     made: int = 0
     cand: Candidate | None = None
     """The candidate it works on (None: a seed's annotation): left undecided, `faulted`, when
@@ -103,46 +105,70 @@ class Task:
 class _Progress:
     """Done and total calls of a stage: a retry grows the total, a skipped step shrinks it.
     While a wave runs, each result its session reports (`on_result`) moves the count at
-    once; the wave's results are then counted for good when it returns (`called`)."""
+    once, and between results the share of the running calls' token budgets made
+    (`on_progress`, a local worker's tick) moves it by a fraction; the wave's results are
+    then counted for good when it returns (`called`). What is shown never goes back."""
 
     def __init__(self, ctx: StageContext, stage: str, tasks: list[Task]) -> None:
         self.ctx, self.stage = ctx, stage
         self.done, self.total = 0, sum(t.calls for t in tasks)
         self.tokens = 0
         self._in_wave: dict[str, int] = {}
-        self._shown = (0, self.total, 0)
+        self._running: dict[str, tuple[float, int]] = {}  # model: (share, tokens) in flight
+        self._shown = (0, self.total, 0, 0.0)
         self._lock = threading.Lock()  # results come from each group's thread
 
     def wave(self, model: str) -> None:
         """A wave of `model` starts (again, after a lost worker): none of it is done yet."""
         with self._lock:
             self._in_wave[model] = 0
+            self._running.pop(model, None)
 
     def result(self, model: str, tokens: int) -> None:
         """One result of `model`'s running wave came back."""
         with self._lock:
             self._in_wave[model] = self._in_wave.get(model, 0) + 1
             self.tokens += tokens
+            self._running.pop(model, None)  # its share is counted whole now; the next tick says the rest
             self._emit(model)
+
+    def running(self, model: str, share: float, tokens: int) -> None:
+        """`model`'s running calls have made `share` of their token budgets, `tokens` so far."""
+        with self._lock:
+            self._running[model] = (share, tokens)
+            self._emit(model)
+
+    def asked(self, task: Task) -> None:
+        """The task sends a request: one beyond its expected calls (a retry) is counted in
+        the total now, so that the bar has room for it while it runs."""
+        with self._lock:
+            task.asked += 1
+            if task.asked > task.calls:
+                self.total += 1
 
     def called(self, task: Task) -> None:
         with self._lock:
             task.made += 1
             self.done += 1
-            if task.made > task.calls:
-                self.total += 1
             self._in_wave[task.model] = max(0, self._in_wave.get(task.model, 0) - 1)
+            self._running.pop(task.model, None)
             self._emit(task.model)
 
     def _emit(self, model: str) -> None:
-        shown = (min(self.done + sum(self._in_wave.values()), self.total), self.total, self.tokens)
+        done = min(self.done + sum(self._in_wave.values()), self.total)
+        level = min(done + sum(share for share, _ in self._running.values()), self.total)
+        tokens = self.tokens + sum(n for _, n in self._running.values())
+        last_done, _, last_tokens, last_level = self._shown
+        shown = (done, self.total, max(tokens, last_tokens), round(max(level, last_level), 2))
         if shown != self._shown:  # a wave's results counted for good move nothing already shown
             self._shown = shown
-            self.ctx.emit(StageProgress(self.ctx.round, self.stage, shown[0], shown[1], model, shown[2]))
+            self.ctx.emit(StageProgress(self.ctx.round, self.stage, shown[0], shown[1], model,
+                                        shown[2], max(0.0, shown[3] - shown[0])))
 
     def finished(self, task: Task) -> None:
+        """The task makes no more calls: it counts for those it made."""
         with self._lock:
-            self.total -= max(0, task.calls - task.made)
+            self.total -= max(task.calls, task.asked) - task.made
 
 
 def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
@@ -180,10 +206,12 @@ def run_tasks(ctx: StageContext, stage: str, tasks: list[Task]) -> None:
 def _advance(task: Task, result: ChatResult | None, progress: _Progress) -> ChatRequest | None:
     """The task's next request, or None once it is done."""
     try:
-        return next(task.steps) if result is None else task.steps.send(result)
+        request = next(task.steps) if result is None else task.steps.send(result)
     except StopIteration:
         progress.finished(task)
         return None
+    progress.asked(task)
+    return request
 
 
 def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
@@ -212,6 +240,8 @@ def _run_model(ctx: StageContext, stage: str, model: str, tasks: list[Task],
             finally:
                 if hasattr(session, "on_result"):  # a later call of another stage is not ours
                     session.on_result = None
+                if hasattr(session, "on_progress"):
+                    session.on_progress = None
             first = False
         except WorkerLost as exc:
             if ctx.stop.is_set():
@@ -241,6 +271,8 @@ def _session(ctx: StageContext, stage: str, model: str, gate: Gate, progress: _P
         session.on_partial = partial(_emit_partial, ctx, gate, model, stage)
     if hasattr(session, "on_result"):
         session.on_result = lambda _index, tokens: progress.result(model, tokens)
+    if hasattr(session, "on_progress"):
+        session.on_progress = lambda share, tokens: progress.running(model, share, tokens)
     return session
 
 

@@ -175,7 +175,8 @@ class DashboardScreen(Screen):
             self.query_one("#stage", Label).update(
                 f"round {event.round} · {event.stage} · {event.model} · "
                 f"{event.done}/{event.total} calls{speed}")
-            self.query_one("#stage-bar", ProgressBar).update(total=event.total, progress=event.done)
+            self.query_one("#stage-bar", ProgressBar).update(total=event.total,
+                                                             progress=event.done + event.running)
             self.stage_left = self.stage.seconds_left(time.monotonic(), event.done, event.total)
         elif isinstance(event, Generating):
             tail = " ".join(event.text.split())[-400:]
@@ -204,6 +205,8 @@ class DashboardScreen(Screen):
         self._pending.append(event)
 
     def _flush_records(self) -> None:
+        if self._session is not None:
+            self._session.flush()  # a progress the throttle held, once the engine goes quiet
         if not self._pending:
             return
         events, self._pending = self._pending, []

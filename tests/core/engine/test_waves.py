@@ -208,6 +208,32 @@ def test_stage_progress_counts_calls_retries_included(tmp_path: Path) -> None:
     assert b_calls and review_b[0].total == 18 and review_b[1][-1].total == 18 + b_calls // 2  # + retries
 
 
+def test_a_stage_bar_has_room_for_the_retries_while_they_run(tmp_path: Path) -> None:
+    """One model, three seeds' annotations broken at the first try: their retries are the
+    stage's last wave, counted in the total as they are sent, so the bar is full only
+    when the first tries are back (before the retries are sent) and at the end."""
+    from gra_local.core.events import StageProgress
+
+    first_tries: set[str] = set()
+
+    def script(call: Call):
+        if call.role != "annotate":
+            return None
+        prompt = call.request.messages[-1]["content"]
+        if len(first_tries) < 3 and prompt not in first_tries:
+            first_tries.add(prompt)
+            return "{broken"
+        return None
+
+    events: list = []
+    backend = FakeBackend(script)
+    Run(request(tmp_path / "out", ["a"], samples=2, batch=2, max_attempts=2), backend,
+        events.append, stop=backend.stop).execute()
+    annotate = [(e.done, e.total) for e in events if isinstance(e, StageProgress) and e.stage == "annotate"]
+    assert annotate[-1][0] == annotate[-1][1] > annotate[0][1]  # three retries in the total
+    assert sum(done == total for done, total in annotate) <= 2, annotate
+
+
 def test_stage_progress_moves_as_each_result_comes_back(tmp_path: Path) -> None:
     """A stage's calls are often one wave: its bar moves with each result the session
     reports, before the wave returns, not from 0 to 100 % at its end; tokens add up."""
