@@ -150,3 +150,37 @@ def test_snapshot_review_mode(snap_compare, app: GraApp) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 40), run_before=review_mode)
+
+
+def test_snapshot_review_mode_advanced_open(snap_compare, app: GraApp) -> None:
+    """Review mode with its advanced options open: the judging options only."""
+    async def opened(pilot) -> None:
+        await to_review_mode(pilot)
+        await wait_for(pilot, "#preview", "pairs: 4 usable")
+        await wait_for(pilot, "#plan", "every usable pair")
+        await pilot.press("f6")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 40), run_before=opened)
+
+
+def test_snapshot_results_of_a_review(snap_compare, app: GraApp) -> None:
+    """Results after a review run made in the app: the run listed as a review, its verdicts."""
+    from harness import tables_settled
+
+    async def reviewed(pilot) -> None:
+        await to_review_mode(pilot)
+        await wait_for(pilot, "#preview", "pairs: 4 usable")
+        await pilot.press("ctrl+r")
+        for _ in range(400):
+            await pilot.pause(0.05)
+            run = pilot.app.current_run
+            if run is not None and run.finished:
+                break
+        await pilot.pause(0.4)
+        await pilot.app.switch_mode("results")
+        await wait_for(pilot, "#status", "(review): 4 of 4 records")
+        pilot.app.clear_notifications()  # "run complete" times out: the same image anyway
+        await tables_settled(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 34), run_before=reviewed)
