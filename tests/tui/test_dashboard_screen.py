@@ -145,6 +145,12 @@ async def test_the_stage_line_counts_calls_and_tokens_as_results_come(app: GraAp
         line = str(screen.query_one("#stage").render())
         assert "round 2 · generate · tiny · 2/8 calls · " in line and line.endswith(" tok/s")
         assert screen.query_one("#stage-bar").progress == 2
+        # between results, the running calls' share of their work moves the bar
+        screen.on_engine_event(EngineEvent(StageProgress(round=2, stage="generate", done=2,
+                                                         total=8, model="tiny", tokens=340,
+                                                         running=1.25)))
+        assert screen.query_one("#stage-bar").progress == 3.25
+        assert "2/8 calls" in str(screen.query_one("#stage").render())
         screen._tick()
         assert str(screen.query_one("#n-eta").render()).startswith("eta\nstage ")
 

@@ -312,3 +312,28 @@ def test_local_models_only_send_the_same_requests_in_the_same_order(tmp_path: Pa
     assert {c[1] for c in sent} == {"annotate", "draft", "answer", "review_a", "review_b",
                                     "adjudicate"}
     assert (hashlib.sha256(repr(sent).encode()).hexdigest(), len(sent)) == ALL_LOCAL_SENT
+
+
+def test_between_results_the_running_calls_move_the_bar_and_it_never_goes_back() -> None:
+    """A local worker's tick reports its running calls' share of their work: the event
+    carries it apart from the calls done (the bar shows done + running); a result counts
+    its call whole and drops the stale share, and what is shown never goes back."""
+    from types import SimpleNamespace
+
+    from gra_local.core.engine.waves import Task, _Progress
+    from gra_local.core.events import StageProgress
+
+    events: list[StageProgress] = []
+    ctx = SimpleNamespace(round=1, emit=events.append)
+    tasks = [Task(model="a", steps=iter(())) for _ in range(4)]  # type: ignore[arg-type]
+    progress = _Progress(ctx, "generate", tasks)  # type: ignore[arg-type]
+    progress.wave("a")
+    progress.running("a", 1.5, 40)
+    assert (events[-1].done, events[-1].running, events[-1].tokens) == (0, 1.5, 40)
+    progress.result("a", 30)  # one call back: counted whole, the share of the rest unknown yet
+    assert (events[-1].done, events[-1].running, events[-1].tokens) == (1, 0.5, 40)
+    progress.running("a", 0.9, 25)  # the three others, fresh: 1 + 0.9 < 1.5 shown before
+    assert events[-1].done + events[-1].running == pytest.approx(1.9)
+    assert events[-1].tokens == 55
+    levels = [e.done + e.running for e in events]
+    assert levels == sorted(levels)
