@@ -15,13 +15,12 @@ from gra_local.backends.routing import endpoint_ref
 from gra_local.core import paths, prompts
 from gra_local.core.config import ModelSpec, Registry, Role
 from gra_local.core.engine.calls import reply_room
-from gra_local.core.engine.eta import Speed, predict_seconds
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.errors import ConfigError, SeedError
 from gra_local.core.grammars import FEEDBACK_MAX, INSTRUCTION_MAX
 from gra_local.core.options import MAX_SAMPLES, RunOptions, option_field
 from gra_local.core.records import SCORE_FIELDS, DraftInstruction, ModelRef, Review, Scores
-from gra_local.models.bench import BenchStore
+from gra_local.models.bench import predict_from_cache
 from gra_local.models.fit import context_for, residency_for
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.resolve import check_model_file, model_ref
@@ -163,26 +162,3 @@ def load_embedder(options: RunOptions) -> object | None:
     from gra_local.embed.minilm import MiniLMEmbedder
 
     return MiniLMEmbedder(embedder_path(data))
-
-
-def predict_from_cache(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
-                       endpoints: list[str]) -> tuple[float | None, str]:
-    """Predicted duration from stored `models bench` figures, and the line that says so."""
-    if endpoints:
-        return None, f"no ETA: {', '.join(endpoints)} run(s) on a server, which `models bench` does not time"
-    store = BenchStore(paths.cache_dir())
-    speeds, missing = {}, []
-    for spec, info in checked:
-        bench = store.latest(Path(info.path))
-        if bench is None:
-            missing.append(spec.name)
-        else:
-            speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
-                                      bench.load_seconds)
-    if missing:
-        return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
-                      "load on this machine (a few seconds)")
-    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
-                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries,
-                              batch=opts.batch)
-    return seconds, f"predicted duration: about {seconds / 60:.1f} min (from `models bench` figures)"

@@ -11,13 +11,20 @@ import importlib.metadata
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from gra_local.core import paths
 from gra_local.core.backend import Backend, ChatRequest, Session
 from gra_local.core.config import ModelSpec
+from gra_local.core.engine.eta import Speed, predict_seconds
+from gra_local.core.options import RunOptions
 from gra_local.core.rundir.journal import write_json_atomic
+
+if TYPE_CHECKING:
+    from gra_local.models.gguf_info import GGUFInfo
 
 # About 300 prompt tokens: long enough to time prompt processing, short enough for a CPU.
 _PROMPT = ("Summarise the following notes in one sentence. " + " ".join(
@@ -113,3 +120,27 @@ class BenchStore:
                 except ValidationError:
                     continue
         return max(found, key=lambda r: r.measured_at) if found else None
+
+
+def predict_from_cache(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo]],
+                       endpoints: list[str]) -> tuple[float | None, str]:
+    """Predicted duration from stored speed figures (`models bench`, or a first load's
+    probe), and the line that says so: light enough for the app's plan box."""
+    if endpoints:
+        return None, f"no ETA: {', '.join(endpoints)} run(s) on a server, which `models bench` does not time"
+    store = BenchStore(paths.cache_dir())
+    speeds, missing = {}, []
+    for spec, info in checked:
+        bench = store.latest(Path(info.path))
+        if bench is None:
+            missing.append(spec.name)
+        else:
+            speeds[spec.name] = Speed(bench.prompt_tokens_per_s, bench.decode_tokens_per_s,
+                                      bench.load_seconds)
+    if missing:
+        return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
+                      "load on this machine (a few seconds)")
+    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
+                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries,
+                              batch=opts.batch)
+    return seconds, f"predicted duration: about {seconds / 60:.1f} min (from the speed figures cached on this machine)"

@@ -57,7 +57,7 @@ async def test_the_stage_bar_moves_every_few_seconds_on_a_real_run(tmp_path: Pat
     out = tmp_path / "out"
     services = Services(models_file=models_file(tmp_path, smol_model), settings=Settings(
         last_seeds=str(EXAMPLE_SEEDS), last_out_dir=str(out),
-        last_run=RunOptions(samples=2, max_attempts=4, seed_pool=6)))
+        last_run=RunOptions(samples=2, max_attempts=4)))
     app = GraApp(services, start="new_run")
     samples: list[tuple[float, str, float]] = []
     loop = asyncio.get_running_loop()

@@ -35,7 +35,8 @@ class RunRequest(BaseModel):
     """The local model that scores likelihood evidence (prepare picks it: the models file's
     `scorer = true` model, else the smallest GGUF); None: no model can."""
     predicted_seconds: float | None = None
-    """ETA from `models bench` figures, reported against the actual time in run.json."""
+    """ETA from the speed figures cached on this machine (`models bench`, a first load's
+    probe), reported against the actual time in run.json."""
     eta_note: str | None = None
 
 

@@ -232,6 +232,11 @@ class NewRunScreen(Screen):
             self._show("#plan", text)
 
     def on_mount(self) -> None:
+        # the checks start once the form is drawn: their workers (a seed scan, GGUF headers,
+        # the hardware probe) would hold the interpreter while the first frame is made
+        self.call_after_refresh(self._check_all)
+
+    def _check_all(self) -> None:
         self.action_preview()
         self._models()
         self._request_plan()

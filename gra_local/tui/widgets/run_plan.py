@@ -6,7 +6,7 @@ The plan is, per model of the registry, its memory plan on this machine (GPU lay
 sequences decoded together, KV cache: `models.parallel.plan_parallel` and
 `models.fit.plan_for`, as a load would make them; an endpoint model is served by its
 server), the calls each stage is expected to make (`eta.expected_calls`), and the ETA line
-`gra-local run` prints (`prepare.predict_from_cache`: from cached speed figures, else a word that
+`gra-local run` prints (`models.bench.predict_from_cache`: from cached speed figures, else a word that
 the ETA comes at the first load).
 """
 
@@ -138,9 +138,9 @@ def plan_lines(registry: Registry, hw: Hardware | None) -> tuple[list[str], list
 
 def eta_line(options: RunOptions | None, checked: list[tuple[ModelSpec, GGUFInfo]],
              endpoints: list[str], review: bool) -> str:
-    """The line `gra-local run` prints about the ETA (prepare.predict_from_cache)."""
+    """The line `gra-local run` prints about the ETA (models.bench.predict_from_cache)."""
     if review or options is None:
         return ""
-    from gra_local.prepare import predict_from_cache
+    from gra_local.models.bench import predict_from_cache
 
     return predict_from_cache(options, checked, endpoints)[1]
