@@ -41,13 +41,11 @@ from gra_local.backends.llama.sampling import PROBE_TEXT_FLOOR, Grammars, Picker
 from gra_local.backends.llama.threads import ThreadGovernor
 
 PROMPT_STEP = 256
-"""Prompt tokens one decode step takes at most (n_batch, if smaller): about a second of a
-small model's prefill on two CPU cores, so that a watching UI sees a long prompt advance
-(one step can't be observed inside); measured about as fast as 512-token steps there, and
-a GPU takes a step in milliseconds either way."""
+"""Prompt tokens a decode step takes at most (n_batch, if smaller): about a second of a
+small model's prefill on 2 CPU cores, so a watching UI sees a long prompt advance (a step
+can't be seen inside); as fast as 512-token steps there, milliseconds on a GPU."""
 PROMPT_TOKEN_COST = 0.1
-"""A prompt token's weight against a generated one in `in_flight` (prompts decode in
-batches, many times faster a token): a display figure, not a measurement."""
+"""A prompt token's weight against a generated one in `in_flight`: a display figure."""
 PARTIAL_EVERY_S = 0.25  # live text for a watching UI: a few updates a second, not per token
 PARTIAL_CHARS = 600
 ABORTABLE_STEP = 64
