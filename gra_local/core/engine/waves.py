@@ -158,7 +158,7 @@ class _Progress:
         done = min(self.done + sum(self._in_wave.values()), self.total)
         level = min(done + sum(share for share, _ in self._running.values()), self.total)
         tokens = self.tokens + sum(n for _, n in self._running.values())
-        last_done, _, last_tokens, last_level = self._shown
+        _, _, last_tokens, last_level = self._shown
         shown = (done, self.total, max(tokens, last_tokens), round(max(level, last_level), 2))
         if shown != self._shown:  # a wave's results counted for good move nothing already shown
             self._shown = shown
