@@ -29,12 +29,11 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static, Switch
 
 from gra_local.core.config import Role
 from gra_local.core.errors import GraError
-from gra_local.core.options import MAX_SAMPLES, OptionField, RunOptions, option_fields
+from gra_local.core.options import MAX_SAMPLES, RunOptions, option_fields
 from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
 from gra_local.tui.services import demo_notice
@@ -78,16 +77,6 @@ def pairs_preview(data: ReviewData) -> list[str]:
     return lines
 
 
-def option_input(field: OptionField, value: object) -> Widget:
-    """The form's widget for one option: a switch, a choice, or text that RunOptions parses."""
-    if field.kind is bool:
-        return Switch(bool(value), id=field.name)
-    if field.choices:
-        return Select([(c, c) for c in field.choices], value=str(value), allow_blank=False,
-                      id=field.name)
-    return Input(field.show(value), id=field.name, placeholder=field.surface.hint)
-
-
 class NewRunScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="new_run.start"),
@@ -123,6 +112,8 @@ class NewRunScreen(Screen):
     def compose(self) -> ComposeResult:
         settings = gra_app(self).services.settings
         last = settings.last_run.model_dump()
+        self._unmounted: dict[str, object] | None = last
+        """The advanced options' values until their rows are mounted (`_check_all`)."""
         yield Header()
         with VerticalScroll():
             with Grid(id="form", classes="options"):
@@ -135,11 +126,12 @@ class NewRunScreen(Screen):
                 yield Label(FILE_LABEL["run"], id="seeds-label")
                 yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
                 # The options two to a row, so that the seed preview and the models stay in view.
-                yield from self._option_rows(
+                yield from run_plan.option_rows(
                     [f for f in option_fields() if f.name in run_plan.BASIC], last)
-            with Collapsible(title=self._advanced_title(last), collapsed=True, id="advanced"), \
-                    Grid(id="advanced-form", classes="options"):
-                yield from self._option_rows(run_plan.advanced_fields(), last)
+            with Collapsible(title=self._advanced_title(last), collapsed=True, id="advanced"):
+                # its rows are mounted right after the first frame (`_check_all`): folded,
+                # they only slowed it down
+                yield Grid(id="advanced-form", classes="options")
             with Horizontal(id="checks"):
                 yield Static("seeds: checking…", id="preview", classes="box", markup=False)
                 yield Static("models: loading the registry…", id="models", classes="box")
@@ -151,13 +143,6 @@ class NewRunScreen(Screen):
                 yield Static("", id="estimate")
         yield Footer()
 
-    @staticmethod
-    def _option_rows(fields: list[OptionField], last: dict[str, object]) -> ComposeResult:
-        for field in fields:
-            only = "" if field.surface.review else "generation-only"
-            yield Label(field.surface.label, classes=only)
-            yield option_input(field, last[field.name]).set_classes(only)
-
     def _advanced_title(self, values: dict[str, object] | None = None) -> str:
         """The Advanced section's title from `values` (default: the form's)."""
         review = self.is_mounted and self.mode == "review"
@@ -165,7 +150,10 @@ class NewRunScreen(Screen):
         for field in run_plan.advanced_fields():
             if review and not field.surface.review:
                 continue
-            value = values[field.name] if values is not None else self.query_one(f"#{field.name}").value  # type: ignore[attr-defined]
+            if values is None and self._unmounted is None:
+                value = self.query_one(f"#{field.name}").value  # type: ignore[attr-defined]
+            else:
+                value = (values if values is not None else self._unmounted or {})[field.name]
             if (change := run_plan.changed(field, value)) is not None:
                 changes.append(change)
         return run_plan.advanced_title(changes)
@@ -236,10 +224,18 @@ class NewRunScreen(Screen):
         # the hardware probe) would hold the interpreter while the first frame is made
         self.call_after_refresh(self._check_all)
 
-    def _check_all(self) -> None:
+    async def _check_all(self) -> None:
         self.action_preview()
         self._models()
         self._request_plan()
+        if self._unmounted is not None:  # read as saved until every row is mounted (a
+            # Select's value is blank before)
+            await self.query_one("#advanced-form", Grid).mount_all(
+                run_plan.option_rows(run_plan.advanced_fields(), self._unmounted))
+            self._unmounted = None
+            for widget in self.query("#advanced-form .generation-only"):
+                widget.display = self.mode != "review"
+            self.query_one("#advanced", Collapsible).title = self._advanced_title()
 
     @property
     def mode(self) -> Mode:
@@ -314,7 +310,10 @@ class NewRunScreen(Screen):
         for field in option_fields():
             if self.mode == "review" and not field.surface.review:
                 continue  # generation only: a review takes none
-            if field.kind is bool:
+            if self._unmounted is not None and field.name in self._unmounted \
+                    and field in run_plan.advanced_fields():
+                values[field.name] = self._unmounted[field.name]  # as saved: not drawn yet
+            elif field.kind is bool:
                 values[field.name] = self.query_one(f"#{field.name}", Switch).value
             elif field.choices:
                 values[field.name] = self.query_one(f"#{field.name}", Select).value

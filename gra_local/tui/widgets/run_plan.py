@@ -12,7 +12,11 @@ the ETA comes at the first load).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import urlsplit
+
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Switch
 
 from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.eta import expected_calls
@@ -144,3 +148,22 @@ def eta_line(options: RunOptions | None, checked: list[tuple[ModelSpec, GGUFInfo
     from gra_local.models.bench import predict_from_cache
 
     return predict_from_cache(options, checked, endpoints)[1]
+
+
+def option_input(field: OptionField, value: object) -> Widget:
+    """The form's widget for one option: a switch, a choice, or text that RunOptions parses."""
+    if field.kind is bool:
+        return Switch(bool(value), id=field.name)
+    if field.choices:
+        return Select([(c, c) for c in field.choices], value=str(value), allow_blank=False,
+                      id=field.name)
+    return Input(field.show(value), id=field.name, placeholder=field.surface.hint)
+
+
+def option_rows(fields: list[OptionField], last: dict[str, object]) -> Iterator[Widget]:
+    """A label and a widget per option, two to a row of the form's grid; the options a
+    review takes none of are classed `generation-only` (hidden in review mode)."""
+    for field in fields:
+        only = "" if field.surface.review else "generation-only"
+        yield Label(field.surface.label, classes=only)
+        yield option_input(field, last[field.name]).set_classes(only)
