@@ -41,3 +41,15 @@ async def tables_settled(pilot) -> None:
         table.refresh(layout=True)
     await pilot.pause()
     await pilot.pause()
+
+
+async def finish_run(pilot) -> None:
+    """Start the run New run shows (ctrl+r) and wait until it has finished and its last
+    records are drawn (the dashboard renders them ten times a second)."""
+    await pilot.press("ctrl+r")
+    for _ in range(400):
+        await pilot.pause(0.05)
+        run = pilot.app.current_run
+        if run is not None and run.finished:
+            break
+    await pilot.pause(0.4)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
+from harness import finish_run
 
 from gra_local.core.events import ModelLoaded, RecordDecided, StageProgress, StageStarted
 from gra_local.core.options import RunOptions
@@ -61,16 +62,6 @@ class Held:
         if call.role == self.role and self.in_wave[call.wave] == self.nth and not self.reached.is_set():
             self.reached.set()
             self.release.wait(self.HOLD_S)
-
-
-async def finish_run(pilot) -> None:
-    await pilot.press("ctrl+r")
-    for _ in range(400):
-        await pilot.pause(0.05)
-        run = pilot.app.current_run
-        if run is not None and run.finished:
-            break
-    await pilot.pause(0.4)  # the last batch of records is rendered ten times a second
 
 
 async def test_dashboard_shows_the_finished_run(app: GraApp) -> None:

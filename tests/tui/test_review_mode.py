@@ -11,6 +11,7 @@ import orjson
 import pytest
 from conftest import EXAMPLE_SEEDS, write_models_toml
 from fakes import FakeBackend
+from harness import finish_run, tables_settled
 from textual.widgets import Button, Input, Label, OptionList
 
 from gra_local.core.options import MAX_SAMPLES, RunOptions, option_fields
@@ -110,15 +111,9 @@ async def test_a_review_runs_like_the_cli_and_results_lists_it_as_a_review(app: 
     async with app.run_test(size=(120, 40)) as pilot:
         await to_review_mode(pilot)
         await wait_for(pilot, "#preview", "pairs: 4 usable")
-        await pilot.press("ctrl+r")
-        for _ in range(400):
-            await pilot.pause(0.05)
-            run = app.current_run
-            if run is not None and run.finished:
-                break
+        await finish_run(pilot)
         assert app.current_run is not None and app.current_run.finished
         assert app.current_mode == "dashboard"
-        await pilot.pause(0.4)  # the last records are rendered ten times a second
         request = app.current_run.request
         assert request.seeds == Path("pairs.jsonl") and request.options.samples == MAX_SAMPLES
         log = "\n".join(str(line) for line in app.screen.query_one("#log").lines)
@@ -166,18 +161,11 @@ def test_snapshot_review_mode_advanced_open(snap_compare, app: GraApp) -> None:
 
 def test_snapshot_results_of_a_review(snap_compare, app: GraApp) -> None:
     """Results after a review run made in the app: the run listed as a review, its verdicts."""
-    from harness import tables_settled
 
     async def reviewed(pilot) -> None:
         await to_review_mode(pilot)
         await wait_for(pilot, "#preview", "pairs: 4 usable")
-        await pilot.press("ctrl+r")
-        for _ in range(400):
-            await pilot.pause(0.05)
-            run = pilot.app.current_run
-            if run is not None and run.finished:
-                break
-        await pilot.pause(0.4)
+        await finish_run(pilot)
         await pilot.app.switch_mode("results")
         await wait_for(pilot, "#status", "(review): 4 of 4 records")
         pilot.app.clear_notifications()  # "run complete" times out: the same image anyway
