@@ -57,4 +57,6 @@ def test_a_warm_annotation_cache_gives_the_same_records(tmp_path: Path, smol_mod
     assert annotated[0] > annotated[1]  # the warm run found (most) annotations in the cache
     assert cold["placement"]["smol"]["n_parallel"] == warm["placement"]["smol"]["n_parallel"]
     first, second = records(outs[0]), records(outs[1])
-    assert len(first) >= 5 and first == second  # the pool (4) and a decided candidate at least
+    decided = [r for r in first if isinstance(r, dict) and "decision" in r]
+    assert decided and len(first) > len(decided)  # candidates decided, and a pool
+    assert first == second
