@@ -57,7 +57,7 @@ async def test_the_stage_bar_moves_every_few_seconds_on_a_real_run(tmp_path: Pat
     out = tmp_path / "out"
     services = Services(models_file=models_file(tmp_path, smol_model), settings=Settings(
         last_seeds=str(EXAMPLE_SEEDS), last_out_dir=str(out),
-        last_run=RunOptions(samples=2, max_attempts=4)))
+        last_run=RunOptions(samples=2, max_attempts=4, seed_pool=12)))
     app = GraApp(services, start="new_run")
     samples: list[tuple[float, str, float]] = []
     loop = asyncio.get_running_loop()
@@ -80,7 +80,7 @@ async def test_the_stage_bar_moves_every_few_seconds_on_a_real_run(tmp_path: Pat
     print("stages over 10 s:", still)
 
     run = orjson.loads((out / "run.json").read_bytes())
-    assert run["status"] == "complete"
+    assert run["status"] in ("complete", "exhausted")
     cal = run["calibration"]
     assert cal["judge"] == "evidence" and cal["canaries_judged"] >= 8  # four pairs first
     assert not any(d["standing"] == "informative" for p, d in cal["evidence"].items()
