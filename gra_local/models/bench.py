@@ -8,6 +8,7 @@ A model's first load measures the same, shorter (backends.llama.speed).
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from gra_local.core import paths
 from gra_local.core.backend import Backend, ChatRequest, Session
 from gra_local.core.config import ModelSpec
-from gra_local.core.engine.eta import Speed, predict_seconds
+from gra_local.core.engine.eta import Speed, stages_for
 from gra_local.core.options import RunOptions
 from gra_local.core.rundir.journal import write_json_atomic
 
@@ -140,7 +141,5 @@ def predict_from_cache(opts: RunOptions, checked: list[tuple[ModelSpec, GGUFInfo
     if missing:
         return None, (f"ETA: once the speed of {', '.join(missing)} is measured at its first "
                       "load on this machine (a few seconds)")
-    seconds = predict_seconds(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
-                              opts.seed_pool, judge=opts.judge, canaries=opts.canaries,
-                              batch=opts.batch)
+    seconds = math.fsum(seconds for _, seconds in stages_for(speeds, opts).values())
     return seconds, f"predicted duration: about {seconds / 60:.1f} min (from the speed figures cached on this machine)"

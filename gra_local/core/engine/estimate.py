@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from gra_local.core.engine.eta import Speed, predict_stages, refined_seconds
+from gra_local.core.engine.eta import Speed, refined_seconds, stages_for
 from gra_local.core.engine.request import RunRequest
 from gra_local.core.events import (
     Estimate,
@@ -80,10 +80,7 @@ class Estimator:
             return
         self.speeds[event.name] = Speed(event.prompt_tokens_per_s, event.decode_tokens_per_s,
                                         event.seconds)
-        opts = self.req.options
-        self.stages = predict_stages(self.speeds, opts.samples, opts.attempt_cap, opts.rounds,
-                                     opts.panel, opts.seed_pool, judge=opts.judge,
-                                     canaries=opts.canaries, batch=opts.batch)
+        self.stages = stages_for(self.speeds, self.req.options)
         if self._annotate is not None:
             self._rescale("annotate", self._annotate)
         seconds = round(sum(s for _, s in self.stages.values()), 1)

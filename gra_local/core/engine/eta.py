@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gra_local.core.options import MAX_AUTO_BATCH
+from gra_local.core.options import MAX_AUTO_BATCH, RunOptions
 
 # (prompt tokens evaluated after prefix reuse, completion tokens) per call kind.
 CALL_TOKENS = {
@@ -110,6 +110,20 @@ def predict_seconds(speeds: dict[str, Speed], samples: int, max_attempts: int, r
     stages = predict_stages(speeds, samples, max_attempts, rounds, panel, seed_pool,
                             acceptance, judge, canaries, batch)
     return math.fsum(seconds for _, seconds in stages.values())
+
+
+def calls_for(opts: RunOptions, reviewers: int | None = None) -> dict[str, int]:
+    """`expected_calls` for a run's options."""
+    return expected_calls(opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
+                          opts.seed_pool, opts.canaries, opts.batch, judge=opts.judge,
+                          reviewers=reviewers)
+
+
+def stages_for(speeds: dict[str, Speed], opts: RunOptions) -> dict[str, tuple[int, float]]:
+    """`predict_stages` for a run's options."""
+    return predict_stages(speeds, opts.samples, opts.attempt_cap, opts.rounds, opts.panel,
+                          opts.seed_pool, judge=opts.judge, canaries=opts.canaries,
+                          batch=opts.batch)
 
 
 def refined_seconds(stages: dict[str, tuple[int, float]], done: dict[str, int],

@@ -5,9 +5,9 @@ them alike.
 The plan is, per model of the registry, its memory plan on this machine (GPU layers,
 sequences decoded together, KV cache: `models.parallel.plan_parallel` and
 `models.fit.plan_for`, as a load would make them; an endpoint model is served by its
-server), the calls each stage is expected to make (`eta.expected_calls`), and the ETA line
-`gra-local run` prints (`models.bench.predict_from_cache`: from cached speed figures, else a word that
-the ETA comes at the first load).
+server), the calls each stage is expected to make (`eta.calls_for`), and the ETA line
+`gra-local run` prints (`models.bench.predict_from_cache`: from cached speed figures,
+else a word that the ETA comes at the first load).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Switch
 
 from gra_local.core.config import ModelSpec, Registry
-from gra_local.core.engine.eta import expected_calls
+from gra_local.core.engine.eta import calls_for
 from gra_local.core.errors import GraError
 from gra_local.core.options import OptionField, RunOptions, option_fields
 from gra_local.models.gguf_info import GGUFInfo
@@ -81,7 +81,7 @@ def advanced_title(changes: list[str], key: str = "f6") -> str:
 def calls_line(options: RunOptions | None, review: bool, reviewers: int | None = None) -> str:
     """The calls each stage is expected to make, at the acceptance the ETA assumes (the
     plan box's title says it), counted as the run's own estimate counts them
-    (`eta.expected_calls`, judge-aware; `reviewers`: the distinct models)."""
+    (`eta.calls_for`, judge-aware; `reviewers`: the distinct models)."""
     if review:
         judge = options.judge if options is not None else RunOptions.model_fields["judge"].default
         if judge == "evidence":
@@ -90,9 +90,7 @@ def calls_line(options: RunOptions | None, review: bool, reviewers: int | None =
         return "calls: review_a and review_b each panel × every usable pair; no ETA for a review"
     if options is None:
         return "calls: — (an option above is not valid yet)"
-    calls = expected_calls(options.samples, options.attempt_cap, options.rounds, options.panel,
-                           options.seed_pool, options.canaries, options.batch,
-                           judge=options.judge, reviewers=reviewers)
+    calls = calls_for(options, reviewers)
     return "calls: " + " · ".join(f"{stage} {n}" for stage, n in calls.items())
 
 
