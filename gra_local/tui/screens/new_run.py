@@ -150,10 +150,11 @@ class NewRunScreen(Screen):
         for field in run_plan.advanced_fields():
             if review and not field.surface.review:
                 continue
-            if values is None and self._unmounted is None:
+            source = values if values is not None else self._unmounted
+            if source is None:
                 value = self.query_one(f"#{field.name}").value  # type: ignore[attr-defined]
             else:
-                value = (values if values is not None else self._unmounted or {})[field.name]
+                value = source[field.name]
             if (change := run_plan.changed(field, value)) is not None:
                 changes.append(change)
         return run_plan.advanced_title(changes)
@@ -310,9 +311,8 @@ class NewRunScreen(Screen):
         for field in option_fields():
             if self.mode == "review" and not field.surface.review:
                 continue  # generation only: a review takes none
-            if self._unmounted is not None and field.name in self._unmounted \
-                    and field in run_plan.advanced_fields():
-                values[field.name] = self._unmounted[field.name]  # as saved: not drawn yet
+            if self._unmounted is not None and field.name not in run_plan.BASIC:
+                values[field.name] = self._unmounted[field.name]  # an advanced one, not drawn yet
             elif field.kind is bool:
                 values[field.name] = self.query_one(f"#{field.name}", Switch).value
             elif field.choices:
