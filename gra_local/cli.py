@@ -8,6 +8,7 @@ a run is being prepared, at once: commands/run.py).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -16,9 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gra_local import __version__
-from gra_local.core.errors import GraError, error_message, error_notes
-from gra_local.core.options import OptionField, option_fields
+# No pydantic plugin is ours to load: looking for them reads every installed package's
+# metadata when the first model is built, ~25 ms of each start (scripts/bench_tui.py). Set
+# before the first model (RunOptions, below); a value the user set is kept; the worker
+# processes inherit it.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from gra_local import __version__  # noqa: E402
+from gra_local.core.errors import GraError, error_message, error_notes  # noqa: E402
+from gra_local.core.options import OptionField, option_fields  # noqa: E402
 
 
 def _positive_int(text: str) -> int:

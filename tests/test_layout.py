@@ -41,6 +41,25 @@ def test_engine_does_not_load_llama_cpp() -> None:
     assert not loaded & {"textual", "llama_cpp", "rich"}, loaded & FORBIDDEN_IN_CORE
 
 
+FIRST_FRAME = "gra_local.cli, gra_local.tui.app, gra_local.tui.screens.new_run"
+"""What `gra-local app` imports before New run's first frame."""
+AFTER_FIRST_FRAME = ("gra_local.core.backend", "gra_local.core.config", "gra_local.core.engine",
+                     "gra_local.core.records", "gra_local.core.seeds", "gra_local.models",
+                     "gra_local.tui.widgets.run_plan", "gra_local.tui.widgets.file_preview")
+"""What New run's workers import once the form is drawn: the seed scan, the registry, GGUF
+headers, the hardware probe, the plan, the engine."""
+
+
+def test_the_first_frame_imports_none_of_the_checks() -> None:
+    code = (f"import sys, {FIRST_FRAME}\n"
+            "print('\\n'.join(m for m in sys.modules if m.startswith('gra_local')))")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "gra_local.tui.widgets.option_form" in loaded
+    assert sorted(m for m in loaded if m.startswith(AFTER_FIRST_FRAME)) == []
+
+
 def _is_dynamic_import(call: ast.Call) -> bool:
     """importlib.import_module("x") or __import__("x") with a literal name."""
     func = call.func

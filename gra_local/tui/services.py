@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gra_local.core.backend import Backend
-from gra_local.core.config import Registry
-from gra_local.core.options import RunOptions
-from gra_local.models.registry import load_models
 from gra_local.tui.settings import Settings, load_settings, save_settings
+
+if TYPE_CHECKING:  # the registry and the backend load in the checks' workers, after the first frame
+    from gra_local.core.backend import Backend
+    from gra_local.core.config import Registry
+    from gra_local.core.options import RunOptions
 
 
 def llama_backend(log_dir: Path, spare_cores: int = 0, probe_speed: bool = True) -> Backend:
@@ -39,6 +40,8 @@ class Services:
                              probe_speed=probe_speed)
 
     def registry(self) -> tuple[Registry, str]:
+        from gra_local.models.registry import load_models
+
         return load_models(self.models_file)
 
     def save_settings(self) -> None:

@@ -1,30 +1,18 @@
-"""New run's plan and folded options as plain functions: the folded line names what
-changed, an endpoint model is served by its server, a GGUF model gets its memory plan."""
+"""New run's plan as plain functions: the calls per stage, an endpoint model is served by
+its server, a GGUF model gets its memory plan."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gra_local.core.config import ModelSpec, Registry
-from gra_local.core.options import RunOptions, option_field
+from gra_local.core.options import RunOptions
 from gra_local.models.hardware import Hardware, LlamaBuild
-from gra_local.tui.widgets.run_plan import advanced_title, calls_line, changed, plan_lines
+from gra_local.tui.widgets.run_plan import calls_line, plan_lines
 
 GIB = 1024**3
 CPU = Hardware(system="Linux", machine="x86_64", cpu_logical=8, cpu_physical=4,
                ram_total_bytes=16 * GIB, ram_available_bytes=8 * GIB, llama=LlamaBuild())
-
-
-def test_the_folded_line_names_options_away_from_their_defaults() -> None:
-    assert changed(option_field("tau"), "8") is None and changed(option_field("tau"), "8.0") is None
-    assert changed(option_field("tau"), "7.5") == "τ 7.5"
-    assert changed(option_field("dedup_threshold"), "off") == "no dedup"
-    assert changed(option_field("dedup_threshold"), "0.9") is None
-    assert changed(option_field("minhash"), False) == "no minhash"
-    assert changed(option_field("calibration"), "flag") == "calibration flag"
-    assert changed(option_field("batch"), "") is None
-    assert advanced_title([]) == "Advanced options (f6): all at their defaults"
-    assert advanced_title(["τ 7.5", "no dedup"]) == "Advanced options (f6): τ 7.5, no dedup"
 
 
 def test_calls_line() -> None:

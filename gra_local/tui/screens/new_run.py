@@ -4,7 +4,8 @@ plan: per model its memory plan, the calls each stage is expected to make, the E
 The few basic options (samples, max attempts) are in view; the others are in the Advanced
 section, folded at first (f6 opens and closes it), whose title names each option set away
 from its default. The plan is computed in a worker (the hardware probed once) and again
-shortly after an option changes (gra_local/tui/widgets/run_plan.py).
+shortly after an option changes (gra_local/tui/widgets/run_plan.py; the form is
+option_form's).
 
 In review mode (`gra-local review` in the app) the file is a dataset of pairs to judge:
 the preview counts its usable pairs and names its bad lines, and the options of
@@ -18,7 +19,6 @@ showing why, when it cannot be.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -31,19 +31,18 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static, Switch
 
-from gra_local.core.config import Role
 from gra_local.core.errors import GraError
 from gra_local.core.options import MAX_SAMPLES, RunOptions, option_fields
-from gra_local.core.seeds.scan import scan_seeds
 from gra_local.tui.app import gra_app
 from gra_local.tui.services import demo_notice
-from gra_local.tui.widgets import run_plan
-from gra_local.tui.widgets.path_prompt import PathPrompt
+from gra_local.tui.widgets import option_form
 
-if TYPE_CHECKING:  # the engine loads with the first Start, not with the first frame
+# The first frame imports none of the checks' modules (the seed scan, the registry, GGUF
+# headers, the hardware probe, the plan): each worker imports its own once the form is
+# drawn (tests/test_layout.py), and the engine loads with the first Start.
+if TYPE_CHECKING:
     from gra_local.core.config import ModelSpec, Registry
     from gra_local.core.engine.request import RunRequest
-    from gra_local.core.engine.review_only import ReviewData
     from gra_local.core.engine.source import Source
     from gra_local.models.gguf_info import GGUFInfo
 
@@ -54,27 +53,6 @@ Mode = Literal["run", "review"]
 MODES = [("generate", "run"), ("review a dataset", "review")]
 FILE_LABEL = {"run": "seed file", "review": "pairs file"}
 PLAN_TITLE = {"run": "plan (calls at 50% accepted)", "review": "plan"}
-PREVIEW_LINES = 6
-"""Lines of the seed (or pairs) preview: it shares a row with the models, above the plan."""
-
-
-def pairs_preview(data: ReviewData) -> list[str]:
-    """A review's input as the preview shows it: the usable pairs, then for each kind of
-    bad line how many and the first (a record that is not a pair is skipped; one with no
-    response is not reviewed), then a few pairs."""
-    lines = [f"pairs: {len(data.pairs)} usable ({data.format})"]
-    if data.skipped:
-        first = data.skipped[0]
-        lines.append(f"  {len(data.skipped)} bad line(s) skipped, the first line {first.line}: "
-                     f"{first.reason}")
-    if data.without_response:
-        lines.append(f"  {len(data.without_response)} record(s) with no response, not reviewed, "
-                     f"the first line {data.without_response[0]}")
-    for pair in data.pairs[:5]:
-        instruction = " ".join(pair.instruction.split())[:50]
-        response = " ".join((pair.response or "").split())[:36]
-        lines.append(f"  · {instruction} → {response}")
-    return lines
 
 
 class NewRunScreen(Screen):
@@ -126,8 +104,8 @@ class NewRunScreen(Screen):
                 yield Label(FILE_LABEL["run"], id="seeds-label")
                 yield Input(settings.last_seeds or str(EXAMPLE_SEEDS), id="seeds", classes="wide")
                 # The options two to a row, so that the seed preview and the models stay in view.
-                yield from run_plan.option_rows(
-                    [f for f in option_fields() if f.name in run_plan.BASIC], last)
+                yield from option_form.option_rows(
+                    [f for f in option_fields() if f.name in option_form.BASIC], last)
             with Collapsible(title=self._advanced_title(last), collapsed=True, id="advanced"):
                 # its rows are mounted right after the first frame (`_check_all`): folded,
                 # they only slowed it down
@@ -147,7 +125,7 @@ class NewRunScreen(Screen):
         """The Advanced section's title from `values` (default: the form's)."""
         review = self.is_mounted and self.mode == "review"
         changes = []
-        for field in run_plan.advanced_fields():
+        for field in option_form.advanced_fields():
             if review and not field.surface.review:
                 continue
             source = values if values is not None else self._unmounted
@@ -155,9 +133,9 @@ class NewRunScreen(Screen):
                 value = self.query_one(f"#{field.name}").value  # type: ignore[attr-defined]
             else:
                 value = source[field.name]
-            if (change := run_plan.changed(field, value)) is not None:
+            if (change := option_form.changed(field, value)) is not None:
                 changes.append(change)
-        return run_plan.advanced_title(changes)
+        return option_form.advanced_title(changes)
 
     def action_advanced(self) -> None:
         """Open or fold the Advanced section; opened, its first option takes the focus."""
@@ -197,6 +175,8 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="plan")
     def _plan(self, options: RunOptions | None, review: bool, generation: int) -> None:
+        from gra_local.tui.widgets import run_plan
+
         if self._plan_models is None:
             try:
                 registry, _ = gra_app(self).services.registry()
@@ -212,6 +192,8 @@ class NewRunScreen(Screen):
 
     @staticmethod
     def _model_plan(registry: Registry) -> tuple[list[str], list[tuple[ModelSpec, GGUFInfo]], list[str]]:
+        from gra_local.tui.widgets import run_plan
+
         hw = run_plan.probe_hardware() if any(not s.is_endpoint for s in registry.models) else None
         lines, checked = run_plan.plan_lines(registry, hw)
         return lines, checked, [s.name for s in registry.models if s.is_endpoint]
@@ -232,7 +214,7 @@ class NewRunScreen(Screen):
         if self._unmounted is not None:  # read as saved until every row is mounted (a
             # Select's value is blank before)
             await self.query_one("#advanced-form", Grid).mount_all(
-                run_plan.option_rows(run_plan.advanced_fields(), self._unmounted))
+                option_form.option_rows(option_form.advanced_fields(), self._unmounted))
             self._unmounted = None
             for widget in self.query("#advanced-form .generation-only"):
                 widget.display = self.mode != "review"
@@ -266,28 +248,20 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="preview")
     def _scan_pairs(self, path: Path) -> None:
-        from gra_local.core.engine.review_only import read_review_data
+        from gra_local.tui.widgets.file_preview import pairs_preview
 
-        try:
-            lines = pairs_preview(read_review_data(path))
-        except GraError as exc:
-            lines = [f"pairs: {exc}"]
-        self.app.call_from_thread(self._show, "#preview", "\n".join(lines[:PREVIEW_LINES]))
+        self.app.call_from_thread(self._show, "#preview", pairs_preview(path))
 
     @work(thread=True, exclusive=True, group="preview")
     def _scan(self, path: Path) -> None:
-        try:
-            scan = scan_seeds(path, 5, random.Random(0))
-        except GraError as exc:
-            self.app.call_from_thread(self._show, "#preview", f"seeds: {exc}")
-            return
-        lines = [f"seeds: {scan.usable} usable, {scan.skipped} skipped ({scan.format})"]
-        lines += [f"  line {s.line}: skipped, {s.reason}" for s in scan.skipped_examples[:2]]
-        lines += [f"  · {' '.join(s.instruction.split())[:90]}" for s in scan.sample[:5]]
-        self.app.call_from_thread(self._show, "#preview", "\n".join(lines[:PREVIEW_LINES]))
+        from gra_local.tui.widgets.file_preview import seeds_preview
+
+        self.app.call_from_thread(self._show, "#preview", seeds_preview(path))
 
     @work(thread=True, exclusive=True, group="models")
     def _models(self) -> None:
+        from gra_local.core.config import Role
+
         try:
             registry, source = gra_app(self).services.registry()
         except GraError as exc:
@@ -311,7 +285,7 @@ class NewRunScreen(Screen):
         for field in option_fields():
             if self.mode == "review" and not field.surface.review:
                 continue  # generation only: a review takes none
-            if self._unmounted is not None and field.name not in run_plan.BASIC:
+            if self._unmounted is not None and field.name not in option_form.BASIC:
                 values[field.name] = self._unmounted[field.name]  # an advanced one, not drawn yet
             elif field.kind is bool:
                 values[field.name] = self.query_one(f"#{field.name}", Switch).value
@@ -326,6 +300,8 @@ class NewRunScreen(Screen):
         return values
 
     def action_browse(self) -> None:
+        from gra_local.tui.widgets.path_prompt import PathPrompt
+
         review = self.mode == "review"
         what = "Pairs file (to review)" if review else "Seed file"
         self.app.push_screen(PathPrompt(f"{what}: type its path or pick it below",

@@ -1,6 +1,6 @@
-"""What a run will cost before it starts (New run's plan box) and which options the folded
-Advanced section hides: plain functions, so that the screen's worker and the tests call
-them alike.
+"""What a run will cost before it starts (New run's plan box): plain functions, so that
+the screen's worker and the tests call them alike. The worker imports this module once
+the form is drawn (the form itself is option_form's).
 
 The plan is, per model of the registry, its memory plan on this machine (GPU layers,
 sequences decoded together, KV cache: `models.parallel.plan_parallel` and
@@ -12,24 +12,15 @@ else a word that the ETA comes at the first load).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import urlsplit
-
-from textual.widget import Widget
-from textual.widgets import Input, Label, Select, Switch
 
 from gra_local.core.config import ModelSpec, Registry
 from gra_local.core.engine.eta import calls_for
 from gra_local.core.errors import GraError
-from gra_local.core.options import OptionField, RunOptions, option_fields
+from gra_local.core.options import RunOptions
 from gra_local.models.gguf_info import GGUFInfo
 from gra_local.models.hardware import Hardware
 from gra_local.models.planner import gib
-
-BASIC = ("samples", "max_attempts")
-"""The options New run shows unfolded; every other one is in the Advanced section."""
-SYMBOL = {"tau": "τ", "delta": "δ"}
-"""How the folded line names a threshold the method writes as a letter."""
 
 
 def probe_hardware() -> Hardware:
@@ -37,45 +28,6 @@ def probe_hardware() -> Hardware:
     from gra_local.models.hardware import probe
 
     return probe()
-
-
-def advanced_fields() -> list[OptionField]:
-    return [f for f in option_fields() if f.name not in BASIC]
-
-
-def _same(field: OptionField, value: object) -> bool:
-    """`value` (as the form holds it: text, a switch, a choice) is the field's default."""
-    if value is None or isinstance(value, bool) or field.kind is str:
-        return value == field.default
-    text = str(value).strip()
-    if field.none_is_off and text.lower() in ("off", "none", "no"):
-        return field.default is None
-    if not text:  # an empty field takes the default
-        return True
-    try:
-        return field.default is not None and float(text) == float(field.default)  # type: ignore[arg-type]
-    except ValueError:
-        return False
-
-
-def changed(field: OptionField, value: object) -> str | None:
-    """How the folded line names an option set away from its default ("τ 7.5", "no
-    minhash", "dedup at off"); None when it is at its default."""
-    if _same(field, value):
-        return None
-    name = SYMBOL.get(field.name, field.surface.label)
-    if isinstance(value, bool):
-        return name if value else f"no {name}"
-    if field.none_is_off and (value is None or str(value).strip().lower() in ("off", "none", "no")):
-        return f"no {name.removesuffix(' at')}"
-    return f"{name} {str(value).strip()}"
-
-
-def advanced_title(changes: list[str], key: str = "f6") -> str:
-    """The Advanced section's title: the changed options, so that a folded one still shows."""
-    if not changes:
-        return f"Advanced options ({key}): all at their defaults"
-    return f"Advanced options ({key}): {', '.join(changes)}"
 
 
 def calls_line(options: RunOptions | None, review: bool, reviewers: int | None = None) -> str:
@@ -146,22 +98,3 @@ def eta_line(options: RunOptions | None, checked: list[tuple[ModelSpec, GGUFInfo
     from gra_local.models.bench import predict_from_cache
 
     return predict_from_cache(options, checked, endpoints)[1]
-
-
-def option_input(field: OptionField, value: object) -> Widget:
-    """The form's widget for one option: a switch, a choice, or text that RunOptions parses."""
-    if field.kind is bool:
-        return Switch(bool(value), id=field.name)
-    if field.choices:
-        return Select([(c, c) for c in field.choices], value=str(value), allow_blank=False,
-                      id=field.name)
-    return Input(field.show(value), id=field.name, placeholder=field.surface.hint)
-
-
-def option_rows(fields: list[OptionField], last: dict[str, object]) -> Iterator[Widget]:
-    """A label and a widget per option, two to a row of the form's grid; the options a
-    review takes none of are classed `generation-only` (hidden in review mode)."""
-    for field in fields:
-        only = "" if field.surface.review else "generation-only"
-        yield Label(field.surface.label, classes=only)
-        yield option_input(field, last[field.name]).set_classes(only)
