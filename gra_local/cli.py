@@ -25,7 +25,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from gra_local import __version__  # noqa: E402
 from gra_local.core.errors import GraError, error_message, error_notes  # noqa: E402
-from gra_local.core.options import OptionField, option_fields  # noqa: E402
+from gra_local.core.options import OptionField, option_field, option_fields  # noqa: E402
 
 
 def _positive_int(text: str) -> int:
@@ -75,8 +75,9 @@ def _option_flag(p: argparse.ArgumentParser, f: OptionField, review: bool) -> No
         if f.surface.off is None or f.default is not True:
             raise TypeError(f"RunOptions.{f.name}: a switch needs a Surface.off flag and default True")
         return
-    help_text = f.surface.review_help if review and f.surface.review_help else _help(f)
-    kwargs: dict[str, object] = {"default": f.default, "help": help_text.replace("%", "%%")}
+    help_text = f.surface.review_help.replace("%", "%%") if review and f.surface.review_help \
+        else FROM_DOCSTRING
+    kwargs: dict[str, object] = {"default": f.default, "help": help_text}
     if f.choices:
         kwargs["choices"] = list(f.choices)
     else:
@@ -84,6 +85,21 @@ def _option_flag(p: argparse.ArgumentParser, f: OptionField, review: bool) -> No
     if f.surface.metavar:
         kwargs["metavar"] = f.surface.metavar
     p.add_argument(f.flag, **kwargs)  # type: ignore[arg-type]
+
+
+FROM_DOCSTRING = "(the field's docstring)"
+"""An option flag's help until --help is printed (`DocstringHelp`)."""
+
+
+class DocstringHelp(argparse.HelpFormatter):
+    """`run` and `review`'s --help: an option flag's help is its RunOptions docstring, read
+    only when help is printed (`OptionField.doc` parses options.py, which every start, the
+    app's first frame included, would otherwise pay)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help == FROM_DOCSTRING:
+            return _help(option_field(action.dest)).replace("%", "%%")
+        return action.help
 
 
 def _help(f: OptionField) -> str:
@@ -121,14 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="synthesise data from seeds (resumes an existing --out)")
+    run = sub.add_parser("run", help="synthesise data from seeds (resumes an existing --out)",
+                         formatter_class=DocstringHelp)
     run.add_argument("seeds", type=Path, metavar="SEEDS",
                      help="Alpaca/ShareGPT/messages JSON or JSONL, or .txt with one instruction per line")
     _target_args(run)
     _option_args(run, review=False)
 
     rev = sub.add_parser("review", help="judge an existing dataset with the reviewer panel and "
-                         "adjudicator (no generation)")
+                         "adjudicator (no generation)", formatter_class=DocstringHelp)
     rev.add_argument("seeds", type=Path, metavar="DATA",
                      help="instruction/response pairs: Alpaca/ShareGPT/messages JSON or JSONL")
     _target_args(rev)

@@ -8,7 +8,8 @@ process is then killed. An installed copy has its modules compiled to bytecode, 
 counted starts read theirs from a private PYTHONPYCACHEPREFIX that one uncounted start
 fills. Where this environment sets PYTHONDONTWRITEBYTECODE (every start then compiles
 gra_local's own sources again), starts as the environment makes them are timed too.
-Median and range over --starts (7; --quick: 2). Needs a POSIX pseudo-terminal.
+Median and range over --starts (7; --quick: 2). `--against DIR` times another checkout's
+app alternately with this one's and prints the ratio. Needs a POSIX pseudo-terminal.
 
 Stalls: the app runs headless (Textual's test driver) on the New run screen, a real run is
 started (llama.cpp worker processes; the tiny test GGUF by default, `--model PATH` for
@@ -55,16 +56,18 @@ ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\
 NO_FRAME_S = 30.0
 
 
-def app_command(models: Path) -> list[str]:
-    """The `gra-local` command a user runs (the console script beside this Python, else
-    `python -m gra_local.cli`), opening New run."""
+def app_command(models: Path, module: bool = False) -> list[str]:
+    """The `gra-local` command a user runs (the console script beside this Python, else, or
+    with `module`, `python -m gra_local.cli`), opening New run."""
     script = Path(sys.executable).with_name("gra-local")
-    head = [str(script)] if script.is_file() else [sys.executable, "-m", "gra_local.cli"]
+    use_script = script.is_file() and not module
+    head = [str(script)] if use_script else [sys.executable, "-m", "gra_local.cli"]
     return [*head, "app", "--screen", "new_run", "--models", str(models)]
 
 
-def first_frame(argv: list[str], env: dict[str, str]) -> float:
-    """Seconds from spawning `argv` in a pseudo-terminal to its first frame of New run."""
+def first_frame(argv: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
+    """Seconds from spawning `argv` (in `cwd`) in a pseudo-terminal to its first frame of
+    New run."""
     import fcntl
     import pty
     import struct
@@ -75,6 +78,7 @@ def first_frame(argv: list[str], env: dict[str, str]) -> float:
     if pid == 0:  # the child: its terminal is the pty's other end
         try:
             fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+            os.chdir(cwd)  # `python -m` puts the working folder first on sys.path
             os.execve(argv[0], argv, env)
         finally:
             os._exit(127)
@@ -101,23 +105,37 @@ def first_frame(argv: list[str], env: dict[str, str]) -> float:
                      f"`{' '.join(argv)}`; its terminal showed:\n{shown}")
 
 
-def first_frames(models: Path, starts: int, work: Path) -> dict[str, list[float]]:
-    """Seconds to the first frame per start: with bytecode cached (as installed), and as
-    this environment starts Python when it turns bytecode off."""
-    argv = app_command(models)
+def first_frames(models: Path, starts: int, work: Path, against: Path | None) -> dict[str, list[float]]:
+    """Seconds to the first frame per start, per kind of start: with bytecode cached (as
+    installed), and as this environment starts Python where it turns bytecode off; with
+    `against` (another checkout), this tree's and that one's, both as `python -m` with
+    their folder first on PYTHONPATH and their own bytecode cache."""
     env = {**os.environ, "TERM": "xterm-256color"}
     for name in ("COLUMNS", "LINES"):
         env.pop(name, None)
-    cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    cached["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    first_frame(argv, cached)  # uncounted: compiles every module into the private cache
-    kinds = {"bytecode cached": cached}
-    if env.get("PYTHONDONTWRITEBYTECODE"):
-        kinds["as this environment starts (PYTHONDONTWRITEBYTECODE set)"] = env
+
+    def cached(name: str, tree: Path = REPO) -> dict[str, str]:
+        out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        out["PYTHONPYCACHEPREFIX"] = str(work / f"pycache-{name}")
+        if against is not None:
+            out["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+        return out
+
+    if against is None:
+        kinds = {"bytecode cached": (app_command(models), cached("this"), REPO)}
+        if env.get("PYTHONDONTWRITEBYTECODE"):
+            kinds["as this environment starts (PYTHONDONTWRITEBYTECODE set)"] = (
+                app_command(models), env, REPO)
+    else:
+        kinds = {"this tree": (app_command(models, module=True), cached("this"), REPO),
+                 f"{against}": (app_command(models, module=True), cached("against", against), against)}
+    for argv, kind_env, cwd in kinds.values():
+        if "PYTHONPYCACHEPREFIX" in kind_env:  # uncounted: fills the private bytecode cache
+            first_frame(argv, kind_env, cwd)
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(starts):  # the kinds alternate, so that a slow spell hits both
-        for kind, kind_env in kinds.items():
-            times[kind].append(first_frame(argv, kind_env))
+    for _ in range(starts):  # the kinds alternate, so that a slow spell hits each
+        for kind, (argv, kind_env, cwd) in kinds.items():
+            times[kind].append(first_frame(argv, kind_env, cwd))
     return times
 
 
@@ -160,6 +178,9 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="GGUF to run (default: the tiny test model)")
     ap.add_argument("--seconds", type=float, default=15.0, help="how long to watch the run")
     ap.add_argument("--starts", type=int, default=7, help="app starts timed to their first frame")
+    ap.add_argument("--against", type=Path, metavar="DIR",
+                    help="time the first frame of another checkout's app too (alternately), "
+                         "and print this tree's time over its")
     ap.add_argument("--no-spare-core", action="store_true",
                     help="let llama.cpp use every core (the app's spare_core setting off)")
     args = benchlib.parse_args(ap, {"seconds": QUICK_SECONDS, "starts": 2},
@@ -185,10 +206,15 @@ def main() -> int:
         if sys.platform == "win32":
             print("first frame: not timed here (it needs a POSIX pseudo-terminal)")
         else:
-            for kind, times in first_frames(models, args.starts, work).items():
+            frames = first_frames(models, args.starts, work, args.against)
+            for kind, times in frames.items():
                 shown = ", ".join(f"{t * 1000:.0f}" for t in times)
                 print(f"first frame, {kind}: median {benchlib.median(times) * 1000:.0f} ms "
                       f"after the spawn ({len(times)} starts: {shown} ms)")
+            if args.against is not None:
+                ours, theirs = (benchlib.median(t) for t in frames.values())
+                print(benchlib.figure_line("first_frame_ratio", benchlib.ratio(ours, theirs)[0],
+                                           extra=f"(this tree over {args.against})"))
         stall, ticks = asyncio.run(measure(models, args.seconds, settings))
     print(f"event loop sampled {ticks} times over {args.seconds:.0f} s of a running job")
     print(f"max_stall_ms={stall:.0f}  (while the run is going)")

@@ -374,17 +374,3 @@ def test_embedding_cache_from_another_model_is_refused(tmp_path: Path, models: P
     proc = cli("run", EXAMPLE_SEEDS, "--out", tmp_path / "out", "--models", models, "--samples", "1")
     one_line_error(proc, str(target), "other-model", "all-MiniLM-L6-v2", "delete the file")
     assert not (tmp_path / "out" / "accepted.jsonl").exists()
-
-
-def test_the_command_does_not_look_for_pydantic_plugins() -> None:
-    """Looking for them reads every installed package's metadata at the first model (~25 ms
-    of each start); a value the user set is kept."""
-    code = ("import os, gra_local.cli, pydantic.plugin._loader as plugins\n"
-            "print(os.environ['PYDANTIC_DISABLE_PLUGINS'], plugins._plugins)")
-    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=60).stdout.split()
-    assert out == ["__all__", "None"]  # None: never looked for
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "PYDANTIC_DISABLE_PLUGINS": "0"},
-                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
-    assert out == ["0", "{}"]

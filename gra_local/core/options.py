@@ -24,7 +24,8 @@ class RunOptions(BaseModel):
     are written here once, and its `Surface` says how the CLI, the app and the settings
     file show it (see `option_fields`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
+    # Each field's docstring is its help (OptionField.doc reads them when first asked for).
 
     samples: Annotated[int, Surface("samples", metavar="N", offer=10)] = Field(ge=1, le=MAX_SAMPLES)
     """Accepted samples wanted per round."""
@@ -128,7 +129,7 @@ class RunOptions(BaseModel):
 def option_fields() -> tuple[OptionField, ...]:
     """Every RunOptions field, in declaration order, as the surfaces build their flags and
     inputs from it."""
-    return tuple(option_field_of(name, info) for name, info in RunOptions.model_fields.items())
+    return tuple(option_field_of(name, info, RunOptions) for name, info in RunOptions.model_fields.items())
 
 
 def option_field(name: str) -> OptionField:

@@ -3,7 +3,12 @@ RunOptions field: plain data, so core needs neither argparse nor Textual."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
+import sys
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, cast, get_args, get_origin
 
 import annotated_types
@@ -45,10 +50,10 @@ class OptionField:
     """One RunOptions field as the surfaces need it: type, default, limits, help and Surface."""
 
     name: str
+    owner: type
+    """The model the field is declared in (RunOptions)."""
     kind: type
     """int, float, bool or str (a choice)."""
-    doc: str
-    """The field's docstring on one line."""
     surface: Surface
     default: object
     """The value a surface starts from: the field's default, or `Surface.offer` for a required one."""
@@ -57,6 +62,11 @@ class OptionField:
     """None is a valid value (off, or "use the adaptive default")."""
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+
+    @property
+    def doc(self) -> str:
+        """The field's docstring on one line (read when first asked for: `attribute_docs`)."""
+        return attribute_docs(self.owner).get(self.name, "")
 
     @property
     def flag(self) -> str:
@@ -76,8 +86,29 @@ class OptionField:
         return self.nullable and self.surface.off is not None
 
 
-def option_field_of(name: str, info: FieldInfo) -> OptionField:
-    """The OptionField of RunOptions field `name` (its Surface is in its metadata)."""
+@cache
+def attribute_docs(cls: type) -> dict[str, str]:
+    """The docstring under each annotated attribute of `cls`, on one line, read from its
+    module's source when first asked for (--help, the tests); {} where the source cannot be
+    read. pydantic's `use_attribute_docstrings` reads them when the class is made, which
+    cost ~20 ms of every start, the app's first frame included (scripts/bench_tui.py)."""
+    try:
+        tree = ast.parse(inspect.getsource(sys.modules[cls.__module__]))
+    except (OSError, TypeError, KeyError):
+        return {}
+    body = next((n.body for n in ast.walk(tree)
+                 if isinstance(n, ast.ClassDef) and n.name == cls.__name__), [])
+    docs = {}
+    for stmt, after in itertools.pairwise(body):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def option_field_of(name: str, info: FieldInfo, owner: type) -> OptionField:
+    """The OptionField of field `name` of `owner` (RunOptions; its Surface is in its metadata)."""
     surface = next((m for m in info.metadata if isinstance(m, Surface)), None)
     if surface is None:
         raise TypeError(f"RunOptions.{name} has no Surface")
@@ -95,6 +126,5 @@ def option_field_of(name: str, info: FieldInfo) -> OptionField:
     minimum = next((float(m.ge) for m in info.metadata  # type: ignore[arg-type]
                     if isinstance(m, annotated_types.Ge)), None)
     required = info.is_required()
-    return OptionField(name=name, kind=cast(type, kind), doc=" ".join((info.description or "").split()),
-                       surface=surface, default=surface.offer if required else info.default,
+    return OptionField(name=name, owner=owner, kind=cast(type, kind), surface=surface, default=surface.offer if required else info.default,
                        required=required, nullable=nullable, choices=choices, minimum=minimum)

@@ -53,6 +53,8 @@ Mode = Literal["run", "review"]
 MODES = [("generate", "run"), ("review a dataset", "review")]
 FILE_LABEL = {"run": "seed file", "review": "pairs file"}
 PLAN_TITLE = {"run": "plan (calls at 50% accepted)", "review": "plan"}
+CHECKS_AFTER_S = 0.2
+"""How long after its first frame New run starts its checks (see `on_mount`)."""
 
 
 class NewRunScreen(Screen):
@@ -203,9 +205,10 @@ class NewRunScreen(Screen):
             self._show("#plan", text)
 
     def on_mount(self) -> None:
-        # the checks start once the form is drawn: their workers (a seed scan, GGUF headers,
-        # the hardware probe) would hold the interpreter while the first frame is made
-        self.call_after_refresh(self._check_all)
+        # The checks start a little after the first frame is made: Textual's writer thread
+        # sends it to the terminal, and the checks begun at once (their workers' imports,
+        # the advanced rows' mount) held it back 100-170 ms (scripts/bench_tui.py).
+        self.set_timer(CHECKS_AFTER_S, self._check_all)
 
     async def _check_all(self) -> None:
         self.action_preview()
