@@ -126,5 +126,6 @@ def option_field_of(name: str, info: FieldInfo, owner: type) -> OptionField:
     minimum = next((float(m.ge) for m in info.metadata  # type: ignore[arg-type]
                     if isinstance(m, annotated_types.Ge)), None)
     required = info.is_required()
-    return OptionField(name=name, owner=owner, kind=cast(type, kind), surface=surface, default=surface.offer if required else info.default,
-                       required=required, nullable=nullable, choices=choices, minimum=minimum)
+    return OptionField(name=name, owner=owner, kind=cast(type, kind), surface=surface,
+                       default=surface.offer if required else info.default, required=required,
+                       nullable=nullable, choices=choices, minimum=minimum)
