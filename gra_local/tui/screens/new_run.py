@@ -109,7 +109,7 @@ class NewRunScreen(Screen):
                 yield from option_form.option_rows(
                     [f for f in option_fields() if f.name in option_form.BASIC], last)
             with Collapsible(title=self._advanced_title(last), collapsed=True, id="advanced"):
-                # its rows are mounted right after the first frame (`_check_all`): folded,
+                # its rows are mounted shortly after the first frame (`_check_all`): folded,
                 # they only slowed it down
                 yield Grid(id="advanced-form", classes="options")
             with Horizontal(id="checks"):
