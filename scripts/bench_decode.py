@@ -37,7 +37,7 @@ forced; the table lists each run's tokens (a note says when they differ by over 
 different prompts and texts, streamed chunks against completion_tokens, two clocks; and
 batch_speedup the best single run's wall time ratio.)
 `--quick` (CI): one prompt per kind, 24-token free budget, 2 candidates × panel 1 at
-n_parallel 1 and 2, 2 runs each; no shapes, no busy core.
+n_parallel 1 and 2, one run each; no shapes, no busy core.
 """
 
 from __future__ import annotations
@@ -296,8 +296,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=default_threads(),
                     help=f"llama.cpp threads for parts 1–3 (default: the product's, {default_threads()})")
     args = benchlib.parse_args(ap, {"prompts": 1, "free_tokens": 24, "candidates": 2, "panel": 1,
-                                    "parallel": "1,2", "shapes": "", "no_busy": True, "repeats": 2},
-                               "one prompt per kind, 2 candidates at n_parallel 1 and 2 (2 runs each), no shapes")
+                                    "parallel": "1,2", "shapes": "", "no_busy": True, "repeats": 1},
+                               "one prompt per kind, 2 candidates at n_parallel 1 and 2 (one run each), no shapes")
     benchlib.private_user_dirs()
     model = benchlib.resolve_model(args.model)
     if model is None:

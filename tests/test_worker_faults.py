@@ -36,7 +36,8 @@ def test_a_stopped_then_a_crashed_worker_do_not_stop_the_run(tmp_path: Path, smo
     out = tmp_path / "out"
     args = cli("run", EXAMPLE_SEEDS, "--out", out, "--models", models_file(tmp_path, smol_model),
                "--samples", "2", "--max-attempts", "4", "--batch", "2", "--seed-pool", "6",
-               "--judge", "panel")  # every attempt decided, as the ids below need
+               "--judge", "panel", "--panel", "1", "--canaries", "0")  # every attempt decided, as the
+    # ids below need; one reviewer and no canaries: the faults, not the judging, are tested here
     env = dict(os.environ, GRA_LOCAL_STALL_S="3")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)

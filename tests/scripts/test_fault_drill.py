@@ -1,7 +1,9 @@
-"""scripts/fault_drill.py --quick: three SIGKILLs of a real run on the embedded model, each
-resumed, lose, repeat and hang nothing; the last line is the drill's figure line.
+"""scripts/fault_drill.py --quick: three SIGKILLs of a real run on the embedded model (every
+other one mid-batch, just after a model call was journaled), each resumed, lose, repeat and
+hang nothing, canaries included; the last line is the drill's figure line.
 
-Marked `bench` like the other script runs (minutes on 2 cores; deselect with -m "not bench")."""
+This is the suite's kill-and-resume test on a real run (test_e2e.py once had one of its own,
+a single kill: a repeat), so it is marked `e2e`, not `bench`."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from conftest import REPO
 FIGURE = re.compile(r"^faults=(\d+) lost=(\d+) duplicated=(\d+) tracebacks=(\d+) hangs=(\d+)$")
 
 
-@pytest.mark.bench
+@pytest.mark.e2e
 def test_quick_drill_loses_and_repeats_nothing(tmp_path: Path, smol_model: Path) -> None:
     report = tmp_path / "drill.json"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "fault_drill.py"), "--quick",
