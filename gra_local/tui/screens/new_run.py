@@ -243,23 +243,17 @@ class NewRunScreen(Screen):
     @on(Input.Submitted, "#seeds")
     def action_preview(self) -> None:
         path = Path(self.query_one("#seeds", Input).value).expanduser()
-        if self.mode == "review":
+        review = self.mode == "review"
+        if review:
             self._show("#preview", "pairs: checking…")
-            self._scan_pairs(path)
-        else:
-            self._scan(path)
+        self._scan(path, review)
 
     @work(thread=True, exclusive=True, group="preview")
-    def _scan_pairs(self, path: Path) -> None:
-        from gra_local.tui.widgets.file_preview import pairs_preview
+    def _scan(self, path: Path, review: bool) -> None:
+        from gra_local.tui.widgets import file_preview
 
-        self.app.call_from_thread(self._show, "#preview", pairs_preview(path))
-
-    @work(thread=True, exclusive=True, group="preview")
-    def _scan(self, path: Path) -> None:
-        from gra_local.tui.widgets.file_preview import seeds_preview
-
-        self.app.call_from_thread(self._show, "#preview", seeds_preview(path))
+        preview = file_preview.pairs_preview if review else file_preview.seeds_preview
+        self.app.call_from_thread(self._show, "#preview", preview(path))
 
     @work(thread=True, exclusive=True, group="models")
     def _models(self) -> None:
