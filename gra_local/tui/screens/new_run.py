@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from gra_local.models.gguf_info import GGUFInfo
 
 EXAMPLE_SEEDS = Path(__file__).resolve().parent.parent.parent / "data" / "example_seeds.jsonl"
-OFF = ("off", "none", "no")
-"""What turns a threshold off when typed in its field (RunOptions' None)."""
 Mode = Literal["run", "review"]
 MODES = [("generate", "run"), ("review a dataset", "review")]
 FILE_LABEL = {"run": "seed file", "review": "pairs file"}
@@ -290,7 +288,7 @@ class NewRunScreen(Screen):
                 values[field.name] = self.query_one(f"#{field.name}", Select).value
             else:
                 text = self.query_one(f"#{field.name}", Input).value.strip()
-                if field.none_is_off and text.lower() in OFF:
+                if field.none_is_off and text.lower() in option_form.OFF:
                     values[field.name] = None
                 elif text:
                     values[field.name] = text

@@ -18,6 +18,8 @@ BASIC = ("samples", "max_attempts")
 """The options New run shows unfolded; every other one is in the Advanced section."""
 SYMBOL = {"tau": "τ", "delta": "δ"}
 """How the folded line names a threshold the method writes as a letter."""
+OFF = ("off", "none", "no")
+"""What turns a threshold off when typed in its field (RunOptions' None)."""
 
 
 def advanced_fields() -> list[OptionField]:
@@ -29,7 +31,7 @@ def _same(field: OptionField, value: object) -> bool:
     if value is None or isinstance(value, bool) or field.kind is str:
         return value == field.default
     text = str(value).strip()
-    if field.none_is_off and text.lower() in ("off", "none", "no"):
+    if field.none_is_off and text.lower() in OFF:
         return field.default is None
     if not text:  # an empty field takes the default
         return True
@@ -47,7 +49,7 @@ def changed(field: OptionField, value: object) -> str | None:
     name = SYMBOL.get(field.name, field.surface.label)
     if isinstance(value, bool):
         return name if value else f"no {name}"
-    if field.none_is_off and (value is None or str(value).strip().lower() in ("off", "none", "no")):
+    if field.none_is_off and (value is None or str(value).strip().lower() in OFF):
         return f"no {name.removesuffix(' at')}"
     return f"{name} {str(value).strip()}"
 
